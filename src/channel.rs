@@ -1,0 +1,141 @@
+//! One channel on one Redis: running the protocol's scripts with retries,
+//! and deleting chunks that are no longer needed.
+
+use std::collections::HashMap;
+
+use redis::{FromRedisValue, Script};
+
+use crate::connection::Redis;
+use crate::error::{Error, Result};
+use crate::protocol::{self, Audience, Keys};
+
+/// How many chunk keys one `UNLINK` deletes.
+const UNLINK_BATCH: u64 = 256;
+
+/// A channel's keys together with the connection that reaches them.
+#[derive(Clone)]
+pub struct Channel {
+    pub redis: Redis,
+    pub keys: Keys,
+}
+
+/// The parts of a channel's `meta` hash that both sides need.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub audience: Audience,
+    pub ended: bool,
+    pub fields: HashMap<String, String>,
+}
+
+impl Meta {
+    /// A numeric field, 0 when missing.
+    pub fn number(&self, field: &str) -> u64 {
+        self.fields
+            .get(field)
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or(0, |v| v.max(0) as u64)
+    }
+}
+
+impl Channel {
+    pub fn new(redis: Redis, keys: Keys) -> Self {
+        Channel { redis, keys }
+    }
+
+    /// Runs one of [`protocol`]'s scripts with the channel's `meta` key and
+    /// base as the first key and argument.
+    pub async fn run<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        script: &'static Script,
+        args: &[String],
+    ) -> Result<T> {
+        let meta = self.keys.meta();
+        let base = self.keys.base().to_owned();
+        self.redis
+            .retry(what, |mut con| {
+                let mut invocation = script.prepare_invoke();
+                invocation.key(&meta).arg(&base);
+                for arg in args {
+                    invocation.arg(arg);
+                }
+                async move { invocation.invoke_async(&mut con).await }
+            })
+            .await
+    }
+
+    /// Reads `meta`, or `None` when the channel does not exist (yet).
+    pub async fn meta(&self) -> Result<Option<Meta>> {
+        let key = self.keys.meta();
+        let fields: HashMap<String, String> = self
+            .redis
+            .retry("reading the channel", |mut con| {
+                let key = key.clone();
+                async move { redis::cmd("HGETALL").arg(&key).query_async(&mut con).await }
+            })
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+        if field("version") != protocol::VERSION {
+            return Err(Error::Protocol {
+                key,
+                reason: format!("schema version {:?}, expected {}", field("version"), protocol::VERSION),
+            });
+        }
+        let audience = Audience::from_fields(field("mode"), field("receivers")).ok_or_else(|| {
+            Error::Protocol {
+                key: key.clone(),
+                reason: format!("unknown mode {:?}", field("mode")),
+            }
+        })?;
+        Ok(Some(Meta {
+            audience,
+            ended: field("ended") == "1",
+            fields,
+        }))
+    }
+
+    /// Deletes the chunks named by a release plan (`fid, from, to` triples as
+    /// returned by [`protocol::ACK`] and [`protocol::RELEASE_PLAN`]) and then
+    /// releases them from the budget.
+    pub async fn reclaim(&self, plan: &[String]) -> Result<()> {
+        for triple in plan.chunks_exact(3) {
+            let parse = |s: &String| {
+                s.parse::<u64>().map_err(|_| Error::Protocol {
+                    key: self.keys.meta(),
+                    reason: format!("bad number {s:?} in a release plan"),
+                })
+            };
+            let (fid, from, to) = (parse(&triple[0])?, parse(&triple[1])?, parse(&triple[2])?);
+            let mut start = from;
+            while start < to {
+                let end = (start + UNLINK_BATCH).min(to);
+                let keys: Vec<String> = (start..end).map(|i| self.keys.chunk(fid, i)).collect();
+                self.redis
+                    .retry("deleting chunks", |mut con| {
+                        let keys = keys.clone();
+                        async move {
+                            let mut pipe = redis::pipe();
+                            // One command per key keeps every command single-slot
+                            // on a cluster, where chunk keys live on different shards.
+                            for key in &keys {
+                                pipe.cmd("UNLINK").arg(key).ignore();
+                            }
+                            pipe.query_async::<()>(&mut con).await
+                        }
+                    })
+                    .await?;
+                start = end;
+            }
+            self.run::<i64>(
+                "releasing chunks",
+                &protocol::RELEASE,
+                &[fid.to_string(), to.to_string()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

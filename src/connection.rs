@@ -1,0 +1,229 @@
+//! Connections to Redis, and retrying commands across dropped connections.
+//!
+//! Two multiplexed connections per party: one for ordinary commands, which
+//! redis-rs pipelines for us, and one for blocking reads (`XREAD BLOCK`),
+//! because a blocked command stalls every command queued behind it on the
+//! same connection. Both reconnect on their own ([`ConnectionManager`]); what
+//! this module adds is a loop that retries a failed idempotent step with
+//! exponential backoff until Redis is back, so a Redis restart pauses a
+//! transfer instead of ending it.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+use crate::error::{Error, Result};
+
+/// How long a blocking read waits before the caller looks around again.
+/// Kept well below the blocking connection's response timeout.
+pub const BLOCK: Duration = Duration::from_secs(2);
+
+/// How long we keep retrying while Redis is unreachable before giving up.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+/// A pair of connections to one Redis server and the URL they came from.
+#[derive(Clone)]
+pub struct Redis {
+    commands: ConnectionManager,
+    blocking: ConnectionManager,
+    url: String,
+}
+
+impl Redis {
+    /// Connects to `url`, failing fast with a clear error when the server is
+    /// unreachable or refuses the credentials.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let shown = redacted(url);
+        let client = redis::Client::open(url).map_err(|e| Error::InvalidUrl {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let base = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let open = |config: ConnectionManagerConfig| {
+            let client = client.clone();
+            let shown = shown.clone();
+            async move {
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|source| connect_error(&shown, source))
+            }
+        };
+        let commands = open(
+            base.clone()
+                .set_response_timeout(Some(Duration::from_secs(60))),
+        )
+        .await?;
+        let blocking = open(base.set_response_timeout(Some(BLOCK + Duration::from_secs(10)))).await?;
+        let redis = Redis {
+            commands,
+            blocking,
+            url: shown,
+        };
+        // A wrong password may only show on the first command.
+        let mut con = redis.commands.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .map_err(|source| connect_error(&redis.url, source))?;
+        Ok(redis)
+    }
+
+    /// The connection for ordinary commands.
+    pub fn commands(&self) -> ConnectionManager {
+        self.commands.clone()
+    }
+
+    /// The URL with any password removed, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs an idempotent step, retrying transient failures with backoff.
+    pub async fn retry<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        retry_on(&self.commands, what, step).await
+    }
+
+    /// Like [`Redis::retry`], on the connection reserved for blocking reads.
+    pub async fn retry_blocking<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        retry_on(&self.blocking, what, step).await
+    }
+
+    /// Redis' `maxmemory` in bytes, or `None` when unlimited or not readable.
+    pub async fn maxmemory(&self) -> Result<Option<u64>> {
+        let info: String = self
+            .retry("INFO memory", |mut con| async move {
+                redis::cmd("INFO").arg("memory").query_async(&mut con).await
+            })
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|line| line.strip_prefix("maxmemory:"))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .filter(|&bytes| bytes > 0))
+    }
+}
+
+async fn retry_on<T, F, Fut>(con: &ConnectionManager, what: &'static str, mut step: F) -> Result<T>
+where
+    F: FnMut(ConnectionManager) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let mut warned = false;
+    loop {
+        match step(con.clone()).await {
+            Ok(value) => {
+                if warned {
+                    tracing::info!("Redis is back; {what} goes on");
+                }
+                return Ok(value);
+            }
+            Err(source) if is_out_of_memory(&source) => {
+                if !warned {
+                    tracing::warn!(
+                        "Redis is out of memory (maxmemory reached); waiting for room before {what}"
+                    );
+                    warned = true;
+                }
+            }
+            Err(source) if is_transient(&source) => {
+                if started.elapsed() > GIVE_UP_AFTER {
+                    return Err(Error::GaveUp {
+                        what,
+                        seconds: started.elapsed().as_secs(),
+                        source,
+                    });
+                }
+                if !warned {
+                    tracing::warn!("Redis connection problem during {what}: {source}; retrying");
+                    warned = true;
+                }
+            }
+            Err(source) => return Err(Error::Redis { what, source }),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Whether an error is likely to go away by itself: dropped or refused
+/// connections, timeouts, a Redis still loading its data set, failovers.
+pub fn is_transient(error: &RedisError) -> bool {
+    if error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+    {
+        return true;
+    }
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ClusterDown
+        ) | ErrorKind::Io
+    )
+}
+
+/// Whether Redis refused a write because it reached `maxmemory`.
+pub fn is_out_of_memory(error: &RedisError) -> bool {
+    error.code() == Some("OOM")
+}
+
+fn connect_error(url: &str, source: RedisError) -> Error {
+    let auth = source.kind() == ErrorKind::AuthenticationFailed
+        || matches!(source.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+    if auth {
+        Error::Auth {
+            url: url.to_owned(),
+            source,
+        }
+    } else {
+        Error::Connect {
+            url: url.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Removes the password from a URL so it can be printed.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redacted("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redacted("redis://h:1"), "redis://h:1");
+        assert_eq!(redacted("unix:///tmp/r.sock"), "unix:///tmp/r.sock");
+    }
+}

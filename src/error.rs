@@ -1,0 +1,118 @@
+//! The crate's one error type.
+//!
+//! Every variant carries enough context to be printed as a single line that
+//! says what failed and what to do, because the binary prints nothing else.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while sending or receiving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Redis URL could not be parsed.
+    #[error("invalid Redis URL {url}: {reason} (expected redis://[user:pass@]host:port[/db], rediss://… or unix:///path)")]
+    InvalidUrl { url: String, reason: String },
+
+    /// Redis could not be reached or refused the connection.
+    #[error("cannot connect to Redis at {url}: {source} (is redis-server running there? set --redis or REDIS_URL)")]
+    Connect {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis rejected the credentials.
+    #[error("Redis at {url} refused the credentials: {source} (check the user and password in the URL)")]
+    Auth {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A Redis command failed for a reason retrying cannot fix.
+    #[error("Redis {what} failed: {source}")]
+    Redis {
+        what: &'static str,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis stayed unreachable for longer than we are willing to wait.
+    #[error("Redis unreachable for {seconds} s during {what}: {source} (the transfer can be resumed by running the same command again)")]
+    GaveUp {
+        what: &'static str,
+        seconds: u64,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A local file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file name that could escape the output directory or confuse a shell.
+    #[error("refusing file name {name:?}: {reason}")]
+    HostileName { name: String, reason: &'static str },
+
+    /// Two inputs would be stored under the same name in one channel.
+    #[error("two inputs are both named {name:?} in this channel; send them in separate runs or rename one")]
+    DuplicateName { name: String },
+
+    /// A channel name that cannot be used as part of a Redis key.
+    #[error("invalid channel name {name:?}: {reason}")]
+    InvalidChannel { name: String, reason: &'static str },
+
+    /// The receiver id is not one of the receivers the sender named.
+    #[error("receiver {id:?} is not a receiver of channel {channel:?} (its receivers are: {known})")]
+    UnknownReceiver {
+        id: String,
+        channel: String,
+        known: String,
+    },
+
+    /// The channel exists with settings that contradict this command.
+    #[error("channel {channel:?} already exists {existing}; use the same settings or `redistribute purge --channel {channel}` first")]
+    ChannelMismatch { channel: String, existing: String },
+
+    /// A file's data did not arrive intact.
+    #[error("file {name:?}: {reason}; it was not acknowledged")]
+    Corrupt { name: String, reason: String },
+
+    /// Processing a file failed on the receiving side.
+    #[error("file {name:?}: {reason}")]
+    Processing { name: String, reason: String },
+
+    /// The state kept in Redis is not what this version of the protocol writes.
+    #[error("unexpected data in Redis at {key}: {reason} (was the key written by another program? `purge` the channel)")]
+    Protocol { key: String, reason: String },
+
+    /// A command-line value could not be understood.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether the same operation may succeed if tried again later, as
+    /// opposed to errors that need a person to change something.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => crate::connection::is_transient(source),
+            Error::Corrupt { .. } | Error::Processing { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,530 @@
+//! The native wire format: key schema and the atomic state changes.
+//!
+//! Every key of channel `C` under prefix `P` is one of:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:channels` | set | names of all channels, for `status` |
+//! | `P:{C}:meta` | hash | mode, receivers, limit, counters, end-of-input mark |
+//! | `P:{C}:files` | stream | announcements (`kind=file fid=N`, `kind=eof`), one consumer group per broadcast receiver or one `workers` group |
+//! | `P:{C}:sent` | hash | file name → `fid identity state`, so a restarted sender resumes |
+//! | `P:{C}:f:N` | hash | one file: name, chunk size, reserved/published/freed chunk counts, size and BLAKE3 digest once known, acks |
+//! | `P:{C}:f:N:log` | stream | upload progress of file N (`n=…`, then `end` or `abort`) that receivers block on |
+//! | `P:{C}:active` | sorted set | files whose data may still be in Redis |
+//! | `P:{C}:reclaim` | set | files everyone finished whose chunks still need deleting |
+//! | `P:{C}:events` | stream (capped) | progress events a sender waiting for room blocks on |
+//! | `P:{C}:r:ID` | hash | per-receiver counters for `status` |
+//! | `P:{C}:parked` | hash | files given up on, with the reason |
+//! | `P:C:c:N:I` | string | chunk I of file N: the only keys holding file data |
+//!
+//! All control keys share the hash tag `{C}`, so every state change below
+//! is one Lua script on one slot, legal on Redis Cluster. Chunk keys carry
+//! no tag, so a large file spreads over a cluster's shards; scripts never
+//! touch them: chunks are written before they are published and deleted
+//! before their bytes are released from the budget, so a crash between the
+//! two steps can only overestimate memory, never lose data. Each script is
+//! idempotent, which is what makes retrying after a dropped connection safe.
+//! `docs/protocol.md` walks through the same steps in prose.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Version of this key schema, stored in every channel's `meta` hash.
+pub const VERSION: &str = "1";
+
+/// How a channel distributes files.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "receivers")]
+pub enum Audience {
+    /// Every named receiver gets every file.
+    Broadcast(Vec<String>),
+    /// Each file goes to exactly one of any number of workers.
+    Workers,
+}
+
+impl Audience {
+    /// The `mode` field stored in `meta`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Audience::Broadcast(_) => "broadcast",
+            Audience::Workers => "workers",
+        }
+    }
+
+    /// The `receivers` field stored in `meta`: comma-separated ids.
+    pub fn receivers_field(&self) -> String {
+        match self {
+            Audience::Broadcast(ids) => ids.join(","),
+            Audience::Workers => String::new(),
+        }
+    }
+
+    /// How many acknowledgements complete a file.
+    pub fn acks_needed(&self) -> usize {
+        match self {
+            Audience::Broadcast(ids) => ids.len(),
+            Audience::Workers => 1,
+        }
+    }
+
+    /// Reads the audience back from `meta`'s fields.
+    pub fn from_fields(mode: &str, receivers: &str) -> Option<Self> {
+        match mode {
+            "broadcast" => Some(Audience::Broadcast(
+                receivers.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+            )),
+            "workers" => Some(Audience::Workers),
+            _ => None,
+        }
+    }
+
+    /// The consumer group a receiver reads the `files` stream with.
+    pub fn group_of(&self, receiver: &str) -> String {
+        match self {
+            Audience::Broadcast(_) => format!("r:{receiver}"),
+            Audience::Workers => "workers".to_owned(),
+        }
+    }
+}
+
+/// Names of every key of one channel.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    channel: String,
+    /// `P:{C}:`, the start of every control key; scripts build their
+    /// per-file key names from it.
+    base: String,
+}
+
+impl Keys {
+    /// The keys of `channel` under `prefix`. Both must already be validated
+    /// with [`crate::names::check_channel_name`].
+    pub fn new(prefix: &str, channel: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+            channel: channel.to_owned(),
+            base: format!("{prefix}:{{{channel}}}:"),
+        }
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The registry of channel names (not tagged: it spans channels).
+    pub fn channels(&self) -> String {
+        format!("{}:channels", self.prefix)
+    }
+
+    pub fn meta(&self) -> String {
+        format!("{}meta", self.base)
+    }
+
+    pub fn files(&self) -> String {
+        format!("{}files", self.base)
+    }
+
+    pub fn active(&self) -> String {
+        format!("{}active", self.base)
+    }
+
+    pub fn parked(&self) -> String {
+        format!("{}parked", self.base)
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}events", self.base)
+    }
+
+    pub fn file(&self, fid: u64) -> String {
+        format!("{}f:{fid}", self.base)
+    }
+
+    pub fn file_log(&self, fid: u64) -> String {
+        format!("{}f:{fid}:log", self.base)
+    }
+
+    pub fn receiver(&self, id: &str) -> String {
+        format!("{}r:{id}", self.base)
+    }
+
+    /// Pattern matching every control key of the channel.
+    pub fn control_pattern(&self) -> String {
+        format!("{}*", self.base)
+    }
+
+    /// Chunk `index` of file `fid`. Deliberately without a hash tag.
+    pub fn chunk(&self, fid: u64, index: u64) -> String {
+        format!("{}:{}:c:{fid}:{index}", self.prefix, self.channel)
+    }
+
+    /// Pattern matching every chunk key of the channel.
+    pub fn chunk_pattern(&self) -> String {
+        format!("{}:{}:c:*", self.prefix, self.channel)
+    }
+}
+
+/// Helpers shared by the scripts. `account` recomputes how many bytes of a
+/// file's chunks may be in Redis and moves `meta.held` by the difference;
+/// `reclaim_list` tells the caller which chunk ranges to delete.
+const PRELUDE: &str = r#"
+local function account(meta, f)
+  local chunk = tonumber(redis.call('HGET', f, 'chunk'))
+  local reserved = tonumber(redis.call('HGET', f, 'reserved'))
+  local freed = tonumber(redis.call('HGET', f, 'freed'))
+  local size = redis.call('HGET', f, 'size')
+  local now
+  if size then
+    now = math.max(0, tonumber(size) - freed * chunk)
+  else
+    now = math.max(0, (reserved - freed) * chunk)
+  end
+  local old = tonumber(redis.call('HGET', f, 'acct') or '0')
+  redis.call('HSET', f, 'acct', now)
+  redis.call('HINCRBY', meta, 'held', now - old)
+end
+local function reclaim_list(base)
+  local out = {}
+  for _, fid in ipairs(redis.call('SMEMBERS', base .. 'reclaim')) do
+    local f = base .. 'f:' .. fid
+    local freed = redis.call('HGET', f, 'freed')
+    if freed then
+      table.insert(out, fid)
+      table.insert(out, freed)
+      table.insert(out, redis.call('HGET', f, 'reserved'))
+    else
+      redis.call('SREM', base .. 'reclaim', fid)
+    end
+  end
+  return out
+end
+local function event(base, kind, fid)
+  redis.call('XADD', base .. 'events', 'MAXLEN', '~', '100', '*', kind, fid)
+end
+local function abort(meta, base, fid, reason)
+  local f = base .. 'f:' .. fid
+  redis.call('HSET', f, 'state', 'aborted')
+  redis.call('XADD', f .. ':log', '*', 'abort', reason)
+  redis.call('ZREM', base .. 'active', fid)
+  redis.call('SADD', base .. 'reclaim', fid)
+  redis.call('HINCRBY', meta, 'aborted', 1)
+end
+local function settle(meta, base, fid, receiver, outcome, reason, bytes)
+  local f = base .. 'f:' .. fid
+  if redis.call('EXISTS', f) == 0 then return end
+  if redis.call('HSETNX', f, 'ack:' .. receiver, outcome) == 0 then return end
+  local acks = redis.call('HINCRBY', f, 'acks', 1)
+  local r = base .. 'r:' .. receiver
+  local name = redis.call('HGET', f, 'name')
+  if outcome == 'done' then
+    redis.call('HINCRBY', r, 'files', 1)
+    redis.call('HINCRBY', r, 'bytes', bytes)
+    redis.call('HSET', r, 'last', name)
+  else
+    redis.call('HINCRBY', r, 'parked', 1)
+    redis.call('HSET', base .. 'parked', fid .. ':' .. receiver, name .. '\t' .. reason)
+  end
+  if acks >= tonumber(redis.call('HGET', f, 'need')) and redis.call('HGET', f, 'state') == 'sent' then
+    redis.call('HSET', f, 'state', 'done')
+    redis.call('ZREM', base .. 'active', fid)
+    redis.call('SADD', base .. 'reclaim', fid)
+    redis.call('HINCRBY', meta, 'finished', 1)
+  end
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+/// Creates the channel or checks that it matches.
+/// KEYS: meta. ARGV: base, mode, receivers, limit, chunk size, now (ms).
+/// Returns `{}` on success, `{mode, receivers}` of an existing channel that differs.
+pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local files = base .. 'files'
+if redis.call('EXISTS', meta) == 1 then
+  local mode = redis.call('HGET', meta, 'mode')
+  local receivers = redis.call('HGET', meta, 'receivers') or ''
+  if mode ~= ARGV[2] or receivers ~= ARGV[3] then return {mode, receivers} end
+  redis.call('HSET', meta, 'limit', ARGV[4], 'chunk_size', ARGV[5], 'ended', '0')
+  return {}
+end
+redis.call('HSET', meta, 'version', '1', 'mode', ARGV[2], 'receivers', ARGV[3],
+  'limit', ARGV[4], 'chunk_size', ARGV[5], 'created_ms', ARGV[6], 'ended', '0',
+  'held', '0', 'announced', '0', 'finished', '0', 'aborted', '0', 'next_fid', '0')
+local id = redis.call('XADD', files, '*', 'kind', 'open')
+if ARGV[2] == 'workers' then
+  redis.call('XGROUP', 'CREATE', files, 'workers', id)
+else
+  for r in string.gmatch(ARGV[3], '[^,]+') do
+    redis.call('XGROUP', 'CREATE', files, 'r:' .. r, id)
+  end
+end
+return {}
+"#,
+    )
+});
+
+/// Announces a file, or finds the announcement a previous run made.
+/// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size, acks needed.
+/// Returns `{fid, state, published}` where state is `new`, `uploading` or `sent`.
+pub static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local sent = base .. 'sent'
+local previous = redis.call('HGET', sent, ARGV[2])
+if previous then
+  local fid, identity, state = string.match(previous, '^(%d+) (%S+) (%S+)$')
+  local f = base .. 'f:' .. fid
+  local live = redis.call('HGET', f, 'state')
+  if identity == ARGV[3] then
+    if state == 'sent' then return {fid, 'sent', 0} end
+    if ARGV[4] == '1' and live == 'uploading' then
+      return {fid, 'uploading', tonumber(redis.call('HGET', f, 'published'))}
+    end
+  end
+  if live == 'uploading' then
+    abort(meta, base, fid, 'the sender restarted and could not resume this upload')
+  end
+end
+local fid = redis.call('HINCRBY', meta, 'next_fid', 1)
+local f = base .. 'f:' .. fid
+redis.call('HSET', f, 'name', ARGV[2], 'chunk', ARGV[5], 'need', ARGV[6], 'state', 'uploading',
+  'reserved', 0, 'published', 0, 'freed', 0, 'acks', 0, 'acct', 0, 'fails', 0)
+redis.call('HSET', sent, ARGV[2], fid .. ' ' .. ARGV[3] .. ' uploading')
+redis.call('ZADD', base .. 'active', fid, fid)
+redis.call('HINCRBY', meta, 'announced', 1)
+redis.call('XADD', base .. 'files', '*', 'kind', 'file', 'fid', fid)
+return {tostring(fid), 'new', 0}
+"#,
+    )
+});
+
+/// Reserves room in the channel's budget for chunks up to `want`.
+/// KEYS: meta. ARGV: base, fid, want (chunk count), limit (bytes).
+/// Returns `{reserved, last event id}`; reserved is -1 when the file is no
+/// longer being uploaded (aborted by a newer sender).
+pub static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local f = base .. 'f:' .. ARGV[2]
+local last = redis.call('XREVRANGE', base .. 'events', '+', '-', 'COUNT', 1)
+local last_id = '0-0'
+if #last > 0 then last_id = last[1][1] end
+if redis.call('HGET', f, 'state') ~= 'uploading' then return {-1, last_id} end
+local reserved = tonumber(redis.call('HGET', f, 'reserved'))
+local want = tonumber(ARGV[3])
+if want <= reserved then return {reserved, last_id} end
+local chunk = tonumber(redis.call('HGET', f, 'chunk'))
+local held = tonumber(redis.call('HGET', meta, 'held'))
+local n = math.floor((tonumber(ARGV[4]) - held) / chunk)
+if n <= 0 and held <= 0 then n = 1 end
+n = math.min(n, want - reserved)
+if n > 0 then
+  redis.call('HSET', f, 'reserved', reserved + n)
+  account(meta, f)
+  return {reserved + n, last_id}
+end
+return {reserved, last_id}
+"#,
+    )
+});
+
+/// Makes chunks `0..count` of a file visible to receivers.
+/// KEYS: meta. ARGV: base, fid, count.
+pub static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local f = ARGV[1] .. 'f:' .. ARGV[2]
+local published = tonumber(redis.call('HGET', f, 'published'))
+if published and tonumber(ARGV[3]) > published then
+  redis.call('HSET', f, 'published', ARGV[3])
+  redis.call('XADD', f .. ':log', '*', 'n', ARGV[3])
+end
+return 1
+"#,
+    )
+});
+
+/// Records a file's size and digest once its last chunk is published.
+/// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count.
+pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local f = base .. 'f:' .. ARGV[2]
+if redis.call('HGET', f, 'state') ~= 'uploading' then return 0 end
+redis.call('HSET', f, 'size', ARGV[3], 'digest', ARGV[4], 'state', 'sent', 'published', ARGV[5])
+account(meta, f)
+redis.call('XADD', f .. ':log', '*', 'end', '1', 'size', ARGV[3], 'digest', ARGV[4], 'n', ARGV[5])
+local name = redis.call('HGET', f, 'name')
+local previous = redis.call('HGET', base .. 'sent', name)
+if previous then
+  redis.call('HSET', base .. 'sent', name, (string.gsub(previous, 'uploading$', 'sent')))
+end
+if tonumber(redis.call('HGET', f, 'acks')) >= tonumber(redis.call('HGET', f, 'need')) then
+  redis.call('HSET', f, 'state', 'done')
+  redis.call('ZREM', base .. 'active', ARGV[2])
+  redis.call('SADD', base .. 'reclaim', ARGV[2])
+  redis.call('HINCRBY', meta, 'finished', 1)
+end
+return 1
+"#,
+    )
+});
+
+/// Sets the end-of-input mark. KEYS: meta. ARGV: base.
+pub static END_INPUT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local id = redis.call('XADD', ARGV[1] .. 'files', '*', 'kind', 'eof')
+redis.call('HSET', KEYS[1], 'ended', '1', 'eof_id', id)
+return id
+"#,
+    )
+});
+
+/// Records how many chunks of a file a receiver has consumed, so a sender
+/// short of room may delete them before the file is finished.
+/// KEYS: meta. ARGV: base, fid, receiver, chunks consumed.
+pub static CONSUME: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local base = ARGV[1]
+local f = base .. 'f:' .. ARGV[2]
+if redis.call('EXISTS', f) == 0 then return 0 end
+local field = 'pos:' .. ARGV[3]
+if tonumber(ARGV[4]) > tonumber(redis.call('HGET', f, field) or '0') then
+  redis.call('HSET', f, field, ARGV[4])
+end
+event(base, 'c', ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// Settles a file for one receiver (`done` or `parked`) and acknowledges
+/// its announcement; `skip` only acknowledges (aborted or vanished files).
+/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason, bytes.
+/// Returns the reclaim list: `{fid, freed, reserved, ...}`.
+pub static ACK: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+redis.call('XACK', base .. 'files', ARGV[4], ARGV[5])
+if ARGV[6] ~= 'skip' then
+  settle(meta, base, ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8])
+end
+event(base, 'a', ARGV[2])
+return reclaim_list(base)
+"#,
+    )
+});
+
+/// Work queue: a worker failed a file, or it sat unacknowledged longer than
+/// `min idle` with a worker that stopped responding. Counts the failure and
+/// either queues the file again or parks it.
+/// KEYS: meta. ARGV: base, fid, worker, entry id, min idle (ms), max failures, reason.
+/// Returns `requeued`, `parked`, or `gone` (someone else already handled it).
+pub static FAILED: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local files = base .. 'files'
+local pending = redis.call('XPENDING', files, 'workers', 'IDLE', ARGV[5], ARGV[4], ARGV[4], 1)
+if #pending == 0 then return 'gone' end
+redis.call('XACK', files, 'workers', ARGV[4])
+local f = base .. 'f:' .. ARGV[2]
+if redis.call('EXISTS', f) == 0 or redis.call('HGET', f, 'state') == 'done' then return 'gone' end
+local fails = redis.call('HINCRBY', f, 'fails', 1)
+if fails >= tonumber(ARGV[6]) then
+  settle(meta, base, ARGV[2], ARGV[3], 'parked', ARGV[7] .. ' (failed ' .. fails .. ' times)', 0)
+  event(base, 'a', ARGV[2])
+  return 'parked'
+end
+redis.call('HSET', f, 'last_error', ARGV[7])
+redis.call('XADD', files, '*', 'kind', 'file', 'fid', ARGV[2])
+return 'requeued'
+"#,
+    )
+});
+
+/// Lists chunk ranges that may be deleted now: files everyone finished, and
+/// the consumed prefix of files still in flight.
+/// KEYS: meta. ARGV: base. Returns `{fid, from, to, ...}`.
+pub static RELEASE_PLAN: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local out = reclaim_list(base)
+local mode = redis.call('HGET', meta, 'mode')
+local receivers = redis.call('HGET', meta, 'receivers') or ''
+for _, fid in ipairs(redis.call('ZRANGE', base .. 'active', 0, -1)) do
+  local f = base .. 'f:' .. fid
+  local freed = tonumber(redis.call('HGET', f, 'freed') or '-1')
+  local published = tonumber(redis.call('HGET', f, 'published') or '0')
+  local low = nil
+  if mode == 'workers' then
+    low = 0
+    local fields = redis.call('HGETALL', f)
+    for i = 1, #fields, 2 do
+      if string.sub(fields[i], 1, 4) == 'pos:' then low = math.max(low, tonumber(fields[i + 1])) end
+    end
+  else
+    for r in string.gmatch(receivers, '[^,]+') do
+      local p = published
+      if redis.call('HEXISTS', f, 'ack:' .. r) == 0 then
+        p = tonumber(redis.call('HGET', f, 'pos:' .. r) or '0')
+      end
+      if low == nil or p < low then low = p end
+    end
+  end
+  if freed >= 0 and low and low > freed then
+    table.insert(out, fid)
+    table.insert(out, freed)
+    table.insert(out, math.min(low, published))
+  end
+end
+return out
+"#,
+    )
+});
+
+/// Releases chunks `freed..upto` of a file after the caller deleted them,
+/// and forgets the file once it is finished and fully deleted.
+/// KEYS: meta. ARGV: base, fid, upto.
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local f = base .. 'f:' .. ARGV[2]
+local freed = tonumber(redis.call('HGET', f, 'freed'))
+if not freed then
+  redis.call('SREM', base .. 'reclaim', ARGV[2])
+  return 0
+end
+if tonumber(ARGV[3]) > freed then redis.call('HSET', f, 'freed', ARGV[3]) end
+account(meta, f)
+local state = redis.call('HGET', f, 'state')
+if (state == 'done' or state == 'aborted')
+    and tonumber(redis.call('HGET', f, 'freed')) >= tonumber(redis.call('HGET', f, 'reserved')) then
+  redis.call('HINCRBY', meta, 'held', -tonumber(redis.call('HGET', f, 'acct')))
+  redis.call('DEL', f, f .. ':log')
+  redis.call('SREM', base .. 'reclaim', ARGV[2])
+end
+event(base, 'r', ARGV[2])
+return 1
+"#,
+    )
+});

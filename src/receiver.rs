@@ -1,0 +1,762 @@
+//! The receiving side: wait for announced files, stream their chunks as they
+//! arrive, verify them, and acknowledge each one once its work is done.
+//!
+//! A receiver reads the channel's `files` stream through a consumer group
+//! (its own in a broadcast, the shared `workers` group in a work queue), so
+//! an announcement stays pending until acknowledged: a receiver restarted
+//! with the same id first gets back everything it had not acknowledged.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use redis::streams::{StreamId, StreamReadReply};
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::channel::{Channel, Meta};
+use crate::connection::{BLOCK, Redis};
+use crate::decode::{self, Decode, Decoded};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::protocol::{self, Audience, Keys};
+
+/// Chunk reads kept in flight while streaming a file.
+const PREFETCH: usize = 4;
+/// Attempts at a file before it is parked.
+pub const MAX_FAILURES: u32 = 3;
+
+/// What a [`Receiver`] needs to know.
+#[derive(Clone, Debug)]
+pub struct ReceiveOptions {
+    pub channel: String,
+    pub prefix: String,
+    /// This receiver's id: one of the sender's `--receivers`, or any name
+    /// for a worker of a work queue.
+    pub id: String,
+    /// Keep waiting for files after the sender's end-of-input mark.
+    pub follow: bool,
+    /// Work queue: how long a worker may stay silent before its file is
+    /// given to another.
+    pub claim_after: Duration,
+}
+
+impl ReceiveOptions {
+    pub fn new(channel: impl Into<String>, id: impl Into<String>) -> Self {
+        ReceiveOptions {
+            channel: channel.into(),
+            prefix: "rd".to_owned(),
+            id: id.into(),
+            follow: false,
+            claim_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What became of a file whose processing failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// It will be offered again (to this receiver, or to any worker).
+    WillRetry,
+    /// It failed too often and was parked; `status` lists it.
+    Parked,
+}
+
+/// Receives files from one channel.
+pub struct Receiver {
+    channel: Channel,
+    options: ReceiveOptions,
+    audience: Option<Audience>,
+    /// Whether the announcements pending from an earlier run were all handled.
+    pending_done: bool,
+    /// A broadcast file to offer again after a failure, with its attempt count.
+    retry: Option<(String, u64, u32)>,
+    attempts: HashMap<String, u32>,
+}
+
+impl Receiver {
+    /// Connects to Redis. The channel need not exist yet.
+    pub async fn connect(url: &str, options: ReceiveOptions) -> Result<Self> {
+        names::check_channel_name(&options.channel)?;
+        names::check_channel_name(&options.prefix)?;
+        names::check_channel_name(&options.id)?;
+        let redis = Redis::connect(url).await?;
+        let keys = Keys::new(&options.prefix, &options.channel);
+        Ok(Receiver {
+            channel: Channel::new(redis, keys),
+            options,
+            audience: None,
+            pending_done: false,
+            retry: None,
+            attempts: HashMap::new(),
+        })
+    }
+
+    /// Waits for the next file. `None` means the sender marked the end of
+    /// its input and everything before the mark is finished (never with
+    /// `follow`).
+    pub async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
+        let audience = self.join().await?;
+        if let Some((entry, fid, attempt)) = self.retry.take() {
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            if let Some(file) = self.open(&entry, fid).await? {
+                return Ok(Some(file));
+            }
+        }
+        loop {
+            if !self.pending_done {
+                match self.read("0", None).await? {
+                    Some(entry) => {
+                        if let Some(file) = self.handle(&entry).await? {
+                            return Ok(Some(file));
+                        }
+                        continue;
+                    }
+                    None => self.pending_done = true,
+                }
+            }
+            if audience == Audience::Workers {
+                self.requeue_stale().await?;
+            }
+            let ended_before = self.meta().await?.ended;
+            let block = match audience {
+                Audience::Workers => BLOCK.min(self.options.claim_after / 2),
+                Audience::Broadcast(_) => BLOCK,
+            };
+            match self.read(">", Some(block)).await? {
+                Some(entry) => {
+                    if let Some(file) = self.handle(&entry).await? {
+                        return Ok(Some(file));
+                    }
+                    if self.at_end(&entry).await? {
+                        return Ok(None);
+                    }
+                }
+                None if ended_before && !self.options.follow => {
+                    // Nothing new arrived after the end mark was set.
+                    if self.all_finished(&audience).await? {
+                        return Ok(None);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Acknowledges a file whose work is complete. Fails, and acknowledges
+    /// nothing, unless the file was read to its end and verified.
+    pub async fn ack(&mut self, file: IncomingFile) -> Result<()> {
+        if !file.verified.load(Ordering::Acquire) {
+            return Err(Error::Corrupt {
+                name: file.name,
+                reason: "it was not read to its verified end".into(),
+            });
+        }
+        self.attempts.remove(&file.entry);
+        self.settle(&file, "done", "", file.size).await
+    }
+
+    /// Reports that processing a file failed. It is offered again up to
+    /// [`MAX_FAILURES`] attempts in all, then parked.
+    pub async fn fail(&mut self, file: IncomingFile, reason: &str) -> Result<Failure> {
+        let audience = self.join().await?;
+        match audience {
+            Audience::Workers => {
+                let outcome: String = self
+                    .channel
+                    .run(
+                        "reporting a failure",
+                        &protocol::FAILED,
+                        &[
+                            file.fid.to_string(),
+                            self.options.id.clone(),
+                            file.entry.clone(),
+                            "0".into(),
+                            MAX_FAILURES.to_string(),
+                            reason.to_owned(),
+                        ],
+                    )
+                    .await?;
+                Ok(if outcome == "parked" { Failure::Parked } else { Failure::WillRetry })
+            }
+            Audience::Broadcast(_) => {
+                let attempts = self.attempts.entry(file.entry.clone()).or_insert(0);
+                *attempts += 1;
+                if *attempts >= MAX_FAILURES {
+                    let reason = format!("{reason} (failed {attempts} times)");
+                    self.attempts.remove(&file.entry);
+                    self.settle(&file, "parked", &reason, 0).await?;
+                    Ok(Failure::Parked)
+                } else {
+                    self.retry = Some((file.entry.clone(), file.fid, *attempts));
+                    Ok(Failure::WillRetry)
+                }
+            }
+        }
+    }
+
+    async fn settle(&self, file: &IncomingFile, outcome: &str, reason: &str, bytes: u64) -> Result<()> {
+        self.acknowledge(file.fid, &file.entry, outcome, reason, bytes).await
+    }
+
+    async fn acknowledge(&self, fid: u64, entry: &str, outcome: &str, reason: &str, bytes: u64) -> Result<()> {
+        let group = self.audience.as_ref().map(|a| a.group_of(&self.options.id)).unwrap_or_default();
+        let plan: Vec<String> = self
+            .channel
+            .run(
+                "acknowledging a file",
+                &protocol::ACK,
+                &[
+                    fid.to_string(),
+                    self.options.id.clone(),
+                    group,
+                    entry.to_owned(),
+                    outcome.to_owned(),
+                    reason.to_owned(),
+                    bytes.to_string(),
+                ],
+            )
+            .await?;
+        self.channel.reclaim(&plan).await
+    }
+
+    /// Waits for the channel to exist and checks that we belong to it.
+    async fn join(&mut self) -> Result<Audience> {
+        if let Some(audience) = &self.audience {
+            return Ok(audience.clone());
+        }
+        let meta = loop {
+            if let Some(meta) = self.channel.meta().await? {
+                break meta;
+            }
+            tracing::debug!("channel {} does not exist yet; waiting for a sender", self.options.channel);
+            let key = self.channel.keys.files();
+            self.channel
+                .redis
+                .retry_blocking("waiting for the channel", |mut con| {
+                    let key = key.clone();
+                    async move {
+                        redis::cmd("XREAD")
+                            .arg("BLOCK")
+                            .arg(BLOCK.as_millis() as u64)
+                            .arg("STREAMS")
+                            .arg(key)
+                            .arg("0-0")
+                            .query_async::<redis::Value>(&mut con)
+                            .await
+                    }
+                })
+                .await?;
+        };
+        if let Audience::Broadcast(ids) = &meta.audience
+            && !ids.contains(&self.options.id)
+        {
+            return Err(Error::UnknownReceiver {
+                id: self.options.id.clone(),
+                channel: self.options.channel.clone(),
+                known: ids.join(", "),
+            });
+        }
+        let members = format!("{}members", self.channel.keys.base());
+        let id = self.options.id.clone();
+        self.channel
+            .redis
+            .retry("registering the receiver", |mut con| {
+                let (members, id) = (members.clone(), id.clone());
+                async move { redis::cmd("SADD").arg(members).arg(id).query_async::<()>(&mut con).await }
+            })
+            .await?;
+        self.audience = Some(meta.audience.clone());
+        Ok(meta.audience)
+    }
+
+    async fn meta(&self) -> Result<Meta> {
+        self.channel.meta().await?.ok_or_else(|| Error::Protocol {
+            key: self.channel.keys.meta(),
+            reason: "the channel disappeared (was it purged?)".into(),
+        })
+    }
+
+    /// Reads one announcement from our group: `0` for our own pending ones,
+    /// `>` for new ones (blocking up to `block`).
+    async fn read(&self, from: &'static str, block: Option<Duration>) -> Result<Option<StreamId>> {
+        let key = self.channel.keys.files();
+        let group = self.audience.as_ref().map(|a| a.group_of(&self.options.id)).unwrap_or_default();
+        let id = self.options.id.clone();
+        let step = |mut con: redis::aio::ConnectionManager| {
+            let (key, group, id) = (key.clone(), group.clone(), id.clone());
+            async move {
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP").arg(group).arg(id).arg("COUNT").arg(1);
+                if let Some(block) = block {
+                    cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+                }
+                cmd.arg("STREAMS").arg(key).arg(from);
+                cmd.query_async::<Option<StreamReadReply>>(&mut con).await
+            }
+        };
+        let reply = if block.is_some() {
+            self.channel.redis.retry_blocking("waiting for files", step).await?
+        } else {
+            self.channel.redis.retry("reading announcements", step).await?
+        };
+        Ok(reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next()))
+    }
+
+    /// Turns an announcement into a file to process, or handles it here
+    /// (markers, vanished or refused files) and returns `None`.
+    async fn handle(&mut self, entry: &StreamId) -> Result<Option<IncomingFile>> {
+        let kind: String = entry.get("kind").unwrap_or_default();
+        if kind != "file" {
+            self.acknowledge(0, &entry.id, "skip", "", 0).await?;
+            return Ok(None);
+        }
+        let fid: u64 = entry
+            .get::<String>("fid")
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| Error::Protocol {
+                key: self.channel.keys.files(),
+                reason: format!("announcement {} has no file id", entry.id),
+            })?;
+        self.open(&entry.id, fid).await
+    }
+
+    /// Whether `entry` is the end-of-input mark we stop at.
+    async fn at_end(&self, entry: &StreamId) -> Result<bool> {
+        if self.options.follow || entry.get::<String>("kind").as_deref() != Some("eof") {
+            return Ok(false);
+        }
+        let meta = self.meta().await?;
+        let current = meta.ended && meta.fields.get("eof_id") == Some(&entry.id);
+        Ok(current && self.all_finished(&meta.audience).await?)
+    }
+
+    /// Whether nothing is left for us: a broadcast receiver is done when its
+    /// own queue is empty, a worker only when every file is finished (until
+    /// then it stays to take over files of workers that die).
+    async fn all_finished(&self, audience: &Audience) -> Result<bool> {
+        match audience {
+            Audience::Broadcast(_) => Ok(true),
+            Audience::Workers => {
+                let active = self.channel.keys.active();
+                let count: u64 = self
+                    .channel
+                    .redis
+                    .retry("checking progress", |mut con| {
+                        let active = active.clone();
+                        async move { redis::cmd("ZCARD").arg(active).query_async(&mut con).await }
+                    })
+                    .await?;
+                Ok(count == 0)
+            }
+        }
+    }
+
+    /// Work queue: gives files held too long by silent workers to others.
+    async fn requeue_stale(&self) -> Result<()> {
+        let key = self.channel.keys.files();
+        let idle = self.options.claim_after.as_millis() as u64;
+        let stale: Vec<(String, String, u64, u64)> = self
+            .channel
+            .redis
+            .retry("looking for stalled files", |mut con| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("XPENDING")
+                        .arg(key)
+                        .arg("workers")
+                        .arg("IDLE")
+                        .arg(idle)
+                        .arg("-")
+                        .arg("+")
+                        .arg(16)
+                        .query_async(&mut con)
+                        .await
+                }
+            })
+            .await?;
+        for (entry, worker, _, _) in stale {
+            let fid = self.fid_of(&entry).await?;
+            let Some(fid) = fid else { continue };
+            let outcome: String = self
+                .channel
+                .run(
+                    "taking over a stalled file",
+                    &protocol::FAILED,
+                    &[
+                        fid.to_string(),
+                        worker.clone(),
+                        entry.clone(),
+                        idle.to_string(),
+                        MAX_FAILURES.to_string(),
+                        format!("worker {worker} stopped responding"),
+                    ],
+                )
+                .await?;
+            tracing::info!("file {fid} held by silent worker {worker}: {outcome}");
+        }
+        Ok(())
+    }
+
+    async fn fid_of(&self, entry: &str) -> Result<Option<u64>> {
+        let key = self.channel.keys.files();
+        let entry = entry.to_owned();
+        let found: Vec<StreamId> = self
+            .channel
+            .redis
+            .retry("reading an announcement", |mut con| {
+                let (key, entry) = (key.clone(), entry.clone());
+                async move {
+                    let reply: redis::streams::StreamRangeReply =
+                        redis::cmd("XRANGE").arg(key).arg(&entry).arg(&entry).query_async(&mut con).await?;
+                    Ok(reply.ids)
+                }
+            })
+            .await?;
+        Ok(found
+            .first()
+            .and_then(|e| e.get::<String>("fid"))
+            .and_then(|f| f.parse().ok()))
+    }
+
+    /// Starts streaming file `fid`, or settles an announcement that cannot be
+    /// processed.
+    async fn open(&mut self, entry: &str, fid: u64) -> Result<Option<IncomingFile>> {
+        let key = self.channel.keys.file(fid);
+        let fields: HashMap<String, String> = self
+            .channel
+            .redis
+            .retry("reading a file record", |mut con| {
+                let key = key.clone();
+                async move { redis::cmd("HGETALL").arg(key).query_async(&mut con).await }
+            })
+            .await?;
+        let state = fields.get("state").map(String::as_str).unwrap_or("");
+        if fields.is_empty() || state == "aborted" {
+            tracing::debug!("file {fid} was abandoned or already finished; skipping");
+            self.acknowledge(fid, entry, "skip", "", 0).await?;
+            return Ok(None);
+        }
+        let name = fields.get("name").cloned().unwrap_or_default();
+        if let Err(refused) = names::check_file_name(&name) {
+            tracing::error!("{refused}; parking it");
+            self.acknowledge(fid, entry, "parked", &refused.to_string(), 0).await?;
+            return Ok(None);
+        }
+        let chunk_size: u64 = fields.get("chunk").and_then(|c| c.parse().ok()).unwrap_or(0);
+        if chunk_size == 0 {
+            return Err(Error::Protocol {
+                key,
+                reason: "missing chunk size".into(),
+            });
+        }
+        let (sender, chunks) = mpsc::channel(PREFETCH);
+        let verified = Arc::new(AtomicBool::new(false));
+        let fetch = Fetch {
+            channel: self.channel.clone(),
+            receiver: self.options.id.clone(),
+            fid,
+            name: name.clone(),
+            chunk_size,
+            verified: verified.clone(),
+        };
+        let mut tasks = vec![AbortOnDrop(tokio::spawn(fetch.run(sender)))];
+        if self.audience == Some(Audience::Workers) {
+            tasks.push(AbortOnDrop(tokio::spawn(heartbeat(
+                self.channel.clone(),
+                self.options.id.clone(),
+                entry.to_owned(),
+                self.options.claim_after / 4,
+            ))));
+        }
+        Ok(Some(IncomingFile {
+            name,
+            fid,
+            entry: entry.to_owned(),
+            size: fields.get("size").and_then(|s| s.parse().ok()).unwrap_or(0),
+            chunks,
+            current: Bytes::new(),
+            verified,
+            _tasks: tasks,
+        }))
+    }
+}
+
+/// Keeps a worker's claim on a file fresh, so nobody takes it over while
+/// the worker is alive, however long the work takes.
+async fn heartbeat(channel: Channel, worker: String, entry: String, every: Duration) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let key = channel.keys.files();
+        let _ = channel
+            .redis
+            .retry("refreshing a claim", |mut con| {
+                let (key, worker, entry) = (key.clone(), worker.clone(), entry.clone());
+                async move {
+                    redis::cmd("XCLAIM")
+                        .arg(key)
+                        .arg("workers")
+                        .arg(worker)
+                        .arg(0)
+                        .arg(entry)
+                        .arg("JUSTID")
+                        .query_async::<redis::Value>(&mut con)
+                        .await
+                }
+            })
+            .await;
+    }
+}
+
+/// Aborts a background task when its owner goes away.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Streams one file's chunks from Redis into a channel, verifying size and
+/// digest at the end. Errors travel as `io::Error`s to the reader.
+struct Fetch {
+    channel: Channel,
+    receiver: String,
+    fid: u64,
+    name: String,
+    chunk_size: u64,
+    verified: Arc<AtomicBool>,
+}
+
+/// What the upload log says so far.
+#[derive(Default)]
+struct Progress {
+    published: u64,
+    end: Option<(u64, String)>,
+    aborted: Option<String>,
+    last_id: String,
+}
+
+impl Fetch {
+    async fn run(self, out: mpsc::Sender<io::Result<Bytes>>) {
+        if let Err(error) = self.stream(&out).await {
+            let _ = out.send(Err(io::Error::new(io::ErrorKind::InvalidData, error))).await;
+        }
+    }
+
+    async fn stream(&self, out: &mpsc::Sender<io::Result<Bytes>>) -> Result<()> {
+        let mut progress = Progress {
+            last_id: "0-0".into(),
+            ..Progress::default()
+        };
+        self.poll_log(&mut progress, None).await?;
+        let mut hasher = blake3::Hasher::new();
+        let mut received = 0u64;
+        let mut requested = 0u64;
+        let mut consumed = 0u64;
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            if let Some(reason) = &progress.aborted {
+                return Err(self.corrupt(format!("the sender abandoned it: {reason}")));
+            }
+            while in_flight.len() < PREFETCH && requested < progress.published {
+                in_flight.push_back(self.get_chunk(requested));
+                requested += 1;
+            }
+            let Some(data) = in_flight.next().await else {
+                if progress.end.is_some() {
+                    break;
+                }
+                self.poll_log(&mut progress, Some(BLOCK)).await?;
+                continue;
+            };
+            let data = match data? {
+                Some(data) => data,
+                None => return Err(self.missing(consumed).await),
+            };
+            if (data.len() as u64) > self.chunk_size || (data.is_empty() && self.chunk_size > 0) {
+                return Err(self.corrupt(format!("chunk {consumed} has {} bytes", data.len())));
+            }
+            hasher.update(&data);
+            received += data.len() as u64;
+            consumed += 1;
+            self.channel
+                .run::<i64>(
+                    "reporting progress",
+                    &protocol::CONSUME,
+                    &[self.fid.to_string(), self.receiver.clone(), consumed.to_string()],
+                )
+                .await?;
+            if out.send(Ok(data)).await.is_err() {
+                return Ok(()); // the reader went away; nothing to verify for
+            }
+        }
+        let (size, digest) = progress.end.clone().unwrap_or_default();
+        if received != size {
+            return Err(self.corrupt(format!("received {received} bytes, the sender sent {size}")));
+        }
+        if hasher.finalize().to_hex().as_str() != digest {
+            return Err(self.corrupt("BLAKE3 digest mismatch (a chunk was altered in Redis)".into()));
+        }
+        self.verified.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::Corrupt {
+            name: self.name.clone(),
+            reason,
+        }
+    }
+
+    /// Explains a chunk that is not in Redis.
+    async fn missing(&self, index: u64) -> Error {
+        let key = self.channel.keys.file(self.fid);
+        let freed: Option<u64> = self
+            .channel
+            .redis
+            .retry("reading a file record", |mut con| {
+                let key = key.clone();
+                async move { redis::cmd("HGET").arg(key).arg("freed").query_async(&mut con).await }
+            })
+            .await
+            .ok()
+            .flatten();
+        if freed.is_some_and(|freed| index < freed) {
+            self.corrupt(format!(
+                "chunk {index} was already deleted to make room (the file is larger than the channel's limit and this receiver restarted mid-file); send it again"
+            ))
+        } else {
+            self.corrupt(format!(
+                "chunk {index} is missing from Redis (evicted? use maxmemory-policy noeviction)"
+            ))
+        }
+    }
+
+    fn get_chunk(&self, index: u64) -> impl Future<Output = Result<Option<Bytes>>> + use<> {
+        let redis = self.channel.redis.clone();
+        let key = self.channel.keys.chunk(self.fid, index);
+        async move {
+            let data: Option<Vec<u8>> = redis
+                .retry("reading a chunk", |mut con| {
+                    let key = key.clone();
+                    async move { redis::cmd("GET").arg(key).query_async(&mut con).await }
+                })
+                .await?;
+            Ok(data.map(Bytes::from))
+        }
+    }
+
+    /// Reads the upload log from where we left off, blocking up to `block`
+    /// when it has nothing new.
+    async fn poll_log(&self, progress: &mut Progress, block: Option<Duration>) -> Result<()> {
+        let key = self.channel.keys.file_log(self.fid);
+        let from = progress.last_id.clone();
+        let step = |mut con: redis::aio::ConnectionManager| {
+            let (key, from) = (key.clone(), from.clone());
+            async move {
+                let mut cmd = redis::cmd("XREAD");
+                cmd.arg("COUNT").arg(1000);
+                if let Some(block) = block {
+                    cmd.arg("BLOCK").arg(block.as_millis() as u64);
+                }
+                cmd.arg("STREAMS").arg(key).arg(from);
+                cmd.query_async::<Option<StreamReadReply>>(&mut con).await
+            }
+        };
+        let reply = if block.is_some() {
+            self.channel.redis.retry_blocking("waiting for chunks", step).await?
+        } else {
+            self.channel.redis.retry("reading the upload log", step).await?
+        };
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            if let Some(n) = entry.get::<String>("n").and_then(|n| n.parse().ok()) {
+                progress.published = progress.published.max(n);
+            }
+            if entry.get::<String>("end").is_some() {
+                let size = entry.get::<String>("size").and_then(|s| s.parse().ok()).unwrap_or(0);
+                progress.end = Some((size, entry.get("digest").unwrap_or_default()));
+            }
+            if let Some(reason) = entry.get::<String>("abort") {
+                progress.aborted = Some(reason);
+            }
+            progress.last_id = entry.id;
+        }
+        Ok(())
+    }
+}
+
+/// A file being received. Read it as raw bytes (it implements
+/// [`AsyncRead`] and [`AsyncBufRead`]), decoded with [`IncomingFile::decoded`],
+/// or as lines with [`IncomingFile::lines`]; then pass it to
+/// [`Receiver::ack`] or [`Receiver::fail`].
+///
+/// Reading ends with an error instead of end-of-file when the data turns
+/// out to be incomplete or altered, so a consumer never mistakes a damaged
+/// file for a complete one.
+pub struct IncomingFile {
+    name: String,
+    fid: u64,
+    entry: String,
+    size: u64,
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    verified: Arc<AtomicBool>,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl IncomingFile {
+    /// The file's name relative to what the sender was given, `/`-separated.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The contents, decompressed as `decode` and the name say.
+    pub fn decoded(&mut self, decode: Decode) -> Decoded<'_> {
+        let name = self.name.clone();
+        decode::decoder(&name, decode, self)
+    }
+
+    /// The (decoded) contents split at `\n`, without the newline.
+    pub fn lines(&mut self, decode: Decode) -> tokio::io::Split<Decoded<'_>> {
+        use tokio::io::AsyncBufReadExt;
+        self.decoded(decode).split(b'\n')
+    }
+}
+
+impl AsyncBufRead for IncomingFile {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        while this.current.is_empty() {
+            match ready!(this.chunks.poll_recv(cx)) {
+                Some(Ok(data)) => this.current = data,
+                Some(Err(error)) => return Poll::Ready(Err(error)),
+                None => break,
+            }
+        }
+        Poll::Ready(Ok(&this.current))
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        let _ = self.get_mut().current.split_to(amount);
+    }
+}
+
+impl AsyncRead for IncomingFile {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
+        let n = available.len().min(buf.remaining());
+        buf.put_slice(&available[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(()))
+    }
+}

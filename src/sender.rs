@@ -1,0 +1,437 @@
+//! The sending side: announce files, upload them chunk by chunk within the
+//! channel's memory budget, and resume where a previous run stopped.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use indicatif::ProgressBar;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+
+use crate::channel::Channel;
+use crate::connection::{BLOCK, Redis};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::protocol::{self, Audience, Keys};
+
+/// Default size of one chunk.
+pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
+/// Default memory budget of a channel.
+pub const DEFAULT_LIMIT: u64 = 1 << 30;
+/// Chunk writes kept in flight at once: enough to hide round trips, few
+/// enough to keep the sender's memory small.
+const PIPELINE_DEPTH: u64 = 6;
+
+/// What a [`Sender`] needs to know about the channel it feeds.
+#[derive(Clone, Debug)]
+pub struct SendOptions {
+    pub channel: String,
+    pub prefix: String,
+    pub audience: Audience,
+    /// Most bytes of file data the channel may hold in Redis.
+    pub limit: u64,
+    pub chunk_size: u64,
+}
+
+impl SendOptions {
+    /// Options with the defaults for everything but the channel and audience.
+    pub fn new(channel: impl Into<String>, audience: Audience) -> Self {
+        SendOptions {
+            channel: channel.into(),
+            prefix: "rd".to_owned(),
+            audience,
+            limit: DEFAULT_LIMIT,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// What happened to one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Uploaded now (possibly resuming an earlier run's upload).
+    Uploaded { bytes: u64 },
+    /// A previous run already sent this exact file.
+    AlreadySent,
+}
+
+/// Feeds files into one channel.
+pub struct Sender {
+    channel: Channel,
+    options: SendOptions,
+    limit: u64,
+    progress: ProgressBar,
+}
+
+impl Sender {
+    /// Connects to Redis and creates the channel, or joins it when a
+    /// previous run with the same audience created it.
+    pub async fn open(url: &str, options: SendOptions) -> Result<Self> {
+        names::check_channel_name(&options.channel)?;
+        names::check_channel_name(&options.prefix)?;
+        if let Audience::Broadcast(ids) = &options.audience {
+            if ids.is_empty() {
+                return Err(Error::Usage("a broadcast needs at least one receiver".into()));
+            }
+            for id in ids {
+                names::check_channel_name(id)?;
+            }
+        }
+        if options.chunk_size == 0 {
+            return Err(Error::Usage("--chunk-size must be at least 1 byte".into()));
+        }
+        let redis = Redis::connect(url).await?;
+        let limit = match redis.maxmemory().await? {
+            Some(max) if options.limit > max / 2 => {
+                tracing::info!(
+                    "limiting the channel to {} (half of Redis' maxmemory)",
+                    bytesize::ByteSize(max / 2)
+                );
+                max / 2
+            }
+            _ => options.limit,
+        };
+        let channel = Channel::new(redis, Keys::new(&options.prefix, &options.channel));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mismatch: Vec<String> = channel
+            .run(
+                "creating the channel",
+                &protocol::OPEN,
+                &[
+                    options.audience.mode().to_owned(),
+                    options.audience.receivers_field(),
+                    limit.to_string(),
+                    options.chunk_size.to_string(),
+                    now.to_string(),
+                ],
+            )
+            .await?;
+        if let [mode, receivers] = mismatch.as_slice() {
+            return Err(Error::ChannelMismatch {
+                channel: options.channel.clone(),
+                existing: if mode == "workers" {
+                    "as a work queue".to_owned()
+                } else {
+                    format!("as a broadcast to {receivers}")
+                },
+            });
+        }
+        let registry = channel.keys.channels();
+        let name = options.channel.clone();
+        channel
+            .redis
+            .retry("registering the channel", |mut con| {
+                let (registry, name) = (registry.clone(), name.clone());
+                async move { redis::cmd("SADD").arg(registry).arg(name).query_async::<()>(&mut con).await }
+            })
+            .await?;
+        Ok(Sender {
+            channel,
+            options,
+            limit,
+            progress: ProgressBar::hidden(),
+        })
+    }
+
+    /// Reports uploaded bytes to `bar` from now on.
+    pub fn set_progress(&mut self, bar: ProgressBar) {
+        self.progress = bar;
+    }
+
+    /// The budget actually in force (after the `maxmemory` cap).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Sends a local file under `name`, resuming an upload a previous run
+    /// left unfinished, or skipping it when that run completed it.
+    pub async fn send_file(&self, path: &Path, name: &str) -> Result<Sent> {
+        names::check_file_name(name)?;
+        let metadata = tokio::fs::metadata(path).await.map_err(|e| Error::io(path, e))?;
+        let mtime = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let identity = format!("{}:{mtime}", metadata.len());
+        let (fid, state, published) = self.announce(name, &identity, true).await?;
+        if state == "sent" {
+            tracing::info!("{name}: already sent by an earlier run; skipping");
+            return Ok(Sent::AlreadySent);
+        }
+        let mut file = tokio::fs::File::open(path).await.map_err(|e| Error::io(path, e))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0;
+        if published > 0 {
+            // Rebuild the digest of what the earlier run uploaded, then go on from there.
+            let prefix = published * self.options.chunk_size;
+            let mut head = (&mut file).take(prefix);
+            let mut buffer = vec![0; 1 << 16];
+            loop {
+                let n = head.read(&mut buffer).await.map_err(|e| Error::io(path, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                size += n as u64;
+            }
+            file.seek(std::io::SeekFrom::Start(size))
+                .await
+                .map_err(|e| Error::io(path, e))?;
+            tracing::info!("{name}: resuming after {} uploaded by an earlier run", bytesize::ByteSize(size));
+            self.progress.inc(size);
+        }
+        let bytes = self
+            .upload(fid, name, file, published, hasher, size)
+            .await
+            .map_err(|e| match e {
+                Error::Io { source, .. } => Error::io(path, source),
+                other => other,
+            })?;
+        Ok(Sent::Uploaded { bytes })
+    }
+
+    /// Sends everything `reader` yields under `name`. A stream cannot be
+    /// resumed, so an unfinished upload of the same name is abandoned.
+    pub async fn send_reader<R: AsyncRead + Unpin>(&self, name: &str, reader: R) -> Result<u64> {
+        names::check_file_name(name)?;
+        let (fid, _, _) = self.announce(name, "stream", false).await?;
+        self.upload(fid, name, reader, 0, blake3::Hasher::new(), 0).await
+    }
+
+    /// Sets the end-of-input mark: receivers that are not following the
+    /// channel exit once they have finished every file sent before it.
+    pub async fn finish(&self) -> Result<()> {
+        self.channel
+            .run::<String>("marking the end of input", &protocol::END_INPUT, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until every announced file is finished by all its receivers
+    /// and its data is gone from Redis.
+    pub async fn wait_until_done(&self) -> Result<()> {
+        let mut last_event = "0-0".to_owned();
+        loop {
+            self.release_what_we_can().await?;
+            let (active, reclaim, newest): (u64, u64, Vec<(String,)>) = {
+                let keys = &self.channel.keys;
+                let (a, r, e) = (keys.active(), format!("{}reclaim", keys.base()), keys.events());
+                self.channel
+                    .redis
+                    .retry("checking progress", |mut con| {
+                        let (a, r, e) = (a.clone(), r.clone(), e.clone());
+                        async move {
+                            redis::pipe()
+                                .zcard(a)
+                                .scard(r)
+                                .cmd("XREVRANGE")
+                                .arg(e)
+                                .arg("+")
+                                .arg("-")
+                                .arg("COUNT")
+                                .arg(1)
+                                .query_async(&mut con)
+                                .await
+                        }
+                    })
+                    .await?
+            };
+            if active == 0 && reclaim == 0 {
+                return Ok(());
+            }
+            if let Some((id,)) = newest.into_iter().next() {
+                if id == last_event {
+                    self.wait_for_event(&last_event).await?;
+                }
+                last_event = id;
+            } else {
+                self.wait_for_event(&last_event).await?;
+            }
+        }
+    }
+
+    async fn announce(&self, name: &str, identity: &str, resumable: bool) -> Result<(u64, String, u64)> {
+        let (fid, state, published): (String, String, u64) = self
+            .channel
+            .run(
+                "announcing a file",
+                &protocol::ANNOUNCE,
+                &[
+                    name.to_owned(),
+                    identity.to_owned(),
+                    if resumable { "1" } else { "0" }.to_owned(),
+                    self.options.chunk_size.to_string(),
+                    self.options.audience.acks_needed().to_string(),
+                ],
+            )
+            .await?;
+        let fid = fid.parse().map_err(|_| Error::Protocol {
+            key: self.channel.keys.meta(),
+            reason: format!("file id {fid:?} is not a number"),
+        })?;
+        Ok((fid, state, published))
+    }
+
+    /// Uploads the rest of a file from chunk `next` on, then records its size
+    /// and digest. `hasher` and `size` cover the chunks before `next`.
+    async fn upload<R: AsyncRead + Unpin>(
+        &self,
+        fid: u64,
+        name: &str,
+        mut reader: R,
+        mut next: u64,
+        mut hasher: blake3::Hasher,
+        mut size: u64,
+    ) -> Result<u64> {
+        let chunk_size = self.options.chunk_size;
+        let mut reserved = 0;
+        let mut published = next;
+        let mut in_flight = FuturesOrdered::new();
+        let mut last_event = "0-0".to_owned();
+        let mut end_of_input = false;
+        loop {
+            while !end_of_input && (in_flight.len() as u64) < PIPELINE_DEPTH {
+                if next >= reserved {
+                    let (granted, event): (i64, String) = self
+                        .channel
+                        .run(
+                            "reserving room",
+                            &protocol::RESERVE,
+                            &[
+                                fid.to_string(),
+                                (next + PIPELINE_DEPTH).to_string(),
+                                self.limit.to_string(),
+                            ],
+                        )
+                        .await?;
+                    last_event = event;
+                    if granted < 0 {
+                        return Err(Error::Processing {
+                            name: name.to_owned(),
+                            reason: "another sender took over this upload".into(),
+                        });
+                    }
+                    reserved = granted as u64;
+                    if reserved <= next {
+                        break;
+                    }
+                }
+                let data = read_chunk(&mut reader, chunk_size).await?;
+                if data.is_empty() {
+                    end_of_input = true;
+                    break;
+                }
+                end_of_input = (data.len() as u64) < chunk_size;
+                hasher.update(&data);
+                size += data.len() as u64;
+                in_flight.push_back(self.write_chunk(fid, next, data));
+                next += 1;
+            }
+            match in_flight.next().await {
+                Some(written) => {
+                    let bytes = written?;
+                    published += 1;
+                    self.channel
+                        .run::<i64>(
+                            "publishing a chunk",
+                            &protocol::PUBLISH,
+                            &[fid.to_string(), published.to_string()],
+                        )
+                        .await?;
+                    self.progress.inc(bytes);
+                }
+                None if end_of_input => break,
+                None => {
+                    tracing::debug!("{name}: channel full ({}); waiting for receivers", bytesize::ByteSize(self.limit));
+                    if !self.release_what_we_can().await? {
+                        self.wait_for_event(&last_event).await?;
+                    }
+                }
+            }
+        }
+        let digest = hasher.finalize().to_hex().to_string();
+        self.channel
+            .run::<i64>(
+                "finishing a file",
+                &protocol::FINISH,
+                &[fid.to_string(), size.to_string(), digest, published.to_string()],
+            )
+            .await?;
+        tracing::debug!("{name}: sent {}", bytesize::ByteSize(size));
+        Ok(size)
+    }
+
+    fn write_chunk(&self, fid: u64, index: u64, data: Bytes) -> impl Future<Output = Result<u64>> + use<> {
+        let redis = self.channel.redis.clone();
+        let key = self.channel.keys.chunk(fid, index);
+        async move {
+            let len = data.len() as u64;
+            redis
+                .retry("writing a chunk", |mut con| {
+                    let (key, data) = (key.clone(), data.clone());
+                    async move { redis::cmd("SET").arg(key).arg(data.as_ref()).query_async::<()>(&mut con).await }
+                })
+                .await?;
+            Ok(len)
+        }
+    }
+
+    /// Deletes finished files' chunks and chunks every receiver has consumed.
+    /// Returns whether there was anything to delete.
+    async fn release_what_we_can(&self) -> Result<bool> {
+        let plan: Vec<String> = self
+            .channel
+            .run("planning deletions", &protocol::RELEASE_PLAN, &[])
+            .await?;
+        self.channel.reclaim(&plan).await?;
+        Ok(!plan.is_empty())
+    }
+
+    /// Blocks until a receiver reports progress after `last_event`, or for
+    /// at most [`BLOCK`].
+    async fn wait_for_event(&self, last_event: &str) -> Result<()> {
+        let key = self.channel.keys.events();
+        let last_event = last_event.to_owned();
+        self.channel
+            .redis
+            .retry_blocking("waiting for receivers", |mut con| {
+                let (key, last_event) = (key.clone(), last_event.clone());
+                async move {
+                    redis::cmd("XREAD")
+                        .arg("COUNT")
+                        .arg(1)
+                        .arg("BLOCK")
+                        .arg(BLOCK.as_millis() as u64)
+                        .arg("STREAMS")
+                        .arg(key)
+                        .arg(last_event)
+                        .query_async::<redis::Value>(&mut con)
+                        .await
+                }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Reads up to `size` bytes, fewer only at the end of input.
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: u64) -> Result<Bytes> {
+    let mut buffer = BytesMut::with_capacity(size as usize);
+    while (buffer.len() as u64) < size {
+        let room = size as usize - buffer.len();
+        let n = reader
+            .read_buf(&mut (&mut buffer).limit(room))
+            .await
+            .map_err(|e| Error::io("input", e))?;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(buffer.freeze())
+}
