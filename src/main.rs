@@ -1,3 +1,40 @@
-fn main() {
-    println!("Hello, world!");
+//! The `redistribute` binary: parse arguments, run, print one line on error.
+
+use clap::Parser;
+use redistribute::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        "warn"
+    } else if cli.verbose {
+        "debug"
+    } else {
+        "info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REDISTRIBUTE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("redistribute={level}"))),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .init();
+    let outcome = tokio::select! {
+        outcome = cli::run(cli) => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("redistribute: interrupted; unfinished work resumes when the same command runs again");
+            return std::process::ExitCode::from(130);
+        }
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("redistribute: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

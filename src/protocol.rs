@@ -519,7 +519,6 @@ account(meta, f)
 local state = redis.call('HGET', f, 'state')
 if (state == 'done' or state == 'aborted')
     and tonumber(redis.call('HGET', f, 'freed')) >= tonumber(redis.call('HGET', f, 'reserved')) then
-  redis.call('HINCRBY', meta, 'held', -tonumber(redis.call('HGET', f, 'acct')))
   redis.call('DEL', f, f .. ':log')
   redis.call('SREM', base .. 'reclaim', ARGV[2])
 end

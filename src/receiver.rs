@@ -161,7 +161,7 @@ impl Receiver {
             });
         }
         self.attempts.remove(&file.entry);
-        self.settle(&file, "done", "", file.size).await
+        self.settle(&file, "done", "", file.received).await
     }
 
     /// Reports that processing a file failed. It is offered again up to
@@ -481,7 +481,7 @@ impl Receiver {
             name,
             fid,
             entry: entry.to_owned(),
-            size: fields.get("size").and_then(|s| s.parse().ok()).unwrap_or(0),
+            received: 0,
             chunks,
             current: Bytes::new(),
             verified,
@@ -707,7 +707,7 @@ pub struct IncomingFile {
     name: String,
     fid: u64,
     entry: String,
-    size: u64,
+    received: u64,
     chunks: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
     verified: Arc<AtomicBool>,
@@ -718,6 +718,11 @@ impl IncomingFile {
     /// The file's name relative to what the sender was given, `/`-separated.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Bytes received so far (all of them once read to the end).
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// The contents, decompressed as `decode` and the name say.
@@ -738,7 +743,10 @@ impl AsyncBufRead for IncomingFile {
         let this = self.get_mut();
         while this.current.is_empty() {
             match ready!(this.chunks.poll_recv(cx)) {
-                Some(Ok(data)) => this.current = data,
+                Some(Ok(data)) => {
+                    this.received += data.len() as u64;
+                    this.current = data;
+                }
                 Some(Err(error)) => return Poll::Ready(Err(error)),
                 None => break,
             }

@@ -219,7 +219,7 @@ impl Sender {
         let mut last_event = "0-0".to_owned();
         loop {
             self.release_what_we_can().await?;
-            let (active, reclaim, newest): (u64, u64, Vec<(String,)>) = {
+            let (active, reclaim, newest): (u64, u64, redis::streams::StreamRangeReply) = {
                 let keys = &self.channel.keys;
                 let (a, r, e) = (keys.active(), format!("{}reclaim", keys.base()), keys.events());
                 self.channel
@@ -245,7 +245,7 @@ impl Sender {
             if active == 0 && reclaim == 0 {
                 return Ok(());
             }
-            if let Some((id,)) = newest.into_iter().next() {
+            if let Some(id) = newest.ids.into_iter().next().map(|e| e.id) {
                 if id == last_event {
                     self.wait_for_event(&last_event).await?;
                 }

@@ -1,0 +1,392 @@
+//! The command line: argument parsing and one function per command.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::connection::Redis;
+use crate::error::{Error, Result};
+use crate::inputs::{self, Input};
+use crate::protocol::Audience;
+use crate::receiver::{Failure, ReceiveOptions, Receiver};
+use crate::sender::{SendOptions, Sender, Sent};
+use crate::sink::Sink;
+use crate::status::{self, ChannelStatus};
+use crate::{Decode, demo, loggen, progress};
+
+/// Distribute files through Redis to many machines and process them while
+/// they stream.
+#[derive(Debug, Parser)]
+#[command(name = "redistribute", version, about, long_about = None)]
+pub struct Cli {
+    /// Redis to use: redis://[user:pass@]host:port[/db], rediss://… (TLS) or unix:///path
+    #[arg(long, global = true, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// Prefix of every key this tool writes.
+    #[arg(long, global = true, default_value = "rd")]
+    pub prefix: String,
+    /// Print only warnings and errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail about each step.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send files or directories into a channel.
+    Send(SendArgs),
+    /// Receive files from a channel and write, pipe or print each one.
+    Receive(ReceiveArgs),
+    /// Show channels: files in flight, memory held, receivers' progress.
+    Status(StatusArgs),
+    /// Delete every key of a channel.
+    Purge(PurgeArgs),
+    /// Run the whole job end to end on a private redis-server.
+    Demo(DemoArgs),
+    /// Write sample access logs (for benchmarks).
+    #[command(hide = true)]
+    GenerateLogs(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("audience").required(true).args(["receivers", "workers"])))]
+pub struct SendArgs {
+    /// Channel to send into.
+    #[arg(long)]
+    pub channel: String,
+    /// Broadcast to receivers 0..N-1 (a number) or to the named ones (a,b,c).
+    #[arg(long)]
+    pub receivers: Option<String>,
+    /// Make a work queue: each file goes to exactly one of any number of workers.
+    #[arg(long)]
+    pub workers: bool,
+    /// Most file data the channel may hold in Redis (at most half of maxmemory).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub limit: u64,
+    /// Size of each chunk stored in Redis.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// Keep watching directories for new files (log rotation); never ends the input.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: send a file once it has not changed for this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Name of the file read from stdin (`-`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Files, directories (sent recursively, named relative to the directory) or `-` for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("output").required(true).args(["out", "exec", "stdout"])))]
+pub struct ReceiveArgs {
+    /// Channel to receive from.
+    #[arg(long)]
+    pub channel: String,
+    /// This receiver's id: one of the sender's --receivers, or any name for a worker.
+    #[arg(long)]
+    pub id: String,
+    /// Write byte-identical copies under DIR (original bytes, never decoded).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run `sh -c CMD` per file with its contents on stdin and its name in $REDISTRIBUTE_NAME.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Write contents to stdout, file after file.
+    #[arg(long)]
+    pub stdout: bool,
+    /// Decompress .gz and .zst files for --exec and --stdout (auto) or not (none).
+    #[arg(long, value_enum, default_value_t = Decode::Auto)]
+    pub decode: Decode,
+    /// Keep waiting for new files after the sender's end of input.
+    #[arg(long)]
+    pub follow: bool,
+    /// Work queue: give a silent worker's file to another worker after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub claim_after: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show only this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Channel to delete.
+    #[arg(long)]
+    pub channel: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Uncompressed size of the generated logs.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the logs into.
+    pub dir: PathBuf,
+    /// Uncompressed size of the logs.
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    pub size: u64,
+    /// Number of files.
+    #[arg(long, default_value_t = 8)]
+    pub files: u32,
+}
+
+/// Parses sizes such as `64MiB`, `1GiB`, `1.5GB` or `131072`.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| format!("{text:?} is not a size (examples: 131072, 64MiB, 1GiB)"))
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Send(args) => send(&cli.redis, &cli.prefix, quiet, args).await,
+        Command::Receive(args) => receive(&cli.redis, &cli.prefix, quiet, args).await,
+        Command::Status(args) => show_status(&cli.redis, &cli.prefix, args).await,
+        Command::Purge(args) => {
+            let redis = Redis::connect(&cli.redis).await?;
+            let deleted = status::purge(&redis, &cli.prefix, &args.channel).await?;
+            tracing::info!("purged channel {}: {deleted} keys deleted", args.channel);
+            Ok(())
+        }
+        Command::Demo(args) => {
+            // The demo talks to a private server unless --redis or REDIS_URL says otherwise.
+            let explicit = std::env::args().any(|a| a == "--redis" || a.starts_with("--redis="))
+                || std::env::var_os("REDIS_URL").is_some();
+            demo::run(demo::DemoOptions {
+                redis_url: explicit.then_some(cli.redis),
+                size: args.size,
+                receivers: 3,
+                quiet,
+            })
+            .await
+        }
+        Command::GenerateLogs(args) => loggen::write_log_dir(&args.dir, args.size, args.files)
+            .map(|_| ())
+            .map_err(|e| Error::io(&args.dir, e)),
+    }
+}
+
+fn audience(args: &SendArgs) -> Result<Audience> {
+    if args.workers {
+        return Ok(Audience::Workers);
+    }
+    let list = args.receivers.as_deref().unwrap_or_default();
+    if let Ok(count) = list.parse::<u32>() {
+        if count == 0 {
+            return Err(Error::Usage("--receivers must be at least 1".into()));
+        }
+        return Ok(Audience::Broadcast((0..count).map(|i| i.to_string()).collect()));
+    }
+    let ids: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+    if ids.iter().any(String::is_empty) {
+        return Err(Error::Usage(format!("--receivers {list:?}: expected a count or names like a,b,c")));
+    }
+    Ok(Audience::Broadcast(ids))
+}
+
+async fn send(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result<()> {
+    let inputs = inputs::collect(&args.paths, args.name.as_deref())?;
+    let mut options = SendOptions::new(&args.channel, audience(&args)?);
+    options.prefix = prefix.to_owned();
+    options.limit = args.limit;
+    options.chunk_size = args.chunk_size;
+    let mut sender = Sender::open(url, options).await?;
+    let total = inputs.iter().map(|i| i.size).sum();
+    let bar = progress::bytes(total, quiet, "sending");
+    sender.set_progress(bar.clone());
+    let started = Instant::now();
+    let count = inputs.len();
+    let mut bytes = 0;
+    for input in &inputs {
+        bytes += send_one(&sender, input).await?;
+    }
+    if args.follow {
+        follow(&sender, &args, inputs).await?;
+    }
+    sender.finish().await?;
+    bar.finish_and_clear();
+    tracing::info!(
+        "sent {count} files ({}) in {:.1} s; waiting for receivers to finish",
+        bytesize::ByteSize(bytes),
+        started.elapsed().as_secs_f64()
+    );
+    sender.wait_until_done().await?;
+    tracing::info!("all receivers finished; the channel's data is gone from Redis");
+    Ok(())
+}
+
+async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
+    match &input.path {
+        Some(path) => match sender.send_file(path, &input.name).await? {
+            Sent::Uploaded { bytes } => {
+                tracing::info!("sent {} ({})", input.name, bytesize::ByteSize(bytes));
+                Ok(bytes)
+            }
+            Sent::AlreadySent => Ok(0),
+        },
+        None => {
+            let bytes = sender.send_reader(&input.name, tokio::io::stdin()).await?;
+            tracing::info!("sent {} from stdin ({})", input.name, bytesize::ByteSize(bytes));
+            Ok(bytes)
+        }
+    }
+}
+
+/// Watches the directories among the inputs and sends new or changed files
+/// once they have been quiet for `--settle`. Runs until interrupted.
+async fn follow(sender: &Sender, args: &SendArgs, initial: Vec<Input>) -> Result<()> {
+    let dirs: Vec<PathBuf> = args.paths.iter().filter(|p| p.is_dir()).cloned().collect();
+    let mut known: std::collections::HashSet<(String, u64, Option<SystemTime>)> =
+        initial.into_iter().map(|i| (i.name, i.size, i.modified)).collect();
+    tracing::info!("following {} directories for new files", dirs.len());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for input in inputs::collect(&dirs, None)? {
+            let settled = input
+                .modified
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= args.settle);
+            let identity = (input.name.clone(), input.size, input.modified);
+            if settled && !known.contains(&identity) {
+                send_one(sender, &input).await?;
+                known.insert(identity);
+            }
+        }
+    }
+}
+
+async fn receive(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Result<()> {
+    let sink = match (&args.out, &args.exec) {
+        (Some(dir), _) => Sink::Dir(dir.clone()),
+        (_, Some(command)) => Sink::Exec(command.clone()),
+        _ => Sink::Stdout,
+    };
+    let mut options = ReceiveOptions::new(&args.channel, &args.id);
+    options.prefix = prefix.to_owned();
+    options.follow = args.follow;
+    options.claim_after = args.claim_after;
+    let mut receiver = Receiver::connect(url, options).await?;
+    let bar = progress::bytes(0, quiet, "receiving");
+    let (mut files, mut parked) = (0u64, 0u64);
+    while let Some(mut file) = receiver.next_file().await? {
+        let name = file.name().to_owned();
+        match sink.process(&mut file, args.decode).await {
+            Ok(()) => {
+                let bytes = file.received();
+                receiver.ack(file).await?;
+                files += 1;
+                bar.inc(bytes);
+                bar.set_prefix(format!("{files} files"));
+                tracing::info!("received {name} ({})", bytesize::ByteSize(bytes));
+            }
+            Err(error) => match receiver.fail(file, &error.to_string()).await? {
+                Failure::WillRetry => tracing::warn!("{error}; will try again"),
+                Failure::Parked => {
+                    tracing::error!("{error}; parked after {} attempts", crate::receiver::MAX_FAILURES);
+                    parked += 1;
+                }
+            },
+        }
+    }
+    bar.finish_and_clear();
+    tracing::info!("done: {files} files received");
+    if parked > 0 {
+        return Err(Error::Usage(format!(
+            "{parked} files failed repeatedly and were parked; see `redistribute status --channel {}`",
+            args.channel
+        )));
+    }
+    Ok(())
+}
+
+async fn show_status(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
+    let redis = Redis::connect(url).await?;
+    let names = match &args.channel {
+        Some(name) => vec![name.clone()],
+        None => status::channels(&redis, prefix).await?,
+    };
+    let mut found = Vec::new();
+    for name in &names {
+        match status::channel_status(&redis, prefix, name).await? {
+            Some(status) => found.push(status),
+            None if args.channel.is_some() => {
+                return Err(Error::Usage(format!("no channel named {name:?} under prefix {prefix:?}")));
+            }
+            None => {}
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&found).expect("status serializes"));
+    } else if found.is_empty() {
+        println!("no channels");
+    } else {
+        for status in &found {
+            print_status(status);
+        }
+    }
+    Ok(())
+}
+
+fn print_status(s: &ChannelStatus) {
+    use std::io::IsTerminal;
+    let size = |b: u64| bytesize::ByteSize(b).to_string();
+    println!(
+        "channel {}: {}{}, {} announced, {} finished, {} in flight, {} held of {} limit",
+        s.channel,
+        s.mode,
+        if s.ended { ", input ended" } else { "" },
+        s.files_announced,
+        s.files_finished,
+        s.files_in_flight,
+        size(s.bytes_held),
+        size(s.limit),
+    );
+    let bars = std::io::stdout().is_terminal();
+    println!("  {:<12} {:>7} {:>11} {:>7} {:>7}  last file", "receiver", "done", "bytes", "behind", "parked");
+    for r in &s.receivers {
+        let behind = r.files_behind.map_or("-".to_owned(), |b| b.to_string());
+        let bar = match (bars, r.files_behind) {
+            (true, Some(behind)) => {
+                let total = (r.files_done + behind).max(1);
+                let filled = (20 * r.files_done / total) as usize;
+                format!("[{}{}] ", "#".repeat(filled), ".".repeat(20 - filled))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "  {:<12} {:>7} {:>11} {:>7} {:>7}  {bar}{}",
+            r.id,
+            r.files_done,
+            size(r.bytes_done),
+            behind,
+            r.files_parked,
+            r.last_file.as_deref().unwrap_or("-"),
+        );
+    }
+    for p in &s.parked {
+        println!("  parked: {} (receiver {}): {}", p.file, p.receiver, p.reason);
+    }
+}

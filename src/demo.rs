@@ -1,0 +1,129 @@
+//! `redistribute demo`: the whole job end to end on a private Redis.
+//!
+//! Generates a day-per-file set of access logs (some gzip'd, one in two
+//! gzip members), broadcasts them to three receivers writing copies,
+//! verifies every copy byte for byte and reports the throughput.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::local_redis::{LocalRedis, LocalRedisOptions};
+use crate::protocol::Audience;
+use crate::receiver::{ReceiveOptions, Receiver};
+use crate::sender::{SendOptions, Sender};
+use crate::sink::Sink;
+use crate::{Decode, inputs, loggen, progress, status};
+
+/// Settings of one demo run.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Use this Redis instead of starting a private one.
+    pub redis_url: Option<String>,
+    /// Uncompressed bytes of logs to generate.
+    pub size: u64,
+    pub receivers: u32,
+    pub quiet: bool,
+}
+
+/// Runs the demo and prints what it did.
+pub async fn run(options: DemoOptions) -> Result<()> {
+    let _private;
+    let url = match &options.redis_url {
+        Some(url) => url.clone(),
+        None => {
+            let redis = LocalRedis::start(LocalRedisOptions::default()).map_err(|e| Error::io("redis-server", e))?;
+            say(&options, &format!("started a private redis-server on port {}", redis.port()));
+            let url = redis.url();
+            _private = redis;
+            url
+        }
+    };
+    let work = tempfile::Builder::new()
+        .prefix("redistribute-demo-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let source = work.path().join("logs");
+    say(&options, &format!("generating {} of access logs", bytesize::ByteSize(options.size)));
+    let dir = source.clone();
+    let size = options.size;
+    tokio::task::spawn_blocking(move || loggen::write_log_dir(&dir, size, 8))
+        .await
+        .map_err(|e| Error::io(&source, std::io::Error::other(e)))?
+        .map_err(|e| Error::io(&source, e))?;
+    let files = inputs::collect(std::slice::from_ref(&source), None)?;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+
+    let channel = format!("demo-{}", std::process::id());
+    let ids: Vec<String> = (0..options.receivers).map(|i| i.to_string()).collect();
+    let started = Instant::now();
+    let mut receivers = Vec::new();
+    for id in &ids {
+        let out = work.path().join(format!("copy-{id}"));
+        let receiver = Receiver::connect(&url, ReceiveOptions::new(&channel, id)).await?;
+        receivers.push(tokio::spawn(receive_all(receiver, out)));
+    }
+    let mut sender = Sender::open(&url, SendOptions::new(&channel, Audience::Broadcast(ids.clone()))).await?;
+    sender.set_progress(progress::bytes(total, options.quiet, "sending"));
+    say(&options, &format!("sending {} files ({}) to receivers {}", files.len(), bytesize::ByteSize(total), ids.join(", ")));
+    for file in &files {
+        let path = file.path.as_deref().expect("demo inputs are files");
+        sender.send_file(path, &file.name).await?;
+    }
+    sender.finish().await?;
+    sender.wait_until_done().await?;
+    for receiver in receivers {
+        receiver.await.map_err(|e| Error::io("receiver task", std::io::Error::other(e)))??;
+    }
+    let elapsed = started.elapsed();
+
+    for id in &ids {
+        let copy = work.path().join(format!("copy-{id}"));
+        for file in &files {
+            let original = file.path.as_deref().expect("demo inputs are files");
+            if digest(original)? != digest(&copy.join(&file.name))? {
+                return Err(Error::Corrupt {
+                    name: file.name.clone(),
+                    reason: format!("receiver {id}'s copy differs from the original"),
+                });
+            }
+        }
+    }
+    let redis = crate::connection::Redis::connect(&url).await?;
+    let leftover = status::purge(&redis, "rd", &channel).await?;
+    let seconds = elapsed.as_secs_f64();
+    println!(
+        "demo: {} files, {} sent once and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
+        files.len(),
+        bytesize::ByteSize(total),
+        ids.len(),
+        seconds,
+        bytesize::ByteSize((total as f64 / seconds) as u64),
+        bytesize::ByteSize((total as f64 * ids.len() as f64 / seconds) as u64),
+        files.len() * ids.len(),
+        leftover,
+    );
+    Ok(())
+}
+
+async fn receive_all(mut receiver: Receiver, out: PathBuf) -> Result<()> {
+    let sink = Sink::Dir(out);
+    while let Some(mut file) = receiver.next_file().await? {
+        sink.process(&mut file, Decode::None).await?;
+        receiver.ack(file).await?;
+    }
+    Ok(())
+}
+
+fn digest(path: &Path) -> Result<blake3::Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    hasher.update_reader(file).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize())
+}
+
+fn say(options: &DemoOptions, message: &str) {
+    if !options.quiet {
+        eprintln!("demo: {message}");
+    }
+}

@@ -1,0 +1,169 @@
+//! A private `redis-server` on a free port, for the demo, the tests and the
+//! benchmark: nothing here depends on a Redis someone else started.
+
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a [`LocalRedis`] is configured.
+#[derive(Clone, Debug, Default)]
+pub struct LocalRedisOptions {
+    /// Keep data across restarts (append-only file) instead of none.
+    pub persistent: bool,
+    /// `maxmemory` in bytes, if any.
+    pub maxmemory: Option<u64>,
+    /// Require this password.
+    pub password: Option<String>,
+}
+
+/// A running `redis-server` child process, killed when dropped.
+pub struct LocalRedis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    options: LocalRedisOptions,
+}
+
+impl LocalRedis {
+    /// Starts `redis-server` from `PATH` on a free loopback port, with its
+    /// files in a fresh temporary directory, and waits until it answers.
+    pub fn start(options: LocalRedisOptions) -> io::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("redistribute-redis-").tempdir()?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut redis = LocalRedis {
+            child: None,
+            port,
+            dir,
+            options,
+        };
+        redis.start_again()?;
+        Ok(redis)
+    }
+
+    /// Starts the server again after [`LocalRedis::stop`], on the same port
+    /// and with the same data directory.
+    pub fn start_again(&mut self) -> io::Result<()> {
+        let mut command = Command::new("redis-server");
+        command
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg(if self.options.persistent { "yes" } else { "no" })
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(bytes) = self.options.maxmemory {
+            command
+                .arg("--maxmemory")
+                .arg(bytes.to_string())
+                .arg("--maxmemory-policy")
+                .arg("noeviction");
+        }
+        if let Some(password) = &self.options.password {
+            command.arg("--requirepass").arg(password);
+        }
+        let child = command.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start redis-server ({e}); install it with `apt-get install redis-server`"),
+            )
+        })?;
+        self.child = Some(child);
+        self.wait_until_ready()
+    }
+
+    /// Stops the server gracefully (SIGTERM), so a persistent one writes its
+    /// data, and waits for it to exit.
+    pub fn stop(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY-free: `kill` sends SIGTERM with the `kill` utility.
+            Command::new("kill").arg(child.id().to_string()).status()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The URL clients use, with the password when one is set.
+    pub fn url(&self) -> String {
+        match &self.options.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's log, to show when a test fails.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn wait_until_ready(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().transpose()) {
+                let status = status?;
+                return Err(io::Error::other(format!(
+                    "redis-server exited with {status} at start:\n{}",
+                    self.log()
+                )));
+            }
+            if ping(self.port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "redis-server did not answer within 10 s:\n{}",
+                    self.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Whether something answers a RESP `PING` on the port (any reply, even an
+/// authentication error, shows the server is up).
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 64];
+    stream.write_all(b"PING\r\n").is_ok() && matches!(stream.read(&mut reply), Ok(n) if n > 0 && !reply.starts_with(b"-LOADING"))
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

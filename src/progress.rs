@@ -1,0 +1,29 @@
+//! Progress bars, drawn only on a terminal.
+//!
+//! indicatif's stderr target draws nothing when stderr is not a terminal,
+//! so scripts and CI logs get plain log lines only.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A bar counting bytes towards `total` (or a spinner when `total` is 0).
+pub fn bytes(total: u64, quiet: bool, message: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = if total > 0 {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template(
+                "{msg:12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        )
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{msg:12} {spinner} {bytes} {binary_bytes_per_sec} {prefix}")
+                .expect("valid template"),
+        )
+    };
+    bar.set_message(message.to_owned());
+    bar
+}

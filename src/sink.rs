@@ -1,0 +1,118 @@
+//! Where a receiver puts each file: a directory, a command, or stdout.
+//!
+//! Each sink commits its output only once the file is verified: `--out`
+//! renames a temporary file into place, `--exec` closes the command's stdin
+//! (so it sees end-of-file) only after the last byte checked out, `--stdout`
+//! flushes. The caller acknowledges only after the sink returns `Ok`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncWriteExt, copy_buf};
+
+use crate::decode::Decode;
+use crate::error::{Error, Result};
+use crate::names;
+use crate::receiver::IncomingFile;
+
+/// What to do with each received file.
+#[derive(Clone, Debug)]
+pub enum Sink {
+    /// Write a byte-identical copy under this directory.
+    Dir(PathBuf),
+    /// Pipe the (decoded) contents into `sh -c COMMAND`.
+    Exec(String),
+    /// Write the (decoded) contents to standard output.
+    Stdout,
+}
+
+impl Sink {
+    /// Processes one file completely. `Ok` means the output is committed.
+    pub async fn process(&self, file: &mut IncomingFile, decode: Decode) -> Result<()> {
+        let name = file.name().to_owned();
+        names::check_file_name(&name)?;
+        match self {
+            Sink::Dir(dir) => write_copy(dir, &name, file).await,
+            Sink::Exec(command) => run_command(command, &name, file, decode).await,
+            Sink::Stdout => {
+                let mut stdout = tokio::io::stdout();
+                copy_buf(&mut file.decoded(decode), &mut stdout)
+                    .await
+                    .map_err(|e| failed(&name, e))?;
+                stdout.flush().await.map_err(|e| Error::io("stdout", e))
+            }
+        }
+    }
+}
+
+fn failed(name: &str, error: std::io::Error) -> Error {
+    Error::Processing {
+        name: name.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
+    let target = dir.join(name);
+    let parent = target.parent().unwrap_or(dir).to_owned();
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(|e| Error::io(&parent, e))?;
+    let base = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = parent.join(format!(".{base}.rd-partial"));
+    let result = async {
+        let mut out = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| Error::io(&partial, e))?;
+        copy_buf(file, &mut out).await.map_err(|e| failed(name, e))?;
+        out.sync_all().await.map_err(|e| Error::io(&partial, e))?;
+        tokio::fs::rename(&partial, &target)
+            .await
+            .map_err(|e| Error::io(&target, e))
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    result
+}
+
+async fn run_command(command: &str, name: &str, file: &mut IncomingFile, decode: Decode) -> Result<()> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("REDISTRIBUTE_NAME", name)
+        .stdin(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::Processing {
+            name: name.to_owned(),
+            reason: format!("cannot start `sh -c {command}`: {e}"),
+        })?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut contents = file.decoded(decode);
+    let copied = copy_buf(&mut contents, &mut stdin).await;
+    if let Err(error) = copied {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = child.kill().await;
+            return Err(failed(name, error));
+        }
+        // The command stopped reading early; that is its business, but the
+        // file must still be verified before it can count as done.
+        tokio::io::copy_buf(&mut contents, &mut tokio::io::sink())
+            .await
+            .map_err(|e| {
+                failed(name, e)
+            })?;
+    }
+    drop(stdin);
+    let status = child.wait().await.map_err(|e| failed(name, e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Processing {
+            name: name.to_owned(),
+            reason: format!("`{command}` exited with {status}"),
+        })
+    }
+}

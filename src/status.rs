@@ -1,0 +1,186 @@
+//! What `status` shows and what `purge` deletes.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::channel::Channel;
+use crate::connection::Redis;
+use crate::error::Result;
+use crate::names;
+use crate::protocol::{Audience, Keys};
+
+/// The state of one channel, as `status --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct ChannelStatus {
+    pub channel: String,
+    pub mode: &'static str,
+    /// Whether the sender set its end-of-input mark.
+    pub ended: bool,
+    pub files_announced: u64,
+    pub files_finished: u64,
+    pub files_in_flight: u64,
+    /// Bytes of file data the channel currently holds in Redis.
+    pub bytes_held: u64,
+    pub limit: u64,
+    pub receivers: Vec<ReceiverStatus>,
+    pub parked: Vec<ParkedFile>,
+}
+
+/// One receiver (or worker) of a channel.
+#[derive(Debug, Serialize)]
+pub struct ReceiverStatus {
+    pub id: String,
+    pub files_done: u64,
+    pub bytes_done: u64,
+    pub files_parked: u64,
+    /// Broadcast: files announced that it has not finished yet.
+    pub files_behind: Option<u64>,
+    pub last_file: Option<String>,
+}
+
+/// A file given up on.
+#[derive(Debug, Serialize)]
+pub struct ParkedFile {
+    pub file: String,
+    pub receiver: String,
+    pub reason: String,
+}
+
+/// Names of all channels under `prefix`, sorted.
+pub async fn channels(redis: &Redis, prefix: &str) -> Result<Vec<String>> {
+    let key = Keys::new(prefix, "-").channels();
+    let mut names: Vec<String> = redis
+        .retry("listing channels", |mut con| {
+            let key = key.clone();
+            async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut con).await }
+        })
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
+/// Gathers the status of one channel; `None` when it does not exist.
+pub async fn channel_status(redis: &Redis, prefix: &str, name: &str) -> Result<Option<ChannelStatus>> {
+    names::check_channel_name(name)?;
+    let channel = Channel::new(redis.clone(), Keys::new(prefix, name));
+    let Some(meta) = channel.meta().await? else {
+        return Ok(None);
+    };
+    let keys = &channel.keys;
+    let (active, parked, members): (u64, HashMap<String, String>, Vec<String>) = redis
+        .retry("reading channel status", |mut con| {
+            let (a, p, m) = (keys.active(), keys.parked(), format!("{}members", keys.base()));
+            async move {
+                redis::pipe()
+                    .zcard(a)
+                    .hgetall(p)
+                    .smembers(m)
+                    .query_async(&mut con)
+                    .await
+            }
+        })
+        .await?;
+    let mut ids = match &meta.audience {
+        Audience::Broadcast(ids) => ids.clone(),
+        Audience::Workers => members,
+    };
+    ids.sort();
+    ids.dedup();
+    let announced = meta.number("announced");
+    let aborted = meta.number("aborted");
+    let mut receivers = Vec::new();
+    for id in ids {
+        let key = keys.receiver(&id);
+        let fields: HashMap<String, String> = redis
+            .retry("reading receiver status", |mut con| {
+                let key = key.clone();
+                async move { redis::cmd("HGETALL").arg(key).query_async(&mut con).await }
+            })
+            .await?;
+        let number = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        let (done, parked_files) = (number("files"), number("parked"));
+        receivers.push(ReceiverStatus {
+            files_behind: matches!(meta.audience, Audience::Broadcast(_))
+                .then(|| announced.saturating_sub(aborted + done + parked_files)),
+            id,
+            files_done: done,
+            bytes_done: number("bytes"),
+            files_parked: parked_files,
+            last_file: fields.get("last").cloned(),
+        });
+    }
+    let mut parked: Vec<ParkedFile> = parked
+        .into_iter()
+        .map(|(key, value)| {
+            let receiver = key.split_once(':').map(|(_, r)| r.to_owned()).unwrap_or_default();
+            let (file, reason) = value.split_once('\t').unwrap_or((&value, ""));
+            ParkedFile {
+                file: file.to_owned(),
+                receiver,
+                reason: reason.to_owned(),
+            }
+        })
+        .collect();
+    parked.sort_by(|a, b| (&a.file, &a.receiver).cmp(&(&b.file, &b.receiver)));
+    Ok(Some(ChannelStatus {
+        channel: name.to_owned(),
+        mode: meta.audience.mode(),
+        ended: meta.ended,
+        files_announced: announced,
+        files_finished: meta.number("finished"),
+        files_in_flight: active,
+        bytes_held: meta.number("held"),
+        limit: meta.number("limit"),
+        receivers,
+        parked,
+    }))
+}
+
+/// Deletes every key of a channel. Returns how many keys were deleted.
+pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
+    names::check_channel_name(name)?;
+    let keys = Keys::new(prefix, name);
+    let mut deleted = 0;
+    for pattern in [keys.chunk_pattern(), keys.control_pattern()] {
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis
+                .retry("scanning keys", |mut con| {
+                    let pattern = pattern.clone();
+                    async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut con)
+                            .await
+                    }
+                })
+                .await?;
+            for key in &found {
+                let key = key.clone();
+                deleted += redis
+                    .retry("deleting keys", |mut con| {
+                        let key = key.clone();
+                        async move { redis::cmd("UNLINK").arg(key).query_async::<u64>(&mut con).await }
+                    })
+                    .await?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    let (registry, name) = (keys.channels(), name.to_owned());
+    redis
+        .retry("unregistering the channel", |mut con| {
+            let (registry, name) = (registry.clone(), name.clone());
+            async move { redis::cmd("SREM").arg(registry).arg(name).query_async::<()>(&mut con).await }
+        })
+        .await?;
+    Ok(deleted)
+}
