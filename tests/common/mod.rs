@@ -1,0 +1,144 @@
+//! Shared test harness: a private redis-server per test, the binary, and
+//! small helpers for files.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use redistribute::local_redis::{LocalRedis, LocalRedisOptions};
+
+/// A redis-server for one test; its log is printed if the test fails.
+pub struct Server(pub LocalRedis);
+
+impl Server {
+    pub fn start() -> Self {
+        Self::with(LocalRedisOptions::default())
+    }
+
+    pub fn with(options: LocalRedisOptions) -> Self {
+        Server(LocalRedis::start(options).expect("redis-server starts (is it installed?)"))
+    }
+
+    pub fn url(&self) -> String {
+        self.0.url()
+    }
+
+    /// A plain connection for inspecting and tampering with keys.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Every key matching `pattern`.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut con = self.connection().await;
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut con).await.unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// The binary, pointed at this server, quiet unless told otherwise.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
+        command.env("REDIS_URL", self.url()).env_remove("REDISTRIBUTE_LOG");
+        command
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- redis-server log ---\n{}", self.0.log());
+        }
+    }
+}
+
+/// Runs a command to completion with a timeout, returning its output.
+pub fn run(command: &mut Command, timeout: Duration) -> Output {
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait(child, timeout)
+}
+
+/// Waits for a spawned child with a timeout (killing it when exceeded).
+pub fn wait(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "timed out after {timeout:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts success and returns stderr, showing both streams on failure.
+pub fn succeeded(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {stderr}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
+/// Asserts failure with exactly one line on stderr and returns that line.
+pub fn failed_with_one_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "unexpectedly succeeded; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
+    assert!(lines[0].starts_with("redistribute: "), "{}", lines[0]);
+    lines[0].to_owned()
+}
+
+/// Writes `bytes` to `dir/name`, creating parent directories.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Deterministic pseudo-random bytes (incompressible, unlike repeated text).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+/// Relative path → contents of every file under `dir`.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let name = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// Asserts two directory trees hold the same files with the same bytes.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let (expected, actual) = (tree(expected), tree(actual));
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        actual.keys().collect::<Vec<_>>(),
+        "different file lists"
+    );
+    for (name, bytes) in &expected {
+        assert!(actual[name] == *bytes, "{name} differs ({} vs {} bytes)", bytes.len(), actual[name].len());
+    }
+}
