@@ -290,7 +290,7 @@ async fn receive(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Res
     options.claim_after = args.claim_after;
     let mut receiver = Receiver::connect(url, options).await?;
     let bar = progress::bytes(0, quiet, "receiving");
-    let (mut files, mut parked) = (0u64, 0u64);
+    let mut files = 0u64;
     while let Some(mut file) = receiver.next_file().await? {
         let name = file.name().to_owned();
         match sink.process(&mut file, args.decode).await {
@@ -305,14 +305,14 @@ async fn receive(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Res
             Err(error) => match receiver.fail(file, &error.to_string()).await? {
                 Failure::WillRetry => tracing::warn!("{error}; will try again"),
                 Failure::Parked => {
-                    tracing::error!("{error}; parked after {} attempts", crate::receiver::MAX_FAILURES);
-                    parked += 1;
+                    tracing::error!("{error}; parked after {} attempts", crate::receiver::MAX_FAILURES)
                 }
             },
         }
     }
     bar.finish_and_clear();
     tracing::info!("done: {files} files received");
+    let parked = receiver.parked();
     if parked > 0 {
         return Err(Error::Usage(format!(
             "{parked} files failed repeatedly and were parked; see `redistribute status --channel {}`",

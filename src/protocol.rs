@@ -460,14 +460,18 @@ return 'requeued'
     )
 });
 
-/// Lists chunk ranges that may be deleted now: files everyone finished, and
-/// the consumed prefix of files still in flight.
-/// KEYS: meta. ARGV: base. Returns `{fid, from, to, ...}`.
+/// Lists chunk ranges that may be deleted now: files everyone finished and,
+/// when `early` is 1 (the sender is out of room), the prefix of files in
+/// flight that every receiver has consumed. Early release costs crash
+/// safety (a receiver restarted mid-file cannot re-read deleted chunks), so
+/// it happens only when a file larger than the budget must stream through.
+/// KEYS: meta. ARGV: base, early (0/1). Returns `{fid, from, to, ...}`.
 pub static RELEASE_PLAN: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
 local out = reclaim_list(base)
+if ARGV[2] ~= '1' then return out end
 local mode = redis.call('HGET', meta, 'mode')
 local receivers = redis.call('HGET', meta, 'receivers') or ''
 for _, fid in ipairs(redis.call('ZRANGE', base .. 'active', 0, -1)) do

@@ -80,6 +80,7 @@ pub struct Receiver {
     /// A broadcast file to offer again after a failure, with its attempt count.
     retry: Option<(String, u64, u32)>,
     attempts: HashMap<String, u32>,
+    parked: u64,
 }
 
 impl Receiver {
@@ -97,6 +98,7 @@ impl Receiver {
             pending_done: false,
             retry: None,
             attempts: HashMap::new(),
+            parked: 0,
         })
     }
 
@@ -185,7 +187,11 @@ impl Receiver {
                         ],
                     )
                     .await?;
-                Ok(if outcome == "parked" { Failure::Parked } else { Failure::WillRetry })
+                if outcome == "parked" {
+                    self.parked += 1;
+                    return Ok(Failure::Parked);
+                }
+                Ok(Failure::WillRetry)
             }
             Audience::Broadcast(_) => {
                 let attempts = self.attempts.entry(file.entry.clone()).or_insert(0);
@@ -194,6 +200,7 @@ impl Receiver {
                     let reason = format!("{reason} (failed {attempts} times)");
                     self.attempts.remove(&file.entry);
                     self.settle(&file, "parked", &reason, 0).await?;
+                    self.parked += 1;
                     Ok(Failure::Parked)
                 } else {
                     self.retry = Some((file.entry.clone(), file.fid, *attempts));
@@ -201,6 +208,12 @@ impl Receiver {
                 }
             }
         }
+    }
+
+    /// How many files this receiver parked since it connected: failed too
+    /// often, or refused for a hostile name.
+    pub fn parked(&self) -> u64 {
+        self.parked
     }
 
     async fn settle(&self, file: &IncomingFile, outcome: &str, reason: &str, bytes: u64) -> Result<()> {
@@ -449,6 +462,7 @@ impl Receiver {
         if let Err(refused) = names::check_file_name(&name) {
             tracing::error!("{refused}; parking it");
             self.acknowledge(fid, entry, "parked", &refused.to_string(), 0).await?;
+            self.parked += 1;
             return Ok(None);
         }
         let chunk_size: u64 = fields.get("chunk").and_then(|c| c.parse().ok()).unwrap_or(0);

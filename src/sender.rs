@@ -218,7 +218,7 @@ impl Sender {
     pub async fn wait_until_done(&self) -> Result<()> {
         let mut last_event = "0-0".to_owned();
         loop {
-            self.release_what_we_can().await?;
+            self.release(false).await?;
             let (active, reclaim, newest): (u64, u64, redis::streams::StreamRangeReply) = {
                 let keys = &self.channel.keys;
                 let (a, r, e) = (keys.active(), format!("{}reclaim", keys.base()), keys.events());
@@ -349,7 +349,7 @@ impl Sender {
                 None if end_of_input => break,
                 None => {
                     tracing::debug!("{name}: channel full ({}); waiting for receivers", bytesize::ByteSize(self.limit));
-                    if !self.release_what_we_can().await? {
+                    if !self.release(true).await? {
                         self.wait_for_event(&last_event).await?;
                     }
                 }
@@ -382,12 +382,13 @@ impl Sender {
         }
     }
 
-    /// Deletes finished files' chunks and chunks every receiver has consumed.
-    /// Returns whether there was anything to delete.
-    async fn release_what_we_can(&self) -> Result<bool> {
+    /// Deletes finished files' chunks and, when `early`, chunks every
+    /// receiver has consumed. Returns whether there was anything to delete.
+    async fn release(&self, early: bool) -> Result<bool> {
+        let early = if early { "1" } else { "0" };
         let plan: Vec<String> = self
             .channel
-            .run("planning deletions", &protocol::RELEASE_PLAN, &[])
+            .run("planning deletions", &protocol::RELEASE_PLAN, &[early.to_owned()])
             .await?;
         self.channel.reclaim(&plan).await?;
         Ok(!plan.is_empty())

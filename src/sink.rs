@@ -45,7 +45,15 @@ impl Sink {
     }
 }
 
+/// Our own errors travel through `io::Error` from the reader; unwrap them
+/// so the message is not repeated.
 fn failed(name: &str, error: std::io::Error) -> Error {
+    if error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(Ok(ours)) = error.into_inner().map(|inner| inner.downcast::<Error>()) {
+            return *ours;
+        }
+        unreachable!("checked above");
+    }
     Error::Processing {
         name: name.to_owned(),
         reason: error.to_string(),
