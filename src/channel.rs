@@ -81,15 +81,20 @@ impl Channel {
         if field("version") != protocol::VERSION {
             return Err(Error::Protocol {
                 key,
-                reason: format!("schema version {:?}, expected {}", field("version"), protocol::VERSION),
+                reason: format!(
+                    "schema version {:?}, expected {}",
+                    field("version"),
+                    protocol::VERSION
+                ),
             });
         }
-        let audience = Audience::from_fields(field("mode"), field("receivers")).ok_or_else(|| {
-            Error::Protocol {
-                key: key.clone(),
-                reason: format!("unknown mode {:?}", field("mode")),
-            }
-        })?;
+        let audience =
+            Audience::from_fields(field("mode"), field("receivers")).ok_or_else(|| {
+                Error::Protocol {
+                    key: key.clone(),
+                    reason: format!("unknown mode {:?}", field("mode")),
+                }
+            })?;
         Ok(Some(Meta {
             audience,
             ended: field("ended") == "1",

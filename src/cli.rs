@@ -21,7 +21,12 @@ use crate::{Decode, demo, loggen, progress};
 #[command(name = "redistribute", version, about, long_about = None)]
 pub struct Cli {
     /// Redis to use: redis://[user:pass@]host:port[/db], rediss://… (TLS) or unix:///path
-    #[arg(long, global = true, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis: String,
     /// Prefix of every key this tool writes.
     #[arg(long, global = true, default_value = "rd")]
@@ -198,11 +203,15 @@ fn audience(args: &SendArgs) -> Result<Audience> {
         if count == 0 {
             return Err(Error::Usage("--receivers must be at least 1".into()));
         }
-        return Ok(Audience::Broadcast((0..count).map(|i| i.to_string()).collect()));
+        return Ok(Audience::Broadcast(
+            (0..count).map(|i| i.to_string()).collect(),
+        ));
     }
     let ids: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
     if ids.iter().any(String::is_empty) {
-        return Err(Error::Usage(format!("--receivers {list:?}: expected a count or names like a,b,c")));
+        return Err(Error::Usage(format!(
+            "--receivers {list:?}: expected a count or names like a,b,c"
+        )));
     }
     Ok(Audience::Broadcast(ids))
 }
@@ -249,7 +258,11 @@ async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
         },
         None => {
             let bytes = sender.send_reader(&input.name, tokio::io::stdin()).await?;
-            tracing::info!("sent {} from stdin ({})", input.name, bytesize::ByteSize(bytes));
+            tracing::info!(
+                "sent {} from stdin ({})",
+                input.name,
+                bytesize::ByteSize(bytes)
+            );
             Ok(bytes)
         }
     }
@@ -259,8 +272,10 @@ async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
 /// once they have been quiet for `--settle`. Runs until interrupted.
 async fn follow(sender: &Sender, args: &SendArgs, initial: Vec<Input>) -> Result<()> {
     let dirs: Vec<PathBuf> = args.paths.iter().filter(|p| p.is_dir()).cloned().collect();
-    let mut known: std::collections::HashSet<(String, u64, Option<SystemTime>)> =
-        initial.into_iter().map(|i| (i.name, i.size, i.modified)).collect();
+    let mut known: std::collections::HashSet<(String, u64, Option<SystemTime>)> = initial
+        .into_iter()
+        .map(|i| (i.name, i.size, i.modified))
+        .collect();
     tracing::info!("following {} directories for new files", dirs.len());
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -305,7 +320,10 @@ async fn receive(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Res
             Err(error) => match receiver.fail(file, &error.to_string()).await? {
                 Failure::WillRetry => tracing::warn!("{error}; will try again"),
                 Failure::Parked => {
-                    tracing::error!("{error}; parked after {} attempts", crate::receiver::MAX_FAILURES)
+                    tracing::error!(
+                        "{error}; parked after {} attempts",
+                        crate::receiver::MAX_FAILURES
+                    )
                 }
             },
         }
@@ -333,13 +351,18 @@ async fn show_status(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
         match status::channel_status(&redis, prefix, name).await? {
             Some(status) => found.push(status),
             None if args.channel.is_some() => {
-                return Err(Error::Usage(format!("no channel named {name:?} under prefix {prefix:?}")));
+                return Err(Error::Usage(format!(
+                    "no channel named {name:?} under prefix {prefix:?}"
+                )));
             }
             None => {}
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&found).expect("status serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&found).expect("status serializes")
+        );
     } else if found.is_empty() {
         println!("no channels");
     } else {
@@ -365,7 +388,10 @@ fn print_status(s: &ChannelStatus) {
         size(s.limit),
     );
     let bars = std::io::stdout().is_terminal();
-    println!("  {:<12} {:>7} {:>11} {:>7} {:>7}  last file", "receiver", "done", "bytes", "behind", "parked");
+    println!(
+        "  {:<12} {:>7} {:>11} {:>7} {:>7}  last file",
+        "receiver", "done", "bytes", "behind", "parked"
+    );
     for r in &s.receivers {
         let behind = r.files_behind.map_or("-".to_owned(), |b| b.to_string());
         let bar = match (bars, r.files_behind) {
@@ -387,6 +413,9 @@ fn print_status(s: &ChannelStatus) {
         );
     }
     for p in &s.parked {
-        println!("  parked: {} (receiver {}): {}", p.file, p.receiver, p.reason);
+        println!(
+            "  parked: {} (receiver {}): {}",
+            p.file, p.receiver, p.reason
+        );
     }
 }

@@ -58,7 +58,8 @@ impl Redis {
                 .set_response_timeout(Some(Duration::from_secs(60))),
         )
         .await?;
-        let blocking = open(base.set_response_timeout(Some(BLOCK + Duration::from_secs(10)))).await?;
+        let blocking =
+            open(base.set_response_timeout(Some(BLOCK + Duration::from_secs(10)))).await?;
         let redis = Redis {
             commands,
             blocking,

@@ -32,8 +32,12 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let url = match &options.redis_url {
         Some(url) => url.clone(),
         None => {
-            let redis = LocalRedis::start(LocalRedisOptions::default()).map_err(|e| Error::io("redis-server", e))?;
-            say(&options, &format!("started a private redis-server on port {}", redis.port()));
+            let redis = LocalRedis::start(LocalRedisOptions::default())
+                .map_err(|e| Error::io("redis-server", e))?;
+            say(
+                &options,
+                &format!("started a private redis-server on port {}", redis.port()),
+            );
             let url = redis.url();
             _private = redis;
             url
@@ -44,7 +48,13 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let source = work.path().join("logs");
-    say(&options, &format!("generating {} of access logs", bytesize::ByteSize(options.size)));
+    say(
+        &options,
+        &format!(
+            "generating {} of access logs",
+            bytesize::ByteSize(options.size)
+        ),
+    );
     let dir = source.clone();
     let size = options.size;
     tokio::task::spawn_blocking(move || loggen::write_log_dir(&dir, size, 8))
@@ -63,9 +73,21 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         let receiver = Receiver::connect(&url, ReceiveOptions::new(&channel, id)).await?;
         receivers.push(tokio::spawn(receive_all(receiver, out)));
     }
-    let mut sender = Sender::open(&url, SendOptions::new(&channel, Audience::Broadcast(ids.clone()))).await?;
+    let mut sender = Sender::open(
+        &url,
+        SendOptions::new(&channel, Audience::Broadcast(ids.clone())),
+    )
+    .await?;
     sender.set_progress(progress::bytes(total, options.quiet, "sending"));
-    say(&options, &format!("sending {} files ({}) to receivers {}", files.len(), bytesize::ByteSize(total), ids.join(", ")));
+    say(
+        &options,
+        &format!(
+            "sending {} files ({}) to receivers {}",
+            files.len(),
+            bytesize::ByteSize(total),
+            ids.join(", ")
+        ),
+    );
     for file in &files {
         let path = file.path.as_deref().expect("demo inputs are files");
         sender.send_file(path, &file.name).await?;
@@ -73,7 +95,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     sender.finish().await?;
     sender.wait_until_done().await?;
     for receiver in receivers {
-        receiver.await.map_err(|e| Error::io("receiver task", std::io::Error::other(e)))??;
+        receiver
+            .await
+            .map_err(|e| Error::io("receiver task", std::io::Error::other(e)))??;
     }
     let elapsed = started.elapsed();
 

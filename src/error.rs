@@ -9,11 +9,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The Redis URL could not be parsed.
-    #[error("invalid Redis URL {url}: {reason} (expected redis://[user:pass@]host:port[/db], rediss://… or unix:///path)")]
+    #[error(
+        "invalid Redis URL {url}: {reason} (expected redis://[user:pass@]host:port[/db], rediss://… or unix:///path)"
+    )]
     InvalidUrl { url: String, reason: String },
 
     /// Redis could not be reached or refused the connection.
-    #[error("cannot connect to Redis at {url}: {source} (is redis-server running there? set --redis or REDIS_URL)")]
+    #[error(
+        "cannot connect to Redis at {url}: {source} (is redis-server running there? set --redis or REDIS_URL)"
+    )]
     Connect {
         url: String,
         #[source]
@@ -21,7 +25,9 @@ pub enum Error {
     },
 
     /// Redis rejected the credentials.
-    #[error("Redis at {url} refused the credentials: {source} (check the user and password in the URL)")]
+    #[error(
+        "Redis at {url} refused the credentials: {source} (check the user and password in the URL)"
+    )]
     Auth {
         url: String,
         #[source]
@@ -37,7 +43,9 @@ pub enum Error {
     },
 
     /// Redis stayed unreachable for longer than we are willing to wait.
-    #[error("Redis unreachable for {seconds} s during {what}: {source} (the transfer can be resumed by running the same command again)")]
+    #[error(
+        "Redis unreachable for {seconds} s during {what}: {source} (the transfer can be resumed by running the same command again)"
+    )]
     GaveUp {
         what: &'static str,
         seconds: u64,
@@ -58,7 +66,9 @@ pub enum Error {
     HostileName { name: String, reason: &'static str },
 
     /// Two inputs would be stored under the same name in one channel.
-    #[error("two inputs are both named {name:?} in this channel; send them in separate runs or rename one")]
+    #[error(
+        "two inputs are both named {name:?} in this channel; send them in separate runs or rename one"
+    )]
     DuplicateName { name: String },
 
     /// A channel name that cannot be used as part of a Redis key.
@@ -66,7 +76,9 @@ pub enum Error {
     InvalidChannel { name: String, reason: &'static str },
 
     /// The receiver id is not one of the receivers the sender named.
-    #[error("receiver {id:?} is not a receiver of channel {channel:?} (its receivers are: {known})")]
+    #[error(
+        "receiver {id:?} is not a receiver of channel {channel:?} (its receivers are: {known})"
+    )]
     UnknownReceiver {
         id: String,
         channel: String,
@@ -74,7 +86,9 @@ pub enum Error {
     },
 
     /// The channel exists with settings that contradict this command.
-    #[error("channel {channel:?} already exists {existing}; use the same settings or `redistribute purge --channel {channel}` first")]
+    #[error(
+        "channel {channel:?} already exists {existing}; use the same settings or `redistribute purge --channel {channel}` first"
+    )]
     ChannelMismatch { channel: String, existing: String },
 
     /// A file's data did not arrive intact.
@@ -86,7 +100,9 @@ pub enum Error {
     Processing { name: String, reason: String },
 
     /// The state kept in Redis is not what this version of the protocol writes.
-    #[error("unexpected data in Redis at {key}: {reason} (was the key written by another program? `purge` the channel)")]
+    #[error(
+        "unexpected data in Redis at {key}: {reason} (was the key written by another program? `purge` the channel)"
+    )]
     Protocol { key: String, reason: String },
 
     /// A command-line value could not be understood.

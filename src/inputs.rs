@@ -69,7 +69,9 @@ pub fn collect(paths: &[PathBuf], stdin_name: Option<&str>) -> Result<Vec<Input>
 }
 
 fn collect_dir(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
-    let walker = walkdir::WalkDir::new(dir).sort_by_file_name().follow_links(false);
+    let walker = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .follow_links(false);
     let mut found = Vec::new();
     for entry in walker {
         let entry = entry.map_err(|e| {
@@ -80,9 +82,14 @@ fn collect_dir(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
             continue;
         }
         let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-        let parts: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
+        let parts: Option<Vec<&str>> = relative
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect();
         let name = parts.ok_or_else(|| not_utf8(entry.path()))?.join("/");
-        let metadata = entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?;
+        let metadata = entry
+            .metadata()
+            .map_err(|e| Error::io(entry.path(), e.into()))?;
         found.push(Input {
             path: Some(entry.path().to_owned()),
             name,

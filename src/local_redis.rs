@@ -30,7 +30,9 @@ impl LocalRedis {
     /// Starts `redis-server` from `PATH` on a free loopback port, with its
     /// files in a fresh temporary directory, and waits until it answers.
     pub fn start(options: LocalRedisOptions) -> io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("redistribute-redis-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("redistribute-redis-")
+            .tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut redis = LocalRedis {
             child: None,
@@ -156,7 +158,8 @@ fn ping(port: u16) -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut reply = [0u8; 64];
-    stream.write_all(b"PING\r\n").is_ok() && matches!(stream.read(&mut reply), Ok(n) if n > 0 && !reply.starts_with(b"-LOADING"))
+    stream.write_all(b"PING\r\n").is_ok()
+        && matches!(stream.read(&mut reply), Ok(n) if n > 0 && !reply.starts_with(b"-LOADING"))
 }
 
 impl Drop for LocalRedis {

@@ -8,8 +8,18 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 const PATHS: &[&str] = &[
-    "/", "/index.html", "/products", "/products/42", "/cart", "/checkout", "/api/v1/items?page=2",
-    "/static/app.js", "/static/style.css", "/images/logo.png", "/blog/2026/11/redis-in-action", "/login",
+    "/",
+    "/index.html",
+    "/products",
+    "/products/42",
+    "/cart",
+    "/checkout",
+    "/api/v1/items?page=2",
+    "/static/app.js",
+    "/static/style.css",
+    "/images/logo.png",
+    "/blog/2026/11/redis-in-action",
+    "/login",
 ];
 const AGENTS: &[&str] = &[
     "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
@@ -18,7 +28,9 @@ const AGENTS: &[&str] = &[
     "curl/8.5.0",
     "Googlebot/2.1 (+http://www.google.com/bot.html)",
 ];
-const MONTHS: &[&str] = &["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: &[&str] = &[
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Writes about `bytes` of log lines for day `day` (1-based, November 2026)
 /// to `out`.
@@ -31,7 +43,9 @@ pub fn write_log(out: &mut impl Write, bytes: u64, day: u32, seed: u64) -> io::R
         use std::fmt::Write as _;
         line.clear();
         second = (second + rng.u32(0..3)).min(86_399);
-        let status = *rng.choice(&[200, 200, 200, 200, 304, 301, 404, 500]).unwrap_or(&200);
+        let status = *rng
+            .choice(&[200, 200, 200, 200, 304, 301, 404, 500])
+            .unwrap_or(&200);
         let _ = writeln!(
             line,
             "{}.{}.{}.{} - - [{:02}/{}/2026:{:02}:{:02}:{:02} +0000] \"GET {} HTTP/1.1\" {} {} \"-\" \"{}\"",
@@ -72,8 +86,14 @@ pub fn write_log_dir(dir: &Path, total: u64, files: u32) -> io::Result<Vec<PathB
             let members = if i == 1 { 2 } else { 1 };
             let mut file = file;
             for member in 0..members {
-                let mut encoder = flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
-                write_log(&mut encoder, per_file / members, day, u64::from(i * 10) + member)?;
+                let mut encoder =
+                    flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
+                write_log(
+                    &mut encoder,
+                    per_file / members,
+                    day,
+                    u64::from(i * 10) + member,
+                )?;
                 encoder.finish()?;
             }
             file.flush()?;

@@ -15,8 +15,9 @@ async fn main() -> std::process::ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REDISTRIBUTE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("redistribute={level}"))),
+            tracing_subscriber::EnvFilter::try_from_env("REDISTRIBUTE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!("redistribute={level}"))
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -81,7 +81,13 @@ mod tests {
 
     #[test]
     fn ordinary_relative_names_with_spaces_and_utf8_are_accepted() {
-        for name in ["a", "logs/2026/access log.gz", "città/naïve ☃.txt", ".hidden", "a..b"] {
+        for name in [
+            "a",
+            "logs/2026/access log.gz",
+            "città/naïve ☃.txt",
+            ".hidden",
+            "a..b",
+        ] {
             check_file_name(name).unwrap();
         }
     }

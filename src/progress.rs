@@ -20,8 +20,10 @@ pub fn bytes(total: u64, quiet: bool, message: &str) -> ProgressBar {
         )
     } else {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{msg:12} {spinner} {bytes} {binary_bytes_per_sec} {prefix}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{msg:12} {spinner} {bytes} {binary_bytes_per_sec} {prefix}",
+            )
+            .expect("valid template"),
         )
     };
     bar.set_message(message.to_owned());

@@ -72,7 +72,11 @@ impl Audience {
     pub fn from_fields(mode: &str, receivers: &str) -> Option<Self> {
         match mode {
             "broadcast" => Some(Audience::Broadcast(
-                receivers.split(',').filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+                receivers
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             )),
             "workers" => Some(Audience::Workers),
             _ => None,

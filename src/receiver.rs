@@ -142,11 +142,12 @@ impl Receiver {
                         return Ok(None);
                     }
                 }
-                None if ended_before && !self.options.follow => {
-                    // Nothing new arrived after the end mark was set.
-                    if self.all_finished(&audience).await? {
-                        return Ok(None);
-                    }
+                // Nothing new arrived after the end mark was set.
+                None if ended_before
+                    && !self.options.follow
+                    && self.all_finished(&audience).await? =>
+                {
+                    return Ok(None);
                 }
                 None => {}
             }
@@ -216,12 +217,30 @@ impl Receiver {
         self.parked
     }
 
-    async fn settle(&self, file: &IncomingFile, outcome: &str, reason: &str, bytes: u64) -> Result<()> {
-        self.acknowledge(file.fid, &file.entry, outcome, reason, bytes).await
+    async fn settle(
+        &self,
+        file: &IncomingFile,
+        outcome: &str,
+        reason: &str,
+        bytes: u64,
+    ) -> Result<()> {
+        self.acknowledge(file.fid, &file.entry, outcome, reason, bytes)
+            .await
     }
 
-    async fn acknowledge(&self, fid: u64, entry: &str, outcome: &str, reason: &str, bytes: u64) -> Result<()> {
-        let group = self.audience.as_ref().map(|a| a.group_of(&self.options.id)).unwrap_or_default();
+    async fn acknowledge(
+        &self,
+        fid: u64,
+        entry: &str,
+        outcome: &str,
+        reason: &str,
+        bytes: u64,
+    ) -> Result<()> {
+        let group = self
+            .audience
+            .as_ref()
+            .map(|a| a.group_of(&self.options.id))
+            .unwrap_or_default();
         let plan: Vec<String> = self
             .channel
             .run(
@@ -250,7 +269,10 @@ impl Receiver {
             if let Some(meta) = self.channel.meta().await? {
                 break meta;
             }
-            tracing::debug!("channel {} does not exist yet; waiting for a sender", self.options.channel);
+            tracing::debug!(
+                "channel {} does not exist yet; waiting for a sender",
+                self.options.channel
+            );
             let key = self.channel.keys.files();
             self.channel
                 .redis
@@ -284,7 +306,13 @@ impl Receiver {
             .redis
             .retry("registering the receiver", |mut con| {
                 let (members, id) = (members.clone(), id.clone());
-                async move { redis::cmd("SADD").arg(members).arg(id).query_async::<()>(&mut con).await }
+                async move {
+                    redis::cmd("SADD")
+                        .arg(members)
+                        .arg(id)
+                        .query_async::<()>(&mut con)
+                        .await
+                }
             })
             .await?;
         self.audience = Some(meta.audience.clone());
@@ -302,7 +330,11 @@ impl Receiver {
     /// `>` for new ones (blocking up to `block`).
     async fn read(&self, from: &'static str, block: Option<Duration>) -> Result<Option<StreamId>> {
         let key = self.channel.keys.files();
-        let group = self.audience.as_ref().map(|a| a.group_of(&self.options.id)).unwrap_or_default();
+        let group = self
+            .audience
+            .as_ref()
+            .map(|a| a.group_of(&self.options.id))
+            .unwrap_or_default();
         let id = self.options.id.clone();
         let step = |mut con: redis::aio::ConnectionManager| {
             let (key, group, id) = (key.clone(), group.clone(), id.clone());
@@ -317,11 +349,19 @@ impl Receiver {
             }
         };
         let reply = if block.is_some() {
-            self.channel.redis.retry_blocking("waiting for files", step).await?
+            self.channel
+                .redis
+                .retry_blocking("waiting for files", step)
+                .await?
         } else {
-            self.channel.redis.retry("reading announcements", step).await?
+            self.channel
+                .redis
+                .retry("reading announcements", step)
+                .await?
         };
-        Ok(reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next()))
+        Ok(reply
+            .and_then(|r| r.keys.into_iter().next())
+            .and_then(|k| k.ids.into_iter().next()))
     }
 
     /// Turns an announcement into a file to process, or handles it here
@@ -428,8 +468,12 @@ impl Receiver {
             .retry("reading an announcement", |mut con| {
                 let (key, entry) = (key.clone(), entry.clone());
                 async move {
-                    let reply: redis::streams::StreamRangeReply =
-                        redis::cmd("XRANGE").arg(key).arg(&entry).arg(&entry).query_async(&mut con).await?;
+                    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                        .arg(key)
+                        .arg(&entry)
+                        .arg(&entry)
+                        .query_async(&mut con)
+                        .await?;
                     Ok(reply.ids)
                 }
             })
@@ -461,11 +505,15 @@ impl Receiver {
         let name = fields.get("name").cloned().unwrap_or_default();
         if let Err(refused) = names::check_file_name(&name) {
             tracing::error!("{refused}; parking it");
-            self.acknowledge(fid, entry, "parked", &refused.to_string(), 0).await?;
+            self.acknowledge(fid, entry, "parked", &refused.to_string(), 0)
+                .await?;
             self.parked += 1;
             return Ok(None);
         }
-        let chunk_size: u64 = fields.get("chunk").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let chunk_size: u64 = fields
+            .get("chunk")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         if chunk_size == 0 {
             return Err(Error::Protocol {
                 key,
@@ -563,7 +611,9 @@ struct Progress {
 impl Fetch {
     async fn run(self, out: mpsc::Sender<io::Result<Bytes>>) {
         if let Err(error) = self.stream(&out).await {
-            let _ = out.send(Err(io::Error::new(io::ErrorKind::InvalidData, error))).await;
+            let _ = out
+                .send(Err(io::Error::new(io::ErrorKind::InvalidData, error)))
+                .await;
         }
     }
 
@@ -607,7 +657,11 @@ impl Fetch {
                 .run::<i64>(
                     "reporting progress",
                     &protocol::CONSUME,
-                    &[self.fid.to_string(), self.receiver.clone(), consumed.to_string()],
+                    &[
+                        self.fid.to_string(),
+                        self.receiver.clone(),
+                        consumed.to_string(),
+                    ],
                 )
                 .await?;
             if out.send(Ok(data)).await.is_err() {
@@ -619,7 +673,9 @@ impl Fetch {
             return Err(self.corrupt(format!("received {received} bytes, the sender sent {size}")));
         }
         if hasher.finalize().to_hex().as_str() != digest {
-            return Err(self.corrupt("BLAKE3 digest mismatch (a chunk was altered in Redis)".into()));
+            return Err(
+                self.corrupt("BLAKE3 digest mismatch (a chunk was altered in Redis)".into())
+            );
         }
         self.verified.store(true, Ordering::Release);
         Ok(())
@@ -640,7 +696,13 @@ impl Fetch {
             .redis
             .retry("reading a file record", |mut con| {
                 let key = key.clone();
-                async move { redis::cmd("HGET").arg(key).arg("freed").query_async(&mut con).await }
+                async move {
+                    redis::cmd("HGET")
+                        .arg(key)
+                        .arg("freed")
+                        .query_async(&mut con)
+                        .await
+                }
             })
             .await
             .ok()
@@ -688,16 +750,25 @@ impl Fetch {
             }
         };
         let reply = if block.is_some() {
-            self.channel.redis.retry_blocking("waiting for chunks", step).await?
+            self.channel
+                .redis
+                .retry_blocking("waiting for chunks", step)
+                .await?
         } else {
-            self.channel.redis.retry("reading the upload log", step).await?
+            self.channel
+                .redis
+                .retry("reading the upload log", step)
+                .await?
         };
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             if let Some(n) = entry.get::<String>("n").and_then(|n| n.parse().ok()) {
                 progress.published = progress.published.max(n);
             }
             if entry.get::<String>("end").is_some() {
-                let size = entry.get::<String>("size").and_then(|s| s.parse().ok()).unwrap_or(0);
+                let size = entry
+                    .get::<String>("size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 progress.end = Some((size, entry.get("digest").unwrap_or_default()));
             }
             if let Some(reason) = entry.get::<String>("abort") {
@@ -774,7 +845,11 @@ impl AsyncBufRead for IncomingFile {
 }
 
 impl AsyncRead for IncomingFile {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let available = ready!(self.as_mut().poll_fill_buf(cx))?;
         let n = available.len().min(buf.remaining());
         buf.put_slice(&available[..n]);

@@ -73,7 +73,9 @@ impl Sender {
         names::check_channel_name(&options.prefix)?;
         if let Audience::Broadcast(ids) = &options.audience {
             if ids.is_empty() {
-                return Err(Error::Usage("a broadcast needs at least one receiver".into()));
+                return Err(Error::Usage(
+                    "a broadcast needs at least one receiver".into(),
+                ));
             }
             for id in ids {
                 names::check_channel_name(id)?;
@@ -127,7 +129,13 @@ impl Sender {
             .redis
             .retry("registering the channel", |mut con| {
                 let (registry, name) = (registry.clone(), name.clone());
-                async move { redis::cmd("SADD").arg(registry).arg(name).query_async::<()>(&mut con).await }
+                async move {
+                    redis::cmd("SADD")
+                        .arg(registry)
+                        .arg(name)
+                        .query_async::<()>(&mut con)
+                        .await
+                }
             })
             .await?;
         Ok(Sender {
@@ -152,7 +160,9 @@ impl Sender {
     /// left unfinished, or skipping it when that run completed it.
     pub async fn send_file(&self, path: &Path, name: &str) -> Result<Sent> {
         names::check_file_name(name)?;
-        let metadata = tokio::fs::metadata(path).await.map_err(|e| Error::io(path, e))?;
+        let metadata = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| Error::io(path, e))?;
         let mtime = metadata
             .modified()
             .ok()
@@ -164,7 +174,9 @@ impl Sender {
             tracing::info!("{name}: already sent by an earlier run; skipping");
             return Ok(Sent::AlreadySent);
         }
-        let mut file = tokio::fs::File::open(path).await.map_err(|e| Error::io(path, e))?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::io(path, e))?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0;
         if published > 0 {
@@ -173,7 +185,10 @@ impl Sender {
             let mut head = (&mut file).take(prefix);
             let mut buffer = vec![0; 1 << 16];
             loop {
-                let n = head.read(&mut buffer).await.map_err(|e| Error::io(path, e))?;
+                let n = head
+                    .read(&mut buffer)
+                    .await
+                    .map_err(|e| Error::io(path, e))?;
                 if n == 0 {
                     break;
                 }
@@ -183,7 +198,10 @@ impl Sender {
             file.seek(std::io::SeekFrom::Start(size))
                 .await
                 .map_err(|e| Error::io(path, e))?;
-            tracing::info!("{name}: resuming after {} uploaded by an earlier run", bytesize::ByteSize(size));
+            tracing::info!(
+                "{name}: resuming after {} uploaded by an earlier run",
+                bytesize::ByteSize(size)
+            );
             self.progress.inc(size);
         }
         let bytes = self
@@ -201,7 +219,8 @@ impl Sender {
     pub async fn send_reader<R: AsyncRead + Unpin>(&self, name: &str, reader: R) -> Result<u64> {
         names::check_file_name(name)?;
         let (fid, _, _) = self.announce(name, "stream", false).await?;
-        self.upload(fid, name, reader, 0, blake3::Hasher::new(), 0).await
+        self.upload(fid, name, reader, 0, blake3::Hasher::new(), 0)
+            .await
     }
 
     /// Sets the end-of-input mark: receivers that are not following the
@@ -221,7 +240,11 @@ impl Sender {
             self.release(false).await?;
             let (active, reclaim, newest): (u64, u64, redis::streams::StreamRangeReply) = {
                 let keys = &self.channel.keys;
-                let (a, r, e) = (keys.active(), format!("{}reclaim", keys.base()), keys.events());
+                let (a, r, e) = (
+                    keys.active(),
+                    format!("{}reclaim", keys.base()),
+                    keys.events(),
+                );
                 self.channel
                     .redis
                     .retry("checking progress", |mut con| {
@@ -256,7 +279,12 @@ impl Sender {
         }
     }
 
-    async fn announce(&self, name: &str, identity: &str, resumable: bool) -> Result<(u64, String, u64)> {
+    async fn announce(
+        &self,
+        name: &str,
+        identity: &str,
+        resumable: bool,
+    ) -> Result<(u64, String, u64)> {
         let (fid, state, published): (String, String, u64) = self
             .channel
             .run(
@@ -348,7 +376,10 @@ impl Sender {
                 }
                 None if end_of_input => break,
                 None => {
-                    tracing::debug!("{name}: channel full ({}); waiting for receivers", bytesize::ByteSize(self.limit));
+                    tracing::debug!(
+                        "{name}: channel full ({}); waiting for receivers",
+                        bytesize::ByteSize(self.limit)
+                    );
                     if !self.release(true).await? {
                         self.wait_for_event(&last_event).await?;
                     }
@@ -360,14 +391,24 @@ impl Sender {
             .run::<i64>(
                 "finishing a file",
                 &protocol::FINISH,
-                &[fid.to_string(), size.to_string(), digest, published.to_string()],
+                &[
+                    fid.to_string(),
+                    size.to_string(),
+                    digest,
+                    published.to_string(),
+                ],
             )
             .await?;
         tracing::debug!("{name}: sent {}", bytesize::ByteSize(size));
         Ok(size)
     }
 
-    fn write_chunk(&self, fid: u64, index: u64, data: Bytes) -> impl Future<Output = Result<u64>> + use<> {
+    fn write_chunk(
+        &self,
+        fid: u64,
+        index: u64,
+        data: Bytes,
+    ) -> impl Future<Output = Result<u64>> + use<> {
         let redis = self.channel.redis.clone();
         let key = self.channel.keys.chunk(fid, index);
         async move {
@@ -375,7 +416,13 @@ impl Sender {
             redis
                 .retry("writing a chunk", |mut con| {
                     let (key, data) = (key.clone(), data.clone());
-                    async move { redis::cmd("SET").arg(key).arg(data.as_ref()).query_async::<()>(&mut con).await }
+                    async move {
+                        redis::cmd("SET")
+                            .arg(key)
+                            .arg(data.as_ref())
+                            .query_async::<()>(&mut con)
+                            .await
+                    }
                 })
                 .await?;
             Ok(len)
@@ -388,7 +435,11 @@ impl Sender {
         let early = if early { "1" } else { "0" };
         let plan: Vec<String> = self
             .channel
-            .run("planning deletions", &protocol::RELEASE_PLAN, &[early.to_owned()])
+            .run(
+                "planning deletions",
+                &protocol::RELEASE_PLAN,
+                &[early.to_owned()],
+            )
             .await?;
         self.channel.reclaim(&plan).await?;
         Ok(!plan.is_empty())

@@ -66,13 +66,18 @@ async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<(
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(|e| Error::io(&parent, e))?;
-    let base = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let partial = parent.join(format!(".{base}.rd-partial"));
     let result = async {
         let mut out = tokio::fs::File::create(&partial)
             .await
             .map_err(|e| Error::io(&partial, e))?;
-        copy_buf(file, &mut out).await.map_err(|e| failed(name, e))?;
+        copy_buf(file, &mut out)
+            .await
+            .map_err(|e| failed(name, e))?;
         out.sync_all().await.map_err(|e| Error::io(&partial, e))?;
         tokio::fs::rename(&partial, &target)
             .await
@@ -85,7 +90,12 @@ async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<(
     result
 }
 
-async fn run_command(command: &str, name: &str, file: &mut IncomingFile, decode: Decode) -> Result<()> {
+async fn run_command(
+    command: &str,
+    name: &str,
+    file: &mut IncomingFile,
+    decode: Decode,
+) -> Result<()> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -109,9 +119,7 @@ async fn run_command(command: &str, name: &str, file: &mut IncomingFile, decode:
         // file must still be verified before it can count as done.
         tokio::io::copy_buf(&mut contents, &mut tokio::io::sink())
             .await
-            .map_err(|e| {
-                failed(name, e)
-            })?;
+            .map_err(|e| failed(name, e))?;
     }
     drop(stdin);
     let status = child.wait().await.map_err(|e| failed(name, e))?;

@@ -61,7 +61,11 @@ pub async fn channels(redis: &Redis, prefix: &str) -> Result<Vec<String>> {
 }
 
 /// Gathers the status of one channel; `None` when it does not exist.
-pub async fn channel_status(redis: &Redis, prefix: &str, name: &str) -> Result<Option<ChannelStatus>> {
+pub async fn channel_status(
+    redis: &Redis,
+    prefix: &str,
+    name: &str,
+) -> Result<Option<ChannelStatus>> {
     names::check_channel_name(name)?;
     let channel = Channel::new(redis.clone(), Keys::new(prefix, name));
     let Some(meta) = channel.meta().await? else {
@@ -70,7 +74,11 @@ pub async fn channel_status(redis: &Redis, prefix: &str, name: &str) -> Result<O
     let keys = &channel.keys;
     let (active, parked, members): (u64, HashMap<String, String>, Vec<String>) = redis
         .retry("reading channel status", |mut con| {
-            let (a, p, m) = (keys.active(), keys.parked(), format!("{}members", keys.base()));
+            let (a, p, m) = (
+                keys.active(),
+                keys.parked(),
+                format!("{}members", keys.base()),
+            );
             async move {
                 redis::pipe()
                     .zcard(a)
@@ -113,7 +121,10 @@ pub async fn channel_status(redis: &Redis, prefix: &str, name: &str) -> Result<O
     let mut parked: Vec<ParkedFile> = parked
         .into_iter()
         .map(|(key, value)| {
-            let receiver = key.split_once(':').map(|(_, r)| r.to_owned()).unwrap_or_default();
+            let receiver = key
+                .split_once(':')
+                .map(|(_, r)| r.to_owned())
+                .unwrap_or_default();
             let (file, reason) = value.split_once('\t').unwrap_or((&value, ""));
             ParkedFile {
                 file: file.to_owned(),
@@ -165,7 +176,12 @@ pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
                 deleted += redis
                     .retry("deleting keys", |mut con| {
                         let key = key.clone();
-                        async move { redis::cmd("UNLINK").arg(key).query_async::<u64>(&mut con).await }
+                        async move {
+                            redis::cmd("UNLINK")
+                                .arg(key)
+                                .query_async::<u64>(&mut con)
+                                .await
+                        }
                     })
                     .await?;
             }
@@ -179,7 +195,13 @@ pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
     redis
         .retry("unregistering the channel", |mut con| {
             let (registry, name) = (registry.clone(), name.clone());
-            async move { redis::cmd("SREM").arg(registry).arg(name).query_async::<()>(&mut con).await }
+            async move {
+                redis::cmd("SREM")
+                    .arg(registry)
+                    .arg(name)
+                    .query_async::<()>(&mut con)
+                    .await
+            }
         })
         .await?;
     Ok(deleted)

@@ -13,14 +13,28 @@ use redistribute::local_redis::LocalRedisOptions;
 const T: Duration = Duration::from_secs(60);
 
 fn spawn(command: &mut Command) -> Child {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Polls `status --json` until `check` accepts the channel's state.
-fn wait_for_status(server: &Server, channel: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+fn wait_for_status(
+    server: &Server,
+    channel: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
     let deadline = Instant::now() + T;
     loop {
-        let output = run(server.command().args(["status", "--json", "--channel", channel]), T);
+        let output = run(
+            server
+                .command()
+                .args(["status", "--json", "--channel", channel]),
+            T,
+        );
         if output.status.success() {
             let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
             if check(&status[0]) {
@@ -43,17 +57,37 @@ fn receivers_started_first_wait_and_each_of_three_gets_every_file() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     for i in 0..5 {
-        write(&source, &format!("day{i}/access.log"), &noise(50_000 * i + 1, i as u64));
+        write(
+            &source,
+            &format!("day{i}/access.log"),
+            &noise(50_000 * i + 1, i as u64),
+        );
     }
     let receivers: Vec<Child> = (0..3)
         .map(|i| {
             let out = work.path().join(format!("out{i}"));
-            spawn(server.command().args(["receive", "--channel", "b", "--id", &i.to_string(), "--out"]).arg(out))
+            spawn(
+                server
+                    .command()
+                    .args(["receive", "--channel", "b", "--id", &i.to_string(), "--out"])
+                    .arg(out),
+            )
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     succeeded(&run(
-        server.command().args(["send", "--channel", "b", "--receivers", "3", "--chunk-size", "16KiB"]).arg(&source),
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "b",
+                "--receivers",
+                "3",
+                "--chunk-size",
+                "16KiB",
+            ])
+            .arg(&source),
         T,
     ));
     for receiver in receivers {
@@ -70,14 +104,32 @@ fn a_work_queue_gives_each_file_to_exactly_one_of_three_workers() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     for i in 0..30 {
-        write(&source, &format!("f{i:02}"), format!("file {i}\n").as_bytes());
+        write(
+            &source,
+            &format!("f{i:02}"),
+            format!("file {i}\n").as_bytes(),
+        );
     }
     let journal = work.path().join("journal");
-    let exec = format!("cat > /dev/null; echo \"$REDISTRIBUTE_NAME\" >> {}", journal.display());
-    let sender = spawn(server.command().args(["send", "--channel", "q", "--workers"]).arg(&source));
+    let exec = format!(
+        "cat > /dev/null; echo \"$REDISTRIBUTE_NAME\" >> {}",
+        journal.display()
+    );
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "q", "--workers"])
+            .arg(&source),
+    );
     let workers: Vec<Child> = ["w1", "w2", "w3"]
         .iter()
-        .map(|id| spawn(server.command().args(["receive", "--channel", "q", "--id", id, "--exec", &exec])))
+        .map(|id| {
+            spawn(
+                server
+                    .command()
+                    .args(["receive", "--channel", "q", "--id", id, "--exec", &exec]),
+            )
+        })
         .collect();
     for worker in workers {
         succeeded(&wait(worker, T));
@@ -88,7 +140,10 @@ fn a_work_queue_gives_each_file_to_exactly_one_of_three_workers() {
         *seen.entry(line.to_owned()).or_default() += 1;
     }
     assert_eq!(seen.len(), 30, "{seen:?}");
-    assert!(seen.values().all(|&n| n == 1), "some file was processed twice: {seen:?}");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "some file was processed twice: {seen:?}"
+    );
 }
 
 #[test]
@@ -98,12 +153,39 @@ fn a_receiver_killed_mid_file_gets_that_file_again_after_a_restart() {
     let (source, out) = (work.path().join("in"), work.path().join("out"));
     write(&source, "a-big", &noise(3 << 20, 1));
     write(&source, "b-small", b"small\n");
-    let sender = spawn(server.command().args(["send", "--channel", "k", "--receivers", "1", "--chunk-size", "64KiB"]).arg(&source));
+    let sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "k",
+                "--receivers",
+                "1",
+                "--chunk-size",
+                "64KiB",
+            ])
+            .arg(&source),
+    );
     // Reads a little of the first file, then stalls: killed mid-file.
-    let mut stalled = spawn(server.command().args(["receive", "--channel", "k", "--id", "0", "--exec", "head -c 1000 > /dev/null; sleep 60"]));
+    let mut stalled = spawn(server.command().args([
+        "receive",
+        "--channel",
+        "k",
+        "--id",
+        "0",
+        "--exec",
+        "head -c 1000 > /dev/null; sleep 60",
+    ]));
     std::thread::sleep(Duration::from_millis(500));
     kill(&mut stalled);
-    succeeded(&run(server.command().args(["receive", "--channel", "k", "--id", "0", "--out"]).arg(&out), T));
+    succeeded(&run(
+        server
+            .command()
+            .args(["receive", "--channel", "k", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    ));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
 }
@@ -118,16 +200,34 @@ fn a_sender_killed_mid_upload_resumes_without_duplicating_or_reannouncing() {
     let send = |server: &Server| {
         let mut command = server.command();
         command
-            .args(["send", "--channel", "s", "--receivers", "1", "--chunk-size", "64KiB", "--limit", "512KiB"])
+            .args([
+                "send",
+                "--channel",
+                "s",
+                "--receivers",
+                "1",
+                "--chunk-size",
+                "64KiB",
+                "--limit",
+                "512KiB",
+            ])
             .arg(&source);
         command
     };
     // No receiver yet, so the sender fills the budget and blocks mid-file.
     let mut first = spawn(&mut send(&server));
-    wait_for_status(&server, "s", "a full budget", |s| s["bytes_held"].as_u64() > Some(400 << 10));
+    wait_for_status(&server, "s", "a full budget", |s| {
+        s["bytes_held"].as_u64() > Some(400 << 10)
+    });
     kill(&mut first);
     let second = spawn(&mut send(&server));
-    succeeded(&run(server.command().args(["receive", "--channel", "s", "--id", "0", "--out"]).arg(&out), T));
+    succeeded(&run(
+        server
+            .command()
+            .args(["receive", "--channel", "s", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    ));
     succeeded(&wait(second, T));
     assert_same_tree(&source, &out);
     wait_for_status(&server, "s", "the final counts", |s| {
@@ -146,12 +246,34 @@ fn a_redis_restart_mid_transfer_pauses_the_transfer_and_it_completes() {
     for i in 0..4 {
         write(&source, &format!("part{i}"), &noise(1 << 20, i));
     }
-    let sender = spawn(server.command().args(["send", "--channel", "p", "--receivers", "1", "--chunk-size", "64KiB", "--limit", "256KiB"]).arg(&source));
-    wait_for_status(server, "p", "the upload to start", |s| s["bytes_held"].as_u64() > Some(0));
+    let sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "p",
+                "--receivers",
+                "1",
+                "--chunk-size",
+                "64KiB",
+                "--limit",
+                "256KiB",
+            ])
+            .arg(&source),
+    );
+    wait_for_status(server, "p", "the upload to start", |s| {
+        s["bytes_held"].as_u64() > Some(0)
+    });
     server.0.stop().unwrap();
     std::thread::sleep(Duration::from_millis(700));
     server.0.start_again().unwrap();
-    let receiver = spawn(server.command().args(["receive", "--channel", "p", "--id", "0", "--out"]).arg(&out));
+    let receiver = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", "p", "--id", "0", "--out"])
+            .arg(&out),
+    );
     succeeded(&wait(receiver, T));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
@@ -162,7 +284,18 @@ fn hostile_names_are_refused_by_the_sender() {
     let server = Server::start();
     for name in ["../escape", "/etc/passwd", "a/../../b", "line\nbreak"] {
         let mut command = server.command();
-        command.args(["send", "--channel", "h", "--receivers", "1", "--name", name, "-"]).stdin(Stdio::null());
+        command
+            .args([
+                "send",
+                "--channel",
+                "h",
+                "--receivers",
+                "1",
+                "--name",
+                name,
+                "-",
+            ])
+            .stdin(Stdio::null());
         let line = failed_with_one_line(&run(&mut command, T));
         assert!(line.contains("refusing file name"), "{line}");
     }
@@ -175,17 +308,45 @@ fn a_hostile_name_written_into_redis_is_refused_by_the_receiver() {
     let (source, out) = (work.path().join("in"), work.path().join("deep/out"));
     write(&source, "innocent", b"payload\n");
     write(&source, "second", b"fine\n");
-    let sender = spawn(server.command().args(["send", "--channel", "x", "--receivers", "1"]).arg(&source));
-    wait_for_status(&server, "x", "both announcements", |s| s["files_announced"] == 2 && s["ended"] == true);
-    let mut con = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
-    let _: () = redis::cmd("HSET").arg("rd:{x}:f:1").arg("name").arg("../../escaped").query(&mut con).unwrap();
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "x", "--receivers", "1"])
+            .arg(&source),
+    );
+    wait_for_status(&server, "x", "both announcements", |s| {
+        s["files_announced"] == 2 && s["ended"] == true
+    });
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("rd:{x}:f:1")
+        .arg("name")
+        .arg("../../escaped")
+        .query(&mut con)
+        .unwrap();
 
-    let output = run(server.command().args(["receive", "--channel", "x", "--id", "0", "--out"]).arg(&out), T);
+    let output = run(
+        server
+            .command()
+            .args(["receive", "--channel", "x", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    );
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("refusing file name \"../../escaped\""));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("refusing file name \"../../escaped\"")
+    );
     assert!(!work.path().join("escaped").exists() && !work.path().join("deep/escaped").exists());
     assert_eq!(std::fs::read(out.join("second")).unwrap(), b"fine\n");
-    let status = run(server.command().args(["status", "--json", "--channel", "x"]), T);
+    let status = run(
+        server
+            .command()
+            .args(["status", "--json", "--channel", "x"]),
+        T,
+    );
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status[0]["parked"][0]["file"], "../../escaped");
     succeeded(&wait(sender, T));
@@ -197,7 +358,14 @@ fn bad_input_gets_one_clear_line_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<String>, Option<String>, &str)> = vec![
         (
-            vec!["send".into(), "--channel".into(), "c".into(), "--receivers".into(), "1".into(), work.path().join("missing").display().to_string()],
+            vec![
+                "send".into(),
+                "--channel".into(),
+                "c".into(),
+                "--receivers".into(),
+                "1".into(),
+                work.path().join("missing").display().to_string(),
+            ],
             None,
             "No such file",
         ),
@@ -206,9 +374,22 @@ fn bad_input_gets_one_clear_line_and_a_failing_exit_code() {
             Some("redis://127.0.0.1:1".into()),
             "cannot connect to Redis",
         ),
-        (vec!["status".into()], Some("http://nope".into()), "invalid Redis URL"),
         (
-            vec!["send".into(), "--channel".into(), "c".into(), "--receivers".into(), "1".into(), "--limit".into(), "lots".into(), ".".into()],
+            vec!["status".into()],
+            Some("http://nope".into()),
+            "invalid Redis URL",
+        ),
+        (
+            vec![
+                "send".into(),
+                "--channel".into(),
+                "c".into(),
+                "--receivers".into(),
+                "1".into(),
+                "--limit".into(),
+                "lots".into(),
+                ".".into(),
+            ],
             None,
             "is not a size",
         ),
@@ -223,7 +404,10 @@ fn bad_input_gets_one_clear_line_and_a_failing_exit_code() {
         assert!(!output.status.success(), "{args:?} succeeded");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(stderr.trim().lines().count() <= 4, "{args:?}: too chatty: {stderr}");
+        assert!(
+            stderr.trim().lines().count() <= 4,
+            "{args:?}: too chatty: {stderr}"
+        );
     }
 }
 
@@ -235,16 +419,34 @@ fn a_wrong_password_and_an_unknown_receiver_are_one_line_errors() {
     });
     let port = server.0.port();
     let mut command = server.command();
-    command.env("REDIS_URL", format!("redis://:wrong@127.0.0.1:{port}")).arg("status");
+    command
+        .env("REDIS_URL", format!("redis://:wrong@127.0.0.1:{port}"))
+        .arg("status");
     let line = failed_with_one_line(&run(&mut command, T));
-    assert!(line.contains("refused the credentials") && !line.contains("wrong"), "{line}");
+    assert!(
+        line.contains("refused the credentials") && !line.contains("wrong"),
+        "{line}"
+    );
 
     let work = tempfile::tempdir().unwrap();
     write(work.path(), "f", b"x");
-    let mut sender = spawn(server.command().args(["send", "--channel", "u", "--receivers", "a,b"]).arg(work.path().join("f")));
+    let mut sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "u", "--receivers", "a,b"])
+            .arg(work.path().join("f")),
+    );
     wait_for_status(&server, "u", "the channel", |s| s["files_announced"] == 1);
-    let line = failed_with_one_line(&run(server.command().args(["receive", "--channel", "u", "--id", "zed", "--stdout"]), T));
-    assert!(line.contains("\"zed\" is not a receiver") && line.contains("a, b"), "{line}");
+    let line = failed_with_one_line(&run(
+        server
+            .command()
+            .args(["receive", "--channel", "u", "--id", "zed", "--stdout"]),
+        T,
+    ));
+    assert!(
+        line.contains("\"zed\" is not a receiver") && line.contains("a, b"),
+        "{line}"
+    );
     kill(&mut sender);
 }
 
@@ -255,19 +457,51 @@ fn a_dead_workers_file_goes_to_another_worker_after_claim_after() {
     let (source, out) = (work.path().join("in"), work.path().join("out"));
     write(&source, "held-by-the-dead", &noise(200_000, 1));
     write(&source, "other", b"other\n");
-    let sender = spawn(server.command().args(["send", "--channel", "dq", "--workers"]).arg(&source));
-    let mut doomed = spawn(server.command().args(["receive", "--channel", "dq", "--id", "doomed", "--claim-after", "1s", "--exec", "sleep 60"]));
-    wait_for_status(&server, "dq", "the doomed worker to register", |s| s["receivers"].as_array().is_some_and(|r| !r.is_empty()));
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "dq", "--workers"])
+            .arg(&source),
+    );
+    let mut doomed = spawn(server.command().args([
+        "receive",
+        "--channel",
+        "dq",
+        "--id",
+        "doomed",
+        "--claim-after",
+        "1s",
+        "--exec",
+        "sleep 60",
+    ]));
+    wait_for_status(&server, "dq", "the doomed worker to register", |s| {
+        s["receivers"].as_array().is_some_and(|r| !r.is_empty())
+    });
     std::thread::sleep(Duration::from_millis(300));
     kill(&mut doomed);
     let started = Instant::now();
     succeeded(&run(
-        server.command().args(["receive", "--channel", "dq", "--id", "heir", "--claim-after", "1s", "--out"]).arg(&out),
+        server
+            .command()
+            .args([
+                "receive",
+                "--channel",
+                "dq",
+                "--id",
+                "heir",
+                "--claim-after",
+                "1s",
+                "--out",
+            ])
+            .arg(&out),
         T,
     ));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
-    assert!(started.elapsed() >= Duration::from_millis(900), "taken over before --claim-after");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "taken over before --claim-after"
+    );
 }
 
 #[test]
@@ -282,19 +516,50 @@ fn a_file_that_fails_three_times_is_parked_and_reported_not_retried_forever() {
         "echo \"$REDISTRIBUTE_NAME\" >> {}; if [ \"$REDISTRIBUTE_NAME\" = poison ]; then exit 3; fi; cat > /dev/null",
         tries.display()
     );
-    let sender = spawn(server.command().args(["send", "--channel", "pz", "--workers"]).arg(&source));
-    let output = run(server.command().args(["receive", "--channel", "pz", "--id", "w", "--exec", &exec]), T);
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "pz", "--workers"])
+            .arg(&source),
+    );
+    let output = run(
+        server
+            .command()
+            .args(["receive", "--channel", "pz", "--id", "w", "--exec", &exec]),
+        T,
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.lines().last().unwrap().contains("1 files failed repeatedly and were parked"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("1 files failed repeatedly and were parked"),
+        "{stderr}"
+    );
     succeeded(&wait(sender, T));
     let tries = std::fs::read_to_string(tries).unwrap();
-    assert_eq!(tries.lines().filter(|l| *l == "poison").count(), 3, "{tries}");
+    assert_eq!(
+        tries.lines().filter(|l| *l == "poison").count(),
+        3,
+        "{tries}"
+    );
     assert_eq!(tries.lines().filter(|l| *l == "fine").count(), 1, "{tries}");
-    let status = run(server.command().args(["status", "--json", "--channel", "pz"]), T);
+    let status = run(
+        server
+            .command()
+            .args(["status", "--json", "--channel", "pz"]),
+        T,
+    );
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status[0]["parked"][0]["file"], "poison");
-    assert!(status[0]["parked"][0]["reason"].as_str().unwrap().contains("exited with exit status: 3"));
+    assert!(
+        status[0]["parked"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with exit status: 3")
+    );
 }
 
 #[test]
@@ -302,11 +567,29 @@ fn purge_deletes_every_key_of_a_channel_even_mid_transfer() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     write(work.path(), "f", &noise(300_000, 9));
-    let mut sender = spawn(server.command().args(["send", "--channel", "gone", "--receivers", "1", "--chunk-size", "16KiB"]).arg(work.path().join("f")));
-    wait_for_status(&server, "gone", "data in Redis", |s| s["files_announced"] == 1);
+    let mut sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "gone",
+                "--receivers",
+                "1",
+                "--chunk-size",
+                "16KiB",
+            ])
+            .arg(work.path().join("f")),
+    );
+    wait_for_status(&server, "gone", "data in Redis", |s| {
+        s["files_announced"] == 1
+    });
     kill(&mut sender);
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert!(!rt.block_on(server.keys("rd:gone:c:*")).is_empty());
-    succeeded(&run(server.command().args(["purge", "--channel", "gone"]), T));
+    succeeded(&run(
+        server.command().args(["purge", "--channel", "gone"]),
+        T,
+    ));
     assert_eq!(rt.block_on(server.keys("*")), Vec::<String>::new());
 }

@@ -13,7 +13,10 @@ use tokio::io::AsyncReadExt;
 const KIB: usize = 1024;
 
 fn options(channel: &str, receivers: &[&str], limit: usize, chunk: usize) -> SendOptions {
-    let mut options = SendOptions::new(channel, Audience::Broadcast(receivers.iter().map(|r| r.to_string()).collect()));
+    let mut options = SendOptions::new(
+        channel,
+        Audience::Broadcast(receivers.iter().map(|r| r.to_string()).collect()),
+    );
     options.limit = limit as u64;
     options.chunk_size = chunk as u64;
     options
@@ -23,14 +26,22 @@ fn options(channel: &str, receivers: &[&str], limit: usize, chunk: usize) -> Sen
 async fn send_dir(url: &str, options: SendOptions, dir: &Path) -> Sender {
     let sender = Sender::open(url, options).await.unwrap();
     for input in inputs::collect(&[dir.to_owned()], None).unwrap() {
-        sender.send_file(input.path.as_deref().unwrap(), &input.name).await.unwrap();
+        sender
+            .send_file(input.path.as_deref().unwrap(), &input.name)
+            .await
+            .unwrap();
     }
     sender.finish().await.unwrap();
     sender
 }
 
 /// A receiver writing copies under `out` until the end of input.
-fn receive_into(url: &str, channel: &str, id: &str, out: PathBuf) -> tokio::task::JoinHandle<redistribute::Result<()>> {
+fn receive_into(
+    url: &str,
+    channel: &str,
+    id: &str,
+    out: PathBuf,
+) -> tokio::task::JoinHandle<redistribute::Result<()>> {
     let (url, options) = (url.to_owned(), ReceiveOptions::new(channel, id));
     tokio::spawn(async move {
         let mut receiver = Receiver::connect(&url, options).await?;
@@ -57,13 +68,26 @@ async fn files_of_every_awkward_size_arrive_byte_identical_and_leave_no_data_beh
     write(&source, "three-times-the-limit", &noise(3 * limit + 17, 3));
 
     let receiver = receive_into(&server.url(), "sizes", "0", out.clone());
-    let sender = send_dir(&server.url(), options("sizes", &["0"], limit, chunk), &source).await;
+    let sender = send_dir(
+        &server.url(),
+        options("sizes", &["0"], limit, chunk),
+        &source,
+    )
+    .await;
     sender.wait_until_done().await.unwrap();
     receiver.await.unwrap().unwrap();
 
     assert_same_tree(&source, &out);
-    assert_eq!(server.keys("rd:sizes:c:*").await, Vec::<String>::new(), "chunks left behind");
-    assert_eq!(server.keys("rd:{sizes}:f:*").await, Vec::<String>::new(), "file records left behind");
+    assert_eq!(
+        server.keys("rd:sizes:c:*").await,
+        Vec::<String>::new(),
+        "chunks left behind"
+    );
+    assert_eq!(
+        server.keys("rd:{sizes}:f:*").await,
+        Vec::<String>::new(),
+        "file records left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +100,12 @@ async fn names_with_spaces_and_utf8_in_subdirectories_keep_their_paths() {
     write(&source, "a/b/c/deep.bin", &noise(10_000, 4));
 
     let receiver = receive_into(&server.url(), "names", "r", out.clone());
-    send_dir(&server.url(), options("names", &["r"], 1 << 20, 4096), &source).await;
+    send_dir(
+        &server.url(),
+        options("names", &["r"], 1 << 20, 4096),
+        &source,
+    )
+    .await;
     receiver.await.unwrap().unwrap();
     assert_same_tree(&source, &out);
 }
@@ -87,7 +116,10 @@ async fn gzip_with_several_members_and_zstd_are_decoded_for_processing() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    let (first, second) = ("first member\n".repeat(1000), "second member\n".repeat(1000));
+    let (first, second) = (
+        "first member\n".repeat(1000),
+        "second member\n".repeat(1000),
+    );
     let mut gzip = Vec::new();
     for part in [&first, &second] {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -95,15 +127,29 @@ async fn gzip_with_several_members_and_zstd_are_decoded_for_processing() {
         gzip.extend(encoder.finish().unwrap());
     }
     write(&source, "a.log.gz", &gzip);
-    write(&source, "b.log.zst", &zstd::encode_all(first.as_bytes(), 3).unwrap());
+    write(
+        &source,
+        "b.log.zst",
+        &zstd::encode_all(first.as_bytes(), 3).unwrap(),
+    );
     write(&source, "c.log", second.as_bytes());
 
-    send_dir(&server.url(), options("decode", &["0"], 1 << 20, 1000), &source).await;
-    let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("decode", "0")).await.unwrap();
+    send_dir(
+        &server.url(),
+        options("decode", &["0"], 1 << 20, 1000),
+        &source,
+    )
+    .await;
+    let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("decode", "0"))
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     while let Some(mut file) = receiver.next_file().await.unwrap() {
         let mut text = String::new();
-        file.decoded(Decode::Auto).read_to_string(&mut text).await.unwrap();
+        file.decoded(Decode::Auto)
+            .read_to_string(&mut text)
+            .await
+            .unwrap();
         seen.push((file.name().to_owned(), text));
         receiver.ack(file).await.unwrap();
     }
@@ -122,16 +168,28 @@ async fn lines_come_out_split_and_decoded() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    let text: String = (0..5000).map(|i| format!("10.0.0.{} line {i}\n", i % 256)).collect();
+    let text: String = (0..5000)
+        .map(|i| format!("10.0.0.{} line {i}\n", i % 256))
+        .collect();
     write(&source, "log", text.as_bytes());
-    send_dir(&server.url(), options("lines", &["0"], 1 << 20, 777), &source).await;
+    send_dir(
+        &server.url(),
+        options("lines", &["0"], 1 << 20, 777),
+        &source,
+    )
+    .await;
 
-    let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("lines", "0")).await.unwrap();
+    let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("lines", "0"))
+        .await
+        .unwrap();
     let mut file = receiver.next_file().await.unwrap().unwrap();
     let mut lines = file.lines(Decode::Auto);
     let mut count = 0;
     while let Some(line) = lines.next_segment().await.unwrap() {
-        assert_eq!(line, format!("10.0.0.{} line {count}", count % 256).as_bytes());
+        assert_eq!(
+            line,
+            format!("10.0.0.{} line {count}", count % 256).as_bytes()
+        );
         count += 1;
     }
     drop(lines);
@@ -159,7 +217,10 @@ async fn a_broadcast_reaches_every_receiver_and_memory_stays_under_the_limit() {
                 let mut copy = Vec::new();
                 let mut buffer = vec![0; 16 * KIB];
                 loop {
-                    let n = file.read(&mut buffer).await.map_err(|e| redistribute::Error::io("read", e))?;
+                    let n = file
+                        .read(&mut buffer)
+                        .await
+                        .map_err(|e| redistribute::Error::io("read", e))?;
                     if n == 0 {
                         break;
                     }
@@ -179,13 +240,26 @@ async fn a_broadcast_reaches_every_receiver_and_memory_stays_under_the_limit() {
             let mut con = client.get_multiplexed_async_connection().await.unwrap();
             let mut peak = 0u64;
             loop {
-                let keys: Vec<String> = redis::cmd("KEYS").arg("rd:wide:c:*").query_async(&mut con).await.unwrap();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg("rd:wide:c:*")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
                 let mut held = 0;
                 for key in keys {
-                    held += redis::cmd("STRLEN").arg(key).query_async::<u64>(&mut con).await.unwrap();
+                    held += redis::cmd("STRLEN")
+                        .arg(key)
+                        .query_async::<u64>(&mut con)
+                        .await
+                        .unwrap();
                 }
                 peak = peak.max(held);
-                let done: Option<String> = redis::cmd("HGET").arg("rd:{wide}:meta").arg("finished").query_async(&mut con).await.unwrap();
+                let done: Option<String> = redis::cmd("HGET")
+                    .arg("rd:{wide}:meta")
+                    .arg("finished")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
                 if done.as_deref() == Some("2") {
                     return peak;
                 }
@@ -193,7 +267,12 @@ async fn a_broadcast_reaches_every_receiver_and_memory_stays_under_the_limit() {
             }
         })
     };
-    let sender = send_dir(&url, options("wide", &["a", "b", "c"], limit, chunk), &source).await;
+    let sender = send_dir(
+        &url,
+        options("wide", &["a", "b", "c"], limit, chunk),
+        &source,
+    )
+    .await;
     sender.wait_until_done().await.unwrap();
     for receiver in receivers {
         receiver.await.unwrap().unwrap();
@@ -203,7 +282,10 @@ async fn a_broadcast_reaches_every_receiver_and_memory_stays_under_the_limit() {
         assert_same_tree(&source, &work.path().join(id));
     }
     assert!(peak > 0, "the watcher never saw data in Redis");
-    assert!(peak <= limit as u64, "Redis held {peak} bytes of chunks, over the {limit} limit");
+    assert!(
+        peak <= limit as u64,
+        "Redis held {peak} bytes of chunks, over the {limit} limit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,19 +294,48 @@ async fn a_corrupted_chunk_is_detected_and_never_acknowledged() {
     let work = tempfile::tempdir().unwrap();
     let (source, out) = (work.path().join("in"), work.path().join("out"));
     write(&source, "victim", &noise(100_000, 7));
-    send_dir(&server.url(), options("bad", &["0"], 1 << 20, 16 * KIB), &source).await;
+    send_dir(
+        &server.url(),
+        options("bad", &["0"], 1 << 20, 16 * KIB),
+        &source,
+    )
+    .await;
     let mut con = server.connection().await;
-    let _: () = redis::cmd("SETRANGE").arg("rd:bad:c:1:2").arg(5).arg("X").query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("SETRANGE")
+        .arg("rd:bad:c:1:2")
+        .arg(5)
+        .arg("X")
+        .query_async(&mut con)
+        .await
+        .unwrap();
 
-    let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("bad", "0")).await.unwrap();
+    let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("bad", "0"))
+        .await
+        .unwrap();
     let mut file = receiver.next_file().await.unwrap().unwrap();
-    let error = Sink::Dir(out.clone()).process(&mut file, Decode::None).await.unwrap_err();
-    assert!(error.to_string().contains("victim") && error.to_string().contains("digest"), "{error}");
-    assert!(!out.join("victim").exists(), "a damaged copy was put in place");
+    let error = Sink::Dir(out.clone())
+        .process(&mut file, Decode::None)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("victim") && error.to_string().contains("digest"),
+        "{error}"
+    );
+    assert!(
+        !out.join("victim").exists(),
+        "a damaged copy was put in place"
+    );
     let refused = receiver.ack(file).await.unwrap_err();
-    assert!(refused.to_string().contains("not read to its verified end"), "{refused}");
-    let pending: (u64, Option<String>, Option<String>, redis::Value) =
-        redis::cmd("XPENDING").arg("rd:{bad}:files").arg("r:0").query_async(&mut con).await.unwrap();
+    assert!(
+        refused.to_string().contains("not read to its verified end"),
+        "{refused}"
+    );
+    let pending: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+        .arg("rd:{bad}:files")
+        .arg("r:0")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     assert_eq!(pending.0, 1, "the file must stay unacknowledged");
 }
 
@@ -234,22 +345,47 @@ async fn acknowledging_twice_counts_once() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write(&source, "f", b"data");
-    send_dir(&server.url(), options("twice", &["0", "1"], 1 << 20, 1024), &source).await;
+    send_dir(
+        &server.url(),
+        options("twice", &["0", "1"], 1 << 20, 1024),
+        &source,
+    )
+    .await;
 
     // Receiver 0 finishes the file, "crashes" before it learns so, and
     // acknowledges it again after a restart: the file must still wait for 1.
     for _ in 0..2 {
-        let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("twice", "0")).await.unwrap();
+        let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("twice", "0"))
+            .await
+            .unwrap();
         let mut file = receiver.next_file().await.unwrap().unwrap();
-        tokio::io::copy(&mut file, &mut tokio::io::sink()).await.unwrap();
+        tokio::io::copy(&mut file, &mut tokio::io::sink())
+            .await
+            .unwrap();
         let mut con = server.connection().await;
         // Undo the acknowledgement of the group only, as if XACK were lost.
         receiver.ack(file).await.unwrap();
-        let _: () = redis::cmd("XGROUP").arg("SETID").arg("rd:{twice}:files").arg("r:0").arg("0").query_async(&mut con).await.unwrap();
+        let _: () = redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg("rd:{twice}:files")
+            .arg("r:0")
+            .arg("0")
+            .query_async(&mut con)
+            .await
+            .unwrap();
     }
     let mut con = server.connection().await;
-    let acks: Option<String> = redis::cmd("HGET").arg("rd:{twice}:f:1").arg("acks").query_async(&mut con).await.unwrap();
+    let acks: Option<String> = redis::cmd("HGET")
+        .arg("rd:{twice}:f:1")
+        .arg("acks")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     assert_eq!(acks.as_deref(), Some("1"));
     let data: Vec<String> = server.keys("rd:twice:c:*").await;
-    assert_eq!(data.len(), 1, "the chunk must stay until receiver 1 is done");
+    assert_eq!(
+        data.len(),
+        1,
+        "the chunk must stay until receiver 1 is done"
+    );
 }

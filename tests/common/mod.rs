@@ -36,7 +36,11 @@ impl Server {
     /// Every key matching `pattern`.
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
         let mut con = self.connection().await;
-        let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut con).await.unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut con)
+            .await
+            .unwrap();
         keys.sort();
         keys
     }
@@ -44,7 +48,9 @@ impl Server {
     /// The binary, pointed at this server, quiet unless told otherwise.
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
-        command.env("REDIS_URL", self.url()).env_remove("REDISTRIBUTE_LOG");
+        command
+            .env("REDIS_URL", self.url())
+            .env_remove("REDISTRIBUTE_LOG");
         command
     }
 }
@@ -59,7 +65,11 @@ impl Drop for Server {
 
 /// Runs a command to completion with a timeout, returning its output.
 pub fn run(command: &mut Command, timeout: Duration) -> Output {
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait(child, timeout)
 }
 
@@ -96,7 +106,10 @@ pub fn succeeded(output: &Output) -> String {
 /// Asserts failure with exactly one line on stderr and returns that line.
 pub fn failed_with_one_line(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "unexpectedly succeeded; stderr: {stderr}");
+    assert!(
+        !output.status.success(),
+        "unexpectedly succeeded; stderr: {stderr}"
+    );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
     assert!(lines[0].starts_with("redistribute: "), "{}", lines[0]);
@@ -124,7 +137,12 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .map(Result::unwrap)
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let name = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let name = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (name, std::fs::read(e.path()).unwrap())
         })
         .collect()
@@ -139,6 +157,11 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
         "different file lists"
     );
     for (name, bytes) in &expected {
-        assert!(actual[name] == *bytes, "{name} differs ({} vs {} bytes)", bytes.len(), actual[name].len());
+        assert!(
+            actual[name] == *bytes,
+            "{name} differs ({} vs {} bytes)",
+            bytes.len(),
+            actual[name].len()
+        );
     }
 }
