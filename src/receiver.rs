@@ -31,6 +31,10 @@ use crate::protocol::{self, Audience, Keys};
 
 /// Chunk reads kept in flight while streaming a file.
 const PREFETCH: usize = 4;
+/// Consumption is reported every this many chunks, and whenever the
+/// receiver catches up with the upload (which is when a sender waiting for
+/// room needs to know).
+const REPORT_EVERY: u64 = 8;
 /// Attempts at a file before it is parked.
 pub const MAX_FAILURES: u32 = 3;
 
@@ -580,7 +584,7 @@ async fn heartbeat(channel: Channel, worker: String, entry: String, every: Durat
 }
 
 /// Aborts a background task when its owner goes away.
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -627,6 +631,7 @@ impl Fetch {
         let mut received = 0u64;
         let mut requested = 0u64;
         let mut consumed = 0u64;
+        let mut reported = 0u64;
         let mut in_flight = FuturesOrdered::new();
         loop {
             if let Some(reason) = &progress.aborted {
@@ -639,6 +644,11 @@ impl Fetch {
             let Some(data) = in_flight.next().await else {
                 if progress.end.is_some() {
                     break;
+                }
+                if reported < consumed {
+                    // About to wait: a sender short of room may free what we consumed.
+                    self.report(consumed).await?;
+                    reported = consumed;
                 }
                 self.poll_log(&mut progress, Some(BLOCK)).await?;
                 continue;
@@ -653,17 +663,10 @@ impl Fetch {
             hasher.update(&data);
             received += data.len() as u64;
             consumed += 1;
-            self.channel
-                .run::<i64>(
-                    "reporting progress",
-                    &protocol::CONSUME,
-                    &[
-                        self.fid.to_string(),
-                        self.receiver.clone(),
-                        consumed.to_string(),
-                    ],
-                )
-                .await?;
+            if consumed % REPORT_EVERY == 0 {
+                self.report(consumed).await?;
+                reported = consumed;
+            }
             if out.send(Ok(data)).await.is_err() {
                 return Ok(()); // the reader went away; nothing to verify for
             }
@@ -678,6 +681,22 @@ impl Fetch {
             );
         }
         self.verified.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Records how many chunks we consumed (see [`protocol::CONSUME`]).
+    async fn report(&self, consumed: u64) -> Result<()> {
+        self.channel
+            .run::<i64>(
+                "reporting progress",
+                &protocol::CONSUME,
+                &[
+                    self.fid.to_string(),
+                    self.receiver.clone(),
+                    consumed.to_string(),
+                ],
+            )
+            .await?;
         Ok(())
     }
 

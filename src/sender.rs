@@ -5,16 +5,18 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use indicatif::ProgressBar;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
 
 use crate::channel::Channel;
 use crate::connection::{BLOCK, Redis};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::protocol::{self, Audience, Keys};
+use crate::receiver::AbortOnDrop;
 
 /// Default size of one chunk.
 pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
@@ -216,7 +218,11 @@ impl Sender {
 
     /// Sends everything `reader` yields under `name`. A stream cannot be
     /// resumed, so an unfinished upload of the same name is abandoned.
-    pub async fn send_reader<R: AsyncRead + Unpin>(&self, name: &str, reader: R) -> Result<u64> {
+    pub async fn send_reader<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        name: &str,
+        reader: R,
+    ) -> Result<u64> {
         names::check_file_name(name)?;
         let (fid, _, _) = self.announce(name, "stream", false).await?;
         self.upload(fid, name, reader, 0, blake3::Hasher::new(), 0)
@@ -308,84 +314,95 @@ impl Sender {
 
     /// Uploads the rest of a file from chunk `next` on, then records its size
     /// and digest. `hasher` and `size` cover the chunks before `next`.
-    async fn upload<R: AsyncRead + Unpin>(
+    ///
+    /// Reading runs in its own task, so a chunk is written and published as
+    /// soon as it is complete, even while the input is slow to yield the
+    /// next one (a pipe, a growing log).
+    async fn upload<R: AsyncRead + Unpin + Send + 'static>(
         &self,
         fid: u64,
         name: &str,
-        mut reader: R,
+        reader: R,
         mut next: u64,
         mut hasher: blake3::Hasher,
         mut size: u64,
     ) -> Result<u64> {
-        let chunk_size = self.options.chunk_size;
+        let (chunks, mut incoming) = mpsc::channel(2);
+        let reading = AbortOnDrop(tokio::spawn(read_chunks(
+            reader,
+            self.options.chunk_size,
+            chunks,
+        )));
         let mut reserved = 0;
         let mut published = next;
+        let mut written = next;
         let mut in_flight = FuturesOrdered::new();
         let mut last_event = "0-0".to_owned();
         let mut end_of_input = false;
         loop {
-            while !end_of_input && (in_flight.len() as u64) < PIPELINE_DEPTH {
-                if next >= reserved {
-                    let (granted, event): (i64, String) = self
-                        .channel
-                        .run(
-                            "reserving room",
-                            &protocol::RESERVE,
-                            &[
-                                fid.to_string(),
-                                (next + PIPELINE_DEPTH).to_string(),
-                                self.limit.to_string(),
-                            ],
-                        )
-                        .await?;
-                    last_event = event;
-                    if granted < 0 {
-                        return Err(Error::Processing {
-                            name: name.to_owned(),
-                            reason: "another sender took over this upload".into(),
-                        });
-                    }
-                    reserved = granted as u64;
-                    if reserved <= next {
-                        break;
-                    }
+            if !end_of_input && next >= reserved {
+                let (granted, event): (i64, String) = self
+                    .channel
+                    .run(
+                        "reserving room",
+                        &protocol::RESERVE,
+                        &[
+                            fid.to_string(),
+                            (next + PIPELINE_DEPTH).to_string(),
+                            self.limit.to_string(),
+                        ],
+                    )
+                    .await?;
+                last_event = event;
+                if granted < 0 {
+                    return Err(Error::Processing {
+                        name: name.to_owned(),
+                        reason: "another sender took over this upload".into(),
+                    });
                 }
-                let data = read_chunk(&mut reader, chunk_size).await?;
-                if data.is_empty() {
-                    end_of_input = true;
+                reserved = granted as u64;
+            }
+            let may_read =
+                !end_of_input && next < reserved && (in_flight.len() as u64) < PIPELINE_DEPTH;
+            if in_flight.is_empty() && !may_read {
+                if end_of_input {
                     break;
                 }
-                end_of_input = (data.len() as u64) < chunk_size;
-                hasher.update(&data);
-                size += data.len() as u64;
-                in_flight.push_back(self.write_chunk(fid, next, data));
-                next += 1;
+                tracing::debug!(
+                    "{name}: channel full ({}); waiting for receivers",
+                    bytesize::ByteSize(self.limit)
+                );
+                if !self.release(true).await? {
+                    self.wait_for_event(&last_event).await?;
+                }
+                continue;
             }
-            match in_flight.next().await {
-                Some(written) => {
-                    let bytes = written?;
-                    published += 1;
-                    self.channel
-                        .run::<i64>(
-                            "publishing a chunk",
-                            &protocol::PUBLISH,
-                            &[fid.to_string(), published.to_string()],
-                        )
-                        .await?;
+            tokio::select! {
+                done = in_flight.next(), if !in_flight.is_empty() => {
+                    let mut bytes = done.expect("in flight")?;
+                    written += 1;
+                    // Publish every write that is already complete in one step.
+                    while let Some(Some(done)) = in_flight.next().now_or_never() {
+                        bytes += done?;
+                        written += 1;
+                    }
+                    self.publish(fid, written).await?;
+                    published = written;
                     self.progress.inc(bytes);
                 }
-                None if end_of_input => break,
-                None => {
-                    tracing::debug!(
-                        "{name}: channel full ({}); waiting for receivers",
-                        bytesize::ByteSize(self.limit)
-                    );
-                    if !self.release(true).await? {
-                        self.wait_for_event(&last_event).await?;
+                chunk = incoming.recv(), if may_read => match chunk {
+                    Some(Ok(data)) => {
+                        hasher.update(&data);
+                        size += data.len() as u64;
+                        in_flight.push_back(self.write_chunk(fid, next, data));
+                        next += 1;
                     }
-                }
+                    Some(Err(error)) => return Err(Error::io(name, error)),
+                    None => end_of_input = true,
+                },
             }
         }
+        drop(reading);
         let digest = hasher.finalize().to_hex().to_string();
         self.channel
             .run::<i64>(
@@ -401,6 +418,17 @@ impl Sender {
             .await?;
         tracing::debug!("{name}: sent {}", bytesize::ByteSize(size));
         Ok(size)
+    }
+
+    async fn publish(&self, fid: u64, count: u64) -> Result<()> {
+        self.channel
+            .run::<i64>(
+                "publishing chunks",
+                &protocol::PUBLISH,
+                &[fid.to_string(), count.to_string()],
+            )
+            .await?;
+        Ok(())
     }
 
     fn write_chunk(
@@ -472,18 +500,32 @@ impl Sender {
     }
 }
 
-/// Reads up to `size` bytes, fewer only at the end of input.
-async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: u64) -> Result<Bytes> {
-    let mut buffer = BytesMut::with_capacity(size as usize);
-    while (buffer.len() as u64) < size {
-        let room = size as usize - buffer.len();
-        let n = reader
-            .read_buf(&mut (&mut buffer).limit(room))
-            .await
-            .map_err(|e| Error::io("input", e))?;
-        if n == 0 {
-            break;
+/// Reads `reader` in chunks of `size` bytes (the last may be shorter) and
+/// passes them on; ends the channel at end of input.
+async fn read_chunks<R: AsyncRead + Unpin>(
+    mut reader: R,
+    size: u64,
+    out: mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    loop {
+        let mut buffer = BytesMut::with_capacity(size as usize);
+        while (buffer.len() as u64) < size {
+            let room = size as usize - buffer.len();
+            match reader.read_buf(&mut (&mut buffer).limit(room)).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    let _ = out.send(Err(error)).await;
+                    return;
+                }
+            }
+        }
+        let last = (buffer.len() as u64) < size;
+        if !buffer.is_empty() && out.send(Ok(buffer.freeze())).await.is_err() {
+            return;
+        }
+        if last {
+            return;
         }
     }
-    Ok(buffer.freeze())
 }

@@ -593,3 +593,49 @@ fn purge_deletes_every_key_of_a_channel_even_mid_transfer() {
     ));
     assert_eq!(rt.block_on(server.keys("*")), Vec::<String>::new());
 }
+
+#[test]
+fn with_follow_the_sender_picks_up_files_that_appear_later() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let (source, out) = (work.path().join("in"), work.path().join("out"));
+    write(&source, "early.log", b"early\n");
+    let mut sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "fw",
+                "--receivers",
+                "1",
+                "--follow",
+                "--settle",
+                "200ms",
+            ])
+            .arg(&source),
+    );
+    let mut receiver = spawn(
+        server
+            .command()
+            .args([
+                "receive",
+                "--channel",
+                "fw",
+                "--id",
+                "0",
+                "--follow",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    write(&source, "rotated/late.log", b"late\n");
+    let deadline = Instant::now() + T;
+    while !out.join("rotated/late.log").exists() {
+        assert!(Instant::now() < deadline, "the late file never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(&mut sender);
+    kill(&mut receiver);
+    assert_same_tree(&source, &out);
+}

@@ -389,3 +389,53 @@ async fn acknowledging_twice_counts_once() {
         "the chunk must stay until receiver 1 is done"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_processes_the_first_chunk_before_the_upload_has_finished() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start();
+    let url = server.url();
+    let (mut input, pipe) = tokio::io::duplex(1 << 16);
+    let sender = Sender::open(&url, options("stream", &["0"], 1 << 20, 1000))
+        .await
+        .unwrap();
+    let upload = tokio::spawn(async move {
+        sender
+            .send_reader("growing.log", pipe)
+            .await
+            .map(|_| sender)
+    });
+
+    input.write_all(&[b'a'; 1000]).await.unwrap();
+    let mut receiver = Receiver::connect(&url, ReceiveOptions::new("stream", "0"))
+        .await
+        .unwrap();
+    let mut file = receiver.next_file().await.unwrap().unwrap();
+    let mut first = [0u8; 1000];
+    file.read_exact(&mut first).await.unwrap();
+    assert_eq!(first, [b'a'; 1000]);
+    assert!(
+        !upload.is_finished(),
+        "the upload ended before the receiver got its first chunk"
+    );
+
+    input.write_all(b"tail").await.unwrap();
+    drop(input);
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"tail");
+    receiver.ack(file).await.unwrap();
+    upload.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_is_capped_at_half_of_redis_maxmemory() {
+    let server = Server::with(redistribute::local_redis::LocalRedisOptions {
+        maxmemory: Some(8 << 20),
+        ..Default::default()
+    });
+    let sender = Sender::open(&server.url(), options("capped", &["0"], 1 << 30, 1 << 20))
+        .await
+        .unwrap();
+    assert_eq!(sender.limit(), 4 << 20);
+}
