@@ -1,5 +1,6 @@
 //! The command line: argument parsing and one function per command.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -228,12 +229,19 @@ async fn send(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result<()
     sender.set_progress(bar.clone());
     let started = Instant::now();
     let count = inputs.len();
+    if args.follow {
+        // Named files and stdin go now; directories' files once they settle.
+        let (dirs, others): (Vec<PathBuf>, Vec<PathBuf>) =
+            args.paths.iter().cloned().partition(|p| p.is_dir());
+        for input in inputs::collect(&others, args.name.as_deref())? {
+            send_one(&sender, &input).await?;
+        }
+        bar.finish_and_clear();
+        return follow(&sender, &dirs, args.settle).await;
+    }
     let mut bytes = 0;
     for input in &inputs {
         bytes += send_one(&sender, input).await?;
-    }
-    if args.follow {
-        follow(&sender, &args, inputs).await?;
     }
     sender.finish().await?;
     bar.finish_and_clear();
@@ -268,28 +276,44 @@ async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
     }
 }
 
-/// Watches the directories among the inputs and sends new or changed files
-/// once they have been quiet for `--settle`. Runs until interrupted.
-async fn follow(sender: &Sender, args: &SendArgs, initial: Vec<Input>) -> Result<()> {
-    let dirs: Vec<PathBuf> = args.paths.iter().filter(|p| p.is_dir()).cloned().collect();
-    let mut known: std::collections::HashSet<(String, u64, Option<SystemTime>)> = initial
-        .into_iter()
-        .map(|i| (i.name, i.size, i.modified))
-        .collect();
+/// Watches directories and sends new or changed files once they have been
+/// quiet for `settle`. Runs until interrupted. Files that vanish between
+/// listing and reading (rotated away) are skipped with a warning.
+async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<()> {
+    let mut known: HashSet<(String, u64, Option<SystemTime>)> = HashSet::new();
     tracing::info!("following {} directories for new files", dirs.len());
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        for input in inputs::collect(&dirs, None)? {
+        let listed = match inputs::collect(dirs, None) {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!("{error}; listing again shortly");
+                Vec::new()
+            }
+        };
+        for input in listed {
             let settled = input
                 .modified
                 .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age >= args.settle);
+                .is_some_and(|age| age >= settle);
             let identity = (input.name.clone(), input.size, input.modified);
-            if settled && !known.contains(&identity) {
-                send_one(sender, &input).await?;
-                known.insert(identity);
+            if !settled || known.contains(&identity) {
+                continue;
             }
+            match send_one(sender, &input).await {
+                Ok(_) => {}
+                Err(Error::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    tracing::warn!(
+                        "{} vanished before it could be sent; skipping it",
+                        path.display()
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+            known.insert(identity);
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -36,6 +36,10 @@ impl Redis {
     /// unreachable or refuses the credentials.
     pub async fn connect(url: &str) -> Result<Self> {
         let shown = redacted(url);
+        if url.starts_with("rediss://") {
+            // rustls needs a process-wide crypto provider; one may already be set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = redis::Client::open(url).map_err(|e| Error::InvalidUrl {
             url: shown.clone(),
             reason: e.to_string(),
@@ -104,11 +108,17 @@ impl Redis {
 
     /// Redis' `maxmemory` in bytes, or `None` when unlimited or not readable.
     pub async fn maxmemory(&self) -> Result<Option<u64>> {
-        let info: String = self
+        let info: String = match self
             .retry("INFO memory", |mut con| async move {
                 redis::cmd("INFO").arg("memory").query_async(&mut con).await
             })
-            .await?;
+            .await
+        {
+            Ok(info) => info,
+            // An ACL user without INFO: we cannot know, so trust --limit.
+            Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => return Ok(None),
+            Err(error) => return Err(error),
+        };
         Ok(info
             .lines()
             .find_map(|line| line.strip_prefix("maxmemory:"))
@@ -203,18 +213,34 @@ fn connect_error(url: &str, source: RedisError) -> Error {
     }
 }
 
-/// Removes the password from a URL so it can be printed.
+/// Removes passwords from a URL so it can be printed: the `user:pass@`
+/// part and `pass`/`password` query parameters (as `unix://` URLs use).
 pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (address, query) = match url.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (url, None),
     };
-    match rest.split_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
+    let mut shown = match address.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => address.to_owned(),
+        },
+        None => address.to_owned(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((key, _)) if key == "pass" || key == "password" => format!("{key}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        shown = format!("{shown}?{}", parameters.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -226,5 +252,9 @@ mod tests {
         assert_eq!(redacted("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redacted("redis://h:1"), "redis://h:1");
         assert_eq!(redacted("unix:///tmp/r.sock"), "unix:///tmp/r.sock");
+        assert_eq!(
+            redacted("unix:///tmp/r.sock?db=1&pass=secret"),
+            "unix:///tmp/r.sock?db=1&pass=***"
+        );
     }
 }

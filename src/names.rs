@@ -10,6 +10,19 @@ use crate::error::{Error, Result};
 /// Longest file name we accept, in bytes (Linux' `PATH_MAX`).
 const MAX_NAME_BYTES: usize = 4096;
 
+/// Checks a key prefix: a channel name without `:`, so that no prefix is
+/// the start of another prefix's key names.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    check_channel_name(prefix)?;
+    if prefix.contains(':') {
+        return Err(Error::InvalidChannel {
+            name: prefix.to_owned(),
+            reason: "a prefix may not contain `:`",
+        });
+    }
+    Ok(())
+}
+
 /// Checks that `name` is safe to join to an output directory and to put in
 /// an environment variable.
 pub fn check_file_name(name: &str) -> Result<()> {

@@ -15,7 +15,8 @@
 //! | `P:{C}:events` | stream (capped) | progress events a sender waiting for room blocks on |
 //! | `P:{C}:r:ID` | hash | per-receiver counters for `status` |
 //! | `P:{C}:parked` | hash | files given up on, with the reason |
-//! | `P:C:c:N:I` | string | chunk I of file N: the only keys holding file data |
+//! | `P:{C}:members` | set | ids of receivers and workers that joined |
+//! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data |
 //!
 //! All control keys share the hash tag `{C}`, so every state change below
 //! is one Lua script on one slot, legal on Redis Cluster. Chunk keys carry
@@ -163,14 +164,34 @@ impl Keys {
         format!("{}*", self.base)
     }
 
-    /// Chunk `index` of file `fid`. Deliberately without a hash tag.
+    /// Chunk `index` of file `fid`: `P:c:<length of C>:C:fid:index`.
+    /// Deliberately without a hash tag. The length makes the channel part
+    /// unambiguous, so one channel's pattern never matches another's keys
+    /// (channel `a` vs `a:c:1`).
     pub fn chunk(&self, fid: u64, index: u64) -> String {
-        format!("{}:{}:c:{fid}:{index}", self.prefix, self.channel)
+        format!("{}{fid}:{index}", self.chunk_base())
     }
 
     /// Pattern matching every chunk key of the channel.
     pub fn chunk_pattern(&self) -> String {
-        format!("{}:{}:c:*", self.prefix, self.channel)
+        format!("{}*", self.chunk_base())
+    }
+
+    fn chunk_base(&self) -> String {
+        format!("{}:c:{}:{}:", self.prefix, self.channel.len(), self.channel)
+    }
+
+    pub fn sent(&self) -> String {
+        format!("{}sent", self.base)
+    }
+
+    pub fn reclaim(&self) -> String {
+        format!("{}reclaim", self.base)
+    }
+
+    /// Ids of every receiver or worker that ever joined.
+    pub fn members(&self) -> String {
+        format!("{}members", self.base)
     }
 }
 
@@ -280,7 +301,8 @@ return {}
 
 /// Announces a file, or finds the announcement a previous run made.
 /// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size, acks needed.
-/// Returns `{fid, state, published}` where state is `new`, `uploading` or `sent`.
+/// Returns `{fid, state, published, chunk size}` where state is `new`,
+/// `uploading` or `sent`; a resumed upload keeps the chunk size it began with.
 pub static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -291,10 +313,10 @@ if previous then
   local fid, identity, state = string.match(previous, '^(%d+) (%S+) (%S+)$')
   local f = base .. 'f:' .. fid
   local live = redis.call('HGET', f, 'state')
-  if identity == ARGV[3] then
-    if state == 'sent' then return {fid, 'sent', 0} end
-    if ARGV[4] == '1' and live == 'uploading' then
-      return {fid, 'uploading', tonumber(redis.call('HGET', f, 'published'))}
+  if ARGV[4] == '1' and identity == ARGV[3] then
+    if state == 'sent' then return {fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5]} end
+    if live == 'uploading' then
+      return {fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')}
     end
   end
   if live == 'uploading' then
@@ -309,7 +331,7 @@ redis.call('HSET', sent, ARGV[2], fid .. ' ' .. ARGV[3] .. ' uploading')
 redis.call('ZADD', base .. 'active', fid, fid)
 redis.call('HINCRBY', meta, 'announced', 1)
 redis.call('XADD', base .. 'files', '*', 'kind', 'file', 'fid', fid)
-return {tostring(fid), 'new', 0}
+return {tostring(fid), 'new', 0, ARGV[5]}
 "#,
     )
 });
@@ -401,7 +423,8 @@ return id
 
 /// Records how many chunks of a file a receiver has consumed, so a sender
 /// short of room may delete them before the file is finished.
-/// KEYS: meta. ARGV: base, fid, receiver, chunks consumed.
+/// `restart` 1 sets the position back (a receiver starting the file over).
+/// KEYS: meta. ARGV: base, fid, receiver, chunks consumed, restart (0/1).
 pub static CONSUME: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -409,7 +432,7 @@ local base = ARGV[1]
 local f = base .. 'f:' .. ARGV[2]
 if redis.call('EXISTS', f) == 0 then return 0 end
 local field = 'pos:' .. ARGV[3]
-if tonumber(ARGV[4]) > tonumber(redis.call('HGET', f, field) or '0') then
+if ARGV[5] == '1' or tonumber(ARGV[4]) > tonumber(redis.call('HGET', f, field) or '0') then
   redis.call('HSET', f, field, ARGV[4])
 end
 event(base, 'c', ARGV[2])
@@ -458,6 +481,11 @@ if fails >= tonumber(ARGV[6]) then
   return 'parked'
 end
 redis.call('HSET', f, 'last_error', ARGV[7])
+-- The next worker starts from chunk 0: forget how far the last one got.
+local fields = redis.call('HKEYS', f)
+for _, field in ipairs(fields) do
+  if string.sub(field, 1, 4) == 'pos:' then redis.call('HDEL', f, field) end
+end
 redis.call('XADD', files, '*', 'kind', 'file', 'fid', ARGV[2])
 return 'requeued'
 "#,

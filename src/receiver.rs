@@ -91,7 +91,7 @@ impl Receiver {
     /// Connects to Redis. The channel need not exist yet.
     pub async fn connect(url: &str, options: ReceiveOptions) -> Result<Self> {
         names::check_channel_name(&options.channel)?;
-        names::check_channel_name(&options.prefix)?;
+        names::check_prefix(&options.prefix)?;
         names::check_channel_name(&options.id)?;
         let redis = Redis::connect(url).await?;
         let keys = Keys::new(&options.prefix, &options.channel);
@@ -153,7 +153,9 @@ impl Receiver {
                 {
                     return Ok(None);
                 }
-                None => {}
+                // Idle: look at our own pending entries again next time, in
+                // case a reply carrying one was lost with a connection.
+                None => self.pending_done = false,
             }
         }
     }
@@ -304,7 +306,7 @@ impl Receiver {
                 known: ids.join(", "),
             });
         }
-        let members = format!("{}members", self.channel.keys.base());
+        let members = self.channel.keys.members();
         let id = self.options.id.clone();
         self.channel
             .redis
@@ -441,8 +443,11 @@ impl Receiver {
             })
             .await?;
         for (entry, worker, _, _) in stale {
-            let fid = self.fid_of(&entry).await?;
-            let Some(fid) = fid else { continue };
+            let Some(fid) = self.fid_of(&entry).await? else {
+                // A marker (or a vanished entry) left by a dead worker.
+                self.acknowledge(0, &entry, "skip", "", 0).await?;
+                continue;
+            };
             let outcome: String = self
                 .channel
                 .run(
@@ -501,7 +506,7 @@ impl Receiver {
             })
             .await?;
         let state = fields.get("state").map(String::as_str).unwrap_or("");
-        if fields.is_empty() || state == "aborted" {
+        if fields.is_empty() || state == "aborted" || state == "done" {
             tracing::debug!("file {fid} was abandoned or already finished; skipping");
             self.acknowledge(fid, entry, "skip", "", 0).await?;
             return Ok(None);
@@ -540,7 +545,7 @@ impl Receiver {
                 self.channel.clone(),
                 self.options.id.clone(),
                 entry.to_owned(),
-                self.options.claim_after / 4,
+                (self.options.claim_after / 4).min(Duration::from_secs(1)),
             ))));
         }
         Ok(Some(IncomingFile {
@@ -626,6 +631,9 @@ impl Fetch {
             last_id: "0-0".into(),
             ..Progress::default()
         };
+        // Reading from the start: our old position must not let a sender
+        // delete chunks we are about to read again.
+        self.report(0, true).await?;
         self.poll_log(&mut progress, None).await?;
         let mut hasher = blake3::Hasher::new();
         let mut received = 0u64;
@@ -647,7 +655,7 @@ impl Fetch {
                 }
                 if reported < consumed {
                     // About to wait: a sender short of room may free what we consumed.
-                    self.report(consumed).await?;
+                    self.report(consumed, false).await?;
                     reported = consumed;
                 }
                 self.poll_log(&mut progress, Some(BLOCK)).await?;
@@ -664,7 +672,7 @@ impl Fetch {
             received += data.len() as u64;
             consumed += 1;
             if consumed % REPORT_EVERY == 0 {
-                self.report(consumed).await?;
+                self.report(consumed, false).await?;
                 reported = consumed;
             }
             if out.send(Ok(data)).await.is_err() {
@@ -685,7 +693,7 @@ impl Fetch {
     }
 
     /// Records how many chunks we consumed (see [`protocol::CONSUME`]).
-    async fn report(&self, consumed: u64) -> Result<()> {
+    async fn report(&self, consumed: u64, restart: bool) -> Result<()> {
         self.channel
             .run::<i64>(
                 "reporting progress",
@@ -694,6 +702,7 @@ impl Fetch {
                     self.fid.to_string(),
                     self.receiver.clone(),
                     consumed.to_string(),
+                    if restart { "1" } else { "0" }.to_owned(),
                 ],
             )
             .await?;
@@ -728,7 +737,7 @@ impl Fetch {
             .flatten();
         if freed.is_some_and(|freed| index < freed) {
             self.corrupt(format!(
-                "chunk {index} was already deleted to make room (the file is larger than the channel's limit and this receiver restarted mid-file); send it again"
+                "chunk {index} was already deleted to make room (the file is larger than the channel's limit and was being read again after an interruption); send it again"
             ))
         } else {
             self.corrupt(format!(

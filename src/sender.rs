@@ -50,6 +50,16 @@ impl SendOptions {
     }
 }
 
+/// A file's announcement, new or found from an earlier run.
+struct Announced {
+    fid: u64,
+    already_sent: bool,
+    /// Chunks an earlier run already published.
+    published: u64,
+    /// The chunk size the file was begun with, which a resume must keep.
+    chunk_size: u64,
+}
+
 /// What happened to one input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sent {
@@ -72,7 +82,7 @@ impl Sender {
     /// previous run with the same audience created it.
     pub async fn open(url: &str, options: SendOptions) -> Result<Self> {
         names::check_channel_name(&options.channel)?;
-        names::check_channel_name(&options.prefix)?;
+        names::check_prefix(&options.prefix)?;
         if let Audience::Broadcast(ids) = &options.audience {
             if ids.is_empty() {
                 return Err(Error::Usage(
@@ -171,8 +181,8 @@ impl Sender {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         let identity = format!("{}:{mtime}", metadata.len());
-        let (fid, state, published) = self.announce(name, &identity, true).await?;
-        if state == "sent" {
+        let announced = self.announce(name, &identity, true).await?;
+        if announced.already_sent {
             tracing::info!("{name}: already sent by an earlier run; skipping");
             return Ok(Sent::AlreadySent);
         }
@@ -181,9 +191,10 @@ impl Sender {
             .map_err(|e| Error::io(path, e))?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0;
+        let published = announced.published;
         if published > 0 {
             // Rebuild the digest of what the earlier run uploaded, then go on from there.
-            let prefix = published * self.options.chunk_size;
+            let prefix = published * announced.chunk_size;
             let mut head = (&mut file).take(prefix);
             let mut buffer = vec![0; 1 << 16];
             loop {
@@ -207,7 +218,7 @@ impl Sender {
             self.progress.inc(size);
         }
         let bytes = self
-            .upload(fid, name, file, published, hasher, size)
+            .upload(&announced, name, file, hasher, size)
             .await
             .map_err(|e| match e {
                 Error::Io { source, .. } => Error::io(path, source),
@@ -224,8 +235,8 @@ impl Sender {
         reader: R,
     ) -> Result<u64> {
         names::check_file_name(name)?;
-        let (fid, _, _) = self.announce(name, "stream", false).await?;
-        self.upload(fid, name, reader, 0, blake3::Hasher::new(), 0)
+        let announced = self.announce(name, "stream", false).await?;
+        self.upload(&announced, name, reader, blake3::Hasher::new(), 0)
             .await
     }
 
@@ -246,11 +257,7 @@ impl Sender {
             self.release(false).await?;
             let (active, reclaim, newest): (u64, u64, redis::streams::StreamRangeReply) = {
                 let keys = &self.channel.keys;
-                let (a, r, e) = (
-                    keys.active(),
-                    format!("{}reclaim", keys.base()),
-                    keys.events(),
-                );
+                let (a, r, e) = (keys.active(), keys.reclaim(), keys.events());
                 self.channel
                     .redis
                     .retry("checking progress", |mut con| {
@@ -272,7 +279,14 @@ impl Sender {
                     .await?
             };
             if active == 0 && reclaim == 0 {
-                return Ok(());
+                // Empty because done, or because the state vanished?
+                return match self.channel.meta().await? {
+                    Some(_) => Ok(()),
+                    None => Err(Error::Protocol {
+                        key: self.channel.keys.meta(),
+                        reason: "the channel vanished while receivers were working (purged, or Redis restarted without persistence); send again".into(),
+                    }),
+                };
             }
             if let Some(id) = newest.ids.into_iter().next().map(|e| e.id) {
                 if id == last_event {
@@ -285,13 +299,8 @@ impl Sender {
         }
     }
 
-    async fn announce(
-        &self,
-        name: &str,
-        identity: &str,
-        resumable: bool,
-    ) -> Result<(u64, String, u64)> {
-        let (fid, state, published): (String, String, u64) = self
+    async fn announce(&self, name: &str, identity: &str, resumable: bool) -> Result<Announced> {
+        let (fid, state, published, chunk_size): (String, String, u64, u64) = self
             .channel
             .run(
                 "announcing a file",
@@ -309,7 +318,12 @@ impl Sender {
             key: self.channel.keys.meta(),
             reason: format!("file id {fid:?} is not a number"),
         })?;
-        Ok((fid, state, published))
+        Ok(Announced {
+            fid,
+            already_sent: state == "sent",
+            published,
+            chunk_size,
+        })
     }
 
     /// Uploads the rest of a file from chunk `next` on, then records its size
@@ -320,17 +334,18 @@ impl Sender {
     /// next one (a pipe, a growing log).
     async fn upload<R: AsyncRead + Unpin + Send + 'static>(
         &self,
-        fid: u64,
+        announced: &Announced,
         name: &str,
         reader: R,
-        mut next: u64,
         mut hasher: blake3::Hasher,
         mut size: u64,
     ) -> Result<u64> {
+        let fid = announced.fid;
+        let mut next = announced.published;
         let (chunks, mut incoming) = mpsc::channel(2);
         let reading = AbortOnDrop(tokio::spawn(read_chunks(
             reader,
-            self.options.chunk_size,
+            announced.chunk_size,
             chunks,
         )));
         let mut reserved = 0;

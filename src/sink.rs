@@ -90,23 +90,45 @@ async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<(
     result
 }
 
+/// Makes the command die with us even when we are killed outright:
+/// otherwise it would see end-of-file on a half-delivered file and might
+/// take it for the whole.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only prctl, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut tokio::process::Command) {}
+
 async fn run_command(
     command: &str,
     name: &str,
     file: &mut IncomingFile,
     decode: Decode,
 ) -> Result<()> {
-    let mut child = tokio::process::Command::new("sh")
+    let mut shell = tokio::process::Command::new("sh");
+    shell
         .arg("-c")
         .arg(command)
         .env("REDISTRIBUTE_NAME", name)
         .stdin(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::Processing {
-            name: name.to_owned(),
-            reason: format!("cannot start `sh -c {command}`: {e}"),
-        })?;
+        .kill_on_drop(true);
+    die_with_parent(&mut shell);
+    let mut child = shell.spawn().map_err(|e| Error::Processing {
+        name: name.to_owned(),
+        reason: format!("cannot start `sh -c {command}`: {e}"),
+    })?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut contents = file.decoded(decode);
     let copied = copy_buf(&mut contents, &mut stdin).await;

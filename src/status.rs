@@ -74,11 +74,7 @@ pub async fn channel_status(
     let keys = &channel.keys;
     let (active, parked, members): (u64, HashMap<String, String>, Vec<String>) = redis
         .retry("reading channel status", |mut con| {
-            let (a, p, m) = (
-                keys.active(),
-                keys.parked(),
-                format!("{}members", keys.base()),
-            );
+            let (a, p, m) = (keys.active(), keys.parked(), keys.members());
             async move {
                 redis::pipe()
                     .zcard(a)
@@ -151,6 +147,7 @@ pub async fn channel_status(
 /// Deletes every key of a channel. Returns how many keys were deleted.
 pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
     names::check_channel_name(name)?;
+    names::check_prefix(prefix)?;
     let keys = Keys::new(prefix, name);
     let mut deleted = 0;
     for pattern in [keys.chunk_pattern(), keys.control_pattern()] {

@@ -586,7 +586,7 @@ fn purge_deletes_every_key_of_a_channel_even_mid_transfer() {
     });
     kill(&mut sender);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert!(!rt.block_on(server.keys("rd:gone:c:*")).is_empty());
+    assert!(!rt.block_on(server.keys("rd:c:4:gone:*")).is_empty());
     succeeded(&run(
         server.command().args(["purge", "--channel", "gone"]),
         T,
@@ -638,4 +638,126 @@ fn with_follow_the_sender_picks_up_files_that_appear_later() {
     kill(&mut sender);
     kill(&mut receiver);
     assert_same_tree(&source, &out);
+}
+
+#[test]
+fn stdin_sent_twice_under_one_name_is_delivered_twice() {
+    use std::io::Write;
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let journal = work.path().join("journal");
+    let mut receiver = spawn(server.command().args([
+        "receive",
+        "--channel",
+        "in",
+        "--id",
+        "0",
+        "--follow",
+        "--exec",
+        &format!("cat >> {}", journal.display()),
+    ]));
+    for text in ["first\n", "second\n"] {
+        let mut sender = server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "in",
+                "--receivers",
+                "1",
+                "--name",
+                "piped.log",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        sender
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        succeeded(&wait(sender, T));
+    }
+    kill(&mut receiver);
+    assert_eq!(std::fs::read_to_string(journal).unwrap(), "first\nsecond\n");
+}
+
+#[test]
+fn a_resumed_upload_keeps_its_chunk_size_even_when_the_option_changed() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let (source, out) = (work.path().join("in"), work.path().join("out"));
+    write(&source, "big", &noise(1 << 20, 3));
+    let send = |chunk: &str| {
+        let mut command = server.command();
+        command
+            .args([
+                "send",
+                "--channel",
+                "cs",
+                "--receivers",
+                "1",
+                "--limit",
+                "256KiB",
+                "--chunk-size",
+                chunk,
+            ])
+            .arg(&source);
+        command
+    };
+    let mut first = spawn(&mut send("64KiB"));
+    wait_for_status(&server, "cs", "a full budget", |s| {
+        s["bytes_held"].as_u64() >= Some(192 << 10)
+    });
+    kill(&mut first);
+    let second = spawn(&mut send("100KiB"));
+    succeeded(&run(
+        server
+            .command()
+            .args(["receive", "--channel", "cs", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    ));
+    succeeded(&wait(second, T));
+    assert_same_tree(&source, &out);
+}
+
+#[test]
+fn purging_one_channel_leaves_a_channel_with_a_longer_similar_name_alone() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    write(work.path(), "f", &noise(100_000, 4));
+    let mut senders = Vec::new();
+    for channel in ["a", "a:c:1"] {
+        senders.push(spawn(
+            server
+                .command()
+                .args([
+                    "send",
+                    "--channel",
+                    channel,
+                    "--receivers",
+                    "1",
+                    "--chunk-size",
+                    "16KiB",
+                ])
+                .arg(work.path().join("f")),
+        ));
+        wait_for_status(&server, channel, "the upload", |s| {
+            s["files_announced"] == 1 && s["ended"] == true
+        });
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before = rt.block_on(server.keys("rd:c:5:a:c:1:*"));
+    assert!(!before.is_empty());
+    succeeded(&run(server.command().args(["purge", "--channel", "a"]), T));
+    assert_eq!(rt.block_on(server.keys("rd:c:5:a:c:1:*")), before);
+    assert_eq!(rt.block_on(server.keys("rd:c:1:a:*")), Vec::<String>::new());
+    for mut sender in senders {
+        kill(&mut sender);
+    }
 }

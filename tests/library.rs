@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Server, assert_same_tree, noise, write};
+use redistribute::protocol::Keys;
 use redistribute::sink::Sink;
 use redistribute::{Audience, Decode, ReceiveOptions, Receiver, SendOptions, Sender, inputs};
 use tokio::io::AsyncReadExt;
@@ -79,7 +80,7 @@ async fn files_of_every_awkward_size_arrive_byte_identical_and_leave_no_data_beh
 
     assert_same_tree(&source, &out);
     assert_eq!(
-        server.keys("rd:sizes:c:*").await,
+        server.keys(&Keys::new("rd", "sizes").chunk_pattern()).await,
         Vec::<String>::new(),
         "chunks left behind"
     );
@@ -241,7 +242,7 @@ async fn a_broadcast_reaches_every_receiver_and_memory_stays_under_the_limit() {
             let mut peak = 0u64;
             loop {
                 let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg("rd:wide:c:*")
+                    .arg("rd:c:4:wide:*")
                     .query_async(&mut con)
                     .await
                     .unwrap();
@@ -302,7 +303,7 @@ async fn a_corrupted_chunk_is_detected_and_never_acknowledged() {
     .await;
     let mut con = server.connection().await;
     let _: () = redis::cmd("SETRANGE")
-        .arg("rd:bad:c:1:2")
+        .arg("rd:c:3:bad:1:2")
         .arg(5)
         .arg("X")
         .query_async(&mut con)
@@ -382,7 +383,7 @@ async fn acknowledging_twice_counts_once() {
         .await
         .unwrap();
     assert_eq!(acks.as_deref(), Some("1"));
-    let data: Vec<String> = server.keys("rd:twice:c:*").await;
+    let data: Vec<String> = server.keys("rd:c:5:twice:*").await;
     assert_eq!(
         data.len(),
         1,
