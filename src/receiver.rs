@@ -671,7 +671,7 @@ impl Fetch {
             hasher.update(&data);
             received += data.len() as u64;
             consumed += 1;
-            if consumed % REPORT_EVERY == 0 {
+            if consumed.is_multiple_of(REPORT_EVERY) {
                 self.report(consumed, false).await?;
                 reported = consumed;
             }
