@@ -8,7 +8,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use indicatif::ProgressBar;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use std::io::Read;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::channel::Channel;
@@ -24,7 +26,7 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
 pub const DEFAULT_LIMIT: u64 = 1 << 30;
 /// Chunk writes kept in flight at once: enough to hide round trips, few
 /// enough to keep the sender's memory small.
-const PIPELINE_DEPTH: u64 = 6;
+const PIPELINE_DEPTH: u64 = 4;
 
 /// What a [`Sender`] needs to know about the channel it feeds.
 #[derive(Clone, Debug)]
@@ -186,44 +188,34 @@ impl Sender {
             tracing::info!("{name}: already sent by an earlier run; skipping");
             return Ok(Sent::AlreadySent);
         }
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| Error::io(path, e))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0;
-        let published = announced.published;
-        if published > 0 {
-            // Rebuild the digest of what the earlier run uploaded, then go on from there.
-            let prefix = published * announced.chunk_size;
-            let mut head = (&mut file).take(prefix);
-            let mut buffer = vec![0; 1 << 16];
-            loop {
-                let n = head
-                    .read(&mut buffer)
-                    .await
-                    .map_err(|e| Error::io(path, e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..n]);
-                size += n as u64;
-            }
-            file.seek(std::io::SeekFrom::Start(size))
-                .await
-                .map_err(|e| Error::io(path, e))?;
-            tracing::info!(
-                "{name}: resuming after {} uploaded by an earlier run",
-                bytesize::ByteSize(size)
-            );
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let prefix = announced.published * announced.chunk_size;
+        // Rebuild the digest of what an earlier run uploaded; reading goes on from there.
+        let (file, hasher, size) = tokio::task::spawn_blocking(move || {
+            let mut hasher = blake3::Hasher::new();
+            let mut file = file;
+            hasher.update_reader((&mut file).take(prefix))?;
+            let size = hasher.count();
+            std::io::Result::Ok((file, hasher, size))
+        })
+        .await
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))?
+        .map_err(|e| Error::io(path, e))?;
+        if size > 0 {
+            tracing::info!("{name}: resuming after {} uploaded by an earlier run", bytesize::ByteSize(size));
             self.progress.inc(size);
         }
+        let (chunks, incoming) = mpsc::channel(2);
+        let chunk_size = announced.chunk_size;
+        let reading = AbortOnDrop(tokio::task::spawn_blocking(move || read_file_chunks(file, chunk_size, chunks)));
         let bytes = self
-            .upload(&announced, name, file, hasher, size)
+            .upload(&announced, name, incoming, hasher, size)
             .await
             .map_err(|e| match e {
                 Error::Io { source, .. } => Error::io(path, source),
                 other => other,
             })?;
+        drop(reading);
         Ok(Sent::Uploaded { bytes })
     }
 
@@ -236,7 +228,9 @@ impl Sender {
     ) -> Result<u64> {
         names::check_file_name(name)?;
         let announced = self.announce(name, "stream", false).await?;
-        self.upload(&announced, name, reader, blake3::Hasher::new(), 0)
+        let (chunks, incoming) = mpsc::channel(2);
+        let _reading = AbortOnDrop(tokio::spawn(read_chunks(reader, announced.chunk_size, chunks)));
+        self.upload(&announced, name, incoming, blake3::Hasher::new(), 0)
             .await
     }
 
@@ -329,25 +323,19 @@ impl Sender {
     /// Uploads the rest of a file from chunk `next` on, then records its size
     /// and digest. `hasher` and `size` cover the chunks before `next`.
     ///
-    /// Reading runs in its own task, so a chunk is written and published as
-    /// soon as it is complete, even while the input is slow to yield the
+    /// Chunks come from a reading task, so a chunk is written and published
+    /// as soon as it is complete, even while the input is slow to yield the
     /// next one (a pipe, a growing log).
-    async fn upload<R: AsyncRead + Unpin + Send + 'static>(
+    async fn upload(
         &self,
         announced: &Announced,
         name: &str,
-        reader: R,
+        mut incoming: mpsc::Receiver<std::io::Result<Bytes>>,
         mut hasher: blake3::Hasher,
         mut size: u64,
     ) -> Result<u64> {
         let fid = announced.fid;
         let mut next = announced.published;
-        let (chunks, mut incoming) = mpsc::channel(2);
-        let reading = AbortOnDrop(tokio::spawn(read_chunks(
-            reader,
-            announced.chunk_size,
-            chunks,
-        )));
         let mut reserved = 0;
         let mut published = next;
         let mut written = next;
@@ -417,7 +405,6 @@ impl Sender {
                 },
             }
         }
-        drop(reading);
         let digest = hasher.finalize().to_hex().to_string();
         self.channel
             .run::<i64>(
@@ -512,6 +499,26 @@ impl Sender {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Reads a file in chunks on a blocking thread: plain reads straight into
+/// each chunk's buffer, without the extra copy `tokio::fs` makes.
+fn read_file_chunks(file: std::fs::File, size: u64, out: mpsc::Sender<std::io::Result<Bytes>>) {
+    let mut file = file;
+    loop {
+        let mut buffer = Vec::with_capacity(size as usize);
+        if let Err(error) = (&mut file).take(size).read_to_end(&mut buffer) {
+            let _ = out.blocking_send(Err(error));
+            return;
+        }
+        let last = (buffer.len() as u64) < size;
+        if !buffer.is_empty() && out.blocking_send(Ok(Bytes::from(buffer))).is_err() {
+            return;
+        }
+        if last {
+            return;
+        }
     }
 }
 
