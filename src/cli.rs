@@ -140,7 +140,7 @@ pub struct PurgeArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Uncompressed size of the generated logs.
-    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "400MiB", value_parser = parse_size)]
     pub size: u64,
 }
 

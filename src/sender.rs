@@ -202,12 +202,17 @@ impl Sender {
         .map_err(|e| Error::io(path, std::io::Error::other(e)))?
         .map_err(|e| Error::io(path, e))?;
         if size > 0 {
-            tracing::info!("{name}: resuming after {} uploaded by an earlier run", bytesize::ByteSize(size));
+            tracing::info!(
+                "{name}: resuming after {} uploaded by an earlier run",
+                bytesize::ByteSize(size)
+            );
             self.progress.inc(size);
         }
         let (chunks, incoming) = mpsc::channel(2);
         let chunk_size = announced.chunk_size;
-        let reading = AbortOnDrop(tokio::task::spawn_blocking(move || read_file_chunks(file, chunk_size, chunks)));
+        let reading = AbortOnDrop(tokio::task::spawn_blocking(move || {
+            read_file_chunks(file, chunk_size, chunks)
+        }));
         let bytes = self
             .upload(&announced, name, incoming, hasher, size)
             .await
@@ -229,7 +234,11 @@ impl Sender {
         names::check_file_name(name)?;
         let announced = self.announce(name, "stream", false).await?;
         let (chunks, incoming) = mpsc::channel(2);
-        let _reading = AbortOnDrop(tokio::spawn(read_chunks(reader, announced.chunk_size, chunks)));
+        let _reading = AbortOnDrop(tokio::spawn(read_chunks(
+            reader,
+            announced.chunk_size,
+            chunks,
+        )));
         self.upload(&announced, name, incoming, blake3::Hasher::new(), 0)
             .await
     }

@@ -65,7 +65,9 @@ async fn write_stdout(name: &str, file: &mut IncomingFile, decode: Decode) -> Re
     let mut contents = file.decoded(decode);
     if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
         let mut stdout = tokio::io::stdout();
-        copy_buf(&mut contents, &mut stdout).await.map_err(|e| failed(name, e))?;
+        copy_buf(&mut contents, &mut stdout)
+            .await
+            .map_err(|e| failed(name, e))?;
         return stdout.flush().await.map_err(|e| Error::io("stdout", e));
     }
     loop {
@@ -78,7 +80,8 @@ async fn write_stdout(name: &str, file: &mut IncomingFile, decode: Decode) -> Re
             .map_err(|e| Error::io("stdout", e))?;
         contents.as_mut().consume(n);
     }
-    tokio::task::block_in_place(|| std::io::stdout().lock().flush()).map_err(|e| Error::io("stdout", e))
+    tokio::task::block_in_place(|| std::io::stdout().lock().flush())
+        .map_err(|e| Error::io("stdout", e))
 }
 
 async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
