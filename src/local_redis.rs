@@ -16,6 +16,8 @@ pub struct LocalRedisOptions {
     pub maxmemory: Option<u64>,
     /// Require this password.
     pub password: Option<String>,
+    /// Also listen on a unix socket in the server's directory.
+    pub unix_socket: bool,
 }
 
 /// A running `redis-server` child process, killed when dropped.
@@ -71,6 +73,13 @@ impl LocalRedis {
                 .arg("--maxmemory-policy")
                 .arg("noeviction");
         }
+        if self.options.unix_socket {
+            command
+                .arg("--unixsocket")
+                .arg(self.socket_path())
+                .arg("--unixsocketperm")
+                .arg("700");
+        }
         if let Some(password) = &self.options.password {
             command.arg("--requirepass").arg(password);
         }
@@ -101,6 +110,11 @@ impl LocalRedis {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
         }
+    }
+
+    /// The unix socket path (listened on when `unix_socket` was set).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
     }
 
     pub fn port(&self) -> u16 {

@@ -761,3 +761,91 @@ fn purging_one_channel_leaves_a_channel_with_a_longer_similar_name_alone() {
         kill(&mut sender);
     }
 }
+
+#[test]
+fn a_unix_socket_url_works() {
+    let server = Server::with(LocalRedisOptions {
+        unix_socket: true,
+        ..LocalRedisOptions::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    write(work.path(), "f", b"over a socket\n");
+    let url = format!("unix://{}", server.0.socket_path().display());
+    let sender = spawn(
+        server
+            .command()
+            .env("REDIS_URL", &url)
+            .args(["send", "--channel", "u", "--receivers", "1"])
+            .arg(work.path().join("f")),
+    );
+    let output = run(
+        server.command().env("REDIS_URL", &url).args([
+            "receive",
+            "--channel",
+            "u",
+            "--id",
+            "0",
+            "--stdout",
+        ]),
+        T,
+    );
+    succeeded(&output);
+    assert_eq!(output.stdout, b"over a socket\n");
+    succeeded(&wait(sender, T));
+}
+
+#[test]
+fn a_sender_facing_an_out_of_memory_redis_waits_says_why_and_finishes_once_there_is_room() {
+    let server = Server::with(LocalRedisOptions {
+        maxmemory: Some(16 << 20),
+        ..LocalRedisOptions::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (source, out) = (work.path().join("in"), work.path().join("out"));
+    write(&source, "f", &noise(6 << 20, 8));
+    // Someone else's data fills Redis, below the channel's own budget.
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut filler = 0;
+    while redis::cmd("SET")
+        .arg(format!("other:{filler}"))
+        .arg(vec![0u8; 256 << 10])
+        .query::<()>(&mut con)
+        .is_ok()
+    {
+        filler += 1;
+    }
+    let sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "oom",
+                "--receivers",
+                "1",
+                "--chunk-size",
+                "256KiB",
+            ])
+            .arg(&source),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    for key in 0..filler {
+        let _: () = redis::cmd("DEL")
+            .arg(format!("other:{key}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    succeeded(&run(
+        server
+            .command()
+            .args(["receive", "--channel", "oom", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    ));
+    let stderr = succeeded(&wait(sender, T));
+    assert!(stderr.contains("Redis is out of memory"), "{stderr}");
+    assert_same_tree(&source, &out);
+}
