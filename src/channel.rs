@@ -69,10 +69,7 @@ impl Channel {
         let key = self.keys.meta();
         let fields: HashMap<String, String> = self
             .redis
-            .retry("reading the channel", |mut con| {
-                let key = key.clone();
-                async move { redis::cmd("HGETALL").arg(&key).query_async(&mut con).await }
-            })
+            .query("reading the channel", redis::cmd("HGETALL").arg(&key))
             .await?;
         if fields.is_empty() {
             return Ok(None);
@@ -117,20 +114,14 @@ impl Channel {
             let mut start = from;
             while start < to {
                 let end = (start + UNLINK_BATCH).min(to);
-                let keys: Vec<String> = (start..end).map(|i| self.keys.chunk(fid, i)).collect();
+                let mut pipe = redis::pipe();
+                // One command per key keeps every command single-slot
+                // on a cluster, where chunk keys live on different shards.
+                for i in start..end {
+                    pipe.cmd("UNLINK").arg(self.keys.chunk(fid, i)).ignore();
+                }
                 self.redis
-                    .retry("deleting chunks", |mut con| {
-                        let keys = keys.clone();
-                        async move {
-                            let mut pipe = redis::pipe();
-                            // One command per key keeps every command single-slot
-                            // on a cluster, where chunk keys live on different shards.
-                            for key in &keys {
-                                pipe.cmd("UNLINK").arg(key).ignore();
-                            }
-                            pipe.query_async::<()>(&mut con).await
-                        }
-                    })
+                    .query_pipe::<()>("deleting chunks", &pipe)
                     .await?;
                 start = end;
             }

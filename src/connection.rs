@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 
 use crate::error::{Error, Result};
 
@@ -106,12 +106,47 @@ impl Redis {
         retry_on(&self.blocking, what, step).await
     }
 
+    /// Sends one command with [`Redis::retry`]. Most steps are a single
+    /// command, and this spares each of them a closure that rebuilds it per
+    /// attempt. Every attempt sends the same borrowed command, so a large
+    /// argument (a chunk) is copied once, not once per attempt.
+    pub async fn query<T: FromRedisValue>(&self, what: &'static str, command: &Cmd) -> Result<T> {
+        self.retry(what, |mut con| async move {
+            command.query_async(&mut con).await
+        })
+        .await
+    }
+
+    /// Like [`Redis::query`], on the connection reserved for blocking reads.
+    pub async fn query_blocking<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        command: &Cmd,
+    ) -> Result<T> {
+        self.retry_blocking(what, |mut con| async move {
+            command.query_async(&mut con).await
+        })
+        .await
+    }
+
+    /// Like [`Redis::query`], for a pipeline: its commands travel together,
+    /// and the whole pipeline is resent when an attempt fails, so each of
+    /// them must be idempotent.
+    pub async fn query_pipe<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        pipeline: &Pipeline,
+    ) -> Result<T> {
+        self.retry(what, |mut con| async move {
+            pipeline.query_async(&mut con).await
+        })
+        .await
+    }
+
     /// Redis' `maxmemory` in bytes, or `None` when unlimited or not readable.
     pub async fn maxmemory(&self) -> Result<Option<u64>> {
         let info: String = match self
-            .retry("INFO memory", |mut con| async move {
-                redis::cmd("INFO").arg("memory").query_async(&mut con).await
-            })
+            .query("INFO memory", redis::cmd("INFO").arg("memory"))
             .await
         {
             Ok(info) => info,

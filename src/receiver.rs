@@ -279,22 +279,17 @@ impl Receiver {
                 "channel {} does not exist yet; waiting for a sender",
                 self.options.channel
             );
-            let key = self.channel.keys.files();
             self.channel
                 .redis
-                .retry_blocking("waiting for the channel", |mut con| {
-                    let key = key.clone();
-                    async move {
-                        redis::cmd("XREAD")
-                            .arg("BLOCK")
-                            .arg(BLOCK.as_millis() as u64)
-                            .arg("STREAMS")
-                            .arg(key)
-                            .arg("0-0")
-                            .query_async::<redis::Value>(&mut con)
-                            .await
-                    }
-                })
+                .query_blocking::<redis::Value>(
+                    "waiting for the channel",
+                    redis::cmd("XREAD")
+                        .arg("BLOCK")
+                        .arg(BLOCK.as_millis() as u64)
+                        .arg("STREAMS")
+                        .arg(self.channel.keys.files())
+                        .arg("0-0"),
+                )
                 .await?;
         };
         if let Audience::Broadcast(ids) = &meta.audience
@@ -306,20 +301,14 @@ impl Receiver {
                 known: ids.join(", "),
             });
         }
-        let members = self.channel.keys.members();
-        let id = self.options.id.clone();
         self.channel
             .redis
-            .retry("registering the receiver", |mut con| {
-                let (members, id) = (members.clone(), id.clone());
-                async move {
-                    redis::cmd("SADD")
-                        .arg(members)
-                        .arg(id)
-                        .query_async::<()>(&mut con)
-                        .await
-                }
-            })
+            .query::<()>(
+                "registering the receiver",
+                redis::cmd("SADD")
+                    .arg(self.channel.keys.members())
+                    .arg(&self.options.id),
+            )
             .await?;
         self.audience = Some(meta.audience.clone());
         Ok(meta.audience)
@@ -335,35 +324,30 @@ impl Receiver {
     /// Reads one announcement from our group: `0` for our own pending ones,
     /// `>` for new ones (blocking up to `block`).
     async fn read(&self, from: &'static str, block: Option<Duration>) -> Result<Option<StreamId>> {
-        let key = self.channel.keys.files();
         let group = self
             .audience
             .as_ref()
             .map(|a| a.group_of(&self.options.id))
             .unwrap_or_default();
-        let id = self.options.id.clone();
-        let step = |mut con: redis::aio::ConnectionManager| {
-            let (key, group, id) = (key.clone(), group.clone(), id.clone());
-            async move {
-                let mut cmd = redis::cmd("XREADGROUP");
-                cmd.arg("GROUP").arg(group).arg(id).arg("COUNT").arg(1);
-                if let Some(block) = block {
-                    cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
-                }
-                cmd.arg("STREAMS").arg(key).arg(from);
-                cmd.query_async::<Option<StreamReadReply>>(&mut con).await
-            }
-        };
-        let reply = if block.is_some() {
-            self.channel
-                .redis
-                .retry_blocking("waiting for files", step)
-                .await?
+        let mut command = redis::cmd("XREADGROUP");
+        command
+            .arg("GROUP")
+            .arg(group)
+            .arg(&self.options.id)
+            .arg("COUNT")
+            .arg(1);
+        if let Some(block) = block {
+            command.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        command
+            .arg("STREAMS")
+            .arg(self.channel.keys.files())
+            .arg(from);
+        let redis = &self.channel.redis;
+        let reply: Option<StreamReadReply> = if block.is_some() {
+            redis.query_blocking("waiting for files", &command).await?
         } else {
-            self.channel
-                .redis
-                .retry("reading announcements", step)
-                .await?
+            redis.query("reading announcements", &command).await?
         };
         Ok(reply
             .and_then(|r| r.keys.into_iter().next())
@@ -405,14 +389,13 @@ impl Receiver {
         match audience {
             Audience::Broadcast(_) => Ok(true),
             Audience::Workers => {
-                let active = self.channel.keys.active();
                 let count: u64 = self
                     .channel
                     .redis
-                    .retry("checking progress", |mut con| {
-                        let active = active.clone();
-                        async move { redis::cmd("ZCARD").arg(active).query_async(&mut con).await }
-                    })
+                    .query(
+                        "checking progress",
+                        redis::cmd("ZCARD").arg(self.channel.keys.active()),
+                    )
                     .await?;
                 Ok(count == 0)
             }
@@ -421,26 +404,21 @@ impl Receiver {
 
     /// Work queue: gives files held too long by silent workers to others.
     async fn requeue_stale(&self) -> Result<()> {
-        let key = self.channel.keys.files();
         let idle = self.options.claim_after.as_millis() as u64;
         let stale: Vec<(String, String, u64, u64)> = self
             .channel
             .redis
-            .retry("looking for stalled files", |mut con| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("XPENDING")
-                        .arg(key)
-                        .arg("workers")
-                        .arg("IDLE")
-                        .arg(idle)
-                        .arg("-")
-                        .arg("+")
-                        .arg(16)
-                        .query_async(&mut con)
-                        .await
-                }
-            })
+            .query(
+                "looking for stalled files",
+                redis::cmd("XPENDING")
+                    .arg(self.channel.keys.files())
+                    .arg("workers")
+                    .arg("IDLE")
+                    .arg(idle)
+                    .arg("-")
+                    .arg("+")
+                    .arg(16),
+            )
             .await?;
         for (entry, worker, _, _) in stale {
             let Some(fid) = self.fid_of(&entry).await? else {
@@ -469,25 +447,19 @@ impl Receiver {
     }
 
     async fn fid_of(&self, entry: &str) -> Result<Option<u64>> {
-        let key = self.channel.keys.files();
-        let entry = entry.to_owned();
-        let found: Vec<StreamId> = self
+        let found: redis::streams::StreamRangeReply = self
             .channel
             .redis
-            .retry("reading an announcement", |mut con| {
-                let (key, entry) = (key.clone(), entry.clone());
-                async move {
-                    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-                        .arg(key)
-                        .arg(&entry)
-                        .arg(&entry)
-                        .query_async(&mut con)
-                        .await?;
-                    Ok(reply.ids)
-                }
-            })
+            .query(
+                "reading an announcement",
+                redis::cmd("XRANGE")
+                    .arg(self.channel.keys.files())
+                    .arg(entry)
+                    .arg(entry),
+            )
             .await?;
         Ok(found
+            .ids
             .first()
             .and_then(|e| e.get::<String>("fid"))
             .and_then(|f| f.parse().ok()))
@@ -500,10 +472,7 @@ impl Receiver {
         let fields: HashMap<String, String> = self
             .channel
             .redis
-            .retry("reading a file record", |mut con| {
-                let key = key.clone();
-                async move { redis::cmd("HGETALL").arg(key).query_async(&mut con).await }
-            })
+            .query("reading a file record", redis::cmd("HGETALL").arg(&key))
             .await?;
         let state = fields.get("state").map(String::as_str).unwrap_or("");
         if fields.is_empty() || state == "aborted" || state == "done" {
@@ -567,23 +536,18 @@ async fn heartbeat(channel: Channel, worker: String, entry: String, every: Durat
     let every = every.max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
-        let key = channel.keys.files();
         let _ = channel
             .redis
-            .retry("refreshing a claim", |mut con| {
-                let (key, worker, entry) = (key.clone(), worker.clone(), entry.clone());
-                async move {
-                    redis::cmd("XCLAIM")
-                        .arg(key)
-                        .arg("workers")
-                        .arg(worker)
-                        .arg(0)
-                        .arg(entry)
-                        .arg("JUSTID")
-                        .query_async::<redis::Value>(&mut con)
-                        .await
-                }
-            })
+            .query::<redis::Value>(
+                "refreshing a claim",
+                redis::cmd("XCLAIM")
+                    .arg(channel.keys.files())
+                    .arg("workers")
+                    .arg(&worker)
+                    .arg(0)
+                    .arg(&entry)
+                    .arg("JUSTID"),
+            )
             .await;
     }
 }
@@ -718,20 +682,15 @@ impl Fetch {
 
     /// Explains a chunk that is not in Redis.
     async fn missing(&self, index: u64) -> Error {
-        let key = self.channel.keys.file(self.fid);
         let freed: Option<u64> = self
             .channel
             .redis
-            .retry("reading a file record", |mut con| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("HGET")
-                        .arg(key)
-                        .arg("freed")
-                        .query_async(&mut con)
-                        .await
-                }
-            })
+            .query(
+                "reading a file record",
+                redis::cmd("HGET")
+                    .arg(self.channel.keys.file(self.fid))
+                    .arg("freed"),
+            )
             .await
             .ok()
             .flatten();
@@ -748,14 +707,10 @@ impl Fetch {
 
     fn get_chunk(&self, index: u64) -> impl Future<Output = Result<Option<Bytes>>> + use<> {
         let redis = self.channel.redis.clone();
-        let key = self.channel.keys.chunk(self.fid, index);
+        let mut command = redis::cmd("GET");
+        command.arg(self.channel.keys.chunk(self.fid, index));
         async move {
-            let data: Option<Vec<u8>> = redis
-                .retry("reading a chunk", |mut con| {
-                    let key = key.clone();
-                    async move { redis::cmd("GET").arg(key).query_async(&mut con).await }
-                })
-                .await?;
+            let data: Option<Vec<u8>> = redis.query("reading a chunk", &command).await?;
             Ok(data.map(Bytes::from))
         }
     }
@@ -763,30 +718,20 @@ impl Fetch {
     /// Reads the upload log from where we left off, blocking up to `block`
     /// when it has nothing new.
     async fn poll_log(&self, progress: &mut Progress, block: Option<Duration>) -> Result<()> {
-        let key = self.channel.keys.file_log(self.fid);
-        let from = progress.last_id.clone();
-        let step = |mut con: redis::aio::ConnectionManager| {
-            let (key, from) = (key.clone(), from.clone());
-            async move {
-                let mut cmd = redis::cmd("XREAD");
-                cmd.arg("COUNT").arg(1000);
-                if let Some(block) = block {
-                    cmd.arg("BLOCK").arg(block.as_millis() as u64);
-                }
-                cmd.arg("STREAMS").arg(key).arg(from);
-                cmd.query_async::<Option<StreamReadReply>>(&mut con).await
-            }
-        };
-        let reply = if block.is_some() {
-            self.channel
-                .redis
-                .retry_blocking("waiting for chunks", step)
-                .await?
+        let mut command = redis::cmd("XREAD");
+        command.arg("COUNT").arg(1000);
+        if let Some(block) = block {
+            command.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        command
+            .arg("STREAMS")
+            .arg(self.channel.keys.file_log(self.fid))
+            .arg(&progress.last_id);
+        let redis = &self.channel.redis;
+        let reply: Option<StreamReadReply> = if block.is_some() {
+            redis.query_blocking("waiting for chunks", &command).await?
         } else {
-            self.channel
-                .redis
-                .retry("reading the upload log", step)
-                .await?
+            redis.query("reading the upload log", &command).await?
         };
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             if let Some(n) = entry.get::<String>("n").and_then(|n| n.parse().ok()) {

@@ -137,20 +137,14 @@ impl Sender {
                 },
             });
         }
-        let registry = channel.keys.channels();
-        let name = options.channel.clone();
         channel
             .redis
-            .retry("registering the channel", |mut con| {
-                let (registry, name) = (registry.clone(), name.clone());
-                async move {
-                    redis::cmd("SADD")
-                        .arg(registry)
-                        .arg(name)
-                        .query_async::<()>(&mut con)
-                        .await
-                }
-            })
+            .query::<()>(
+                "registering the channel",
+                redis::cmd("SADD")
+                    .arg(channel.keys.channels())
+                    .arg(&options.channel),
+            )
             .await?;
         Ok(Sender {
             channel,
@@ -260,25 +254,20 @@ impl Sender {
             self.release(false).await?;
             let (active, reclaim, newest): (u64, u64, redis::streams::StreamRangeReply) = {
                 let keys = &self.channel.keys;
-                let (a, r, e) = (keys.active(), keys.reclaim(), keys.events());
                 self.channel
                     .redis
-                    .retry("checking progress", |mut con| {
-                        let (a, r, e) = (a.clone(), r.clone(), e.clone());
-                        async move {
-                            redis::pipe()
-                                .zcard(a)
-                                .scard(r)
-                                .cmd("XREVRANGE")
-                                .arg(e)
-                                .arg("+")
-                                .arg("-")
-                                .arg("COUNT")
-                                .arg(1)
-                                .query_async(&mut con)
-                                .await
-                        }
-                    })
+                    .query_pipe(
+                        "checking progress",
+                        redis::pipe()
+                            .zcard(keys.active())
+                            .scard(keys.reclaim())
+                            .cmd("XREVRANGE")
+                            .arg(keys.events())
+                            .arg("+")
+                            .arg("-")
+                            .arg("COUNT")
+                            .arg(1),
+                    )
                     .await?
             };
             if active == 0 && reclaim == 0 {
@@ -452,18 +441,10 @@ impl Sender {
         let key = self.channel.keys.chunk(fid, index);
         async move {
             let len = data.len() as u64;
-            redis
-                .retry("writing a chunk", |mut con| {
-                    let (key, data) = (key.clone(), data.clone());
-                    async move {
-                        redis::cmd("SET")
-                            .arg(key)
-                            .arg(data.as_ref())
-                            .query_async::<()>(&mut con)
-                            .await
-                    }
-                })
-                .await?;
+            // The data's one copy: into the command, which every attempt sends.
+            let mut command = redis::cmd("SET");
+            command.arg(key).arg(data.as_ref());
+            redis.query::<()>("writing a chunk", &command).await?;
             Ok(len)
         }
     }
@@ -487,25 +468,19 @@ impl Sender {
     /// Blocks until a receiver reports progress after `last_event`, or for
     /// at most [`BLOCK`].
     async fn wait_for_event(&self, last_event: &str) -> Result<()> {
-        let key = self.channel.keys.events();
-        let last_event = last_event.to_owned();
         self.channel
             .redis
-            .retry_blocking("waiting for receivers", |mut con| {
-                let (key, last_event) = (key.clone(), last_event.clone());
-                async move {
-                    redis::cmd("XREAD")
-                        .arg("COUNT")
-                        .arg(1)
-                        .arg("BLOCK")
-                        .arg(BLOCK.as_millis() as u64)
-                        .arg("STREAMS")
-                        .arg(key)
-                        .arg(last_event)
-                        .query_async::<redis::Value>(&mut con)
-                        .await
-                }
-            })
+            .query_blocking::<redis::Value>(
+                "waiting for receivers",
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(BLOCK.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(self.channel.keys.events())
+                    .arg(last_event),
+            )
             .await?;
         Ok(())
     }

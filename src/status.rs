@@ -51,10 +51,7 @@ pub struct ParkedFile {
 pub async fn channels(redis: &Redis, prefix: &str) -> Result<Vec<String>> {
     let key = Keys::new(prefix, "-").channels();
     let mut names: Vec<String> = redis
-        .retry("listing channels", |mut con| {
-            let key = key.clone();
-            async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut con).await }
-        })
+        .query("listing channels", redis::cmd("SMEMBERS").arg(&key))
         .await?;
     names.sort();
     Ok(names)
@@ -73,17 +70,13 @@ pub async fn channel_status(
     };
     let keys = &channel.keys;
     let (active, parked, members): (u64, HashMap<String, String>, Vec<String>) = redis
-        .retry("reading channel status", |mut con| {
-            let (a, p, m) = (keys.active(), keys.parked(), keys.members());
-            async move {
-                redis::pipe()
-                    .zcard(a)
-                    .hgetall(p)
-                    .smembers(m)
-                    .query_async(&mut con)
-                    .await
-            }
-        })
+        .query_pipe(
+            "reading channel status",
+            redis::pipe()
+                .zcard(keys.active())
+                .hgetall(keys.parked())
+                .smembers(keys.members()),
+        )
         .await?;
     let mut ids = match &meta.audience {
         Audience::Broadcast(ids) => ids.clone(),
@@ -95,12 +88,11 @@ pub async fn channel_status(
     let aborted = meta.number("aborted");
     let mut receivers = Vec::new();
     for id in ids {
-        let key = keys.receiver(&id);
         let fields: HashMap<String, String> = redis
-            .retry("reading receiver status", |mut con| {
-                let key = key.clone();
-                async move { redis::cmd("HGETALL").arg(key).query_async(&mut con).await }
-            })
+            .query(
+                "reading receiver status",
+                redis::cmd("HGETALL").arg(keys.receiver(&id)),
+            )
             .await?;
         let number = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0u64);
         let (done, parked_files) = (number("files"), number("parked"));
@@ -154,32 +146,19 @@ pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
         let mut cursor = 0u64;
         loop {
             let (next, found): (u64, Vec<String>) = redis
-                .retry("scanning keys", |mut con| {
-                    let pattern = pattern.clone();
-                    async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut con)
-                            .await
-                    }
-                })
+                .query(
+                    "scanning keys",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
                 .await?;
             for key in &found {
-                let key = key.clone();
                 deleted += redis
-                    .retry("deleting keys", |mut con| {
-                        let key = key.clone();
-                        async move {
-                            redis::cmd("UNLINK")
-                                .arg(key)
-                                .query_async::<u64>(&mut con)
-                                .await
-                        }
-                    })
+                    .query::<u64>("deleting keys", redis::cmd("UNLINK").arg(key))
                     .await?;
             }
             cursor = next;
@@ -188,18 +167,11 @@ pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
             }
         }
     }
-    let (registry, name) = (keys.channels(), name.to_owned());
     redis
-        .retry("unregistering the channel", |mut con| {
-            let (registry, name) = (registry.clone(), name.clone());
-            async move {
-                redis::cmd("SREM")
-                    .arg(registry)
-                    .arg(name)
-                    .query_async::<()>(&mut con)
-                    .await
-            }
-        })
+        .query::<()>(
+            "unregistering the channel",
+            redis::cmd("SREM").arg(keys.channels()).arg(name),
+        )
         .await?;
     Ok(deleted)
 }

@@ -440,3 +440,37 @@ async fn the_budget_is_capped_at_half_of_redis_maxmemory() {
         .unwrap();
     assert_eq!(sender.limit(), 4 << 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_chunk_is_an_error_naming_the_file() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "holey", &noise(50_000, 11));
+    send_dir(
+        &server.url(),
+        options("holes", &["0"], 1 << 20, 16 * KIB),
+        &source,
+    )
+    .await;
+    let mut con = server.connection().await;
+    let _: () = redis::cmd("DEL")
+        .arg(Keys::new("rd", "holes").chunk(1, 1))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let mut receiver = Receiver::connect(&server.url(), ReceiveOptions::new("holes", "0"))
+        .await
+        .unwrap();
+    let mut file = receiver.next_file().await.unwrap().unwrap();
+    let error = tokio::io::copy(&mut file, &mut tokio::io::sink())
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("holey") && message.contains("chunk 1 is missing"),
+        "{message}"
+    );
+    assert!(receiver.ack(file).await.is_err());
+}
