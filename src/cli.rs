@@ -65,6 +65,9 @@ pub struct SendArgs {
     /// Channel to send into.
     #[arg(long)]
     pub channel: String,
+    /// Wire format: native, or classic (the book's, to feed its receivers).
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
     /// Broadcast to receivers 0..N-1 (a number) or to the named ones (a,b,c).
     #[arg(long)]
     pub receivers: Option<String>,
@@ -97,6 +100,9 @@ pub struct ReceiveArgs {
     /// Channel to receive from.
     #[arg(long)]
     pub channel: String,
+    /// Wire format: native, or classic (the book's, to read from its sender).
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
     /// This receiver's id: one of the sender's --receivers, or any name for a worker.
     #[arg(long)]
     pub id: String,
@@ -118,6 +124,15 @@ pub struct ReceiveArgs {
     /// Work queue: give a silent worker's file to another worker after this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub claim_after: Duration,
+}
+
+/// Which wire format a channel speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Chunked, bounded, resumable; see docs/protocol.md.
+    Native,
+    /// *Redis in Action* section 6.6, byte for byte: one key per file (512 MB at most), one shard.
+    Classic,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +233,9 @@ fn audience(args: &SendArgs) -> Result<Audience> {
 }
 
 async fn send(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result<()> {
+    if args.protocol == Protocol::Classic {
+        return send_classic(url, quiet, args).await;
+    }
     let inputs = inputs::collect(&args.paths, args.name.as_deref())?;
     let mut options = SendOptions::new(&args.channel, audience(&args)?);
     options.prefix = prefix.to_owned();
@@ -317,12 +335,97 @@ async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<(
     }
 }
 
+/// `send --protocol classic`: the book's sender, without its defects.
+async fn send_classic(url: &str, quiet: bool, args: SendArgs) -> Result<()> {
+    let unsupported = if args.workers {
+        Some("--workers (the book's format only broadcasts)")
+    } else if args.follow {
+        Some("--follow (the book's sender ends with `:done`)")
+    } else if args.paths.iter().any(|p| p.as_os_str() == "-") {
+        Some("stdin (the book's sender reads a directory)")
+    } else {
+        None
+    };
+    if let Some(what) = unsupported {
+        return Err(Error::Usage(format!(
+            "--protocol classic does not support {what}"
+        )));
+    }
+    let mut files = Vec::new();
+    for path in &args.paths {
+        let listed = inputs::collect(std::slice::from_ref(path), None)?;
+        for input in listed {
+            if input.name.contains('/') {
+                tracing::warn!(
+                    "skipping {}: the classic protocol sends a directory's own files only",
+                    input.name
+                );
+                continue;
+            }
+            files.push((
+                input.path.expect("files have paths"),
+                input.name,
+                input.size,
+            ));
+        }
+    }
+    crate::classic::check_sizes(&files)?;
+    let Audience::Broadcast(receivers) = audience(&args)? else {
+        unreachable!("--workers was refused above");
+    };
+    let mut sender =
+        crate::classic::ClassicSender::open(url, &args.channel, receivers, args.limit).await?;
+    let bar = progress::bytes(files.iter().map(|f| f.2).sum(), quiet, "sending");
+    sender.set_progress(bar.clone());
+    for (path, name, _) in &files {
+        sender.send_file(path, name).await?;
+    }
+    sender.finish().await?;
+    bar.finish_and_clear();
+    tracing::info!(
+        "sent {} files and `:done`; deleting each file once every receiver counted it",
+        files.len()
+    );
+    sender.wait_until_done().await
+}
+
+/// `receive --protocol classic`: the book's receiver, resuming a file it
+/// was killed in the middle of.
+async fn receive_classic(url: &str, sink: Sink, args: &ReceiveArgs) -> Result<()> {
+    if args.follow {
+        return Err(Error::Usage(
+            "--protocol classic does not support --follow (the book's receivers stop at `:done`)"
+                .into(),
+        ));
+    }
+    let mut receiver =
+        crate::classic::ClassicReceiver::connect(url, &args.channel, &args.id).await?;
+    let mut files = 0u64;
+    while let Some(mut file) = receiver.next_file().await? {
+        let name = file.name().to_owned();
+        sink.process(&mut file, args.decode).await?;
+        receiver.ack(file).await?;
+        files += 1;
+        tracing::info!("received {name}");
+    }
+    tracing::info!("done: {files} files received");
+    match receiver.refused() {
+        0 => Ok(()),
+        refused => Err(Error::Usage(format!(
+            "{refused} files were refused for their names and not counted as done"
+        ))),
+    }
+}
+
 async fn receive(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Result<()> {
     let sink = match (&args.out, &args.exec) {
         (Some(dir), _) => Sink::Dir(dir.clone()),
         (_, Some(command)) => Sink::Exec(command.clone()),
         _ => Sink::Stdout,
     };
+    if args.protocol == Protocol::Classic {
+        return receive_classic(url, sink, &args).await;
+    }
     let mut options = ReceiveOptions::new(&args.channel, &args.id);
     options.prefix = prefix.to_owned();
     options.follow = args.follow;

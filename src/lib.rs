@@ -41,11 +41,13 @@
 //! # }
 //! ```
 pub mod channel;
+pub mod classic;
 pub mod cli;
 pub mod connection;
 pub mod decode;
 pub mod demo;
 pub mod error;
+pub mod incoming;
 pub mod inputs;
 pub mod local_redis;
 pub mod loggen;

@@ -8,24 +8,21 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use redis::streams::{StreamId, StreamReadReply};
-use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::channel::{Channel, Meta};
 use crate::connection::{BLOCK, Redis};
-use crate::decode::{self, Decode, Decoded};
 use crate::error::{Error, Result};
+pub use crate::incoming::IncomingFile;
+use crate::incoming::{AbortOnDrop, Ticket};
 use crate::names;
 use crate::protocol::{self, Audience, Keys};
 
@@ -163,20 +160,23 @@ impl Receiver {
     /// Acknowledges a file whose work is complete. Fails, and acknowledges
     /// nothing, unless the file was read to its end and verified.
     pub async fn ack(&mut self, file: IncomingFile) -> Result<()> {
-        if !file.verified.load(Ordering::Acquire) {
+        if !file.is_verified() {
             return Err(Error::Corrupt {
-                name: file.name,
+                name: file.name().to_owned(),
                 reason: "it was not read to its verified end".into(),
             });
         }
-        self.attempts.remove(&file.entry);
-        self.settle(&file, "done", "", file.received).await
+        let (fid, entry) = native(&file)?;
+        self.attempts.remove(&entry);
+        self.acknowledge(fid, &entry, "done", "", file.received())
+            .await
     }
 
     /// Reports that processing a file failed. It is offered again up to
     /// [`MAX_FAILURES`] attempts in all, then parked.
     pub async fn fail(&mut self, file: IncomingFile, reason: &str) -> Result<Failure> {
         let audience = self.join().await?;
+        let (fid, entry) = native(&file)?;
         match audience {
             Audience::Workers => {
                 let outcome: String = self
@@ -185,9 +185,9 @@ impl Receiver {
                         "reporting a failure",
                         &protocol::FAILED,
                         &[
-                            file.fid.to_string(),
+                            fid.to_string(),
                             self.options.id.clone(),
-                            file.entry.clone(),
+                            entry.clone(),
                             "0".into(),
                             MAX_FAILURES.to_string(),
                             reason.to_owned(),
@@ -201,16 +201,16 @@ impl Receiver {
                 Ok(Failure::WillRetry)
             }
             Audience::Broadcast(_) => {
-                let attempts = self.attempts.entry(file.entry.clone()).or_insert(0);
+                let attempts = self.attempts.entry(entry.clone()).or_insert(0);
                 *attempts += 1;
                 if *attempts >= MAX_FAILURES {
                     let reason = format!("{reason} (failed {attempts} times)");
-                    self.attempts.remove(&file.entry);
-                    self.settle(&file, "parked", &reason, 0).await?;
+                    self.attempts.remove(&entry);
+                    self.acknowledge(fid, &entry, "parked", &reason, 0).await?;
                     self.parked += 1;
                     Ok(Failure::Parked)
                 } else {
-                    self.retry = Some((file.entry.clone(), file.fid, *attempts));
+                    self.retry = Some((entry, fid, *attempts));
                     Ok(Failure::WillRetry)
                 }
             }
@@ -221,17 +221,6 @@ impl Receiver {
     /// often, or refused for a hostile name.
     pub fn parked(&self) -> u64 {
         self.parked
-    }
-
-    async fn settle(
-        &self,
-        file: &IncomingFile,
-        outcome: &str,
-        reason: &str,
-        bytes: u64,
-    ) -> Result<()> {
-        self.acknowledge(file.fid, &file.entry, outcome, reason, bytes)
-            .await
     }
 
     async fn acknowledge(
@@ -517,16 +506,24 @@ impl Receiver {
                 (self.options.claim_after / 4).min(Duration::from_secs(1)),
             ))));
         }
-        Ok(Some(IncomingFile {
-            name,
+        let ticket = Ticket::Native {
             fid,
             entry: entry.to_owned(),
-            received: 0,
-            chunks,
-            current: Bytes::new(),
-            verified,
-            _tasks: tasks,
-        }))
+        };
+        Ok(Some(IncomingFile::new(
+            name, ticket, chunks, verified, tasks,
+        )))
+    }
+}
+
+/// The file id and announcement of a file this receiver handed out.
+fn native(file: &IncomingFile) -> Result<(u64, String)> {
+    match file.ticket() {
+        Ticket::Native { fid, entry } => Ok((*fid, entry.clone())),
+        Ticket::Classic { .. } => Err(Error::Usage(format!(
+            "file {:?} came from a classic channel; acknowledge it there",
+            file.name()
+        ))),
     }
 }
 
@@ -549,15 +546,6 @@ async fn heartbeat(channel: Channel, worker: String, entry: String, every: Durat
                     .arg("JUSTID"),
             )
             .await;
-    }
-}
-
-/// Aborts a background task when its owner goes away.
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -750,83 +738,5 @@ impl Fetch {
             progress.last_id = entry.id;
         }
         Ok(())
-    }
-}
-
-/// A file being received. Read it as raw bytes (it implements
-/// [`AsyncRead`] and [`AsyncBufRead`]), decoded with [`IncomingFile::decoded`],
-/// or as lines with [`IncomingFile::lines`]; then pass it to
-/// [`Receiver::ack`] or [`Receiver::fail`].
-///
-/// Reading ends with an error instead of end-of-file when the data turns
-/// out to be incomplete or altered, so a consumer never mistakes a damaged
-/// file for a complete one.
-pub struct IncomingFile {
-    name: String,
-    fid: u64,
-    entry: String,
-    received: u64,
-    chunks: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-    verified: Arc<AtomicBool>,
-    _tasks: Vec<AbortOnDrop>,
-}
-
-impl IncomingFile {
-    /// The file's name relative to what the sender was given, `/`-separated.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Bytes received so far (all of them once read to the end).
-    pub fn received(&self) -> u64 {
-        self.received
-    }
-
-    /// The contents, decompressed as `decode` and the name say.
-    pub fn decoded(&mut self, decode: Decode) -> Decoded<'_> {
-        let name = self.name.clone();
-        decode::decoder(&name, decode, self)
-    }
-
-    /// The (decoded) contents split at `\n`, without the newline.
-    pub fn lines(&mut self, decode: Decode) -> tokio::io::Split<Decoded<'_>> {
-        use tokio::io::AsyncBufReadExt;
-        self.decoded(decode).split(b'\n')
-    }
-}
-
-impl AsyncBufRead for IncomingFile {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        while this.current.is_empty() {
-            match ready!(this.chunks.poll_recv(cx)) {
-                Some(Ok(data)) => {
-                    this.received += data.len() as u64;
-                    this.current = data;
-                }
-                Some(Err(error)) => return Poll::Ready(Err(error)),
-                None => break,
-            }
-        }
-        Poll::Ready(Ok(&this.current))
-    }
-
-    fn consume(self: Pin<&mut Self>, amount: usize) {
-        let _ = self.get_mut().current.split_to(amount);
-    }
-}
-
-impl AsyncRead for IncomingFile {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
-        let n = available.len().min(buf.remaining());
-        buf.put_slice(&available[..n]);
-        self.consume(n);
-        Poll::Ready(Ok(()))
     }
 }

@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 use crate::channel::Channel;
 use crate::connection::{BLOCK, Redis};
 use crate::error::{Error, Result};
+use crate::incoming::AbortOnDrop;
 use crate::names;
 use crate::protocol::{self, Audience, Keys};
-use crate::receiver::AbortOnDrop;
 
 /// Default size of one chunk.
 pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redistribute::local_redis::{LocalRedis, LocalRedisOptions};
 
@@ -73,22 +73,26 @@ pub fn run(command: &mut Command, timeout: Duration) -> Output {
     wait(child, timeout)
 }
 
-/// Waits for a spawned child with a timeout (killing it when exceeded).
-pub fn wait(mut child: Child, timeout: Duration) -> Output {
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
+/// Waits for a spawned child with a timeout (killing it when exceeded),
+/// draining its pipes meanwhile so a chatty child cannot block on them.
+pub fn wait(child: Child, timeout: Duration) -> Output {
+    let pid = child.id();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match outcome.recv_timeout(timeout) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let output = outcome.recv().unwrap().unwrap();
             panic!(
                 "timed out after {timeout:?}\nstdout: {}\nstderr: {}",
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Asserts success and returns stderr, showing both streams on failure.

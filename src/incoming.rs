@@ -1,0 +1,143 @@
+//! A file being received, as a stream of bytes, decoded bytes or lines.
+//!
+//! Whatever protocol delivers a file, a producer task pushes its chunks into
+//! a channel, and the consumer reads them through [`IncomingFile`]. The
+//! producer checks the file at its end and reports damage as a read error
+//! instead of end-of-file.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::decode::{self, Decode, Decoded};
+
+/// What the receiving side needs to acknowledge a file it handed out.
+#[derive(Clone, Debug)]
+pub(crate) enum Ticket {
+    /// Native protocol: the file id and its announcement's stream entry.
+    Native { fid: u64, entry: String },
+    /// Classic protocol: the id of the chat message announcing it.
+    Classic { message: u64 },
+}
+
+/// Aborts a background task when its owner goes away.
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A file being received. Read it as raw bytes (it implements
+/// [`AsyncRead`] and [`AsyncBufRead`]), decoded with [`IncomingFile::decoded`],
+/// or as lines with [`IncomingFile::lines`]; then pass it to
+/// [`Receiver::ack`] or [`Receiver::fail`].
+///
+/// Reading ends with an error instead of end-of-file when the data turns
+/// out to be incomplete or altered, so a consumer never mistakes a damaged
+/// file for a complete one.
+pub struct IncomingFile {
+    name: String,
+    ticket: Ticket,
+    received: u64,
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    verified: Arc<AtomicBool>,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl IncomingFile {
+    /// A file whose bytes arrive on `chunks`; `verified` turns true once
+    /// the producer checked the whole file.
+    pub(crate) fn new(
+        name: String,
+        ticket: Ticket,
+        chunks: mpsc::Receiver<io::Result<Bytes>>,
+        verified: Arc<AtomicBool>,
+        tasks: Vec<AbortOnDrop>,
+    ) -> Self {
+        IncomingFile {
+            name,
+            ticket,
+            received: 0,
+            chunks,
+            current: Bytes::new(),
+            verified,
+            _tasks: tasks,
+        }
+    }
+
+    pub(crate) fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
+    /// Whether the file was read to its end and found intact.
+    pub(crate) fn is_verified(&self) -> bool {
+        self.verified.load(Ordering::Acquire)
+    }
+
+    /// The file's name relative to what the sender was given, `/`-separated.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes received so far (all of them once read to the end).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The contents, decompressed as `decode` and the name say.
+    pub fn decoded(&mut self, decode: Decode) -> Decoded<'_> {
+        let name = self.name.clone();
+        decode::decoder(&name, decode, self)
+    }
+
+    /// The (decoded) contents split at `\n`, without the newline.
+    pub fn lines(&mut self, decode: Decode) -> tokio::io::Split<Decoded<'_>> {
+        use tokio::io::AsyncBufReadExt;
+        self.decoded(decode).split(b'\n')
+    }
+}
+
+impl AsyncBufRead for IncomingFile {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        while this.current.is_empty() {
+            match ready!(this.chunks.poll_recv(cx)) {
+                Some(Ok(data)) => {
+                    this.received += data.len() as u64;
+                    this.current = data;
+                }
+                Some(Err(error)) => return Poll::Ready(Err(error)),
+                None => break,
+            }
+        }
+        Poll::Ready(Ok(&this.current))
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        let _ = self.get_mut().current.split_to(amount);
+    }
+}
+
+impl AsyncRead for IncomingFile {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
+        let n = available.len().min(buf.remaining());
+        buf.put_slice(&available[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,339 @@
+//! `--protocol classic` against an independent Python peer written from the
+//! book's wire format (tests/peer/book_peer.py), and against ourselves.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, assert_same_tree, noise, run, succeeded, wait, write};
+
+const T: Duration = Duration::from_secs(60);
+const CHANNEL: &str = "logs:";
+
+fn spawn(command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn python(server: &Server, args: &[&str], dir: &Path) -> Command {
+    let mut command = Command::new("python3");
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peer/book_peer.py"
+        ))
+        .arg(args[0])
+        .arg(server.url())
+        .arg(CHANNEL)
+        .arg(args[1])
+        .arg(dir);
+    command
+}
+
+fn rust_send(server: &Server, receivers: &str, dir: &Path) -> Command {
+    let mut command = server.command();
+    command
+        .args([
+            "send",
+            "--protocol",
+            "classic",
+            "--channel",
+            CHANNEL,
+            "--receivers",
+            receivers,
+        ])
+        .arg(dir);
+    command
+}
+
+fn rust_receive(server: &Server, id: &str, out: &Path) -> Command {
+    let mut command = server.command();
+    command
+        .args([
+            "receive",
+            "--protocol",
+            "classic",
+            "--channel",
+            CHANNEL,
+            "--id",
+            id,
+            "--out",
+        ])
+        .arg(out);
+    command
+}
+
+/// Files of a few shapes: empty, several 128 KiB blocks, exact block, gzip.
+fn sample(dir: &Path) -> Vec<u8> {
+    use std::io::Write;
+    let text: String = (0..20_000)
+        .map(|i| format!("10.0.{}.{} 2026-11-24 GET /\n", i % 256, i / 256 % 256))
+        .collect();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(text.as_bytes()).unwrap();
+    write(dir, "a.log", text.as_bytes());
+    write(dir, "b.bin", &noise(3 * 131_072 + 5, 1));
+    write(dir, "c-exact.bin", &noise(131_072, 2));
+    write(dir, "d-empty", b"");
+    write(dir, "e.log.gz", &gzip.finish().unwrap());
+    text.into_bytes()
+}
+
+/// Redis holds no file keys of the channel any more.
+fn assert_no_file_keys(server: &Server) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(
+        rt.block_on(server.keys(&format!("{CHANNEL}*"))),
+        Vec::<String>::new()
+    );
+}
+
+/// The copies under `out` (ignoring the peer's `.text` files) equal `source`.
+fn assert_copies(source: &Path, out: &Path) {
+    let only = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if !name.ends_with(".text") {
+            std::fs::copy(entry.path(), only.path().join(name)).unwrap();
+        }
+    }
+    assert_same_tree(source, only.path());
+}
+
+#[test]
+fn our_sender_feeds_two_book_receivers_including_a_gzipped_file() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    let text = sample(&source);
+    let peers: Vec<Child> = ["0", "1"]
+        .iter()
+        .map(|id| {
+            spawn(&mut python(
+                &server,
+                &["receive", id],
+                &work.path().join(format!("py{id}")),
+            ))
+        })
+        .collect();
+    succeeded(&run(&mut rust_send(&server, "2", &source), T));
+    for (i, peer) in peers.into_iter().enumerate() {
+        succeeded(&wait(peer, T));
+        let out = work.path().join(format!("py{i}"));
+        assert_eq!(std::fs::read(out.join("e.log.gz.text")).unwrap(), text);
+        assert_copies(&source, &out);
+    }
+    assert_no_file_keys(&server);
+}
+
+#[test]
+fn a_book_sender_feeds_two_of_our_receivers() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    sample(&source);
+    let ours: Vec<Child> = ["0", "1"]
+        .iter()
+        .map(|id| {
+            spawn(&mut rust_receive(
+                &server,
+                id,
+                &work.path().join(format!("rs{id}")),
+            ))
+        })
+        .collect();
+    succeeded(&run(&mut python(&server, &["send", "2"], &source), T));
+    for (i, receiver) in ours.into_iter().enumerate() {
+        succeeded(&wait(receiver, T));
+        assert_same_tree(&source, &work.path().join(format!("rs{i}")));
+    }
+    assert_no_file_keys(&server);
+}
+
+#[test]
+fn one_of_ours_and_one_book_receiver_share_a_channel() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    sample(&source);
+    let (py, rs) = (work.path().join("py"), work.path().join("rs"));
+    let peer = spawn(&mut python(&server, &["receive", "0"], &py));
+    let ours = spawn(&mut rust_receive(&server, "1", &rs));
+    succeeded(&run(&mut rust_send(&server, "2", &source), T));
+    succeeded(&wait(peer, T));
+    succeeded(&wait(ours, T));
+    assert_copies(&source, &py);
+    assert_same_tree(&source, &rs);
+    assert_no_file_keys(&server);
+}
+
+#[test]
+fn our_receiver_decodes_gzip_for_commands_and_stdout() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    let text = sample(&source);
+    std::fs::remove_file(source.join("b.bin")).unwrap();
+    std::fs::remove_file(source.join("c-exact.bin")).unwrap();
+    let sender = spawn(&mut rust_send(&server, "1", &source));
+    let output = run(
+        server.command().args([
+            "receive",
+            "--protocol",
+            "classic",
+            "--channel",
+            CHANNEL,
+            "--id",
+            "0",
+            "--stdout",
+        ]),
+        T,
+    );
+    succeeded(&output);
+    succeeded(&wait(sender, T));
+    assert_eq!(
+        output.stdout,
+        [text.clone(), text].concat(),
+        "a.log then e.log.gz decoded"
+    );
+}
+
+#[test]
+fn a_receiver_killed_mid_file_gets_it_again_and_counts_it_once() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "big", &noise(2 << 20, 3));
+    write(&source, "small", b"small\n");
+    let sender = spawn(&mut rust_send(&server, "2", &source));
+    let mut stalled = spawn(server.command().args([
+        "receive",
+        "--protocol",
+        "classic",
+        "--channel",
+        CHANNEL,
+        "--id",
+        "0",
+        "--exec",
+        "head -c 1000 >/dev/null; sleep 60",
+    ]));
+    std::thread::sleep(Duration::from_millis(700));
+    stalled.kill().unwrap();
+    stalled.wait().unwrap();
+    succeeded(&run(
+        &mut rust_receive(&server, "0", &work.path().join("r0")),
+        T,
+    ));
+    // Had receiver 0 counted a file twice, the sender would already have
+    // deleted it, and receiver 1 would get nothing.
+    succeeded(&run(
+        &mut rust_receive(&server, "1", &work.path().join("r1")),
+        T,
+    ));
+    succeeded(&wait(sender, T));
+    assert_same_tree(&source, &work.path().join("r0"));
+    assert_same_tree(&source, &work.path().join("r1"));
+    assert_no_file_keys(&server);
+}
+
+#[test]
+fn a_restarted_sender_never_appends_twice_or_announces_again() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "1-first", &noise(300_000, 4));
+    write(&source, "2-second", &noise(300_000, 5));
+    // The limit holds one file: the sender waits for receivers before the second.
+    let limited = |server: &Server| {
+        let mut command = rust_send(server, "1", &source);
+        command.args(["--limit", "400KiB"]);
+        command
+    };
+    let mut first = spawn(&mut limited(&server));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + T;
+    while rt
+        .block_on(server.keys(&format!("{CHANNEL}1-first")))
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // As if it had died after appending the first block of the second file.
+    let second_file = std::fs::read(source.join("2-second")).unwrap();
+    rt.block_on(async {
+        let mut con = server.connection().await;
+        let _: () = redis::cmd("APPEND")
+            .arg(format!("{CHANNEL}2-second"))
+            .arg(&second_file[..131_072])
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    });
+    let second = spawn(&mut limited(&server));
+    succeeded(&run(
+        &mut rust_receive(&server, "0", &work.path().join("out")),
+        T,
+    ));
+    succeeded(&wait(second, T));
+    assert_same_tree(&source, &work.path().join("out"));
+    let messages: Vec<String> = rt.block_on(async {
+        let mut con = server.connection().await;
+        redis::cmd("ZRANGE")
+            .arg(format!("msgs:{CHANNEL}"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    });
+    let texts: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<serde_json::Value>(m).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["", "1-first", "2-second", ":done"]);
+}
+
+#[test]
+fn files_over_512_mb_are_refused_and_files_over_the_limit_go_alone() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let huge = work.path().join("huge");
+    std::fs::create_dir_all(&huge).unwrap();
+    std::fs::File::create(huge.join("sparse"))
+        .unwrap()
+        .set_len(513 << 20)
+        .unwrap();
+    let output = run(&mut rust_send(&server, "1", &huge), T);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("over the 512 MB a Redis string can hold")
+    );
+
+    let source = work.path().join("in");
+    write(&source, "bigger-than-limit", &noise(200_000, 6));
+    let mut command = rust_send(&server, "1", &source);
+    command.args(["--limit", "100KiB"]);
+    let sender = spawn(&mut command);
+    succeeded(&run(
+        &mut rust_receive(&server, "0", &work.path().join("out")),
+        T,
+    ));
+    let stderr = succeeded(&wait(sender, T));
+    assert!(stderr.contains("larger than --limit"), "{stderr}");
+    assert_same_tree(&source, &work.path().join("out"));
+}
