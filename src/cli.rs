@@ -193,12 +193,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => {
-            // The demo talks to a private server unless --redis or REDIS_URL says otherwise.
-            let explicit = std::env::args().any(|a| a == "--redis" || a.starts_with("--redis="))
-                || std::env::var_os("REDIS_URL").is_some();
+            // The demo talks to a private server unless --redis names one;
+            // an exported REDIS_URL (production, perhaps) does not count.
+            let explicit = std::env::args().any(|a| a == "--redis" || a.starts_with("--redis="));
             demo::run(demo::DemoOptions {
                 redis_url: explicit.then_some(cli.redis),
                 size: args.size,
+                prefix: cli.prefix,
                 receivers: 3,
                 quiet,
             })
@@ -299,22 +300,20 @@ async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
 /// listing and reading (rotated away) are skipped with a warning.
 async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<()> {
     let mut known: HashSet<(String, u64, Option<SystemTime>)> = HashSet::new();
+    let mut refused: HashSet<String> = HashSet::new();
     tracing::info!("following {} directories for new files", dirs.len());
     loop {
-        let listed = match inputs::collect(dirs, None) {
-            Ok(listed) => listed,
-            Err(error) => {
-                tracing::warn!("{error}; listing again shortly");
-                Vec::new()
-            }
-        };
+        let listed = inputs::list(dirs, None).unwrap_or_else(|error| {
+            tracing::warn!("{error}; listing again shortly");
+            Vec::new()
+        });
         for input in listed {
             let settled = input
                 .modified
                 .and_then(|m| m.elapsed().ok())
                 .is_some_and(|age| age >= settle);
             let identity = (input.name.clone(), input.size, input.modified);
-            if !settled || known.contains(&identity) {
+            if !settled || known.contains(&identity) || refused.contains(&input.name) {
                 continue;
             }
             match send_one(sender, &input).await {
@@ -326,6 +325,10 @@ async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<(
                         "{} vanished before it could be sent; skipping it",
                         path.display()
                     );
+                }
+                Err(error @ Error::HostileName { .. }) => {
+                    tracing::warn!("{error}; skipping it");
+                    refused.insert(input.name.clone());
                 }
                 Err(error) => return Err(error),
             }

@@ -22,6 +22,8 @@ pub struct DemoOptions {
     pub redis_url: Option<String>,
     /// Uncompressed bytes of logs to generate.
     pub size: u64,
+    /// Key prefix, as `--prefix`.
+    pub prefix: String,
     pub receivers: u32,
     pub quiet: bool,
 }
@@ -70,7 +72,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let mut receivers = Vec::new();
     for id in &ids {
         let out = work.path().join(format!("copy-{id}"));
-        let receiver = Receiver::connect(&url, ReceiveOptions::new(&channel, id)).await?;
+        let mut receive = ReceiveOptions::new(&channel, id);
+        receive.prefix = options.prefix.clone();
+        let receiver = Receiver::connect(&url, receive).await?;
         receivers.push(tokio::spawn(receive_all(receiver, out)));
     }
     let mut sender = Sender::open(
@@ -114,7 +118,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     }
     let redis = crate::connection::Redis::connect(&url).await?;
-    let leftover = status::purge(&redis, "rd", &channel).await?;
+    let leftover = status::purge(&redis, &options.prefix, &channel).await?;
     let seconds = elapsed.as_secs_f64();
     println!(
         "demo: {} files, {} sent once and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",

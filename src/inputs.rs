@@ -24,8 +24,24 @@ pub struct Input {
     pub modified: Option<SystemTime>,
 }
 
-/// Expands the PATH arguments into inputs, in order.
+/// Expands the PATH arguments into inputs, in order, and checks that every
+/// name is acceptable and unique.
 pub fn collect(paths: &[PathBuf], stdin_name: Option<&str>) -> Result<Vec<Input>> {
+    let inputs = list(paths, stdin_name)?;
+    let mut seen = HashSet::new();
+    for input in &inputs {
+        names::check_file_name(&input.name)?;
+        if !seen.insert(&input.name) {
+            return Err(Error::DuplicateName {
+                name: input.name.clone(),
+            });
+        }
+    }
+    Ok(inputs)
+}
+
+/// Expands the PATH arguments into inputs, in order, without judging names.
+pub fn list(paths: &[PathBuf], stdin_name: Option<&str>) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
@@ -53,15 +69,6 @@ pub fn collect(paths: &[PathBuf], stdin_name: Option<&str>) -> Result<Vec<Input>
                 name: name.to_owned(),
                 size: metadata.len(),
                 modified: metadata.modified().ok(),
-            });
-        }
-    }
-    let mut seen = HashSet::new();
-    for input in &inputs {
-        names::check_file_name(&input.name)?;
-        if !seen.insert(&input.name) {
-            return Err(Error::DuplicateName {
-                name: input.name.clone(),
             });
         }
     }

@@ -32,7 +32,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Version of this key schema, stored in every channel's `meta` hash.
-pub const VERSION: &str = "1";
+pub const VERSION: &str = "2";
 
 /// How a channel distributes files.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -199,6 +199,7 @@ impl Keys {
 /// file's chunks may be in Redis and moves `meta.held` by the difference;
 /// `reclaim_list` tells the caller which chunk ranges to delete.
 const PRELUDE: &str = r#"
+local VANISHED = 'VANISHED the channel is gone from Redis (purged, or Redis lost its data); purge it and send again'
 local function account(meta, f)
   local chunk = tonumber(redis.call('HGET', f, 'chunk'))
   local reserved = tonumber(redis.call('HGET', f, 'reserved'))
@@ -269,21 +270,24 @@ fn script(body: &str) -> Script {
 }
 
 /// Creates the channel or checks that it matches.
-/// KEYS: meta. ARGV: base, mode, receivers, limit, chunk size, now (ms).
-/// Returns `{}` on success, `{mode, receivers}` of an existing channel that differs.
+/// KEYS: meta. ARGV: base, mode, receivers, limit, chunk size, now (ms), [`VERSION`].
+/// Returns `{}` on success, `{mode, receivers}` of an existing channel that
+/// differs (mode `version N` when written by another schema version).
 pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
 local files = base .. 'files'
 if redis.call('EXISTS', meta) == 1 then
+  local version = redis.call('HGET', meta, 'version')
+  if version ~= ARGV[7] then return {'version ' .. tostring(version), ''} end
   local mode = redis.call('HGET', meta, 'mode')
   local receivers = redis.call('HGET', meta, 'receivers') or ''
   if mode ~= ARGV[2] or receivers ~= ARGV[3] then return {mode, receivers} end
   redis.call('HSET', meta, 'limit', ARGV[4], 'chunk_size', ARGV[5], 'ended', '0')
   return {}
 end
-redis.call('HSET', meta, 'version', '1', 'mode', ARGV[2], 'receivers', ARGV[3],
+redis.call('HSET', meta, 'version', ARGV[7], 'mode', ARGV[2], 'receivers', ARGV[3],
   'limit', ARGV[4], 'chunk_size', ARGV[5], 'created_ms', ARGV[6], 'ended', '0',
   'held', '0', 'announced', '0', 'finished', '0', 'aborted', '0', 'next_fid', '0')
 local id = redis.call('XADD', files, '*', 'kind', 'open')
@@ -307,6 +311,7 @@ pub static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
+if redis.call('EXISTS', meta) == 0 then return redis.error_reply(VANISHED) end
 local sent = base .. 'sent'
 local previous = redis.call('HGET', sent, ARGV[2])
 if previous then
@@ -344,6 +349,7 @@ pub static RESERVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
+if redis.call('EXISTS', meta) == 0 then return redis.error_reply(VANISHED) end
 local f = base .. 'f:' .. ARGV[2]
 local last = redis.call('XREVRANGE', base .. 'events', '+', '-', 'COUNT', 1)
 local last_id = '0-0'
@@ -385,12 +391,16 @@ return 1
 
 /// Records a file's size and digest once its last chunk is published.
 /// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count.
+/// Returns 1 when recorded (now or by an earlier attempt), 0 when the
+/// upload was abandoned.
 pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
 local f = base .. 'f:' .. ARGV[2]
-if redis.call('HGET', f, 'state') ~= 'uploading' then return 0 end
+local state = redis.call('HGET', f, 'state')
+if state == 'sent' or state == 'done' then return 1 end
+if state ~= 'uploading' then return 0 end
 redis.call('HSET', f, 'size', ARGV[3], 'digest', ARGV[4], 'state', 'sent', 'published', ARGV[5])
 account(meta, f)
 redis.call('XADD', f .. ':log', '*', 'end', '1', 'size', ARGV[3], 'digest', ARGV[4], 'n', ARGV[5])

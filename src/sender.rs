@@ -124,16 +124,17 @@ impl Sender {
                     limit.to_string(),
                     options.chunk_size.to_string(),
                     now.to_string(),
+                    protocol::VERSION.to_owned(),
                 ],
             )
             .await?;
         if let [mode, receivers] = mismatch.as_slice() {
             return Err(Error::ChannelMismatch {
                 channel: options.channel.clone(),
-                existing: if mode == "workers" {
-                    "as a work queue".to_owned()
-                } else {
-                    format!("as a broadcast to {receivers}")
+                existing: match mode.as_str() {
+                    "workers" => "as a work queue".to_owned(),
+                    "broadcast" => format!("as a broadcast to {receivers}"),
+                    other => format!("with schema {other}, not {}", protocol::VERSION),
                 },
             });
         }
@@ -168,9 +169,10 @@ impl Sender {
     /// left unfinished, or skipping it when that run completed it.
     pub async fn send_file(&self, path: &Path, name: &str) -> Result<Sent> {
         names::check_file_name(name)?;
-        let metadata = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| Error::io(path, e))?;
+        // Opened before it is announced: a file that vanished must not leave
+        // an announcement behind that receivers would wait on.
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
         let mtime = metadata
             .modified()
             .ok()
@@ -182,7 +184,6 @@ impl Sender {
             tracing::info!("{name}: already sent by an earlier run; skipping");
             return Ok(Sent::AlreadySent);
         }
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let prefix = announced.published * announced.chunk_size;
         // Rebuild the digest of what an earlier run uploaded; reading goes on from there.
         let (file, hasher, size) = tokio::task::spawn_blocking(move || {
@@ -404,8 +405,9 @@ impl Sender {
             }
         }
         let digest = hasher.finalize().to_hex().to_string();
-        self.channel
-            .run::<i64>(
+        let recorded: i64 = self
+            .channel
+            .run(
                 "finishing a file",
                 &protocol::FINISH,
                 &[
@@ -416,6 +418,12 @@ impl Sender {
                 ],
             )
             .await?;
+        if recorded == 0 {
+            return Err(Error::Processing {
+                name: name.to_owned(),
+                reason: "its upload was abandoned meanwhile (another sender took over, or the channel was purged)".into(),
+            });
+        }
         tracing::debug!("{name}: sent {}", bytesize::ByteSize(size));
         Ok(size)
     }
