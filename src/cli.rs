@@ -54,6 +54,9 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Run the whole job end to end on a private redis-server.
     Demo(DemoArgs),
+    /// Location tables for IP lookups.
+    #[command(subcommand)]
+    Geo(GeoCommand),
     /// Write sample access logs (for benchmarks).
     #[command(hide = true)]
     GenerateLogs(GenerateArgs),
@@ -135,6 +138,22 @@ pub enum Protocol {
     Classic,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum GeoCommand {
+    /// Load location tables into Redis.
+    Import(GeoImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GeoImportArgs {
+    /// Fill the book's `ip2cityid:` and `cityid2city:` keys exactly as its section 5.3 does.
+    #[arg(long, required = true)]
+    pub classic: bool,
+    /// GeoLiteCity-Blocks.csv then GeoLiteCity-Location.csv (.gz accepted).
+    #[arg(num_args = 2, value_names = ["BLOCKS", "LOCATIONS"], required = true)]
+    pub files: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Show only this channel.
@@ -204,6 +223,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 quiet,
             })
             .await
+        }
+        Command::Geo(GeoCommand::Import(args)) => {
+            let redis = Redis::connect(&cli.redis).await?;
+            let imported =
+                crate::geo_classic::import(&redis, &args.files[0], &args.files[1]).await?;
+            tracing::info!(
+                "loaded {} address ranges into ip2cityid: and {} locations into cityid2city:",
+                imported.ranges,
+                imported.cities
+            );
+            Ok(())
         }
         Command::GenerateLogs(args) => loggen::write_log_dir(&args.dir, args.size, args.files)
             .map(|_| ())

@@ -47,6 +47,7 @@ pub mod connection;
 pub mod decode;
 pub mod demo;
 pub mod error;
+pub mod geo_classic;
 pub mod incoming;
 pub mod inputs;
 pub mod local_redis;

@@ -337,3 +337,69 @@ fn files_over_512_mb_are_refused_and_files_over_the_limit_go_alone() {
     assert!(stderr.contains("larger than --limit"), "{stderr}");
     assert_same_tree(&source, &work.path().join("out"));
 }
+
+#[test]
+fn geo_import_classic_fills_the_same_keys_as_the_books_python() {
+    let (ours, theirs) = (Server::start(), Server::start());
+    let work = tempfile::tempdir().unwrap();
+    let blocks = write(
+        work.path(),
+        "GeoLiteCity-Blocks.csv",
+        b"Copyright (c) 2011 MaxMind Inc.  All Rights Reserved.\n\
+          startIpNum,endIpNum,locId\n\
+          \"16777216\",\"16777471\",\"17\"\n\
+          \"1.0.1.0\",\"1.0.3.255\",\"49\"\n\
+          \"not-an-address\",\"x\",\"5\"\n\
+          \"16778240\",\"16779263\",\"17\"\n",
+    );
+    let mut locations = b"Copyright (c) 2011 MaxMind Inc.  All Rights Reserved.\n\
+        locId,country,region,city,postalCode,latitude,longitude,metroCode,areaCode\n\
+        17,\"AU\",\"07\",\"Melbourne\",\"\",-37.8139,144.9634,,\n"
+        .to_vec();
+    locations.extend(b"49,\"CH\",\"25\",\"Z\xfcrich \\\"Quote\\\"\",\"\",47.3667,8.55,,\n");
+    locations.extend(b"short,row\n");
+    let locations = write(work.path(), "GeoLiteCity-Location.csv", &locations);
+
+    succeeded(&run(
+        ours.command()
+            .args(["geo", "import", "--classic"])
+            .arg(&blocks)
+            .arg(&locations),
+        T,
+    ));
+    let mut book = Command::new("python3");
+    book.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peer/book_peer.py"
+    ))
+    .args(["import-geo", &theirs.url()])
+    .arg(&blocks)
+    .arg(&locations);
+    succeeded(&run(&mut book, T));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dump = |server: &Server| {
+        rt.block_on(async {
+            let mut con = server.connection().await;
+            let ranges: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
+                .arg("ip2cityid:")
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let mut cities: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                .arg("cityid2city:")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            cities.sort();
+            (ranges, cities)
+        })
+    };
+    let (ours, theirs) = (dump(&ours), dump(&theirs));
+    assert_eq!(ours.0.len(), 3, "{ours:?}");
+    assert_eq!(ours.1.len(), 2, "{ours:?}");
+    assert_eq!(ours, theirs);
+}

@@ -8,14 +8,17 @@ Python: the sender APPENDs 128 KiB blocks and announces each file in a chat
 message; the receiver advances its position before processing (the book's
 order), reads with GETRANGE until a short block and INCRs `<C><F>:done`.
 
-    book_peer.py send    REDIS_URL CHANNEL COUNT DIR
-    book_peer.py receive REDIS_URL CHANNEL ID OUT_DIR
+    book_peer.py send       REDIS_URL CHANNEL COUNT DIR
+    book_peer.py receive    REDIS_URL CHANNEL ID OUT_DIR
+    book_peer.py import-geo REDIS_URL BLOCKS_CSV LOCATIONS_CSV
 
 The receiver writes each file's bytes to OUT_DIR/<name>, and for names
 ending in .gz also the gunzipped text to OUT_DIR/<name>.text.
 """
 
+import csv
 import gzip
+import io
 import json
 import os
 import sys
@@ -138,9 +141,49 @@ def receive(conn, chat, recipient, out):
             conn.incr(chat + name + ':done')
 
 
+def ip_to_score(ip_address):
+    score = 0
+    for v in ip_address.split('.'):
+        score = score * 256 + int(v, 10)
+    return score
+
+
+def import_ips(conn, filename):
+    """Section 5.3's import_ips_to_redis."""
+    with open(filename, 'rb') as f:
+        rows = csv.reader(io.TextIOWrapper(f, encoding='latin-1', newline=''))
+        for count, row in enumerate(rows):
+            start_ip = row[0] if row else ''
+            if 'i' in start_ip.lower():
+                continue
+            if '.' in start_ip:
+                start_ip = ip_to_score(start_ip)
+            elif start_ip.isdigit():
+                start_ip = int(start_ip, 10)
+            else:
+                continue
+            city_id = row[2] + '_' + str(count)
+            conn.zadd('ip2cityid:', {city_id: start_ip})
+
+
+def import_cities(conn, filename):
+    """Section 5.3's import_cities_to_redis."""
+    with open(filename, 'rb') as f:
+        for row in csv.reader(io.TextIOWrapper(f, encoding='latin-1', newline='')):
+            if len(row) < 4 or not row[0].isdigit():
+                continue
+            city_id, country, region, city = row[0], row[1], row[2], row[3]
+            conn.hset('cityid2city:', city_id, json.dumps([city, region, country]))
+
+
 def main():
-    command, url, chat, who, directory = sys.argv[1:6]
+    command, url = sys.argv[1:3]
     conn = redis.Redis.from_url(url)
+    if command == 'import-geo':
+        import_ips(conn, sys.argv[3])
+        import_cities(conn, sys.argv[4])
+        return
+    chat, who, directory = sys.argv[3:6]
     if command == 'send':
         send(conn, chat, int(who), directory)
     elif command == 'receive':
