@@ -84,6 +84,13 @@ impl ClassicKeys {
     pub fn done(&self, name: &str) -> String {
         format!("{}{name}:done", self.channel)
     }
+
+    /// Our own record (unknown to the book) of files whose keys the sender
+    /// deleted, so a restarted sender knows which announced files still
+    /// need cleaning, empty ones included.
+    pub fn cleaned(&self) -> String {
+        format!("rd:classic:{}:cleaned", self.channel)
+    }
 }
 
 /// A chat message as stored in `msgs:C`.
@@ -177,17 +184,18 @@ return 0
 /// A recipient is done with message `id`: optionally counts the file as
 /// finished, advances the recipient's position, and drops messages every
 /// member has seen, all at once and only once.
-/// KEYS: done counter (or ""), chat, seen, msgs. ARGV: channel, recipient, id.
+/// KEYS: chat, seen, msgs, and the done counter when a file is finished.
+/// ARGV: channel, recipient, id.
 static FINISH_MESSAGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local seen = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[1]) or '-1')
+local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '-1')
 if seen >= tonumber(ARGV[3]) then return 0 end
-if KEYS[1] ~= '' then redis.call('INCR', KEYS[1]) end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-local lowest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #lowest > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[4], 0, lowest[2]) end
+if #KEYS == 4 then redis.call('INCR', KEYS[4]) end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local lowest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #lowest > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, lowest[2]) end
 return 1
 "#,
     )
@@ -241,13 +249,23 @@ impl ClassicSender {
                 redis::cmd("ZRANGE").arg(sender.keys.chat()).arg(0).arg(-1),
             )
             .await?;
+        let mut expected: Vec<String> = sender
+            .receivers
+            .iter()
+            .cloned()
+            .chain([SOURCE.to_owned()])
+            .collect();
+        expected.sort();
+        let mut found = members.clone();
+        found.sort();
         if members.is_empty() {
             sender.create_chat().await?;
-        } else if sender.receivers.iter().any(|r| !members.contains(r)) {
-            return Err(Error::ChannelMismatch {
-                channel: channel.to_owned(),
-                existing: format!("as a chat of {}", members.join(", ")),
-            });
+        } else if found != expected {
+            // Fewer receivers would delete files under the others' feet.
+            return Err(Error::Usage(format!(
+                "chat {channel:?} already exists with members {}; send with the same receivers or use a new channel name",
+                members.join(", ")
+            )));
         } else {
             sender.recover().await?;
         }
@@ -295,22 +313,27 @@ impl ClassicSender {
                 redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1),
             )
             .await?;
+        let cleaned: Vec<String> = self
+            .redis
+            .query(
+                "reading the chat",
+                redis::cmd("SMEMBERS").arg(self.keys.cleaned()),
+            )
+            .await?;
         for json in messages {
             let text = parse_message(&key, &json)?.message;
             match text.as_str() {
                 "" => {}
                 DONE => self.done_sent = true,
                 name => {
-                    let content = self.keys.content(name);
-                    let size: u64 = self
-                        .redis
-                        .query("reading a file", redis::cmd("STRLEN").arg(&content))
-                        .await?;
-                    let exists: bool = self
-                        .redis
-                        .query("reading a file", redis::cmd("EXISTS").arg(&content))
-                        .await?;
-                    if exists {
+                    if !cleaned.iter().any(|c| c == name) {
+                        let size: u64 = self
+                            .redis
+                            .query(
+                                "reading a file",
+                                redis::cmd("STRLEN").arg(self.keys.content(name)),
+                            )
+                            .await?;
                         self.outstanding.push((name.to_owned(), size));
                     }
                     self.announced.push(name.to_owned());
@@ -334,6 +357,12 @@ impl ClassicSender {
             tracing::info!("{name}: already sent by an earlier run; skipping");
             return Ok(());
         }
+        if self.done_sent {
+            return Err(Error::Usage(format!(
+                "chat {:?} already ended with `:done`, so the book's receivers stopped; send {name} on a new channel name",
+                self.keys.channel
+            )));
+        }
         let size = tokio::fs::metadata(path)
             .await
             .map_err(|e| Error::io(path, e))?
@@ -351,7 +380,7 @@ impl ClassicSender {
             return Err(Error::Protocol {
                 key: content,
                 reason: format!(
-                    "it holds {offset} bytes but {} has {size}; delete the key or purge",
+                    "it holds {offset} bytes but {} has {size}; delete the key or use a new channel name",
                     path.display()
                 ),
             });
@@ -463,13 +492,16 @@ impl ClassicSender {
                 .and_then(|d| d.trim().parse().ok())
                 .unwrap_or(0);
             if count >= self.receivers.len() as u64 {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("DEL")
+                    .arg(self.keys.content(&name))
+                    .arg(self.keys.done(&name))
+                    .cmd("SADD")
+                    .arg(self.keys.cleaned())
+                    .arg(&name);
                 self.redis
-                    .query::<()>(
-                        "deleting a finished file",
-                        redis::cmd("DEL")
-                            .arg(self.keys.content(&name))
-                            .arg(self.keys.done(&name)),
-                    )
+                    .query_pipe::<()>("deleting a finished file", &pipe)
                     .await?;
                 tracing::debug!("{name}: every receiver finished; deleted");
             } else {
@@ -668,7 +700,7 @@ impl ClassicReceiver {
     }
 
     async fn finish_message(&self, id: u64, file: Option<&str>) -> Result<()> {
-        let done = file.map(|name| self.keys.done(name)).unwrap_or_default();
+        let done = file.map(|name| self.keys.done(name));
         let (chat, seen, messages) = (
             self.keys.chat(),
             self.keys.seen(&self.id),
@@ -677,14 +709,11 @@ impl ClassicReceiver {
         self.redis
             .retry("recording progress", |mut con| {
                 let mut invocation = FINISH_MESSAGE.prepare_invoke();
-                invocation
-                    .key(&done)
-                    .key(&chat)
-                    .key(&seen)
-                    .key(&messages)
-                    .arg(&self.keys.channel)
-                    .arg(&self.id)
-                    .arg(id);
+                invocation.key(&chat).key(&seen).key(&messages);
+                if let Some(done) = &done {
+                    invocation.key(done);
+                }
+                invocation.arg(&self.keys.channel).arg(&self.id).arg(id);
                 async move { invocation.invoke_async::<i64>(&mut con).await }
             })
             .await?;

@@ -9,8 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::connection::Redis;
 use crate::error::{Error, Result};
 use crate::inputs::{self, Input};
+use crate::logline::LogFormat;
 use crate::protocol::Audience;
 use crate::receiver::{Failure, ReceiveOptions, Receiver};
+use crate::report::{DaySelection, Dimension, ReportQuery};
 use crate::sender::{SendOptions, Sender, Sent};
 use crate::sink::Sink;
 use crate::status::{self, ChannelStatus};
@@ -54,6 +56,10 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Run the whole job end to end on a private redis-server.
     Demo(DemoArgs),
+    /// Count visits per day by country, region and city from logs as they arrive.
+    Aggregate(AggregateArgs),
+    /// Print the top countries, regions or cities per day (table, JSON, CSV, SVG chart).
+    Report(ReportArgs),
     /// Location tables for IP lookups.
     #[command(subcommand)]
     Geo(GeoCommand),
@@ -138,20 +144,89 @@ pub enum Protocol {
     Classic,
 }
 
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// Channel to receive logs from.
+    #[arg(long)]
+    pub channel: String,
+    /// This receiver's id, as for `receive`.
+    #[arg(long)]
+    pub id: String,
+    /// Dimensions to count, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "country")]
+    pub by: Vec<Dimension>,
+    /// Log line layout: book (`IP DAY ...`) or combined (Apache/nginx).
+    #[arg(long, value_enum, default_value_t = LogFormat::Book)]
+    pub log_format: LogFormat,
+    /// Read the location table from these files instead of Redis (or the built-in one).
+    #[arg(long = "table", value_name = "FILE")]
+    pub table: Vec<PathBuf>,
+    /// Wire format of the channel.
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// Keep waiting for new files after the sender's end of input.
+    #[arg(long)]
+    pub follow: bool,
+    /// Work queue: give a silent worker's file to another worker after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub claim_after: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// What to rank.
+    #[arg(long, value_enum, default_value_t = Dimension::Country)]
+    pub by: Dimension,
+    /// Only this day (YYYY-MM-DD).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub day: Option<String>,
+    /// First day of a range (YYYY-MM-DD), with --to.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last day of a range (YYYY-MM-DD), with --from.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Rows per day (0 for all).
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+    /// Also write a bar chart to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum GeoCommand {
-    /// Load location tables into Redis.
+    /// Load a location table into Redis: range CSV, MaxMind GeoLite2 CSV or the legacy GeoLiteCity CSV (.gz accepted).
     Import(GeoImportArgs),
+    /// Print country, region and city of addresses.
+    Lookup(GeoLookupArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct GeoImportArgs {
-    /// Fill the book's `ip2cityid:` and `cityid2city:` keys exactly as its section 5.3 does.
-    #[arg(long, required = true)]
+    /// Fill the book's `ip2cityid:` and `cityid2city:` keys exactly as its section 5.3 does
+    /// (FILES: GeoLiteCity-Blocks.csv then GeoLiteCity-Location.csv).
+    #[arg(long)]
     pub classic: bool,
-    /// GeoLiteCity-Blocks.csv then GeoLiteCity-Location.csv (.gz accepted).
-    #[arg(num_args = 2, value_names = ["BLOCKS", "LOCATIONS"], required = true)]
+    /// The table's files, format detected from their contents.
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GeoLookupArgs {
+    /// Read the table from these files instead of Redis (or the built-in one).
+    #[arg(long = "table", value_name = "FILE")]
+    pub table: Vec<PathBuf>,
+    /// Addresses to look up (IPv4 or IPv6).
+    #[arg(required = true)]
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -224,21 +299,132 @@ pub async fn run(cli: Cli) -> Result<()> {
             })
             .await
         }
-        Command::Geo(GeoCommand::Import(args)) => {
-            let redis = Redis::connect(&cli.redis).await?;
-            let imported =
-                crate::geo_classic::import(&redis, &args.files[0], &args.files[1]).await?;
-            tracing::info!(
-                "loaded {} address ranges into ip2cityid: and {} locations into cityid2city:",
-                imported.ranges,
-                imported.cities
-            );
-            Ok(())
-        }
+        Command::Aggregate(args) => aggregate(&cli.redis, &cli.prefix, args).await,
+        Command::Report(args) => report(&cli.redis, args).await,
+        Command::Geo(GeoCommand::Import(args)) => geo_import(&cli.redis, &cli.prefix, args).await,
+        Command::Geo(GeoCommand::Lookup(args)) => geo_lookup(&cli.redis, &cli.prefix, args).await,
         Command::GenerateLogs(args) => loggen::write_log_dir(&args.dir, args.size, args.files)
             .map(|_| ())
             .map_err(|e| Error::io(&args.dir, e)),
     }
+}
+
+async fn aggregate(url: &str, prefix: &str, args: AggregateArgs) -> Result<()> {
+    if args.protocol == Protocol::Classic && args.follow {
+        return Err(Error::Usage(
+            "--protocol classic does not support --follow (the book's receivers stop at `:done`)"
+                .into(),
+        ));
+    }
+    let mut receive = ReceiveOptions::new(&args.channel, &args.id);
+    receive.prefix = prefix.to_owned();
+    receive.follow = args.follow;
+    receive.claim_after = args.claim_after;
+    let options = crate::aggregate::AggregateOptions {
+        receive,
+        dimensions: args.by,
+        format: args.log_format,
+        table_files: args.table,
+        classic: args.protocol == Protocol::Classic,
+    };
+    let files = crate::aggregate::run(url, &options).await?;
+    tracing::info!("done: counted {files} files");
+    Ok(())
+}
+
+async fn report(url: &str, args: ReportArgs) -> Result<()> {
+    let days = match (args.day, args.from, args.to) {
+        (Some(day), _, _) => DaySelection::One(day),
+        (None, Some(from), Some(to)) => DaySelection::Range { from, to },
+        _ => DaySelection::All,
+    };
+    days.check()?;
+    let redis = Redis::connect(url).await?;
+    let report = crate::report::gather(
+        &redis,
+        &ReportQuery {
+            by: args.by,
+            days,
+            top: args.top,
+        },
+    )
+    .await?;
+    if let Some(path) = &args.chart {
+        std::fs::write(path, report.to_svg()).map_err(|e| Error::io(path, e))?;
+        tracing::info!("wrote the chart to {}", path.display());
+    }
+    let text = if args.json {
+        report.to_json()
+    } else if args.csv {
+        report.to_csv()
+    } else {
+        report.to_table()
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+async fn geo_import(url: &str, prefix: &str, args: GeoImportArgs) -> Result<()> {
+    let redis = Redis::connect(url).await?;
+    if args.classic {
+        let [blocks, locations] = args.files.as_slice() else {
+            return Err(Error::Usage(
+                "geo import --classic takes GeoLiteCity-Blocks.csv and GeoLiteCity-Location.csv"
+                    .into(),
+            ));
+        };
+        let imported = crate::geo_classic::import(&redis, blocks, locations).await?;
+        tracing::info!(
+            "loaded {} address ranges into ip2cityid: and {} locations into cityid2city:",
+            imported.ranges,
+            imported.cities
+        );
+        return Ok(());
+    }
+    let table = crate::geo::GeoTable::from_files(&args.files)?;
+    let version = crate::geo::store(&redis, prefix, &table).await?;
+    tracing::info!(
+        "stored location table version {version}: {} IPv4 and {} IPv6 ranges, {} places; running jobs switch to it between files",
+        table.ipv4_range_count(),
+        table.ipv6_range_count(),
+        table.places().len()
+    );
+    Ok(())
+}
+
+async fn geo_lookup(url: &str, prefix: &str, args: GeoLookupArgs) -> Result<()> {
+    let table = if !args.table.is_empty() {
+        crate::geo::GeoTable::from_files(&args.table)?
+    } else {
+        let redis = Redis::connect(url).await?;
+        match crate::geo::load(&redis, prefix).await? {
+            Some((_, table)) => table,
+            None => crate::geo::GeoTable::builtin()?,
+        }
+    };
+    for text in &args.addresses {
+        let address: std::net::IpAddr = text
+            .trim()
+            .parse()
+            .map_err(|_| Error::Usage(format!("{text:?} is not an IPv4 or IPv6 address")))?;
+        match table.lookup(address) {
+            Some(place) => println!(
+                "{text}\t{}\t{}\t{}",
+                or_dash(&place.country),
+                or_dash(&place.region),
+                or_dash(&place.city)
+            ),
+            None => println!("{text}\t{}", crate::aggregate::UNKNOWN),
+        }
+    }
+    Ok(())
+}
+
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
 }
 
 fn audience(args: &SendArgs) -> Result<Audience> {

@@ -59,7 +59,7 @@ pub async fn import(redis: &Redis, blocks: &Path, locations: &Path) -> Result<Im
 /// `(score, member)` for each usable row of GeoLiteCity-Blocks.csv.
 pub fn read_blocks(path: &Path) -> Result<Vec<(u64, String)>> {
     let mut ranges = Vec::new();
-    for (row, record) in records(path)?.into_iter().enumerate() {
+    for (row, record) in records(path)? {
         let start = record.first().map(Vec::as_slice).unwrap_or_default();
         let start = String::from_utf8_lossy(start);
         let score = if start.to_lowercase().contains('i') {
@@ -82,7 +82,7 @@ pub fn read_blocks(path: &Path) -> Result<Vec<(u64, String)>> {
 /// `(location id, JSON)` for each usable row of GeoLiteCity-Location.csv.
 pub fn read_locations(path: &Path) -> Result<Vec<(String, String)>> {
     let mut cities = Vec::new();
-    for record in records(path)? {
+    for (_, record) in records(path)? {
         if record.len() < 4 || record[0].is_empty() || !record[0].iter().all(u8::is_ascii_digit) {
             continue;
         }
@@ -105,22 +105,37 @@ fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| char::from(b)).collect()
 }
 
-/// Every CSV record of a (possibly gzip'd) file, as raw fields.
-fn records(path: &Path) -> Result<Vec<Vec<Vec<u8>>>> {
+/// Every CSV record of a (possibly gzip'd) file, as raw fields, with its
+/// 0-based line number: Python's `csv` counts a blank line as a row (an
+/// empty one) while the `csv` crate skips it, so rows are numbered by the
+/// newlines before each record's first byte.
+fn records(path: &Path) -> Result<Vec<(usize, Vec<Vec<u8>>)>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let input: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+    let mut input: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
+    let mut data = Vec::new();
+    input
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(std::io::BufReader::new(input));
+        .from_reader(data.as_slice());
+    let (mut line, mut counted_to) = (0, 0);
     let mut records = Vec::new();
     for record in reader.byte_records() {
         let record = record.map_err(|e| Error::io(path, std::io::Error::other(e)))?;
-        records.push(record.iter().map(<[u8]>::to_vec).collect());
+        let mut start = record.position().map_or(counted_to, |p| p.byte() as usize);
+        // The position may point at the blank lines the reader skipped.
+        while matches!(data.get(start), Some(b'\n' | b'\r')) {
+            start += 1;
+        }
+        line += memchr::memchr_iter(b'\n', &data[counted_to..start]).count();
+        counted_to = start;
+        records.push((line, record.iter().map(<[u8]>::to_vec).collect()));
     }
     Ok(records)
 }

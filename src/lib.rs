@@ -40,6 +40,7 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod aggregate;
 pub mod channel;
 pub mod classic;
 pub mod cli;
@@ -47,15 +48,18 @@ pub mod connection;
 pub mod decode;
 pub mod demo;
 pub mod error;
+pub mod geo;
 pub mod geo_classic;
 pub mod incoming;
 pub mod inputs;
 pub mod local_redis;
 pub mod loggen;
+pub mod logline;
 pub mod names;
 pub mod progress;
 pub mod protocol;
 pub mod receiver;
+pub mod report;
 pub mod sender;
 pub mod sink;
 pub mod status;

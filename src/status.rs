@@ -34,6 +34,8 @@ pub struct ReceiverStatus {
     pub files_done: u64,
     pub bytes_done: u64,
     pub files_parked: u64,
+    /// Lines the aggregation job could not parse.
+    pub lines_unparsed: u64,
     /// Broadcast: files announced that it has not finished yet.
     pub files_behind: Option<u64>,
     pub last_file: Option<String>,
@@ -103,6 +105,7 @@ pub async fn channel_status(
             files_done: done,
             bytes_done: number("bytes"),
             files_parked: parked_files,
+            lines_unparsed: number("unparsed"),
             last_file: fields.get("last").cloned(),
         });
     }

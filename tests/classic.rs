@@ -350,6 +350,7 @@ fn geo_import_classic_fills_the_same_keys_as_the_books_python() {
           \"16777216\",\"16777471\",\"17\"\n\
           \"1.0.1.0\",\"1.0.3.255\",\"49\"\n\
           \"not-an-address\",\"x\",\"5\"\n\
+          \n\
           \"16778240\",\"16779263\",\"17\"\n",
     );
     let mut locations = b"Copyright (c) 2011 MaxMind Inc.  All Rights Reserved.\n\

@@ -1,0 +1,558 @@
+//! `redistribute report`: the top places per day, read from the sorted sets
+//! the aggregation job fills, printed as a table, JSON or CSV, or drawn as
+//! an SVG bar chart ([`chart`]).
+//!
+//! The keys are the book's, `daily:<dimension>:<day>`, without this tool's
+//! prefix, so a report also reads sets written by the book's own scripts.
+//! Each day costs one Lua call that returns its top members, member count
+//! and total: the total needs every score, and summing them inside Redis
+//! spares sending a hundred thousand cities over the network to show ten.
+//! [`gather`] is the only part that talks to Redis; a [`Report`] is plain
+//! data, and its renderings are pure functions of it.
+
+mod chart;
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use futures_util::{StreamExt, TryStreamExt};
+use redis::Script;
+use serde::Serialize;
+
+use crate::connection::Redis;
+use crate::error::{Error, Result};
+
+/// How many days are read at once: enough to hide round trips on a long
+/// range, few enough not to crowd out other clients' commands.
+const DAYS_IN_FLIGHT: usize = 16;
+
+/// What visits are counted by; each has its own sorted set per day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Dimension {
+    /// Members are ISO country codes, e.g. `DE`.
+    #[default]
+    Country,
+    /// Members are `CC/region`.
+    Region,
+    /// Members are `CC/region/city`.
+    City,
+}
+
+impl Dimension {
+    /// The dimension's part of a key name: `daily:<key>:<day>`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Dimension::Country => "country",
+            Dimension::Region => "region",
+            Dimension::City => "city",
+        }
+    }
+
+    /// The name of the sorted set holding one day's visits.
+    pub fn day_key(self, day: &str) -> String {
+        format!("daily:{}:{day}", self.key())
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Dimension::Country => "countries",
+            Dimension::Region => "regions",
+            Dimension::City => "cities",
+        }
+    }
+}
+
+/// Which days a report covers. Days are `YYYY-MM-DD`, as in the key names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DaySelection {
+    /// Every day that has a sorted set.
+    All,
+    /// One day, reported even if nothing was counted on it.
+    One(String),
+    /// The days from `from` to `to`, both included, that have a sorted set.
+    Range { from: String, to: String },
+}
+
+impl DaySelection {
+    /// Checks that every day is a real calendar date and a range is not
+    /// reversed, so a typo reports an error instead of an empty report.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] naming the bad day.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            DaySelection::All => Ok(()),
+            DaySelection::One(day) => check_day(day),
+            DaySelection::Range { from, to } => {
+                check_day(from)?;
+                check_day(to)?;
+                if from > to {
+                    return Err(Error::Usage(format!(
+                        "the day range {from} to {to} is empty: its first day comes after its last"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What to report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportQuery {
+    pub by: Dimension,
+    pub days: DaySelection,
+    /// Members shown per day, highest visits first; 0 shows every member
+    /// (for a complete CSV export).
+    pub top: usize,
+}
+
+/// The top members per day, as gathered from Redis.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub by: Dimension,
+    pub top: usize,
+    /// In date order; days without any visits are left out, except a day
+    /// asked for by [`DaySelection::One`].
+    pub days: Vec<DayReport>,
+}
+
+/// One day of a report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DayReport {
+    pub day: String,
+    /// Visits on this day across all members, not only the rows shown.
+    pub total: u64,
+    /// How many members had visits, so a reader knows what the top N leaves out.
+    pub members: u64,
+    pub rows: Vec<Row>,
+}
+
+/// One member's line in a day.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    /// 1 for the most visits; ties are ordered as Redis orders them.
+    pub rank: usize,
+    pub member: String,
+    pub visits: u64,
+    /// Percent of the day's total, rounded to two decimals.
+    pub share: f64,
+}
+
+/// Sums a day's scores and returns its top members in one call.
+/// KEYS: the day's sorted set. ARGV: how many members (0 = all).
+/// Returns {member count, total as a decimal string, {member, score, ...}}:
+/// the total is a string because Redis truncates Lua numbers to integers
+/// of 64 bits on return, and scores are floats.
+static DAY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'zset' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' is a ' .. kind)
+end
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local total = 0
+for i = 2, #all, 2 do total = total + tonumber(all[i]) end
+local last = 1
+local top = tonumber(ARGV[1])
+if top > 0 then last = math.max(1, #all - 2 * top + 1) end
+local rows = {}
+for i = #all - 1, last, -2 do
+  rows[#rows + 1] = all[i]
+  rows[#rows + 1] = all[i + 1]
+end
+return {#all / 2, string.format('%.17g', total), rows}
+"#,
+    )
+});
+
+/// Reads the report `query` asks for.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a malformed day, [`Error::Protocol`] when a
+/// `daily:` key is not a sorted set, and Redis errors that outlast retries.
+pub async fn gather(redis: &Redis, query: &ReportQuery) -> Result<Report> {
+    query.days.check()?;
+    let days = match &query.days {
+        DaySelection::One(day) => vec![day.clone()],
+        DaySelection::All => stored_days(redis, query.by, |_| true).await?,
+        DaySelection::Range { from, to } => {
+            // Day names sort like dates, so a range is a string comparison.
+            stored_days(redis, query.by, |day| {
+                from.as_str() <= day && day <= to.as_str()
+            })
+            .await?
+        }
+    };
+    let keep_empty = matches!(query.days, DaySelection::One(_));
+    let days: Vec<DayReport> = futures_util::stream::iter(days)
+        .map(|day| read_day(redis, query.by, query.top, day))
+        .buffered(DAYS_IN_FLIGHT)
+        .try_filter(|day| std::future::ready(keep_empty || day.members > 0))
+        .try_collect()
+        .await?;
+    Ok(Report {
+        by: query.by,
+        top: query.top,
+        days,
+    })
+}
+
+/// The days that have a sorted set for `by` and pass `wanted`, sorted.
+/// Keys whose day part is not a date (someone else's) are ignored.
+async fn stored_days(
+    redis: &Redis,
+    by: Dimension,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<String>> {
+    let pattern = by.day_key("*");
+    let prefix = by.day_key("");
+    let mut days = BTreeSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis
+            .query(
+                "listing report days",
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000),
+            )
+            .await?;
+        days.extend(
+            keys.iter()
+                .filter_map(|key| key.strip_prefix(&prefix))
+                .filter(|day| parse_day(day).is_some() && wanted(day))
+                .map(str::to_owned),
+        );
+        if next == 0 {
+            return Ok(days.into_iter().collect());
+        }
+        cursor = next;
+    }
+}
+
+/// What [`DAY`] returns: member count, total, then (member, score) pairs.
+/// Members are read as bytes so a stray non-UTF-8 member cannot fail the report.
+type DayReply = (u64, String, Vec<(Vec<u8>, f64)>);
+
+async fn read_day(redis: &Redis, by: Dimension, top: usize, day: String) -> Result<DayReport> {
+    let key = by.day_key(&day);
+    let mut invocation = DAY.prepare_invoke();
+    invocation.key(&key).arg(top);
+    let invocation = &invocation;
+    let read: Result<DayReply> = redis
+        .retry("reading a day of the report", |mut con| async move {
+            invocation.invoke_async(&mut con).await
+        })
+        .await;
+    let (members, total, top_rows) = match read {
+        Err(Error::Redis { source, .. }) if source.code() == Some("WRONGTYPE") => {
+            return Err(Error::Protocol {
+                key,
+                reason: "not a sorted set".into(),
+            });
+        }
+        other => other?,
+    };
+    let total = visits(total.parse().unwrap_or(0.0));
+    let rows = top_rows
+        .into_iter()
+        .enumerate()
+        .map(|(index, (member, score))| {
+            let visits = visits(score);
+            Row {
+                rank: index + 1,
+                member: String::from_utf8_lossy(&member).into_owned(),
+                visits,
+                share: share(visits, total),
+            }
+        })
+        .collect();
+    Ok(DayReport {
+        day,
+        total,
+        members,
+        rows,
+    })
+}
+
+/// Scores are floats in Redis but visits are whole: ZINCRBY of integers
+/// stays exact up to 2^53, far beyond any day's visits.
+fn visits(score: f64) -> u64 {
+    score.round().max(0.0) as u64
+}
+
+fn share(visits: u64, total: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    (visits as f64 * 10_000.0 / total as f64).round() / 100.0
+}
+
+/// Checks one day name.
+///
+/// # Errors
+///
+/// [`Error::Usage`] unless `day` is a calendar date written `YYYY-MM-DD`.
+pub fn check_day(day: &str) -> Result<()> {
+    match parse_day(day) {
+        Some(_) => Ok(()),
+        None => Err(Error::Usage(format!(
+            "invalid day {day:?}: expected a date written YYYY-MM-DD, e.g. 2024-03-01"
+        ))),
+    }
+}
+
+/// Year, month and day of a `YYYY-MM-DD` date that exists.
+fn parse_day(day: &str) -> Option<(u32, u32, u32)> {
+    let bytes = day.as_bytes();
+    let shape_ok = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+    if !shape_ok {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| day[range].parse::<u32>().ok();
+    let (year, month, date) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (1..=days_in_month)
+        .contains(&date)
+        .then_some((year, month, date))
+}
+
+/// `1234567` as `1,234,567`, for people.
+fn thousands(number: u64) -> String {
+    let digits = number.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+impl Report {
+    /// An aligned table for people: each day's rows, then a line with the
+    /// day's total and member count, days separated by a blank line.
+    pub fn to_table(&self) -> String {
+        if self.days.is_empty() {
+            return format!("no visits by {} on the selected days\n", self.by.key());
+        }
+        let header = ["day", "rank", self.by.key(), "visits", "share"].map(String::from);
+        let mut blocks: Vec<Vec<[String; 5]>> = Vec::new();
+        for day in &self.days {
+            let mut lines: Vec<[String; 5]> = day
+                .rows
+                .iter()
+                .map(|row| {
+                    [
+                        day.day.clone(),
+                        row.rank.to_string(),
+                        row.member.clone(),
+                        thousands(row.visits),
+                        format!("{:.1}%", row.share),
+                    ]
+                })
+                .collect();
+            lines.push([
+                day.day.clone(),
+                String::new(),
+                format!("all {} {}", thousands(day.members), self.by.plural()),
+                thousands(day.total),
+                if day.total > 0 { "100.0%" } else { "" }.to_owned(),
+            ]);
+            blocks.push(lines);
+        }
+        let mut widths = header.clone().map(|cell| cell.chars().count());
+        for line in blocks.iter().flatten() {
+            for (width, cell) in widths.iter_mut().zip(line) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        // Numbers align right so their digits line up; text aligns left.
+        let right = [false, true, false, true, true];
+        let render = |line: &[String; 5]| {
+            let cells: Vec<String> = line
+                .iter()
+                .zip(widths)
+                .zip(right)
+                .map(|((cell, width), right)| {
+                    let pad = " ".repeat(width - cell.chars().count());
+                    if right {
+                        format!("{pad}{cell}")
+                    } else {
+                        format!("{cell}{pad}")
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_owned() + "\n"
+        };
+        let mut out = render(&header);
+        for (i, block) in blocks.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.extend(block.iter().map(render));
+        }
+        out
+    }
+
+    /// The days as a JSON array: `[{"day", "total", "members", "rows":
+    /// [{"rank", "member", "visits", "share"}]}]`, share in percent.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.days).expect("a report always serializes") + "\n"
+    }
+
+    /// One line per row under the header `day,rank,member,visits,share`,
+    /// share in percent; members with commas or quotes are quoted.
+    pub fn to_csv(&self) -> String {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let written: csv::Result<()> = (|| {
+            writer.write_record(["day", "rank", "member", "visits", "share"])?;
+            for day in &self.days {
+                for row in &day.rows {
+                    writer.write_record([
+                        day.day.as_str(),
+                        &row.rank.to_string(),
+                        &row.member,
+                        &row.visits.to_string(),
+                        &format!("{:.2}", row.share),
+                    ])?;
+                }
+            }
+            writer.flush()?;
+            Ok(())
+        })();
+        written.expect("writing CSV into memory cannot fail");
+        let bytes = writer.into_inner().expect("flushed above");
+        String::from_utf8(bytes).expect("CSV of strings is UTF-8")
+    }
+
+    /// A horizontal bar chart, one block per day, as a standalone SVG
+    /// document; see [`chart`].
+    pub fn to_svg(&self) -> String {
+        chart::render(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(days: Vec<DayReport>) -> Report {
+        Report {
+            by: Dimension::City,
+            top: 2,
+            days,
+        }
+    }
+
+    fn day(day: &str, rows: &[(&str, u64)], total: u64, members: u64) -> DayReport {
+        DayReport {
+            day: day.into(),
+            total,
+            members,
+            rows: rows
+                .iter()
+                .enumerate()
+                .map(|(i, &(member, visits))| Row {
+                    rank: i + 1,
+                    member: member.into(),
+                    visits,
+                    share: share(visits, total),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_calendar_dates_are_days() {
+        assert!(parse_day("2024-02-29").is_some());
+        assert!(parse_day("2000-02-29").is_some());
+        for bad in [
+            "2023-02-29",
+            "1900-02-29",
+            "2024-13-01",
+            "2024-04-31",
+            "2024-00-10",
+            "2024-1-01",
+            "2024/01/01",
+            "+024-01-01",
+            "2024-01-01 ",
+            "",
+        ] {
+            assert!(parse_day(bad).is_none(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_reversed_range_is_a_usage_error() {
+        let range = DaySelection::Range {
+            from: "2024-01-02".into(),
+            to: "2024-01-01".into(),
+        };
+        assert!(matches!(range.check(), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn shares_are_percent_with_two_decimals() {
+        assert_eq!(share(1, 3), 33.33);
+        assert_eq!(share(2, 3), 66.67);
+        assert_eq!(share(5, 0), 0.0);
+    }
+
+    #[test]
+    fn table_columns_line_up() {
+        let table = report(vec![day(
+            "2024-01-01",
+            &[("DE/Bayern/München", 12345), ("FR/IDF/Paris", 7)],
+            20000,
+            40,
+        )])
+        .to_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        // Columns count characters, not bytes: "ü" must not shift a line.
+        let end_of = |line: &str, needle: &str| {
+            line[..line.find(needle).unwrap()].chars().count() + needle.chars().count()
+        };
+        assert_eq!(end_of(lines[1], "12,345"), end_of(lines[2], "7"), "{table}");
+        assert!(lines[3].contains("all 40 cities"), "{table}");
+        assert!(lines[3].contains("20,000"), "{table}");
+    }
+
+    #[test]
+    fn an_empty_report_says_so() {
+        assert!(report(vec![]).to_table().starts_with("no visits by city"));
+    }
+}

@@ -1,0 +1,275 @@
+//! The aggregation job end to end: logs sent, counted by `aggregate`
+//! workers, totals compared with an independent count of the input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Server, run, succeeded, wait, write};
+
+const T: Duration = Duration::from_secs(90);
+
+/// A small range table: two IPv4 countries and one IPv6 range.
+const TABLE: &str =
+    "1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n";
+
+fn spawn(command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Writes `files` book-format logs and returns the expected counts per
+/// (day, country), computed here independently of the tool.
+fn book_logs(dir: &Path, files: usize, lines: usize) -> BTreeMap<(String, String), f64> {
+    let mut expected = BTreeMap::new();
+    let addresses = ["1.0.0.7", "2.3.4.5", "9.9.9.9", "2001:db8::42", "1.0.0.200"];
+    let countries = ["AU", "FR", "unknown", "JP", "AU"];
+    for f in 0..files {
+        let mut text = String::new();
+        for i in 0..lines {
+            let pick = (f * 7 + i * 3) % addresses.len();
+            // Days overlap between neighbouring files.
+            let day = format!("2026-11-{:02}", 1 + (f + i % 2) % 3);
+            text.push_str(&format!("{} {day} GET /page/{i}\n", addresses[pick]));
+            *expected
+                .entry((day, countries[pick].to_owned()))
+                .or_insert(0.0) += 1.0;
+        }
+        text.push_str("this line is garbage\n\n");
+        write(dir, &format!("log{f:02}.txt"), text.as_bytes());
+    }
+    expected
+}
+
+/// Every (day, member) → score in `daily:country:*`.
+fn counted(server: &Server) -> BTreeMap<(String, String), f64> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut con = server.connection().await;
+        let mut all = BTreeMap::new();
+        for key in server.keys("daily:country:*").await {
+            let day = key.trim_start_matches("daily:country:").to_owned();
+            let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            for (member, score) in members {
+                all.insert((day.clone(), member), score);
+            }
+        }
+        all
+    })
+}
+
+fn aggregate(server: &Server, table: &Path, id: &str, extra: &[&str]) -> Command {
+    let mut command = server.command();
+    command
+        .args(["aggregate", "--channel", "logs", "--id", id, "--table"])
+        .arg(table)
+        .args(extra);
+    command
+}
+
+#[test]
+fn a_work_queue_of_aggregators_counts_every_visit_once_with_unknowns_and_garbage() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    let expected = book_logs(&work.path().join("logs"), 6, 500);
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "logs", "--workers"])
+            .arg(work.path().join("logs")),
+    );
+    let workers: Vec<Child> = ["w1", "w2"]
+        .iter()
+        .map(|id| spawn(&mut aggregate(&server, &table, id, &[])))
+        .collect();
+    for worker in workers {
+        succeeded(&wait(worker, T));
+    }
+    succeeded(&wait(sender, T));
+    assert_eq!(counted(&server), expected);
+    let status = run(
+        server
+            .command()
+            .args(["status", "--json", "--channel", "logs"]),
+        T,
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let unparsed: u64 = status[0]["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["lines_unparsed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        unparsed, 12,
+        "two garbage lines (one blank) in each of 6 files"
+    );
+}
+
+#[test]
+fn a_worker_that_dies_after_counting_but_before_acknowledging_adds_nothing_twice() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    let expected = book_logs(&work.path().join("logs"), 3, 200);
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "logs", "--workers"])
+            .arg(work.path().join("logs")),
+    );
+    let mut dying = aggregate(&server, &table, "dying", &["--claim-after", "1s"]);
+    dying.env("REDISTRIBUTE_TEST_DIE_BEFORE_ACK", "1");
+    let output = run(&mut dying, T);
+    assert_eq!(
+        output.status.code(),
+        Some(86),
+        "the failure point was not reached"
+    );
+    assert!(
+        !counted(&server).is_empty(),
+        "the dying worker wrote nothing"
+    );
+    succeeded(&run(
+        &mut aggregate(&server, &table, "heir", &["--claim-after", "1s"]),
+        T,
+    ));
+    succeeded(&wait(sender, T));
+    assert_eq!(counted(&server), expected);
+}
+
+#[test]
+fn broadcast_aggregators_and_combined_logs_count_each_file_once() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    let logs = work.path().join("logs");
+    write(
+        &logs,
+        "access.log",
+        b"1.0.0.1 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.0\" 200 2326 \"-\" \"-\"\n\
+          2001:db8::1 - frank [10/Oct/2000:23:59:59 -0700] \"GET /a HTTP/1.0\" 200 1 \"-\" \"-\"\n\
+          2.2.2.2 - - [11/Oct/2000:00:00:01 -0700] \"GET /b HTTP/1.0\" 404 1 \"-\" \"-\"\n\
+          not a log line\n",
+    );
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "logs", "--receivers", "a,b"])
+            .arg(&logs),
+    );
+    let receivers: Vec<Child> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            spawn(&mut aggregate(
+                &server,
+                &table,
+                id,
+                &["--log-format", "combined", "--by", "country,region,city"],
+            ))
+        })
+        .collect();
+    for receiver in receivers {
+        succeeded(&wait(receiver, T));
+    }
+    succeeded(&wait(sender, T));
+    let expected: BTreeMap<(String, String), f64> = [
+        (("2000-10-10".to_owned(), "AU".to_owned()), 1.0),
+        (("2000-10-10".to_owned(), "JP".to_owned()), 1.0),
+        (("2000-10-11".to_owned(), "FR".to_owned()), 1.0),
+    ]
+    .into();
+    assert_eq!(counted(&server), expected);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(
+        rt.block_on(server.keys("daily:city:2000-10-10")),
+        ["daily:city:2000-10-10"]
+    );
+    let report = run(
+        server
+            .command()
+            .args(["report", "--by", "city", "--day", "2000-10-10", "--csv"]),
+        T,
+    );
+    let csv = String::from_utf8(succeeded_stdout(&report)).unwrap();
+    assert!(csv.contains("AU/unknown/unknown"), "{csv}");
+}
+
+fn succeeded_stdout(output: &std::process::Output) -> Vec<u8> {
+    succeeded(output);
+    output.stdout.clone()
+}
+
+#[test]
+fn the_built_in_table_and_geo_lookup_know_real_addresses() {
+    let server = Server::start();
+    let output = run(
+        server
+            .command()
+            .args(["geo", "lookup", "1.0.0.1", "2001:200::1", "10.0.0.1"]),
+        T,
+    );
+    let text = String::from_utf8(succeeded_stdout(&output)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("1.0.0.1\tAU"), "{text}");
+    assert!(lines[1].starts_with("2001:200::1\tAU"), "{text}");
+    assert_eq!(lines[2], "10.0.0.1\tunknown");
+}
+
+#[test]
+fn workers_killed_at_random_during_a_run_still_count_every_visit_once() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    let expected = book_logs(&work.path().join("logs"), 40, 3000);
+    let sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "logs",
+                "--workers",
+                "--chunk-size",
+                "16KiB",
+            ])
+            .arg(work.path().join("logs")),
+    );
+    let ids = ["r1", "r2", "r3"];
+    let start = |id: &str| {
+        spawn(&mut aggregate(
+            &server,
+            &table,
+            id,
+            &["--claim-after", "1s"],
+        ))
+    };
+    let mut workers: Vec<Child> = ids.iter().map(|id| start(id)).collect();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(rng.u64(50..250)));
+        let victim = rng.usize(..ids.len());
+        let _ = workers[victim].kill();
+        let _ = workers[victim].wait();
+        workers[victim] = start(ids[victim]);
+    }
+    for worker in workers {
+        succeeded(&wait(worker, T));
+    }
+    succeeded(&wait(sender, T));
+    assert_eq!(counted(&server), expected);
+}
