@@ -52,9 +52,16 @@ pub struct FileCounts {
     /// Index into `days` of the previous line's day: logs are in time order.
     last_day: usize,
     places: usize,
+    /// IPv4 visits (address, day index) waiting to be looked up together:
+    /// lookups in a tight loop overlap their cache misses, which lookups
+    /// interleaved with parsing cannot.
+    pending: Vec<(u32, usize)>,
     pub lines: u64,
     pub unparsed: u64,
 }
+
+/// IPv4 visits looked up per batch.
+const BATCH: usize = 256;
 
 impl FileCounts {
     pub fn new(table: &GeoTable) -> Self {
@@ -62,23 +69,53 @@ impl FileCounts {
             days: Vec::new(),
             last_day: 0,
             places: table.places().len(),
+            pending: Vec::with_capacity(BATCH),
             lines: 0,
             unparsed: 0,
         }
     }
 
-    /// Counts one line (without its newline).
-    pub fn add_line(&mut self, table: &GeoTable, format: LogFormat, line: &[u8]) {
+    /// Counts one line (without its newline); IPv4 visits are counted when
+    /// their batch is looked up ([`FileCounts::flush`]).
+    fn add_line(&mut self, table: &GeoTable, format: LogFormat, line: &[u8]) {
         self.lines += 1;
+        if line.len() > MAX_LINE {
+            self.unparsed += 1;
+            return;
+        }
         let Some(visit) = logline::parse(format, line) else {
             self.unparsed += 1;
             return;
         };
-        let place = match visit.address {
-            Address::V4(ip) => table.lookup_v4(ip),
-            Address::V6(ip) => table.lookup_v6(ip),
-        };
-        let day = visit.day.as_bytes();
+        let day = self.day_index(visit.day.as_bytes());
+        match visit.address {
+            Address::V4(ip) => {
+                self.pending.push((ip, day));
+                if self.pending.len() == BATCH {
+                    self.flush(table);
+                }
+            }
+            Address::V6(ip) => {
+                let slot = table.lookup_v6(ip).map_or(self.places, |id| id as usize);
+                self.days[day].1[slot] += 1;
+            }
+        }
+    }
+
+    /// Looks up and counts the pending IPv4 visits.
+    fn flush(&mut self, table: &GeoTable) {
+        let mut slots = [0usize; BATCH];
+        for (slot, (ip, _)) in slots.iter_mut().zip(&self.pending) {
+            *slot = table.lookup_v4(*ip).map_or(self.places, |id| id as usize);
+        }
+        for (slot, (_, day)) in slots.iter().zip(&self.pending) {
+            self.days[*day].1[*slot] += 1;
+        }
+        self.pending.clear();
+    }
+
+    /// The index in `days` of `day`, added when new.
+    fn day_index(&mut self, day: &[u8]) -> usize {
         if self.days.get(self.last_day).is_none_or(|(d, _)| d != day) {
             self.last_day = match self.days.iter().position(|(d, _)| d == day) {
                 Some(index) => index,
@@ -88,8 +125,7 @@ impl FileCounts {
                 }
             };
         }
-        let slot = place.map_or(self.places, |id| id as usize);
-        self.days[self.last_day].1[slot] += 1;
+        self.last_day
     }
 
     /// Reads a whole file's (decoded) lines.
@@ -143,6 +179,7 @@ impl FileCounts {
         } else if !carry.is_empty() {
             counts.add_line(table, format, &carry);
         }
+        counts.flush(table);
         Ok(counts)
     }
 
@@ -279,7 +316,7 @@ pub async fn run(url: &str, options: &AggregateOptions) -> Result<u64> {
             // the file comes back on the next run.
             (Err(error), Either::Classic(_)) => return Err(error),
         };
-        let token = token(&file, prefix, &options.receive.channel);
+        let token = file.token(prefix, &options.receive.channel);
         counts
             .apply(&redis, &table, &options.dimensions, &token)
             .await?;
@@ -310,6 +347,15 @@ pub async fn run(url: &str, options: &AggregateOptions) -> Result<u64> {
         files += 1;
         tracing::info!("counted {name}: {} lines", counts.lines);
     }
+    if let Either::Native(receiver) = &receiver
+        && receiver.parked() > 0
+    {
+        return Err(Error::Usage(format!(
+            "{} files failed repeatedly and were parked; see `redistribute status --channel {}`",
+            receiver.parked(),
+            options.receive.channel
+        )));
+    }
     Ok(files)
 }
 
@@ -332,15 +378,6 @@ impl Either {
             Either::Native(receiver) => receiver.ack(file).await,
             Either::Classic(receiver) => receiver.ack(file).await,
         }
-    }
-}
-
-/// The identity of a file's counts: the same whoever processes it and
-/// however often it is delivered.
-fn token(file: &IncomingFile, prefix: &str, channel: &str) -> String {
-    match file.ticket() {
-        crate::incoming::Ticket::Native { fid, .. } => format!("{prefix}:{channel}:{fid}"),
-        crate::incoming::Ticket::Classic { message } => format!("classic:{channel}:{message}"),
     }
 }
 

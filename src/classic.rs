@@ -97,6 +97,10 @@ impl ClassicKeys {
 #[derive(Debug, serde::Deserialize)]
 struct Message {
     id: u64,
+    /// Kept as written: with the id, it tells messages of a chat that was
+    /// created again apart.
+    #[serde(default)]
+    ts: Option<serde_json::Number>,
     message: String,
 }
 
@@ -676,7 +680,8 @@ impl ClassicReceiver {
                         self.finish_message(message.id, None).await?;
                         continue;
                     }
-                    return Ok(Some(self.open(name, message.id)));
+                    let ts = message.ts.map(|ts| ts.to_string()).unwrap_or_default();
+                    return Ok(Some(self.open(name, message.id, ts)));
                 }
             }
         }
@@ -684,7 +689,7 @@ impl ClassicReceiver {
 
     /// Counts a processed file as done and moves past its message.
     pub async fn ack(&mut self, file: IncomingFile) -> Result<()> {
-        let Ticket::Classic { message } = file.ticket().clone() else {
+        let Ticket::Classic { message, .. } = file.ticket().clone() else {
             return Err(Error::Usage(format!(
                 "file {:?} did not come from a classic channel",
                 file.name()
@@ -720,7 +725,7 @@ impl ClassicReceiver {
         Ok(())
     }
 
-    fn open(&self, name: &str, message: u64) -> IncomingFile {
+    fn open(&self, name: &str, message: u64, ts: String) -> IncomingFile {
         let (sender, chunks) = mpsc::channel(4);
         let verified = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(read_blocks(
@@ -732,7 +737,7 @@ impl ClassicReceiver {
         ));
         IncomingFile::new(
             name.to_owned(),
-            Ticket::Classic { message },
+            Ticket::Classic { message, ts },
             chunks,
             verified,
             vec![AbortOnDrop(task)],

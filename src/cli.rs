@@ -735,8 +735,8 @@ fn print_status(s: &ChannelStatus) {
     );
     let bars = std::io::stdout().is_terminal();
     println!(
-        "  {:<12} {:>7} {:>11} {:>7} {:>7}  last file",
-        "receiver", "done", "bytes", "behind", "parked"
+        "  {:<12} {:>7} {:>11} {:>7} {:>7} {:>9}  last file",
+        "receiver", "done", "bytes", "behind", "parked", "unparsed"
     );
     for r in &s.receivers {
         let behind = r.files_behind.map_or("-".to_owned(), |b| b.to_string());
@@ -749,12 +749,13 @@ fn print_status(s: &ChannelStatus) {
             _ => String::new(),
         };
         println!(
-            "  {:<12} {:>7} {:>11} {:>7} {:>7}  {bar}{}",
+            "  {:<12} {:>7} {:>11} {:>7} {:>7} {:>9}  {bar}{}",
             r.id,
             r.files_done,
             size(r.bytes_done),
             behind,
             r.files_parked,
+            r.lines_unparsed,
             r.last_file.as_deref().unwrap_or("-"),
         );
     }

@@ -21,10 +21,17 @@ use crate::decode::{self, Decode, Decoded};
 /// What the receiving side needs to acknowledge a file it handed out.
 #[derive(Clone, Debug)]
 pub(crate) enum Ticket {
-    /// Native protocol: the file id and its announcement's stream entry.
-    Native { fid: u64, entry: String },
-    /// Classic protocol: the id of the chat message announcing it.
-    Classic { message: u64 },
+    /// Native protocol: the file id, its announcement's stream entry, and
+    /// the channel's creation time (file ids start over when a channel is
+    /// purged and created again).
+    Native {
+        fid: u64,
+        entry: String,
+        epoch: String,
+    },
+    /// Classic protocol: the id and timestamp of the chat message
+    /// announcing it (ids start over when a chat is created again).
+    Classic { message: u64, ts: String },
 }
 
 /// Aborts a background task when its owner goes away.
@@ -77,6 +84,16 @@ impl IncomingFile {
 
     pub(crate) fn ticket(&self) -> &Ticket {
         &self.ticket
+    }
+
+    /// An identity of this file that stays the same however often it is
+    /// delivered, and differs from every other file ever sent on any
+    /// channel: what makes counting a file twice detectable.
+    pub fn token(&self, prefix: &str, channel: &str) -> String {
+        match &self.ticket {
+            Ticket::Native { fid, epoch, .. } => format!("{prefix}:{channel}:{epoch}:{fid}"),
+            Ticket::Classic { message, ts } => format!("classic:{channel}:{ts}:{message}"),
+        }
     }
 
     /// Whether the file was read to its end and found intact.

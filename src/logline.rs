@@ -51,19 +51,29 @@ impl Day<'_> {
 
 /// Parses one line (without its newline); `None` when it does not fit.
 pub fn parse(format: LogFormat, line: &[u8]) -> Option<Visit<'_>> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut fields = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty());
-    let address = parse_address(fields.next()?)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line).trim_ascii_start();
+    let (first, rest) = split_field(line);
+    let address = parse_address(first)?;
     let day = match format {
-        LogFormat::Book => Day::Written(fields.next()?),
+        LogFormat::Book => match split_field(rest.trim_ascii_start()).0 {
+            [] => return None,
+            day => Day::Written(day),
+        },
         LogFormat::Combined => {
-            let open = line.iter().position(|&b| b == b'[')?;
-            Day::Ymd(combined_day(line.get(open + 1..open + 12)?)?)
+            let open = memchr::memchr(b'[', rest)?;
+            Day::Ymd(combined_day(rest.get(open + 1..open + 12)?)?)
         }
     };
     Some(Visit { address, day })
+}
+
+/// The text up to the first whitespace, and the rest.
+fn split_field(text: &[u8]) -> (&[u8], &[u8]) {
+    let end = text
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(text.len());
+    text.split_at(end)
 }
 
 /// An IPv4 address (fast path) or any address `std` parses.
@@ -119,7 +129,7 @@ fn combined_day(date: &[u8]) -> Option<[u8; 10]> {
     };
     let month = MONTHS.iter().position(|m| **m == [m1, m2, m3])? + 1;
     let digits = [d1, d2, y1, y2, y3, y4];
-    if !digits.iter().all(u8::is_ascii_digit) {
+    if !digits.iter().all(u8::is_ascii_digit) || !(b"01"..=b"31").contains(&&[d1, d2]) {
         return None;
     }
     let [m_tens, m_ones] = [b'0' + (month / 10) as u8, b'0' + (month % 10) as u8];

@@ -82,6 +82,8 @@ pub struct Receiver {
     retry: Option<(String, u64, u32)>,
     attempts: HashMap<String, u32>,
     parked: u64,
+    /// The channel's creation time, part of each file's token.
+    epoch: String,
 }
 
 impl Receiver {
@@ -100,6 +102,7 @@ impl Receiver {
             retry: None,
             attempts: HashMap::new(),
             parked: 0,
+            epoch: String::new(),
         })
     }
 
@@ -299,6 +302,7 @@ impl Receiver {
                     .arg(&self.options.id),
             )
             .await?;
+        self.epoch = meta.fields.get("created_ms").cloned().unwrap_or_default();
         self.audience = Some(meta.audience.clone());
         Ok(meta.audience)
     }
@@ -509,6 +513,7 @@ impl Receiver {
         let ticket = Ticket::Native {
             fid,
             entry: entry.to_owned(),
+            epoch: self.epoch.clone(),
         };
         Ok(Some(IncomingFile::new(
             name, ticket, chunks, verified, tasks,
@@ -519,7 +524,7 @@ impl Receiver {
 /// The file id and announcement of a file this receiver handed out.
 fn native(file: &IncomingFile) -> Result<(u64, String)> {
     match file.ticket() {
-        Ticket::Native { fid, entry } => Ok((*fid, entry.clone())),
+        Ticket::Native { fid, entry, .. } => Ok((*fid, entry.clone())),
         Ticket::Classic { .. } => Err(Error::Usage(format!(
             "file {:?} came from a classic channel; acknowledge it there",
             file.name()

@@ -273,3 +273,29 @@ fn workers_killed_at_random_during_a_run_still_count_every_visit_once() {
     succeeded(&wait(sender, T));
     assert_eq!(counted(&server), expected);
 }
+
+#[test]
+fn a_channel_purged_and_used_again_still_counts_its_new_files() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    for round in 0..2 {
+        let logs = work.path().join(format!("round{round}"));
+        write(&logs, "day.log", b"1.0.0.1 2026-11-24 GET /\n");
+        let sender = spawn(
+            server
+                .command()
+                .args(["send", "--channel", "logs", "--workers"])
+                .arg(&logs),
+        );
+        succeeded(&run(&mut aggregate(&server, &table, "w", &[]), T));
+        succeeded(&wait(sender, T));
+        succeeded(&run(
+            server.command().args(["purge", "--channel", "logs"]),
+            T,
+        ));
+    }
+    let expected: BTreeMap<(String, String), f64> =
+        [(("2026-11-24".to_owned(), "AU".to_owned()), 2.0)].into();
+    assert_eq!(counted(&server), expected);
+}

@@ -404,3 +404,62 @@ fn geo_import_classic_fills_the_same_keys_as_the_books_python() {
     assert_eq!(ours.1.len(), 2, "{ours:?}");
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn a_book_sender_feeds_our_aggregation_job() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let logs = work.path().join("logs");
+    write(
+        &logs,
+        "a.log",
+        b"1.0.0.1 2026-11-24 GET /\n1.0.0.2 2026-11-24 GET /\n2.0.0.1 2026-11-25 GET /\n",
+    );
+    let table = write(
+        work.path(),
+        "table.csv",
+        b"1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n",
+    );
+    let worker = spawn(
+        server
+            .command()
+            .args([
+                "aggregate",
+                "--protocol",
+                "classic",
+                "--channel",
+                CHANNEL,
+                "--id",
+                "0",
+                "--table",
+            ])
+            .arg(&table),
+    );
+    succeeded(&run(&mut python(&server, &["send", "1"], &logs), T));
+    succeeded(&wait(worker, T));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scores: Vec<(String, f64)> = rt.block_on(async {
+        let mut con = server.connection().await;
+        let mut all = Vec::new();
+        for day in ["2026-11-24", "2026-11-25"] {
+            let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(format!("daily:country:{day}"))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            all.extend(members.into_iter().map(|(m, s)| (format!("{day} {m}"), s)));
+        }
+        all
+    });
+    assert_eq!(
+        scores,
+        [
+            ("2026-11-24 AU".to_owned(), 2.0),
+            ("2026-11-25 FR".to_owned(), 1.0)
+        ]
+    );
+    assert_no_file_keys(&server);
+}
