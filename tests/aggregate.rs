@@ -299,3 +299,106 @@ fn a_channel_purged_and_used_again_still_counts_its_new_files() {
         [(("2026-11-24".to_owned(), "AU".to_owned()), 2.0)].into();
     assert_eq!(counted(&server), expected);
 }
+
+#[test]
+fn a_geolite2_city_table_imported_into_redis_gives_regions_and_cities() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let blocks = write(
+        work.path(),
+        "GeoLite2-City-Blocks-IPv4.csv",
+        b"network,geoname_id,registered_country_geoname_id,represented_country_geoname_id,is_anonymous_proxy,is_satellite_provider,postal_code,latitude,longitude,accuracy_radius\n\
+          1.0.0.0/24,2158177,2077456,,0,0,3000,-37.8,144.9,100\n\
+          2.0.0.0/8,,2077456,,0,0,,,,1000\n",
+    );
+    let locations = write(
+        work.path(),
+        "GeoLite2-City-Locations-en.csv",
+        b"geoname_id,locale_code,continent_code,continent_name,country_iso_code,country_name,subdivision_1_iso_code,subdivision_1_name,subdivision_2_iso_code,subdivision_2_name,city_name,metro_code,time_zone,is_in_european_union\n\
+          2077456,en,OC,Oceania,AU,Australia,,,,,,,Australia/Sydney,0\n\
+          2158177,en,OC,Oceania,AU,Australia,VIC,Victoria,,,Melbourne,,Australia/Melbourne,0\n",
+    );
+    succeeded(&run(
+        server
+            .command()
+            .args(["geo", "import"])
+            .arg(&blocks)
+            .arg(&locations),
+        T,
+    ));
+    let lookup = run(
+        server
+            .command()
+            .args(["geo", "lookup", "1.0.0.9", "2.1.1.1"]),
+        T,
+    );
+    assert_eq!(
+        String::from_utf8(succeeded_stdout(&lookup)).unwrap(),
+        "1.0.0.9\tAU\tVictoria\tMelbourne\n2.1.1.1\tAU\t-\t-\n"
+    );
+
+    let logs = work.path().join("logs");
+    write(
+        &logs,
+        "a.log",
+        b"1.0.0.9 2026-11-24 x\n2.1.1.1 2026-11-24 x\n1.0.0.10 2026-11-24 x\n",
+    );
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "logs", "--workers"])
+            .arg(&logs),
+    );
+    let mut worker = server.command();
+    worker.args([
+        "aggregate",
+        "--channel",
+        "logs",
+        "--id",
+        "w",
+        "--by",
+        "country,region,city",
+    ]);
+    succeeded(&run(&mut worker, T));
+    succeeded(&wait(sender, T));
+    let report = run(
+        server
+            .command()
+            .args(["report", "--by", "city", "--day", "2026-11-24", "--json"]),
+        T,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&succeeded_stdout(&report)).unwrap();
+    let rows: Vec<(String, u64)> = report[0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["member"].as_str().unwrap().to_owned(),
+                r["visits"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("AU/Victoria/Melbourne".to_owned(), 2),
+            ("AU/unknown/unknown".to_owned(), 1)
+        ]
+    );
+    let chart = work.path().join("chart.svg");
+    succeeded(&run(
+        server
+            .command()
+            .args(["report", "--by", "city", "--chart"])
+            .arg(&chart),
+        T,
+    ));
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..svg.len().min(80)]
+    );
+    assert!(svg.contains("AU/Victoria/Melbourne"));
+}
