@@ -78,16 +78,6 @@ impl Redis {
         Ok(redis)
     }
 
-    /// The connection for ordinary commands.
-    pub fn commands(&self) -> ConnectionManager {
-        self.commands.clone()
-    }
-
-    /// The URL with any password removed, for messages.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Runs an idempotent step, retrying transient failures with backoff.
     pub async fn retry<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
     where

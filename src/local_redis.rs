@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -121,18 +121,9 @@ impl LocalRedis {
         self.port
     }
 
-    /// The server's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// The server's log, to show when a test fails.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn log_path(&self) -> PathBuf {
