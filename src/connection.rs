@@ -133,6 +133,31 @@ impl Redis {
         .await
     }
 
+    /// Every key matching the `SCAN MATCH` pattern (a few batches of 1,000:
+    /// SCAN never blocks the server the way KEYS does).
+    pub async fn scan(&self, what: &'static str, pattern: &str) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .query(
+                    what,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            found.extend(keys);
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
     /// Redis' `maxmemory` in bytes, or `None` when unlimited or not readable.
     pub async fn maxmemory(&self) -> Result<Option<u64>> {
         let info: String = match self

@@ -213,31 +213,14 @@ async fn stored_days(
 ) -> Result<Vec<String>> {
     let pattern = by.day_key("*");
     let prefix = by.day_key("");
-    let mut days = BTreeSet::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis
-            .query(
-                "listing report days",
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000),
-            )
-            .await?;
-        days.extend(
-            keys.iter()
-                .filter_map(|key| key.strip_prefix(&prefix))
-                .filter(|day| parse_day(day).is_some() && wanted(day))
-                .map(str::to_owned),
-        );
-        if next == 0 {
-            return Ok(days.into_iter().collect());
-        }
-        cursor = next;
-    }
+    let keys = redis.scan("listing report days", &pattern).await?;
+    let days: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|key| key.strip_prefix(&prefix))
+        .filter(|day| parse_day(day).is_some() && wanted(day))
+        .map(str::to_owned)
+        .collect();
+    Ok(days.into_iter().collect())
 }
 
 /// What [`DAY`] returns: member count, total, then (member, score) pairs.

@@ -146,28 +146,10 @@ pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
     let keys = Keys::new(prefix, name);
     let mut deleted = 0;
     for pattern in [keys.chunk_pattern(), keys.control_pattern()] {
-        let mut cursor = 0u64;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis
-                .query(
-                    "scanning keys",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
+        for key in redis.scan("scanning keys", &pattern).await? {
+            deleted += redis
+                .query::<u64>("deleting keys", redis::cmd("UNLINK").arg(&key))
                 .await?;
-            for key in &found {
-                deleted += redis
-                    .query::<u64>("deleting keys", redis::cmd("UNLINK").arg(key))
-                    .await?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
         }
     }
     redis

@@ -102,39 +102,25 @@ pub async fn store(redis: &Redis, prefix: &str, table: &GeoTable) -> Result<u64>
 async fn delete_older_than(redis: &Redis, prefix: &str, keep_from: u64) -> Result<()> {
     let tables = tables_prefix(prefix);
     let pattern = format!("{}*", glob_escaped(&tables));
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis
-            .query(
-                "geo import: listing old tables",
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000),
-            )
-            .await?;
-        for key in keys {
-            let old = key
-                .strip_prefix(&tables)
-                .and_then(|version| version.parse::<u64>().ok())
-                .is_some_and(|version| version < keep_from);
-            if old {
-                // UNLINK frees the memory in the background: tables are large.
-                redis
-                    .query::<()>(
-                        "geo import: deleting an old table",
-                        redis::cmd("UNLINK").arg(&key),
-                    )
-                    .await?;
-            }
+    for key in redis
+        .scan("geo import: listing old tables", &pattern)
+        .await?
+    {
+        let old = key
+            .strip_prefix(&tables)
+            .and_then(|version| version.parse::<u64>().ok())
+            .is_some_and(|version| version < keep_from);
+        if old {
+            // UNLINK frees the memory in the background: tables are large.
+            redis
+                .query::<()>(
+                    "geo import: deleting an old table",
+                    redis::cmd("UNLINK").arg(&key),
+                )
+                .await?;
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 /// `text` with the characters special in a `SCAN MATCH` pattern escaped.
