@@ -5,24 +5,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Server, run, succeeded, wait, write};
+use common::{Server, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(90);
 
 /// A small range table: two IPv4 countries and one IPv6 range.
 const TABLE: &str =
     "1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n";
-
-fn spawn(command: &mut Command) -> Child {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 /// Writes `files` book-format logs and returns the expected counts per
 /// (day, country), computed here independently of the tool.

@@ -4,21 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_same_tree, noise, run, succeeded, wait, write};
+use common::{Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(60);
 const CHANNEL: &str = "logs:";
-
-fn spawn(command: &mut Command) -> Child {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 fn python(server: &Server, args: &[&str], dir: &Path) -> Command {
     let mut command = Command::new("python3");

@@ -4,21 +4,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_same_tree, failed_with_one_line, noise, run, succeeded, wait, write};
+use common::{
+    Server, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait, write,
+};
 use redistribute::local_redis::LocalRedisOptions;
 
 const T: Duration = Duration::from_secs(60);
-
-fn spawn(command: &mut Command) -> Child {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 /// Polls `status --json` until `check` accepts the channel's state.
 fn wait_for_status(

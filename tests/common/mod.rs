@@ -63,6 +63,15 @@ impl Drop for Server {
     }
 }
 
+/// Starts a command in the background with its output captured.
+pub fn spawn(command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Runs a command to completion with a timeout, returning its output.
 pub fn run(command: &mut Command, timeout: Duration) -> Output {
     let child = command
