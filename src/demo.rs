@@ -82,11 +82,9 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         let receiver = Receiver::connect(&url, receive).await?;
         receivers.push(tokio::spawn(receive_all(receiver, out)));
     }
-    let mut sender = Sender::open(
-        &url,
-        SendOptions::new(&channel, Audience::Broadcast(ids.clone())),
-    )
-    .await?;
+    let mut send = SendOptions::new(&channel, Audience::Broadcast(ids.clone()));
+    send.prefix = options.prefix.clone();
+    let mut sender = Sender::open(&url, send).await?;
     sender.set_progress(progress::bytes(total, options.quiet, "sending"));
     say(
         &options,
@@ -97,17 +95,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             ids.join(", ")
         ),
     );
-    for file in &files {
-        let path = file.path.as_deref().expect("demo inputs are files");
-        sender.send_file(path, &file.name).await?;
-    }
-    sender.finish().await?;
-    sender.wait_until_done().await?;
-    for receiver in receivers {
-        receiver
-            .await
-            .map_err(|e| Error::io("receiver task", std::io::Error::other(e)))??;
-    }
+    deliver(&sender, &files, receivers, "receiver").await?;
     let elapsed = started.elapsed();
 
     for id in &ids {
@@ -182,21 +170,8 @@ async fn aggregate_by_country(
         options,
         "counting visits per day and country with two aggregation workers",
     );
-    for file in inputs::collect(&[source.to_owned()], None)? {
-        sender
-            .send_file(
-                file.path.as_deref().expect("demo inputs are files"),
-                &file.name,
-            )
-            .await?;
-    }
-    sender.finish().await?;
-    sender.wait_until_done().await?;
-    for worker in workers {
-        worker
-            .await
-            .map_err(|e| Error::io("aggregation worker", std::io::Error::other(e)))??;
-    }
+    let files = inputs::collect(&[source.to_owned()], None)?;
+    deliver(&sender, &files, workers, "aggregation worker").await?;
     let seconds = started.elapsed().as_secs_f64();
     let redis = crate::connection::Redis::connect(url).await?;
     status::purge(&redis, &options.prefix, &channel).await?;
@@ -215,6 +190,27 @@ async fn aggregate_by_country(
         visits as f64 / seconds / 1e6
     );
     print!("{}", report.to_table());
+    Ok(())
+}
+
+/// Sends `files`, marks the end of input, waits until everyone finished,
+/// and collects the tasks that received them.
+async fn deliver<T>(
+    sender: &Sender,
+    files: &[inputs::Input],
+    tasks: Vec<tokio::task::JoinHandle<Result<T>>>,
+    what: &str,
+) -> Result<()> {
+    for file in files {
+        let path = file.path.as_deref().expect("demo inputs are files");
+        sender.send_file(path, &file.name).await?;
+    }
+    sender.finish().await?;
+    sender.wait_until_done().await?;
+    for task in tasks {
+        task.await
+            .map_err(|e| Error::io(what, std::io::Error::other(e)))??;
+    }
     Ok(())
 }
 
