@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use redistribute::geo::{self, GeoTable};
-use redistribute::local_redis::{LocalRedis, LocalRedisOptions};
+use redistribute::job::geo::{self, GeoTable};
+use redistribute::redis::{LocalRedis, LocalRedisOptions};
 
 const LOOKUPS: u32 = 50_000_000;
 const RUNS: usize = 5;
@@ -81,7 +81,7 @@ fn from_redis(url: &str, table: &GeoTable) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let redis = redistribute::connection::Redis::connect(url).await.unwrap();
+        let redis = redistribute::redis::Redis::connect(url).await.unwrap();
         geo::store(&redis, "bench", table).await.unwrap();
         let mut loads = Vec::new();
         for _ in 0..RUNS {

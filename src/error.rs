@@ -123,7 +123,7 @@ impl Error {
     /// opposed to errors that need a person to change something.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Redis { source, .. } => crate::connection::is_transient(source),
+            Error::Redis { source, .. } => crate::redis::is_transient(source),
             Error::Corrupt { .. } | Error::Processing { .. } => true,
             _ => false,
         }

@@ -8,8 +8,20 @@
 //! is done; a file's data leaves Redis once everyone who needs it is done.
 //! Broadcast channels give every file to every named receiver; work queues
 //! give each file to exactly one of any number of workers. The key schema
-//! and every state change are described in [`protocol`] and
+//! and every state change are described in [`transfer::protocol`] and
 //! `docs/protocol.md`.
+//!
+//! The crate is layered; each layer uses only those below it:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`job`] | the location job: log lines, location tables, counting, reports |
+//! | [`transfer`], [`classic`] | the native wire format, and the book's |
+//! | [`files`] | what enters and leaves a transfer: inputs, names, decoding, incoming files, sinks |
+//! | [`redis`] | one connection handle with retries, and a private server for tests |
+//!
+//! Both receivers implement [`FileSource`], so whatever consumes files (a
+//! [`Sink`], the aggregation job, your own code) is written once.
 //!
 //! # Example
 //!
@@ -17,7 +29,7 @@
 //! one of them (normally on another machine):
 //!
 //! ```no_run
-//! use redistribute::{Audience, Decode, ReceiveOptions, Receiver, SendOptions, Sender};
+//! use redistribute::{Audience, Decode, FileSource, ReceiveOptions, Receiver, SendOptions, Sender};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let url = "redis://127.0.0.1:6379";
@@ -40,32 +52,21 @@
 //! # Ok(())
 //! # }
 //! ```
-pub mod aggregate;
-pub mod channel;
-pub mod classic;
-pub mod cli;
-pub mod connection;
-pub mod decode;
-pub mod demo;
-pub mod error;
-pub mod geo;
-pub mod geo_classic;
-pub mod incoming;
-pub mod inputs;
-pub mod local_redis;
-pub mod loggen;
-pub mod logline;
-pub mod names;
-pub mod progress;
-pub mod protocol;
-pub mod receiver;
-pub mod report;
-pub mod sender;
-pub mod sink;
-pub mod status;
+#![warn(missing_docs)]
 
-pub use decode::Decode;
+pub mod classic;
+pub mod error;
+pub mod files;
+pub mod job;
+pub mod redis;
+pub mod transfer;
+
 pub use error::{Error, Result};
-pub use protocol::Audience;
-pub use receiver::{Failure, IncomingFile, ReceiveOptions, Receiver};
-pub use sender::{SendOptions, Sender, Sent};
+pub use files::decode::Decode;
+pub use files::incoming::IncomingFile;
+pub use files::progress::Progress;
+pub use files::sink::Sink;
+pub use files::source::{Failure, FileSource};
+pub use transfer::protocol::Audience;
+pub use transfer::receiver::{ReceiveOptions, Receiver};
+pub use transfer::sender::{SendOptions, Sender, Sent};

@@ -1,12 +1,14 @@
 //! The `redistribute` binary: parse arguments, run, print one line on error.
 
+mod cli;
+
 use clap::Parser;
 
 /// mimalloc reuses the megabyte-sized chunk buffers instead of mapping and
 /// zeroing fresh pages for each one, which glibc's allocator did.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use redistribute::cli::{self, Cli};
+use cli::args::Cli;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

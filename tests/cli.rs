@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{
     Server, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait, write,
 };
-use redistribute::local_redis::LocalRedisOptions;
+use redistribute::redis::LocalRedisOptions;
 
 const T: Duration = Duration::from_secs(60);
 

@@ -5,8 +5,8 @@ mod common;
 use std::time::Instant;
 
 use redistribute::Error;
-use redistribute::connection::Redis;
-use redistribute::geo::{self, GeoTable};
+use redistribute::job::geo::{self, GeoTable};
+use redistribute::redis::Redis;
 
 const PREFIX: &str = "test";
 

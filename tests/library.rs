@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Server, assert_same_tree, noise, write};
-use redistribute::protocol::Keys;
-use redistribute::sink::Sink;
-use redistribute::{Audience, Decode, ReceiveOptions, Receiver, SendOptions, Sender, inputs};
+use redistribute::transfer::protocol::Keys;
+
+use redistribute::files::inputs;
+use redistribute::{
+    Audience, Decode, FileSource, ReceiveOptions, Receiver, SendOptions, Sender, Sink,
+};
 use tokio::io::AsyncReadExt;
 
 const KIB: usize = 1024;
@@ -431,7 +434,7 @@ async fn a_receiver_processes_the_first_chunk_before_the_upload_has_finished() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_is_capped_at_half_of_redis_maxmemory() {
-    let server = Server::with(redistribute::local_redis::LocalRedisOptions {
+    let server = Server::with(redistribute::redis::LocalRedisOptions {
         maxmemory: Some(8 << 20),
         ..Default::default()
     });

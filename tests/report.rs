@@ -5,8 +5,8 @@ mod common;
 
 use common::Server;
 use redistribute::Error;
-use redistribute::connection::Redis;
-use redistribute::report::{DaySelection, Dimension, Report, ReportQuery, gather};
+use redistribute::job::report::{DaySelection, Dimension, Report, ReportQuery, gather};
+use redistribute::redis::Redis;
 
 /// Writes one day's visits for a dimension, as `member → visits` pairs.
 async fn visits(server: &Server, by: &str, day: &str, members: &[(&str, u64)]) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use redistribute::local_redis::{LocalRedis, LocalRedisOptions};
+use redistribute::redis::{LocalRedis, LocalRedisOptions};
 
 /// A redis-server for one test; its log is printed if the test fails.
 pub struct Server(pub LocalRedis);

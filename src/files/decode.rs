@@ -10,7 +10,7 @@ use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use tokio::io::{AsyncBufRead, BufReader};
 
 /// Whether to decompress files for processing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Decode {
     /// Decompress `.gz` and `.zst` files; pass anything else through.
     #[default]

@@ -18,13 +18,13 @@ use futures_util::stream::FuturesOrdered;
 use redis::streams::{StreamId, StreamReadReply};
 use tokio::sync::mpsc;
 
-use crate::channel::{Channel, Meta};
-use crate::connection::{BLOCK, Redis};
 use crate::error::{Error, Result};
-pub use crate::incoming::IncomingFile;
-use crate::incoming::{AbortOnDrop, Ticket};
-use crate::names;
-use crate::protocol::{self, Audience, Keys};
+use crate::files::incoming::{AbortOnDrop, IncomingFile, Ticket};
+use crate::files::names;
+use crate::files::source::{Failure, FileSource};
+use crate::redis::{BLOCK, Redis};
+use crate::transfer::channel::{Channel, Meta};
+use crate::transfer::protocol::{self, Audience, Keys};
 
 /// Chunk reads kept in flight while streaming a file.
 const PREFETCH: usize = 4;
@@ -62,15 +62,6 @@ impl ReceiveOptions {
     }
 }
 
-/// What became of a file whose processing failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// It will be offered again (to this receiver, or to any worker).
-    WillRetry,
-    /// It failed too often and was parked; `status` lists it.
-    Parked,
-}
-
 /// Receives files from one channel.
 pub struct Receiver {
     channel: Channel,
@@ -105,11 +96,13 @@ impl Receiver {
             epoch: String::new(),
         })
     }
+}
 
+impl FileSource for Receiver {
     /// Waits for the next file. `None` means the sender marked the end of
     /// its input and everything before the mark is finished (never with
     /// `follow`).
-    pub async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
+    async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
         let audience = self.join().await?;
         if let Some((entry, fid, attempt)) = self.retry.take() {
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
@@ -162,7 +155,7 @@ impl Receiver {
 
     /// Acknowledges a file whose work is complete. Fails, and acknowledges
     /// nothing, unless the file was read to its end and verified.
-    pub async fn ack(&mut self, file: IncomingFile) -> Result<()> {
+    async fn ack(&mut self, file: IncomingFile) -> Result<()> {
         if !file.is_verified() {
             return Err(Error::Corrupt {
                 name: file.name().to_owned(),
@@ -177,7 +170,8 @@ impl Receiver {
 
     /// Reports that processing a file failed. It is offered again up to
     /// [`MAX_FAILURES`] attempts in all, then parked.
-    pub async fn fail(&mut self, file: IncomingFile, reason: &str) -> Result<Failure> {
+    async fn fail(&mut self, file: IncomingFile, error: Error) -> Result<Failure> {
+        let reason = &error.to_string();
         let audience = self.join().await?;
         let (fid, entry) = native(&file)?;
         match audience {
@@ -222,10 +216,12 @@ impl Receiver {
 
     /// How many files this receiver parked since it connected: failed too
     /// often, or refused for a hostile name.
-    pub fn parked(&self) -> u64 {
+    fn parked(&self) -> u64 {
         self.parked
     }
+}
 
+impl Receiver {
     async fn acknowledge(
         &self,
         fid: u64,

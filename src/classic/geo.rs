@@ -12,8 +12,8 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::classic::python_string;
-use crate::connection::Redis;
 use crate::error::{Error, Result};
+use crate::redis::Redis;
 
 /// The book's key names.
 pub const IP_TO_CITY: &str = "ip2cityid:";

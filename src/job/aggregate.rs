@@ -16,13 +16,15 @@ use std::sync::LazyLock;
 use redis::Script;
 use tokio::io::AsyncBufReadExt;
 
-use crate::connection::Redis;
-use crate::decode::Decode;
 use crate::error::{Error, Result};
-use crate::geo::GeoTable;
-use crate::incoming::IncomingFile;
-use crate::logline::{self, Address, LogFormat};
-use crate::report::Dimension;
+use crate::files::decode::Decode;
+use crate::files::incoming::IncomingFile;
+use crate::files::source::FileSource;
+use crate::job::geo::{self, GeoTable};
+use crate::job::logline::{self, Address, LogFormat};
+use crate::job::report::Dimension;
+use crate::redis::Redis;
+use crate::transfer::protocol::Keys;
 
 /// Longest line we look at; longer ones count as unparsed (a binary file
 /// without newlines must not grow memory without bound).
@@ -255,16 +257,21 @@ fn member(table: &GeoTable, id: u32, dimension: Dimension) -> String {
     }
 }
 
-/// What an `aggregate` run needs.
+/// What an aggregation run needs besides its source of files.
 #[derive(Clone, Debug)]
 pub struct AggregateOptions {
-    pub receive: crate::receiver::ReceiveOptions,
+    /// Key prefix of the channel and of the location table in Redis.
+    pub prefix: String,
+    /// The channel files come from: part of each file's token.
+    pub channel: String,
+    /// This receiver's id, under which unparsed lines are recorded.
+    pub id: String,
+    /// What to count visits by; each has its own sorted sets.
     pub dimensions: Vec<Dimension>,
+    /// How the log lines are laid out.
     pub format: LogFormat,
     /// Read the location table from these files instead of Redis.
     pub table_files: Vec<std::path::PathBuf>,
-    /// Speak the book's wire format.
-    pub classic: bool,
 }
 
 /// Where the location table came from, so a newer import can be picked up
@@ -275,50 +282,45 @@ enum Source {
     Builtin,
 }
 
-/// Runs the job until the sender's end of input (or forever with `follow`).
-/// Returns the number of files counted.
-pub async fn run(url: &str, options: &AggregateOptions) -> Result<u64> {
-    let redis = Redis::connect(url).await?;
-    let prefix = &options.receive.prefix;
-    let (mut table, mut source) = load_table(&redis, prefix, &options.table_files).await?;
-    let mut receiver = if options.classic {
-        let receive = &options.receive;
-        Either::Classic(
-            crate::classic::ClassicReceiver::connect(url, &receive.channel, &receive.id).await?,
-        )
-    } else {
-        Either::Native(Box::new(
-            crate::receiver::Receiver::connect(url, options.receive.clone()).await?,
-        ))
-    };
-    let mut files = 0;
-    while let Some(mut file) = receiver.next_file().await? {
+/// Counts every file `files` hands out until it ends (never, for a
+/// following receiver), adding each file's visits to Redis exactly once
+/// before acknowledging it. A file that cannot be read to its verified end
+/// is reported to `files` as failed. Returns the number of files counted;
+/// [`FileSource::parked`] tells the files given up on.
+///
+/// # Errors
+///
+/// Redis errors that outlast the retries, a location table that cannot be
+/// loaded, and a failure `files` cannot record (the book's format).
+pub async fn run<S: FileSource>(
+    redis: &Redis,
+    files: &mut S,
+    options: &AggregateOptions,
+) -> Result<u64> {
+    let prefix = &options.prefix;
+    let (mut table, mut source) = load_table(redis, prefix, &options.table_files).await?;
+    let mut counted_files = 0;
+    while let Some(mut file) = files.next_file().await? {
         let stale = match source {
             Source::Files => false,
-            Source::Redis(version) => {
-                crate::geo::current_version(&redis, prefix).await? != Some(version)
-            }
-            Source::Builtin => crate::geo::current_version(&redis, prefix).await?.is_some(),
+            Source::Redis(version) => geo::current_version(redis, prefix).await? != Some(version),
+            Source::Builtin => geo::current_version(redis, prefix).await?.is_some(),
         };
         if stale {
-            (table, source) = load_table(&redis, prefix, &options.table_files).await?;
+            (table, source) = load_table(redis, prefix, &options.table_files).await?;
         }
         let name = file.name().to_owned();
-        let counted = FileCounts::count_file(&mut file, &table, options.format).await;
-        let counts = match (counted, &mut receiver) {
-            (Ok(counts), _) => counts,
-            (Err(error), Either::Native(receiver)) => {
+        let counts = match FileCounts::count_file(&mut file, &table, options.format).await {
+            Ok(counts) => counts,
+            Err(error) => {
                 tracing::warn!("{error}");
-                receiver.fail(file, &error.to_string()).await?;
+                files.fail(file, error).await?;
                 continue;
             }
-            // The book's format has no way to report a failure: stop, and
-            // the file comes back on the next run.
-            (Err(error), Either::Classic(_)) => return Err(error),
         };
-        let token = file.token(prefix, &options.receive.channel);
+        let token = file.token(prefix, &options.channel);
         counts
-            .apply(&redis, &table, &options.dimensions, &token)
+            .apply(redis, &table, &options.dimensions, &token)
             .await?;
         if std::env::var_os("REDISTRIBUTE_TEST_DIE_BEFORE_ACK").is_some() {
             // Test-only failure point: counts written, file not acknowledged.
@@ -331,8 +333,7 @@ pub async fn run(url: &str, options: &AggregateOptions) -> Result<u64> {
                 counts.lines,
                 options.format
             );
-            let key = crate::protocol::Keys::new(prefix, &options.receive.channel)
-                .receiver(&options.receive.id);
+            let key = Keys::new(prefix, &options.channel).receiver(&options.id);
             redis
                 .query::<()>(
                     "recording unparsed lines",
@@ -343,42 +344,11 @@ pub async fn run(url: &str, options: &AggregateOptions) -> Result<u64> {
                 )
                 .await?;
         }
-        receiver.ack(file).await?;
-        files += 1;
+        files.ack(file).await?;
+        counted_files += 1;
         tracing::info!("counted {name}: {} lines", counts.lines);
     }
-    if let Either::Native(receiver) = &receiver
-        && receiver.parked() > 0
-    {
-        return Err(Error::Usage(format!(
-            "{} files failed repeatedly and were parked; see `redistribute status --channel {}`",
-            receiver.parked(),
-            options.receive.channel
-        )));
-    }
-    Ok(files)
-}
-
-/// A receiver of either protocol.
-enum Either {
-    Native(Box<crate::receiver::Receiver>),
-    Classic(crate::classic::ClassicReceiver),
-}
-
-impl Either {
-    async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
-        match self {
-            Either::Native(receiver) => receiver.next_file().await,
-            Either::Classic(receiver) => receiver.next_file().await,
-        }
-    }
-
-    async fn ack(&mut self, file: IncomingFile) -> Result<()> {
-        match self {
-            Either::Native(receiver) => receiver.ack(file).await,
-            Either::Classic(receiver) => receiver.ack(file).await,
-        }
-    }
+    Ok(counted_files)
 }
 
 async fn load_table(
@@ -389,7 +359,7 @@ async fn load_table(
     if !files.is_empty() {
         return Ok((GeoTable::from_files(files)?, Source::Files));
     }
-    match crate::geo::load(redis, prefix).await? {
+    match geo::load(redis, prefix).await? {
         Some((version, table)) => {
             tracing::info!("using location table version {version} from Redis");
             Ok((table, Source::Redis(version)))

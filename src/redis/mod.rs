@@ -16,6 +16,10 @@ use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKin
 
 use crate::error::{Error, Result};
 
+mod local_server;
+
+pub use local_server::{LocalRedis, LocalRedisOptions};
+
 /// How long a blocking read waits before the caller looks around again.
 /// Kept well below the blocking connection's response timeout.
 pub const BLOCK: Duration = Duration::from_secs(2);

@@ -105,7 +105,7 @@ pub struct Keys {
 
 impl Keys {
     /// The keys of `channel` under `prefix`. Both must already be validated
-    /// with [`crate::names::check_channel_name`].
+    /// with [`crate::files::names::check_channel_name`].
     pub fn new(prefix: &str, channel: &str) -> Self {
         Keys {
             prefix: prefix.to_owned(),

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use redis::{FromRedisValue, Script};
 
-use crate::connection::Redis;
 use crate::error::{Error, Result};
-use crate::protocol::{self, Audience, Keys};
+use crate::redis::Redis;
+use crate::transfer::protocol::{self, Audience, Keys};
 
 /// How many chunk keys one `UNLINK` deletes.
 const UNLINK_BATCH: u64 = 256;

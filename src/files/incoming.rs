@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::decode::{self, Decode, Decoded};
+use crate::files::decode::{self, Decode, Decoded};
 
 /// What the receiving side needs to acknowledge a file it handed out.
 #[derive(Clone, Debug)]

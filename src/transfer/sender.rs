@@ -2,23 +2,24 @@
 //! channel's memory budget, and resume where a previous run stopped.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
-use indicatif::ProgressBar;
 use std::io::Read;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::channel::Channel;
-use crate::connection::{BLOCK, Redis};
 use crate::error::{Error, Result};
-use crate::incoming::AbortOnDrop;
-use crate::names;
-use crate::protocol::{self, Audience, Keys};
+use crate::files::incoming::AbortOnDrop;
+use crate::files::names;
+use crate::files::progress::Progress;
+use crate::redis::{BLOCK, Redis};
+use crate::transfer::channel::Channel;
+use crate::transfer::protocol::{self, Audience, Keys};
 
 /// Default size of one chunk.
 pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
@@ -76,7 +77,7 @@ pub struct Sender {
     channel: Channel,
     options: SendOptions,
     limit: u64,
-    progress: ProgressBar,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 impl Sender {
@@ -151,13 +152,19 @@ impl Sender {
             channel,
             options,
             limit,
-            progress: ProgressBar::hidden(),
+            progress: None,
         })
     }
 
-    /// Reports uploaded bytes to `bar` from now on.
-    pub fn set_progress(&mut self, bar: ProgressBar) {
-        self.progress = bar;
+    /// Reports uploaded bytes to `progress` from now on.
+    pub fn set_progress(&mut self, progress: Arc<dyn Progress>) {
+        self.progress = Some(progress);
+    }
+
+    fn report_progress(&self, bytes: u64) {
+        if let Some(progress) = &self.progress {
+            progress.advance(bytes);
+        }
     }
 
     /// The budget actually in force (after the `maxmemory` cap).
@@ -201,7 +208,7 @@ impl Sender {
                 "{name}: resuming after {} uploaded by an earlier run",
                 bytesize::ByteSize(size)
             );
-            self.progress.inc(size);
+            self.report_progress(size);
         }
         let (chunks, incoming) = mpsc::channel(2);
         let chunk_size = announced.chunk_size;
@@ -390,7 +397,7 @@ impl Sender {
                     }
                     self.publish(fid, written).await?;
                     published = written;
-                    self.progress.inc(bytes);
+                    self.report_progress(bytes);
                 }
                 chunk = incoming.recv(), if may_read => match chunk {
                     Some(Ok(data)) => {

@@ -1,14 +1,15 @@
-//! What `status` shows and what `purge` deletes.
+//! What `status` shows: each channel's files, memory held, receivers'
+//! progress and parked files, read from the channel's control keys.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::channel::Channel;
-use crate::connection::Redis;
 use crate::error::Result;
-use crate::names;
-use crate::protocol::{Audience, Keys};
+use crate::files::names;
+use crate::redis::Redis;
+use crate::transfer::channel::Channel;
+use crate::transfer::protocol::{Audience, Keys};
 
 /// The state of one channel, as `status --json` prints it.
 #[derive(Debug, Serialize)]
@@ -137,26 +138,4 @@ pub async fn channel_status(
         receivers,
         parked,
     }))
-}
-
-/// Deletes every key of a channel. Returns how many keys were deleted.
-pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
-    names::check_channel_name(name)?;
-    names::check_prefix(prefix)?;
-    let keys = Keys::new(prefix, name);
-    let mut deleted = 0;
-    for pattern in [keys.chunk_pattern(), keys.control_pattern()] {
-        for key in redis.scan("scanning keys", &pattern).await? {
-            deleted += redis
-                .query::<u64>("deleting keys", redis::cmd("UNLINK").arg(&key))
-                .await?;
-        }
-    }
-    redis
-        .query::<()>(
-            "unregistering the channel",
-            redis::cmd("SREM").arg(keys.channels()).arg(name),
-        )
-        .await?;
-    Ok(deleted)
 }

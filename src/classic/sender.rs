@@ -1,164 +1,18 @@
-//! The book's wire format (*Redis in Action* section 6.6), spoken byte for
-//! byte so our sender can feed the book's receivers and the book's sender
-//! can feed ours (`--protocol classic`).
-//!
-//! Keys for channel `C` (the channel string as given, e.g. `logs:`) and
-//! file base name `F`: `ids:C` (message counter), `msgs:C` (zset of chat
-//! messages as JSON, scored by id), `chat:C` (zset: member → last id seen),
-//! `seen:R` (zset: chat → last id seen by recipient R), `lock:chat:C`,
-//! `CF` (the file's bytes, appended in 128 KiB blocks) and `CF:done`
-//! (receivers that finished it). `docs/protocol.md` has the details.
-//!
-//! Where a book peer cannot tell the difference, we do better: a receiver
-//! advances its read position only after a file's work is done, in the same
-//! atomic step as its `INCR`, so a crash mid-file redelivers that file and
-//! still counts once; the sender appends only at the offset it expects, so
-//! a restart or a retried command never appends twice; counters compare as
-//! numbers. The format itself has no notification, so both sides poll.
+//! The book's sender: announces files in the chat and appends their bytes
+//! in 128 KiB blocks, deleting each file once every recipient finished it.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use indicatif::ProgressBar;
 use redis::Script;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::mpsc;
 
-use crate::connection::Redis;
+use super::{BLOCK, ClassicKeys, DONE, MAX_FILE, POLL, SOURCE, message_json, parse_message};
 use crate::error::{Error, Result};
-use crate::incoming::{AbortOnDrop, IncomingFile, Ticket};
-use crate::names;
-
-/// Size of each `APPEND` and `GETRANGE`, as in the book.
-pub const BLOCK: u64 = 1 << 17;
-/// Redis' default `proto-max-bulk-len`: no string key can grow beyond it.
-pub const MAX_FILE: u64 = 512 * 1024 * 1024;
-/// How often to look again when the format gives nothing to block on.
-const POLL: Duration = Duration::from_millis(100);
-/// The chat member that sends; it never fetches.
-const SOURCE: &str = "source";
-/// The message that ends a transfer.
-const DONE: &str = ":done";
-
-/// Key names of one classic channel.
-#[derive(Clone, Debug)]
-pub struct ClassicKeys {
-    channel: String,
-}
-
-impl ClassicKeys {
-    pub fn new(channel: &str) -> Self {
-        ClassicKeys {
-            channel: channel.to_owned(),
-        }
-    }
-
-    pub fn ids(&self) -> String {
-        format!("ids:{}", self.channel)
-    }
-
-    pub fn messages(&self) -> String {
-        format!("msgs:{}", self.channel)
-    }
-
-    pub fn chat(&self) -> String {
-        format!("chat:{}", self.channel)
-    }
-
-    pub fn seen(&self, recipient: &str) -> String {
-        format!("seen:{recipient}")
-    }
-
-    pub fn lock(&self) -> String {
-        format!("lock:chat:{}", self.channel)
-    }
-
-    pub fn content(&self, name: &str) -> String {
-        format!("{}{name}", self.channel)
-    }
-
-    pub fn done(&self, name: &str) -> String {
-        format!("{}{name}:done", self.channel)
-    }
-
-    /// Our own record (unknown to the book) of files whose keys the sender
-    /// deleted, so a restarted sender knows which announced files still
-    /// need cleaning, empty ones included.
-    pub fn cleaned(&self) -> String {
-        format!("rd:classic:{}:cleaned", self.channel)
-    }
-}
-
-/// A chat message as stored in `msgs:C`.
-#[derive(Debug, serde::Deserialize)]
-struct Message {
-    id: u64,
-    /// Kept as written: with the id, it tells messages of a chat that was
-    /// created again apart.
-    #[serde(default)]
-    ts: Option<serde_json::Number>,
-    message: String,
-}
-
-fn parse_message(key: &str, json: &str) -> Result<Message> {
-    serde_json::from_str(json).map_err(|e| Error::Protocol {
-        key: key.to_owned(),
-        reason: format!("malformed chat message {json:?}: {e}"),
-    })
-}
-
-/// A message exactly as the book's Python writes it with `json.dumps`:
-/// keys in this order, `", "` and `": "` separators, non-ASCII escaped.
-pub fn message_json(id: u64, ts: f64, sender: &str, message: &str) -> String {
-    format!(
-        "{{\"id\": {id}, \"ts\": {}, \"sender\": {}, \"message\": {}}}",
-        python_float(ts),
-        python_string(sender),
-        python_string(message)
-    )
-}
-
-/// Python's `repr` of a float for the values a clock gives: the shortest
-/// digits that round-trip (as Rust prints them), always with a fraction.
-fn python_float(value: f64) -> String {
-    let text = value.to_string();
-    if text.contains(['.', 'e', 'E']) || !value.is_finite() {
-        text
-    } else {
-        format!("{text}.0")
-    }
-}
-
-/// A JSON string with `ensure_ascii`: everything outside printable ASCII as
-/// `\uXXXX` (UTF-16, lowercase hex), as Python's `json.dumps` does.
-pub fn python_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
-}
+use crate::files::names;
+use crate::files::progress::Progress;
+use crate::redis::Redis;
 
 /// Appends a block only where the caller expects the key to end, so a
 /// retried or repeated append cannot duplicate data.
@@ -185,26 +39,6 @@ return 0
     )
 });
 
-/// A recipient is done with message `id`: optionally counts the file as
-/// finished, advances the recipient's position, and drops messages every
-/// member has seen, all at once and only once.
-/// KEYS: chat, seen, msgs, and the done counter when a file is finished.
-/// ARGV: channel, recipient, id.
-static FINISH_MESSAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '-1')
-if seen >= tonumber(ARGV[3]) then return 0 end
-if #KEYS == 4 then redis.call('INCR', KEYS[4]) end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-local lowest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #lowest > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, lowest[2]) end
-return 1
-"#,
-    )
-});
-
 /// Sends files the book's way.
 pub struct ClassicSender {
     redis: Redis,
@@ -216,7 +50,7 @@ pub struct ClassicSender {
     /// Every file name announced in this chat so far.
     announced: Vec<String>,
     done_sent: bool,
-    progress: ProgressBar,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 impl ClassicSender {
@@ -244,7 +78,7 @@ impl ClassicSender {
             outstanding: Vec::new(),
             announced: Vec::new(),
             done_sent: false,
-            progress: ProgressBar::hidden(),
+            progress: None,
         };
         let members: Vec<String> = sender
             .redis
@@ -276,9 +110,9 @@ impl ClassicSender {
         Ok(sender)
     }
 
-    /// Reports uploaded bytes to `bar` from now on.
-    pub fn set_progress(&mut self, bar: ProgressBar) {
-        self.progress = bar;
+    /// Reports uploaded bytes to `progress` from now on.
+    pub fn set_progress(&mut self, progress: Arc<dyn Progress>) {
+        self.progress = Some(progress);
     }
 
     async fn create_chat(&mut self) -> Result<()> {
@@ -426,7 +260,9 @@ impl ClassicSender {
                 });
             }
             offset = length;
-            self.progress.inc(want as u64);
+            if let Some(progress) = &self.progress {
+                progress.advance(want as u64);
+            }
         }
         self.send_message(name).await?;
         self.outstanding.push((name.to_owned(), size));
@@ -598,217 +434,5 @@ pub fn check_sizes(files: &[(std::path::PathBuf, String, u64)]) -> Result<()> {
     match files.iter().find(|(_, _, size)| *size > MAX_FILE) {
         Some((_, name, size)) => Err(too_big(name, *size)),
         None => Ok(()),
-    }
-}
-
-/// Receives files the book's way, as recipient `id`.
-pub struct ClassicReceiver {
-    redis: Redis,
-    keys: ClassicKeys,
-    id: String,
-    refused: u64,
-}
-
-impl ClassicReceiver {
-    pub async fn connect(url: &str, channel: &str, id: &str) -> Result<Self> {
-        let redis = Redis::connect(url).await?;
-        Ok(ClassicReceiver {
-            redis,
-            keys: ClassicKeys::new(channel),
-            id: id.to_owned(),
-            refused: 0,
-        })
-    }
-
-    /// Files refused for hostile names since connecting.
-    pub fn refused(&self) -> u64 {
-        self.refused
-    }
-
-    /// Waits for the next file; `None` after `:done`.
-    pub async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
-        let key = self.keys.messages();
-        loop {
-            let seen: Option<f64> = self
-                .redis
-                .query(
-                    "reading our position",
-                    redis::cmd("ZSCORE")
-                        .arg(self.keys.seen(&self.id))
-                        .arg(&self.keys.channel),
-                )
-                .await?;
-            let Some(seen) = seen else {
-                tracing::debug!("not (yet) a member of chat {}; waiting", self.keys.channel);
-                tokio::time::sleep(POLL).await;
-                continue;
-            };
-            let pending: Vec<String> = self
-                .redis
-                .query(
-                    "fetching messages",
-                    redis::cmd("ZRANGEBYSCORE")
-                        .arg(&key)
-                        .arg(format!("({seen}"))
-                        .arg("+inf")
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(1),
-                )
-                .await?;
-            let Some(json) = pending.first() else {
-                tokio::time::sleep(POLL).await;
-                continue;
-            };
-            let message = parse_message(&key, json)?;
-            match message.message.as_str() {
-                "" => self.finish_message(message.id, None).await?,
-                DONE => {
-                    self.finish_message(message.id, None).await?;
-                    return Ok(None);
-                }
-                name => {
-                    let refused = names::check_file_name(name).err().or_else(|| {
-                        name.contains('/').then(|| Error::HostileName {
-                            name: name.to_owned(),
-                            reason: "classic names are base names",
-                        })
-                    });
-                    if let Some(refused) = refused {
-                        tracing::error!("{refused}; skipping it (not counted as done)");
-                        self.refused += 1;
-                        self.finish_message(message.id, None).await?;
-                        continue;
-                    }
-                    let ts = message.ts.map(|ts| ts.to_string()).unwrap_or_default();
-                    return Ok(Some(self.open(name, message.id, ts)));
-                }
-            }
-        }
-    }
-
-    /// Counts a processed file as done and moves past its message.
-    pub async fn ack(&mut self, file: IncomingFile) -> Result<()> {
-        let Ticket::Classic { message, .. } = file.ticket().clone() else {
-            return Err(Error::Usage(format!(
-                "file {:?} did not come from a classic channel",
-                file.name()
-            )));
-        };
-        if !file.is_verified() {
-            return Err(Error::Corrupt {
-                name: file.name().to_owned(),
-                reason: "it was not read to its end".into(),
-            });
-        }
-        self.finish_message(message, Some(file.name())).await
-    }
-
-    async fn finish_message(&self, id: u64, file: Option<&str>) -> Result<()> {
-        let done = file.map(|name| self.keys.done(name));
-        let (chat, seen, messages) = (
-            self.keys.chat(),
-            self.keys.seen(&self.id),
-            self.keys.messages(),
-        );
-        self.redis
-            .retry("recording progress", |mut con| {
-                let mut invocation = FINISH_MESSAGE.prepare_invoke();
-                invocation.key(&chat).key(&seen).key(&messages);
-                if let Some(done) = &done {
-                    invocation.key(done);
-                }
-                invocation.arg(&self.keys.channel).arg(&self.id).arg(id);
-                async move { invocation.invoke_async::<i64>(&mut con).await }
-            })
-            .await?;
-        Ok(())
-    }
-
-    fn open(&self, name: &str, message: u64, ts: String) -> IncomingFile {
-        let (sender, chunks) = mpsc::channel(4);
-        let verified = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(read_blocks(
-            self.redis.clone(),
-            self.keys.content(name),
-            name.to_owned(),
-            sender,
-            verified.clone(),
-        ));
-        IncomingFile::new(
-            name.to_owned(),
-            Ticket::Classic { message, ts },
-            chunks,
-            verified,
-            vec![AbortOnDrop(task)],
-        )
-    }
-}
-
-/// Reads a file's key in 128 KiB blocks until a short block, as the book
-/// does (the format records no size, so nothing more can be checked).
-async fn read_blocks(
-    redis: Redis,
-    key: String,
-    name: String,
-    out: mpsc::Sender<std::io::Result<Bytes>>,
-    verified: Arc<AtomicBool>,
-) {
-    let mut offset = 0u64;
-    loop {
-        let block: Result<Vec<u8>> = redis
-            .query(
-                "reading a block",
-                redis::cmd("GETRANGE")
-                    .arg(&key)
-                    .arg(offset)
-                    .arg(offset + BLOCK - 1),
-            )
-            .await;
-        let block = match block {
-            Ok(block) => block,
-            Err(error) => {
-                let error = Error::Processing {
-                    name: name.clone(),
-                    reason: error.to_string(),
-                };
-                let _ = out.send(Err(std::io::Error::other(error))).await;
-                return;
-            }
-        };
-        let short = (block.len() as u64) < BLOCK;
-        offset += block.len() as u64;
-        if !block.is_empty() && out.send(Ok(Bytes::from(block))).await.is_err() {
-            return;
-        }
-        if short {
-            verified.store(true, Ordering::Release);
-            return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_are_written_as_python_json_dumps_writes_them() {
-        assert_eq!(
-            message_json(3, 1732467200.25, "source", "access.log"),
-            r#"{"id": 3, "ts": 1732467200.25, "sender": "source", "message": "access.log"}"#
-        );
-        assert_eq!(
-            message_json(1, 1732467200.0, "source", ""),
-            r#"{"id": 1, "ts": 1732467200.0, "sender": "source", "message": ""}"#
-        );
-    }
-
-    #[test]
-    fn strings_escape_like_ensure_ascii() {
-        assert_eq!(
-            python_string("naïve \"q\" \\ ☃ 𝄞\u{7f}"),
-            r#""na\u00efve \"q\" \\ \u2603 \ud834\udd1e\u007f""#
-        );
     }
 }

@@ -19,15 +19,15 @@ use futures_util::{StreamExt, TryStreamExt};
 use redis::Script;
 use serde::Serialize;
 
-use crate::connection::Redis;
 use crate::error::{Error, Result};
+use crate::redis::Redis;
 
 /// How many days are read at once: enough to hide round trips on a long
 /// range, few enough not to crowd out other clients' commands.
 const DAYS_IN_FLIGHT: usize = 16;
 
 /// What visits are counted by; each has its own sorted set per day.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Dimension {

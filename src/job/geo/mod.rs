@@ -66,8 +66,8 @@ pub struct GeoTable {
 }
 
 /// The built-in country table, gzip'd CSV as shipped by ip-location-db.
-const BUILTIN_V4: &[u8] = include_bytes!("../../data/geo/country-ipv4.csv.gz");
-const BUILTIN_V6: &[u8] = include_bytes!("../../data/geo/country-ipv6.csv.gz");
+const BUILTIN_V4: &[u8] = include_bytes!("../../../data/geo/country-ipv4.csv.gz");
+const BUILTIN_V6: &[u8] = include_bytes!("../../../data/geo/country-ipv6.csv.gz");
 
 impl GeoTable {
     /// Reads a table from files in any of the formats `parse.rs` describes,

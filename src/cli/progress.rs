@@ -29,3 +29,9 @@ pub fn bytes(total: u64, quiet: bool, message: &str) -> ProgressBar {
     bar.set_message(message.to_owned());
     bar
 }
+
+/// Reports a sender's or receiver's bytes to `bar`.
+pub fn reporter(bar: &ProgressBar) -> std::sync::Arc<dyn redistribute::Progress> {
+    let bar = bar.clone();
+    std::sync::Arc::new(move |bytes| bar.inc(bytes))
+}

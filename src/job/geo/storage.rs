@@ -16,8 +16,8 @@
 
 use super::GeoTable;
 use super::binary;
-use crate::connection::Redis;
 use crate::error::{Error, Result};
+use crate::redis::Redis;
 
 /// Redis strings stop at 512 MB; tables that large would need chunking,
 /// which real tables (the full GeoLite2 City is about 100 MB) do not.

@@ -9,16 +9,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::aggregate::{self, AggregateOptions};
-use crate::error::{Error, Result};
-use crate::local_redis::{LocalRedis, LocalRedisOptions};
-use crate::logline::LogFormat;
-use crate::protocol::Audience;
-use crate::receiver::{ReceiveOptions, Receiver};
-use crate::report::{self, DaySelection, Dimension, ReportQuery};
-use crate::sender::{SendOptions, Sender};
-use crate::sink::Sink;
-use crate::{Decode, inputs, loggen, progress, status};
+use redistribute::files::inputs;
+use redistribute::job::aggregate::{self, AggregateOptions};
+use redistribute::job::logline::LogFormat;
+use redistribute::job::report::{self, DaySelection, Dimension, ReportQuery};
+use redistribute::redis::{LocalRedis, LocalRedisOptions, Redis};
+use redistribute::transfer::purge::purge;
+use redistribute::{
+    Audience, Decode, Error, ReceiveOptions, Receiver, Result, SendOptions, Sender, Sink,
+};
+
+use super::{loggen, progress};
 
 /// Settings of one demo run.
 #[derive(Clone, Debug)]
@@ -85,7 +86,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let mut send = SendOptions::new(&channel, Audience::Broadcast(ids.clone()));
     send.prefix = options.prefix.clone();
     let mut sender = Sender::open(&url, send).await?;
-    sender.set_progress(progress::bytes(total, options.quiet, "sending"));
+    sender.set_progress(progress::reporter(&progress::bytes(
+        total,
+        options.quiet,
+        "sending",
+    )));
     say(
         &options,
         &format!(
@@ -110,8 +115,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
             }
         }
     }
-    let redis = crate::connection::Redis::connect(&url).await?;
-    let leftover = status::purge(&redis, &options.prefix, &channel).await?;
+    let redis = Redis::connect(&url).await?;
+    let leftover = purge(&redis, &options.prefix, &channel).await?;
     let seconds = elapsed.as_secs_f64();
     println!(
         "demo: {} files, {} sent once and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
@@ -152,16 +157,18 @@ async fn aggregate_by_country(
         let mut receive = ReceiveOptions::new(&channel, id);
         receive.prefix = options.prefix.clone();
         let job = AggregateOptions {
-            receive,
+            prefix: options.prefix.clone(),
+            channel: channel.clone(),
+            id: id.to_owned(),
             dimensions: vec![Dimension::Country],
             format: LogFormat::Combined,
             table_files: Vec::new(),
-            classic: false,
         };
-        let url = url.to_owned();
-        workers.push(tokio::spawn(
-            async move { aggregate::run(&url, &job).await },
-        ));
+        let redis = Redis::connect(url).await?;
+        let mut files = Receiver::connect(url, receive).await?;
+        workers.push(tokio::spawn(async move {
+            aggregate::run(&redis, &mut files, &job).await
+        }));
     }
     let mut send = SendOptions::new(&channel, Audience::Workers);
     send.prefix = options.prefix.clone();
@@ -173,8 +180,8 @@ async fn aggregate_by_country(
     let files = inputs::collect(&[source.to_owned()], None)?;
     deliver(&sender, &files, workers, "aggregation worker").await?;
     let seconds = started.elapsed().as_secs_f64();
-    let redis = crate::connection::Redis::connect(url).await?;
-    status::purge(&redis, &options.prefix, &channel).await?;
+    let redis = Redis::connect(url).await?;
+    purge(&redis, &options.prefix, &channel).await?;
     let query = ReportQuery {
         by: Dimension::Country,
         days: DaySelection::Range {
@@ -214,13 +221,10 @@ async fn deliver<T>(
     Ok(())
 }
 
-async fn receive_all(mut receiver: Receiver, out: PathBuf) -> Result<()> {
-    let sink = Sink::Dir(out);
-    while let Some(mut file) = receiver.next_file().await? {
-        sink.process(&mut file, Decode::None).await?;
-        receiver.ack(file).await?;
-    }
-    Ok(())
+async fn receive_all(mut receiver: Receiver, out: PathBuf) -> Result<u64> {
+    Sink::Dir(out)
+        .receive_all(&mut receiver, Decode::None, None)
+        .await
 }
 
 fn digest(path: &Path) -> Result<blake3::Hash> {

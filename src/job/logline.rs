@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 /// How log lines are laid out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// `IP DAY ...`, as in *Redis in Action*.
     #[default]

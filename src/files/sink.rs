@@ -10,10 +10,12 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncWriteExt, copy_buf};
 
-use crate::decode::Decode;
 use crate::error::{Error, Result};
-use crate::names;
-use crate::receiver::IncomingFile;
+use crate::files::decode::Decode;
+use crate::files::incoming::IncomingFile;
+use crate::files::names;
+use crate::files::progress::Progress;
+use crate::files::source::{Failure, FileSource};
 
 /// What to do with each received file.
 #[derive(Clone, Debug)]
@@ -27,6 +29,47 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// Processes every file `files` hands out until it ends, acknowledging
+    /// each once its output is committed and reporting each failure to
+    /// `files`. Tells `progress` the bytes of every file done. Returns the
+    /// number of files processed; [`FileSource::parked`] tells those given
+    /// up on.
+    ///
+    /// # Errors
+    ///
+    /// Redis errors that outlast the retries, and a failure `files` cannot
+    /// record (the book's format).
+    pub async fn receive_all<S: FileSource>(
+        &self,
+        files: &mut S,
+        decode: Decode,
+        progress: Option<&dyn Progress>,
+    ) -> Result<u64> {
+        let mut done = 0;
+        while let Some(mut file) = files.next_file().await? {
+            let name = file.name().to_owned();
+            match self.process(&mut file, decode).await {
+                Ok(()) => {
+                    let bytes = file.received();
+                    files.ack(file).await?;
+                    done += 1;
+                    if let Some(progress) = progress {
+                        progress.advance(bytes);
+                    }
+                    tracing::info!("received {name} ({})", bytesize::ByteSize(bytes));
+                }
+                Err(error) => {
+                    let shown = error.to_string();
+                    match files.fail(file, error).await? {
+                        Failure::WillRetry => tracing::warn!("{shown}; will try again"),
+                        Failure::Parked => tracing::error!("{shown}; parked"),
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// Processes one file completely. `Ok` means the output is committed.
     pub async fn process(&self, file: &mut IncomingFile, decode: Decode) -> Result<()> {
         let name = file.name().to_owned();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
-use crate::names;
+use crate::files::names;
 
 /// One thing to send.
 #[derive(Clone, Debug, PartialEq, Eq)]

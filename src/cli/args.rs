@@ -1,0 +1,328 @@
+//! Argument definitions: what every command accepts, validated but not yet
+//! acted on. The command modules turn these into the library's options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use redistribute::Decode;
+use redistribute::job::logline::LogFormat;
+use redistribute::job::report::Dimension;
+
+/// Distribute files through Redis to many machines and process them while
+/// they stream.
+#[derive(Debug, Parser)]
+#[command(name = "redistribute", version, about, long_about = None)]
+pub struct Cli {
+    /// Redis to use: redis://[user:pass@]host:port[/db], rediss://… (TLS) or unix:///path
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis: String,
+    /// Prefix of every key this tool writes.
+    #[arg(long, global = true, default_value = "rd")]
+    pub prefix: String,
+    /// Print only warnings and errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail about each step.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send files or directories into a channel.
+    Send(SendArgs),
+    /// Receive files from a channel and write, pipe or print each one.
+    Receive(ReceiveArgs),
+    /// Show channels: files in flight, memory held, receivers' progress.
+    Status(StatusArgs),
+    /// Delete every key of a channel.
+    Purge(PurgeArgs),
+    /// Run the whole job end to end on a private redis-server.
+    Demo(DemoArgs),
+    /// Count visits per day by country, region and city from logs as they arrive.
+    Aggregate(AggregateArgs),
+    /// Print the top countries, regions or cities per day (table, JSON, CSV, SVG chart).
+    Report(ReportArgs),
+    /// Location tables for IP lookups.
+    #[command(subcommand)]
+    Geo(GeoCommand),
+    /// Write sample access logs (for benchmarks).
+    #[command(hide = true)]
+    GenerateLogs(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("audience").required(true).args(["receivers", "workers"])))]
+pub struct SendArgs {
+    /// Channel to send into.
+    #[arg(long)]
+    pub channel: String,
+    /// Wire format: native, or classic (the book's, to feed its receivers).
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// Broadcast to receivers 0..N-1 (a number) or to the named ones (a,b,c).
+    #[arg(long)]
+    pub receivers: Option<String>,
+    /// Make a work queue: each file goes to exactly one of any number of workers.
+    #[arg(long)]
+    pub workers: bool,
+    /// Most file data the channel may hold in Redis (at most half of maxmemory).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub limit: u64,
+    /// Size of each chunk stored in Redis.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// Keep watching directories for new files (log rotation); never ends the input.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: send a file once it has not changed for this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Name of the file read from stdin (`-`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Files, directories (sent recursively, named relative to the directory) or `-` for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("output").required(true).args(["out", "exec", "stdout"])))]
+pub struct ReceiveArgs {
+    /// Channel to receive from.
+    #[arg(long)]
+    pub channel: String,
+    /// Wire format: native, or classic (the book's, to read from its sender).
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// This receiver's id: one of the sender's --receivers, or any name for a worker.
+    #[arg(long)]
+    pub id: String,
+    /// Write byte-identical copies under DIR (original bytes, never decoded).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run `sh -c CMD` per file with its contents on stdin and its name in $REDISTRIBUTE_NAME.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Write contents to stdout, file after file.
+    #[arg(long)]
+    pub stdout: bool,
+    /// Decompress .gz and .zst files for --exec and --stdout (auto) or not (none).
+    #[arg(long, value_parser = choice::<Decode>(), default_value = "auto")]
+    pub decode: Decode,
+    /// Keep waiting for new files after the sender's end of input.
+    #[arg(long)]
+    pub follow: bool,
+    /// Work queue: give a silent worker's file to another worker after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub claim_after: Duration,
+}
+
+/// Which wire format a channel speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Chunked, bounded, resumable; see docs/protocol.md.
+    Native,
+    /// *Redis in Action* section 6.6, byte for byte: one key per file (512 MB at most), one shard.
+    Classic,
+}
+
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// Channel to receive logs from.
+    #[arg(long)]
+    pub channel: String,
+    /// This receiver's id, as for `receive`.
+    #[arg(long)]
+    pub id: String,
+    /// Dimensions to count, comma-separated.
+    #[arg(long, value_parser = choice::<Dimension>(), value_delimiter = ',', default_value = "country")]
+    pub by: Vec<Dimension>,
+    /// Log line layout: book (`IP DAY ...`) or combined (Apache/nginx).
+    #[arg(long, value_parser = choice::<LogFormat>(), default_value = "book")]
+    pub log_format: LogFormat,
+    /// Read the location table from these files instead of Redis (or the built-in one).
+    #[arg(long = "table", value_name = "FILE")]
+    pub table: Vec<PathBuf>,
+    /// Wire format of the channel.
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// Keep waiting for new files after the sender's end of input.
+    #[arg(long)]
+    pub follow: bool,
+    /// Work queue: give a silent worker's file to another worker after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub claim_after: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// What to rank.
+    #[arg(long, value_parser = choice::<Dimension>(), default_value = "country")]
+    pub by: Dimension,
+    /// Only this day (YYYY-MM-DD).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub day: Option<String>,
+    /// First day of a range (YYYY-MM-DD), with --to.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last day of a range (YYYY-MM-DD), with --from.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Rows per day (0 for all).
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+    /// Also write a bar chart to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GeoCommand {
+    /// Load a location table into Redis: range CSV, MaxMind GeoLite2 CSV or the legacy GeoLiteCity CSV (.gz accepted).
+    Import(GeoImportArgs),
+    /// Print country, region and city of addresses.
+    Lookup(GeoLookupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GeoImportArgs {
+    /// Fill the book's `ip2cityid:` and `cityid2city:` keys exactly as its section 5.3 does
+    /// (FILES: GeoLiteCity-Blocks.csv then GeoLiteCity-Location.csv).
+    #[arg(long)]
+    pub classic: bool,
+    /// The table's files, format detected from their contents.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GeoLookupArgs {
+    /// Read the table from these files instead of Redis (or the built-in one).
+    #[arg(long = "table", value_name = "FILE")]
+    pub table: Vec<PathBuf>,
+    /// Addresses to look up (IPv4 or IPv6).
+    #[arg(required = true)]
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show only this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Channel to delete.
+    #[arg(long)]
+    pub channel: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Uncompressed size of the generated logs.
+    #[arg(long, default_value = "400MiB", value_parser = parse_size)]
+    pub size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the logs into.
+    pub dir: PathBuf,
+    /// Uncompressed size of the logs.
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    pub size: u64,
+    /// Number of files.
+    #[arg(long, default_value_t = 8)]
+    pub files: u32,
+}
+
+/// Parses sizes such as `64MiB`, `1GiB`, `1.5GB` or `131072`.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| format!("{text:?} is not a size (examples: 131072, 64MiB, 1GiB)"))
+}
+
+/// A library enum offered as a closed list of values: the library stays
+/// free of clap, and `--help` still lists each value with its meaning.
+pub trait Choice: Clone + Send + Sync + 'static {
+    /// Every value, in the order `--help` lists them.
+    const ALL: &'static [Self];
+    /// The value as typed on the command line, and what it means.
+    fn describe(&self) -> (&'static str, &'static str);
+}
+
+/// Parses one of `T::ALL` by its name.
+fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
+    let values = T::ALL.iter().map(|value| {
+        let (name, help) = value.describe();
+        PossibleValue::new(name).help(help)
+    });
+    PossibleValuesParser::new(values).map(|name| {
+        T::ALL
+            .iter()
+            .find(|value| value.describe().0 == name)
+            .expect("clap accepted only listed names")
+            .clone()
+    })
+}
+
+impl Choice for Decode {
+    const ALL: &'static [Self] = &[Decode::Auto, Decode::None];
+    fn describe(&self) -> (&'static str, &'static str) {
+        match self {
+            Decode::Auto => (
+                "auto",
+                "decompress .gz and .zst files; pass anything else through",
+            ),
+            Decode::None => ("none", "pass every file through unchanged"),
+        }
+    }
+}
+
+impl Choice for LogFormat {
+    const ALL: &'static [Self] = &[LogFormat::Book, LogFormat::Combined];
+    fn describe(&self) -> (&'static str, &'static str) {
+        match self {
+            LogFormat::Book => ("book", "`IP DAY ...`, as in Redis in Action"),
+            LogFormat::Combined => (
+                "combined",
+                "Apache/nginx combined: `IP - user [10/Oct/2000:13:55:36 -0700] ...`",
+            ),
+        }
+    }
+}
+
+impl Choice for Dimension {
+    const ALL: &'static [Self] = &[Dimension::Country, Dimension::Region, Dimension::City];
+    fn describe(&self) -> (&'static str, &'static str) {
+        match self {
+            Dimension::Country => ("country", "ISO country codes, e.g. DE"),
+            Dimension::Region => ("region", "CC/region"),
+            Dimension::City => ("city", "CC/region/city"),
+            _ => unreachable!("only values in ALL are described"),
+        }
+    }
+}

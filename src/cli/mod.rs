@@ -1,0 +1,71 @@
+//! The command line: argument definitions in [`args`], one module per
+//! command. Each command turns its arguments into the library's options,
+//! calls the library, and reports what happened; nothing here is reusable.
+
+mod aggregate;
+pub mod args;
+mod demo;
+mod geo;
+mod loggen;
+mod progress;
+mod purge;
+mod receive;
+mod report;
+mod send;
+mod status;
+
+use redistribute::{Error, FileSource, Result};
+
+use args::{Cli, Command, GeoCommand};
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let (url, prefix, quiet) = (cli.redis.as_str(), cli.prefix.as_str(), cli.quiet);
+    match cli.command {
+        Command::Send(args) => send::run(url, prefix, quiet, args).await,
+        Command::Receive(args) => receive::run(url, prefix, quiet, args).await,
+        Command::Status(args) => status::run(url, prefix, args).await,
+        Command::Purge(args) => purge::run(url, prefix, args).await,
+        Command::Demo(args) => {
+            // The demo talks to a private server unless --redis names one;
+            // an exported REDIS_URL (production, perhaps) does not count.
+            let explicit = std::env::args().any(|a| a == "--redis" || a.starts_with("--redis="));
+            demo::run(demo::DemoOptions {
+                redis_url: explicit.then(|| url.to_owned()),
+                size: args.size,
+                prefix: prefix.to_owned(),
+                receivers: 3,
+                quiet,
+            })
+            .await
+        }
+        Command::Aggregate(args) => aggregate::run(url, prefix, args).await,
+        Command::Report(args) => report::run(url, args).await,
+        Command::Geo(GeoCommand::Import(args)) => geo::import(url, prefix, args).await,
+        Command::Geo(GeoCommand::Lookup(args)) => geo::lookup(url, prefix, args).await,
+        Command::GenerateLogs(args) => loggen::write_log_dir(&args.dir, args.size, args.files)
+            .map(|_| ())
+            .map_err(|e| Error::io(&args.dir, e)),
+    }
+}
+
+/// A run that set files aside did not do all its work: say so, and how to
+/// see which.
+fn check_nothing_parked(
+    files: &impl FileSource,
+    protocol: args::Protocol,
+    channel: &str,
+) -> Result<()> {
+    let parked = files.parked();
+    if parked == 0 {
+        return Ok(());
+    }
+    Err(Error::Usage(match protocol {
+        args::Protocol::Native => format!(
+            "{parked} files failed repeatedly and were parked; see `redistribute status --channel {channel}`"
+        ),
+        args::Protocol::Classic => {
+            format!("{parked} files were refused for their names and not counted as done")
+        }
+    }))
+}

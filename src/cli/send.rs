@@ -1,0 +1,193 @@
+//! `redistribute send`: files, directories or stdin into a channel, in
+//! either wire format; `--follow` keeps watching directories.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use redistribute::classic::{self, ClassicSender};
+use redistribute::files::inputs::{self, Input};
+use redistribute::{Audience, Error, Result, SendOptions, Sender, Sent};
+
+use super::args::{Protocol, SendArgs};
+use super::progress;
+
+pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result<()> {
+    if args.protocol == Protocol::Classic {
+        return send_classic(url, quiet, args).await;
+    }
+    let inputs = inputs::collect(&args.paths, args.name.as_deref())?;
+    let mut options = SendOptions::new(&args.channel, audience(&args)?);
+    options.prefix = prefix.to_owned();
+    options.limit = args.limit;
+    options.chunk_size = args.chunk_size;
+    let mut sender = Sender::open(url, options).await?;
+    let total = inputs.iter().map(|i| i.size).sum();
+    let bar = progress::bytes(total, quiet, "sending");
+    sender.set_progress(progress::reporter(&bar));
+    let started = Instant::now();
+    let count = inputs.len();
+    if args.follow {
+        // Named files and stdin go now; directories' files once they settle.
+        let (dirs, others): (Vec<PathBuf>, Vec<PathBuf>) =
+            args.paths.iter().cloned().partition(|p| p.is_dir());
+        for input in inputs::collect(&others, args.name.as_deref())? {
+            send_one(&sender, &input).await?;
+        }
+        bar.finish_and_clear();
+        return follow(&sender, &dirs, args.settle).await;
+    }
+    let mut bytes = 0;
+    for input in &inputs {
+        bytes += send_one(&sender, input).await?;
+    }
+    sender.finish().await?;
+    bar.finish_and_clear();
+    tracing::info!(
+        "sent {count} files ({}) in {:.1} s; waiting for receivers to finish",
+        bytesize::ByteSize(bytes),
+        started.elapsed().as_secs_f64()
+    );
+    sender.wait_until_done().await?;
+    tracing::info!("all receivers finished; the channel's data is gone from Redis");
+    Ok(())
+}
+
+fn audience(args: &SendArgs) -> Result<Audience> {
+    if args.workers {
+        return Ok(Audience::Workers);
+    }
+    let list = args.receivers.as_deref().unwrap_or_default();
+    if let Ok(count) = list.parse::<u32>() {
+        if count == 0 {
+            return Err(Error::Usage("--receivers must be at least 1".into()));
+        }
+        return Ok(Audience::Broadcast(
+            (0..count).map(|i| i.to_string()).collect(),
+        ));
+    }
+    let ids: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+    if ids.iter().any(String::is_empty) {
+        return Err(Error::Usage(format!(
+            "--receivers {list:?}: expected a count or names like a,b,c"
+        )));
+    }
+    Ok(Audience::Broadcast(ids))
+}
+
+async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
+    match &input.path {
+        Some(path) => match sender.send_file(path, &input.name).await? {
+            Sent::Uploaded { bytes } => {
+                tracing::info!("sent {} ({})", input.name, bytesize::ByteSize(bytes));
+                Ok(bytes)
+            }
+            Sent::AlreadySent => Ok(0),
+        },
+        None => {
+            let bytes = sender.send_reader(&input.name, tokio::io::stdin()).await?;
+            tracing::info!(
+                "sent {} from stdin ({})",
+                input.name,
+                bytesize::ByteSize(bytes)
+            );
+            Ok(bytes)
+        }
+    }
+}
+
+/// Watches directories and sends new or changed files once they have been
+/// quiet for `settle`. Runs until interrupted. Files that vanish between
+/// listing and reading (rotated away) are skipped with a warning.
+async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<()> {
+    let mut known: HashSet<(String, u64, Option<SystemTime>)> = HashSet::new();
+    let mut refused: HashSet<String> = HashSet::new();
+    tracing::info!("following {} directories for new files", dirs.len());
+    loop {
+        let listed = inputs::list(dirs, None).unwrap_or_else(|error| {
+            tracing::warn!("{error}; listing again shortly");
+            Vec::new()
+        });
+        for input in listed {
+            let settled = input
+                .modified
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= settle);
+            let identity = (input.name.clone(), input.size, input.modified);
+            if !settled || known.contains(&identity) || refused.contains(&input.name) {
+                continue;
+            }
+            match send_one(sender, &input).await {
+                Ok(_) => {}
+                Err(Error::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    tracing::warn!(
+                        "{} vanished before it could be sent; skipping it",
+                        path.display()
+                    );
+                }
+                Err(error @ Error::HostileName { .. }) => {
+                    tracing::warn!("{error}; skipping it");
+                    refused.insert(input.name.clone());
+                }
+                Err(error) => return Err(error),
+            }
+            known.insert(identity);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `send --protocol classic`: the book's sender, without its defects.
+async fn send_classic(url: &str, quiet: bool, args: SendArgs) -> Result<()> {
+    let unsupported = if args.workers {
+        Some("--workers (the book's format only broadcasts)")
+    } else if args.follow {
+        Some("--follow (the book's sender ends with `:done`)")
+    } else if args.paths.iter().any(|p| p.as_os_str() == "-") {
+        Some("stdin (the book's sender reads a directory)")
+    } else {
+        None
+    };
+    if let Some(what) = unsupported {
+        return Err(Error::Usage(format!(
+            "--protocol classic does not support {what}"
+        )));
+    }
+    let mut files = Vec::new();
+    for path in &args.paths {
+        let listed = inputs::collect(std::slice::from_ref(path), None)?;
+        for input in listed {
+            if input.name.contains('/') {
+                tracing::warn!(
+                    "skipping {}: the classic protocol sends a directory's own files only",
+                    input.name
+                );
+                continue;
+            }
+            files.push((
+                input.path.expect("files have paths"),
+                input.name,
+                input.size,
+            ));
+        }
+    }
+    classic::check_sizes(&files)?;
+    let Audience::Broadcast(receivers) = audience(&args)? else {
+        unreachable!("--workers was refused above");
+    };
+    let mut sender = ClassicSender::open(url, &args.channel, receivers, args.limit).await?;
+    let bar = progress::bytes(files.iter().map(|f| f.2).sum(), quiet, "sending");
+    sender.set_progress(progress::reporter(&bar));
+    for (path, name, _) in &files {
+        sender.send_file(path, name).await?;
+    }
+    sender.finish().await?;
+    bar.finish_and_clear();
+    tracing::info!(
+        "sent {} files and `:done`; deleting each file once every receiver counted it",
+        files.len()
+    );
+    sender.wait_until_done().await
+}

@@ -1,0 +1,88 @@
+//! `redistribute status`: channels, memory held, each receiver's progress.
+
+use redistribute::redis::Redis;
+use redistribute::transfer::status::{self, ChannelStatus};
+use redistribute::{Error, Result};
+
+use super::args::StatusArgs;
+
+pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
+    let redis = Redis::connect(url).await?;
+    let names = match &args.channel {
+        Some(name) => vec![name.clone()],
+        None => status::channels(&redis, prefix).await?,
+    };
+    let mut found = Vec::new();
+    for name in &names {
+        match status::channel_status(&redis, prefix, name).await? {
+            Some(status) => found.push(status),
+            None if args.channel.is_some() => {
+                return Err(Error::Usage(format!(
+                    "no channel named {name:?} under prefix {prefix:?}"
+                )));
+            }
+            None => {}
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&found).expect("status serializes")
+        );
+    } else if found.is_empty() {
+        println!("no channels");
+    } else {
+        for status in &found {
+            print_status(status);
+        }
+    }
+    Ok(())
+}
+
+fn print_status(s: &ChannelStatus) {
+    use std::io::IsTerminal;
+    let size = |b: u64| bytesize::ByteSize(b).to_string();
+    println!(
+        "channel {}: {}{}, {} announced, {} finished, {} in flight, {} held of {} limit",
+        s.channel,
+        s.mode,
+        if s.ended { ", input ended" } else { "" },
+        s.files_announced,
+        s.files_finished,
+        s.files_in_flight,
+        size(s.bytes_held),
+        size(s.limit),
+    );
+    let bars = std::io::stdout().is_terminal();
+    println!(
+        "  {:<12} {:>7} {:>11} {:>7} {:>7} {:>9}  last file",
+        "receiver", "done", "bytes", "behind", "parked", "unparsed"
+    );
+    for r in &s.receivers {
+        let behind = r.files_behind.map_or("-".to_owned(), |b| b.to_string());
+        let bar = match (bars, r.files_behind) {
+            (true, Some(behind)) => {
+                let total = (r.files_done + behind).max(1);
+                let filled = (20 * r.files_done / total) as usize;
+                format!("[{}{}] ", "#".repeat(filled), ".".repeat(20 - filled))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "  {:<12} {:>7} {:>11} {:>7} {:>7} {:>9}  {bar}{}",
+            r.id,
+            r.files_done,
+            size(r.bytes_done),
+            behind,
+            r.files_parked,
+            r.lines_unparsed,
+            r.last_file.as_deref().unwrap_or("-"),
+        );
+    }
+    for p in &s.parked {
+        println!(
+            "  parked: {} (receiver {}): {}",
+            p.file, p.receiver, p.reason
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! The one interface every receiver offers, whatever its wire format:
+//! hand out the next file, take it back as done or as failed. Sinks, the
+//! aggregation job and library users are written once against it.
+
+use std::future::Future;
+
+use crate::error::{Error, Result};
+use crate::files::incoming::IncomingFile;
+
+/// What became of a file whose processing failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// It will be offered again (to this receiver, or to any worker).
+    WillRetry,
+    /// It failed too often and was parked; `status` lists it.
+    Parked,
+}
+
+/// A stream of files to process, each acknowledged only after its work.
+///
+/// Implemented by [`crate::Receiver`] (the native protocol) and
+/// [`crate::classic::ClassicReceiver`] (the book's).
+pub trait FileSource {
+    /// Waits for the next file. `None` means the sender marked the end of
+    /// its input and everything before the mark is finished.
+    fn next_file(&mut self) -> impl Future<Output = Result<Option<IncomingFile>>> + Send;
+
+    /// Acknowledges a file whose work is complete: only now may its data
+    /// leave Redis.
+    ///
+    /// # Errors
+    ///
+    /// Fails, and acknowledges nothing, unless the file was read to its end
+    /// and verified, or when it came from another source.
+    fn ack(&mut self, file: IncomingFile) -> impl Future<Output = Result<()>> + Send;
+
+    /// Reports that processing a file failed with `error`.
+    ///
+    /// # Errors
+    ///
+    /// Besides Redis errors: a source that cannot record failures (the
+    /// book's format) returns `error` itself, and the file comes back when
+    /// the receiver runs again.
+    fn fail(
+        &mut self,
+        file: IncomingFile,
+        error: Error,
+    ) -> impl Future<Output = Result<Failure>> + Send;
+
+    /// Files set aside since connecting: parked after failing too often,
+    /// or refused for a hostile name. A run that set files aside did not
+    /// finish its work.
+    fn parked(&self) -> u64;
+}

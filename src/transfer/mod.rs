@@ -1,0 +1,14 @@
+//! The native wire format: files cut into chunks under a channel's memory
+//! budget, announced on a stream, streamed back, verified and acknowledged.
+//!
+//! [`protocol`] holds the key schema and every atomic state change;
+//! [`channel`] the reads of a channel's metadata both sides share; the
+//! [`sender`] and [`receiver`] are the two parties; [`status`] and
+//! [`purge`] are for operators.
+
+pub mod channel;
+pub mod protocol;
+pub mod purge;
+pub mod receiver;
+pub mod sender;
+pub mod status;
