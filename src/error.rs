@@ -12,14 +12,21 @@ pub enum Error {
     #[error(
         "invalid Redis URL {url}: {reason} (expected redis://[user:pass@]host:port[/db], rediss://… or unix:///path)"
     )]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL, password masked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// Redis could not be reached or refused the connection.
     #[error(
         "cannot connect to Redis at {url}: {source} (is redis-server running there? set --redis or REDIS_URL)"
     )]
     Connect {
+        /// The URL, password masked.
         url: String,
+        /// The client's error.
         #[source]
         source: redis::RedisError,
     },
@@ -29,7 +36,9 @@ pub enum Error {
         "Redis at {url} refused the credentials: {source} (check the user and password in the URL)"
     )]
     Auth {
+        /// The URL, password masked.
         url: String,
+        /// The client's error.
         #[source]
         source: redis::RedisError,
     },
@@ -37,7 +46,9 @@ pub enum Error {
     /// A Redis command failed for a reason retrying cannot fix.
     #[error("Redis {what} failed: {source}")]
     Redis {
+        /// The step that was attempted.
         what: &'static str,
+        /// The client's error.
         #[source]
         source: redis::RedisError,
     },
@@ -47,8 +58,11 @@ pub enum Error {
         "Redis unreachable for {seconds} s during {what}: {source} (the transfer can be resumed by running the same command again)"
     )]
     GaveUp {
+        /// The step that was attempted.
         what: &'static str,
+        /// How long we kept trying.
         seconds: u64,
+        /// The client's error.
         #[source]
         source: redis::RedisError,
     },
@@ -56,32 +70,50 @@ pub enum Error {
     /// A local file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// A file name that could escape the output directory or confuse a shell.
     #[error("refusing file name {name:?}: {reason}")]
-    HostileName { name: String, reason: &'static str },
+    HostileName {
+        /// The name in question.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 
     /// Two inputs would be stored under the same name in one channel.
     #[error(
         "two inputs are both named {name:?} in this channel; send them in separate runs or rename one"
     )]
-    DuplicateName { name: String },
+    DuplicateName {
+        /// The name in question.
+        name: String,
+    },
 
     /// A channel name that cannot be used as part of a Redis key.
     #[error("invalid channel name {name:?}: {reason}")]
-    InvalidChannel { name: String, reason: &'static str },
+    InvalidChannel {
+        /// The name in question.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 
     /// The receiver id is not one of the receivers the sender named.
     #[error(
         "receiver {id:?} is not a receiver of channel {channel:?} (its receivers are: {known})"
     )]
     UnknownReceiver {
+        /// The id given.
         id: String,
+        /// The channel.
         channel: String,
+        /// The receivers it has.
         known: String,
     },
 
@@ -89,23 +121,43 @@ pub enum Error {
     #[error(
         "channel {channel:?} already exists {existing}; use the same settings or `redistribute purge --channel {channel}` first"
     )]
-    ChannelMismatch { channel: String, existing: String },
+    ChannelMismatch {
+        /// The channel.
+        channel: String,
+        /// Its existing settings.
+        existing: String,
+    },
 
     /// A file's data did not arrive intact.
     #[error("file {name:?}: {reason}; it was not acknowledged")]
-    Corrupt { name: String, reason: String },
+    Corrupt {
+        /// The name in question.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// Processing a file failed on the receiving side.
     #[error("file {name:?}: {reason}")]
-    Processing { name: String, reason: String },
+    Processing {
+        /// The name in question.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The state kept in Redis is not what this version of the protocol writes.
     #[error(
         "unexpected data in Redis at {key}: {reason} (was the key written by another program? `purge` the channel)"
     )]
-    Protocol { key: String, reason: String },
+    Protocol {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
-    /// A command-line value could not be understood.
+    /// A value given by the caller could not be used; the text says why.
     #[error("{0}")]
     Usage(String),
 }

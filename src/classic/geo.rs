@@ -17,6 +17,7 @@ use crate::redis::Redis;
 
 /// The book's key names.
 pub const IP_TO_CITY: &str = "ip2cityid:";
+/// The book's hash from city id to `["city", "region", "country"]` JSON.
 pub const CITY_TO_PLACE: &str = "cityid2city:";
 
 /// Entries sent per `ZADD`/`HSET`.
@@ -25,7 +26,9 @@ const BATCH: usize = 1000;
 /// What an import loaded.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Imported {
+    /// Address ranges written to `ip2cityid:`.
     pub ranges: u64,
+    /// Locations written to `cityid2city:`.
     pub cities: u64,
 }
 

@@ -30,7 +30,7 @@ pub use sender::{ClassicSender, check_sizes};
 /// Size of each `APPEND` and `GETRANGE`, as in the book.
 pub const BLOCK: u64 = 1 << 17;
 /// Redis' default `proto-max-bulk-len`: no string key can grow beyond it.
-pub const MAX_FILE: u64 = 512 * 1024 * 1024;
+pub(crate) const MAX_FILE: u64 = 512 * 1024 * 1024;
 /// How often to look again when the format gives nothing to block on.
 pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// The chat member that sends; it never fetches.
@@ -40,7 +40,7 @@ pub(crate) const DONE: &str = ":done";
 
 /// Key names of one classic channel.
 #[derive(Clone, Debug)]
-pub struct ClassicKeys {
+pub(crate) struct ClassicKeys {
     channel: String,
 }
 
@@ -107,7 +107,7 @@ pub(crate) fn parse_message(key: &str, json: &str) -> Result<Message> {
 
 /// A message exactly as the book's Python writes it with `json.dumps`:
 /// keys in this order, `", "` and `": "` separators, non-ASCII escaped.
-pub fn message_json(id: u64, ts: f64, sender: &str, message: &str) -> String {
+pub(crate) fn message_json(id: u64, ts: f64, sender: &str, message: &str) -> String {
     format!(
         "{{\"id\": {id}, \"ts\": {}, \"sender\": {}, \"message\": {}}}",
         python_float(ts),
@@ -129,7 +129,7 @@ fn python_float(value: f64) -> String {
 
 /// A JSON string with `ensure_ascii`: everything outside printable ASCII as
 /// `\uXXXX` (UTF-16, lowercase hex), as Python's `json.dumps` does.
-pub fn python_string(text: &str) -> String {
+pub(crate) fn python_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

@@ -44,6 +44,7 @@ pub struct ClassicReceiver {
 }
 
 impl ClassicReceiver {
+    /// Connects to Redis as recipient `id` of chat `channel` (for example `logs:`).
     pub async fn connect(url: &str, channel: &str, id: &str) -> Result<Self> {
         let redis = Redis::connect(url).await?;
         Ok(ClassicReceiver {

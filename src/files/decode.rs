@@ -22,12 +22,16 @@ pub enum Decode {
 /// The compression a file name implies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// `.gz`: one or more gzip members.
     Gzip,
+    /// `.zst`: one or more zstd frames.
     Zstd,
+    /// Anything else, passed through.
     Plain,
 }
 
 impl Compression {
+    /// The compression `name`'s extension says the file has.
     pub fn of(name: &str) -> Self {
         if name.ends_with(".gz") {
             Compression::Gzip

@@ -46,7 +46,8 @@ impl Drop for AbortOnDrop {
 /// A file being received. Read it as raw bytes (it implements
 /// [`AsyncRead`] and [`AsyncBufRead`]), decoded with [`IncomingFile::decoded`],
 /// or as lines with [`IncomingFile::lines`]; then pass it to
-/// [`Receiver::ack`] or [`Receiver::fail`].
+/// [`FileSource::ack`](crate::FileSource::ack) or
+/// [`FileSource::fail`](crate::FileSource::fail).
 ///
 /// Reading ends with an error instead of end-of-file when the data turns
 /// out to be incomplete or altered, so a consumer never mistakes a damaged

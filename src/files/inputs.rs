@@ -21,6 +21,7 @@ pub struct Input {
     pub name: String,
     /// Size and modification time when collected (files only).
     pub size: u64,
+    /// Last modification time, for `--follow` to tell a settled file.
     pub modified: Option<SystemTime>,
 }
 

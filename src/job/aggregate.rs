@@ -58,7 +58,9 @@ pub struct FileCounts {
     /// lookups in a tight loop overlap their cache misses, which lookups
     /// interleaved with parsing cannot.
     pending: Vec<(u32, usize)>,
+    /// Lines read, parsed or not.
     pub lines: u64,
+    /// Lines that did not parse as the log format.
     pub unparsed: u64,
 }
 
@@ -66,6 +68,7 @@ pub struct FileCounts {
 const BATCH: usize = 256;
 
 impl FileCounts {
+    /// Empty counts for a file, with room for every place of `table`.
     pub fn new(table: &GeoTable) -> Self {
         FileCounts {
             days: Vec::new(),

@@ -21,7 +21,9 @@ pub enum LogFormat {
 /// A visitor's address, in the form lookups take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Address {
+    /// An IPv4 address as a number.
     V4(u32),
+    /// An IPv6 address as a number.
     V6(u128),
 }
 
@@ -29,18 +31,23 @@ pub enum Address {
 /// combined format; the second field as written for the book's).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Visit<'a> {
+    /// The visitor.
     pub address: Address,
+    /// When the visit happened.
     pub day: Day<'a>,
 }
 
 /// A day, either borrowed from the line or rebuilt from a combined-format date.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Day<'a> {
+    /// The book's day field, as written.
     Written(&'a [u8]),
+    /// A combined-format date rebuilt as `YYYY-MM-DD`.
     Ymd([u8; 10]),
 }
 
 impl Day<'_> {
+    /// The day as bytes, as it goes into a key name.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Day::Written(bytes) => bytes,

@@ -1,6 +1,6 @@
 //! `redistribute report`: the top places per day, read from the sorted sets
 //! the aggregation job fills, printed as a table, JSON or CSV, or drawn as
-//! an SVG bar chart ([`chart`]).
+//! an SVG bar chart (`report/chart.rs`).
 //!
 //! The keys are the book's, `daily:<dimension>:<day>`, without this tool's
 //! prefix, so a report also reads sets written by the book's own scripts.
@@ -73,7 +73,12 @@ pub enum DaySelection {
     /// One day, reported even if nothing was counted on it.
     One(String),
     /// The days from `from` to `to`, both included, that have a sorted set.
-    Range { from: String, to: String },
+    Range {
+        /// The first day.
+        from: String,
+        /// The last day.
+        to: String,
+    },
 }
 
 impl DaySelection {
@@ -104,7 +109,9 @@ impl DaySelection {
 /// What to report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportQuery {
+    /// What to rank.
     pub by: Dimension,
+    /// Which days.
     pub days: DaySelection,
     /// Members shown per day, highest visits first; 0 shows every member
     /// (for a complete CSV export).
@@ -114,7 +121,9 @@ pub struct ReportQuery {
 /// The top members per day, as gathered from Redis.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
+    /// What was ranked.
     pub by: Dimension,
+    /// Members shown per day, as asked (0: all).
     pub top: usize,
     /// In date order; days without any visits are left out, except a day
     /// asked for by [`DaySelection::One`].
@@ -124,11 +133,13 @@ pub struct Report {
 /// One day of a report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DayReport {
+    /// `YYYY-MM-DD`.
     pub day: String,
     /// Visits on this day across all members, not only the rows shown.
     pub total: u64,
     /// How many members had visits, so a reader knows what the top N leaves out.
     pub members: u64,
+    /// The top members, highest visits first.
     pub rows: Vec<Row>,
 }
 
@@ -137,7 +148,9 @@ pub struct DayReport {
 pub struct Row {
     /// 1 for the most visits; ties are ordered as Redis orders them.
     pub rank: usize,
+    /// A country code, `CC/region` or `CC/region/city`.
     pub member: String,
+    /// Visits counted for it on this day.
     pub visits: u64,
     /// Percent of the day's total, rounded to two decimals.
     pub share: f64,
@@ -434,7 +447,7 @@ impl Report {
     }
 
     /// A horizontal bar chart, one block per day, as a standalone SVG
-    /// document; see [`chart`].
+    /// document (`report/chart.rs` draws it).
     pub fn to_svg(&self) -> String {
         chart::render(self)
     }

@@ -117,6 +117,7 @@ impl LocalRedis {
         self.dir.path().join("redis.sock")
     }
 
+    /// The TCP port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -2,11 +2,11 @@
 //! budget, announced on a stream, streamed back, verified and acknowledged.
 //!
 //! [`protocol`] holds the key schema and every atomic state change;
-//! [`channel`] the reads of a channel's metadata both sides share; the
+//! the channel module the reads of its metadata both sides share; the
 //! [`sender`] and [`receiver`] are the two parties; [`status`] and
 //! [`purge`] are for operators.
 
-pub mod channel;
+pub(crate) mod channel;
 pub mod protocol;
 pub mod purge;
 pub mod receiver;

@@ -114,10 +114,12 @@ impl Keys {
         }
     }
 
+    /// The channel these keys belong to.
     pub fn channel(&self) -> &str {
         &self.channel
     }
 
+    /// `P:{C}`, the part every control key starts with.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -127,34 +129,42 @@ impl Keys {
         format!("{}:channels", self.prefix)
     }
 
+    /// `P:{C}:meta`: mode, receivers, limit, counters, end-of-input mark.
     pub fn meta(&self) -> String {
         format!("{}meta", self.base)
     }
 
+    /// `P:{C}:files`: the stream of announcements.
     pub fn files(&self) -> String {
         format!("{}files", self.base)
     }
 
+    /// `P:{C}:active`: files whose data may still be in Redis.
     pub fn active(&self) -> String {
         format!("{}active", self.base)
     }
 
+    /// `P:{C}:parked`: files given up on, with the reason.
     pub fn parked(&self) -> String {
         format!("{}parked", self.base)
     }
 
+    /// `P:{C}:events`: progress events a waiting sender blocks on.
     pub fn events(&self) -> String {
         format!("{}events", self.base)
     }
 
+    /// `P:{C}:f:N`: the record of file `fid`.
     pub fn file(&self, fid: u64) -> String {
         format!("{}f:{fid}", self.base)
     }
 
+    /// `P:{C}:f:N:log`: the upload progress of file `fid`.
     pub fn file_log(&self, fid: u64) -> String {
         format!("{}f:{fid}:log", self.base)
     }
 
+    /// `P:{C}:r:ID`: counters of receiver `id`.
     pub fn receiver(&self, id: &str) -> String {
         format!("{}r:{id}", self.base)
     }
@@ -181,10 +191,12 @@ impl Keys {
         format!("{}:c:{}:{}:", self.prefix, self.channel.len(), self.channel)
     }
 
+    /// `P:{C}:sent`: file name to upload state, for a resuming sender.
     pub fn sent(&self) -> String {
         format!("{}sent", self.base)
     }
 
+    /// `P:{C}:reclaim`: finished files whose chunks still need deleting.
     pub fn reclaim(&self) -> String {
         format!("{}reclaim", self.base)
     }
@@ -273,7 +285,7 @@ fn script(body: &str) -> Script {
 /// KEYS: meta. ARGV: base, mode, receivers, limit, chunk size, now (ms), [`VERSION`].
 /// Returns `{}` on success, `{mode, receivers}` of an existing channel that
 /// differs (mode `version N` when written by another schema version).
-pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static OPEN: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
@@ -307,7 +319,7 @@ return {}
 /// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size, acks needed.
 /// Returns `{fid, state, published, chunk size}` where state is `new`,
 /// `uploading` or `sent`; a resumed upload keeps the chunk size it began with.
-pub static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
@@ -345,7 +357,7 @@ return {tostring(fid), 'new', 0, ARGV[5]}
 /// KEYS: meta. ARGV: base, fid, want (chunk count), limit (bytes).
 /// Returns `{reserved, last event id}`; reserved is -1 when the file is no
 /// longer being uploaded (aborted by a newer sender).
-pub static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static RESERVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
@@ -375,7 +387,7 @@ return {reserved, last_id}
 
 /// Makes chunks `0..count` of a file visible to receivers.
 /// KEYS: meta. ARGV: base, fid, count.
-pub static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local f = ARGV[1] .. 'f:' .. ARGV[2]
@@ -393,7 +405,7 @@ return 1
 /// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count.
 /// Returns 1 when recorded (now or by an earlier attempt), 0 when the
 /// upload was abandoned.
-pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
@@ -421,7 +433,7 @@ return 1
 });
 
 /// Sets the end-of-input mark. KEYS: meta. ARGV: base.
-pub static END_INPUT: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static END_INPUT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local id = redis.call('XADD', ARGV[1] .. 'files', '*', 'kind', 'eof')
@@ -435,7 +447,7 @@ return id
 /// short of room may delete them before the file is finished.
 /// `restart` 1 sets the position back (a receiver starting the file over).
 /// KEYS: meta. ARGV: base, fid, receiver, chunks consumed, restart (0/1).
-pub static CONSUME: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static CONSUME: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local base = ARGV[1]
@@ -455,7 +467,7 @@ return 1
 /// its announcement; `skip` only acknowledges (aborted or vanished files).
 /// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason, bytes.
 /// Returns the reclaim list: `{fid, freed, reserved, ...}`.
-pub static ACK: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
@@ -474,7 +486,7 @@ return reclaim_list(base)
 /// either queues the file again or parks it.
 /// KEYS: meta. ARGV: base, fid, worker, entry id, min idle (ms), max failures, reason.
 /// Returns `requeued`, `parked`, or `gone` (someone else already handled it).
-pub static FAILED: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static FAILED: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
@@ -508,7 +520,7 @@ return 'requeued'
 /// safety (a receiver restarted mid-file cannot re-read deleted chunks), so
 /// it happens only when a file larger than the budget must stream through.
 /// KEYS: meta. ARGV: base, early (0/1). Returns `{fid, from, to, ...}`.
-pub static RELEASE_PLAN: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static RELEASE_PLAN: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
@@ -550,7 +562,7 @@ return out
 /// Releases chunks `freed..upto` of a file after the caller deleted them,
 /// and forgets the file once it is finished and fully deleted.
 /// KEYS: meta. ARGV: base, fid, upto.
-pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]

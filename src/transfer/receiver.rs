@@ -38,7 +38,9 @@ pub const MAX_FAILURES: u32 = 3;
 /// What a [`Receiver`] needs to know.
 #[derive(Clone, Debug)]
 pub struct ReceiveOptions {
+    /// The channel to receive from.
     pub channel: String,
+    /// Prefix of every key (`rd` unless changed).
     pub prefix: String,
     /// This receiver's id: one of the sender's `--receivers`, or any name
     /// for a worker of a work queue.
@@ -51,6 +53,7 @@ pub struct ReceiveOptions {
 }
 
 impl ReceiveOptions {
+    /// Options to receive `channel` as receiver or worker `id`, with defaults for the rest.
     pub fn new(channel: impl Into<String>, id: impl Into<String>) -> Self {
         ReceiveOptions {
             channel: channel.into(),

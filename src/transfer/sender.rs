@@ -32,11 +32,15 @@ const PIPELINE_DEPTH: u64 = 4;
 /// What a [`Sender`] needs to know about the channel it feeds.
 #[derive(Clone, Debug)]
 pub struct SendOptions {
+    /// The channel to send into; created by the first sender.
     pub channel: String,
+    /// Prefix of every key (`rd` unless changed).
     pub prefix: String,
+    /// Who gets each file.
     pub audience: Audience,
     /// Most bytes of file data the channel may hold in Redis.
     pub limit: u64,
+    /// Bytes per chunk key.
     pub chunk_size: u64,
 }
 
@@ -67,7 +71,10 @@ struct Announced {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sent {
     /// Uploaded now (possibly resuming an earlier run's upload).
-    Uploaded { bytes: u64 },
+    Uploaded {
+        /// The file's size.
+        bytes: u64,
+    },
     /// A previous run already sent this exact file.
     AlreadySent,
 }

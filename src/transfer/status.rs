@@ -14,39 +14,55 @@ use crate::transfer::protocol::{Audience, Keys};
 /// The state of one channel, as `status --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct ChannelStatus {
+    /// The channel's name.
     pub channel: String,
+    /// `broadcast` or `workers`.
     pub mode: &'static str,
     /// Whether the sender set its end-of-input mark.
     pub ended: bool,
+    /// Files the sender announced.
     pub files_announced: u64,
+    /// Files everyone who needed them finished.
     pub files_finished: u64,
+    /// Files whose data may still be in Redis.
     pub files_in_flight: u64,
     /// Bytes of file data the channel currently holds in Redis.
     pub bytes_held: u64,
+    /// The channel's budget in bytes.
     pub limit: u64,
+    /// Every receiver or worker that joined.
     pub receivers: Vec<ReceiverStatus>,
+    /// Files given up on.
     pub parked: Vec<ParkedFile>,
 }
 
 /// One receiver (or worker) of a channel.
 #[derive(Debug, Serialize)]
 pub struct ReceiverStatus {
+    /// Its `--id`.
     pub id: String,
+    /// Files it acknowledged.
     pub files_done: u64,
+    /// Bytes of the files it acknowledged.
     pub bytes_done: u64,
+    /// Files it parked.
     pub files_parked: u64,
     /// Lines the aggregation job could not parse.
     pub lines_unparsed: u64,
     /// Broadcast: files announced that it has not finished yet.
     pub files_behind: Option<u64>,
+    /// The last file it acknowledged.
     pub last_file: Option<String>,
 }
 
 /// A file given up on.
 #[derive(Debug, Serialize)]
 pub struct ParkedFile {
+    /// The file's name.
     pub file: String,
+    /// Who gave up on it.
     pub receiver: String,
+    /// Why, as the last failure said.
     pub reason: String,
 }
 
