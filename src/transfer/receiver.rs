@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,7 +115,7 @@ impl FileSource for Receiver {
         }
         loop {
             if !self.pending_done {
-                match self.read("0", None).await? {
+                match self.read("0", None).await?.0 {
                     Some(entry) => {
                         if let Some(file) = self.handle(&entry).await? {
                             return Ok(Some(file));
@@ -133,7 +133,14 @@ impl FileSource for Receiver {
                 Audience::Workers => BLOCK.min(self.options.claim_after / 2),
                 Audience::Broadcast(_) => BLOCK,
             };
-            match self.read(">", Some(block)).await? {
+            let (entry, retried) = self.read(">", Some(block)).await?;
+            if retried {
+                // Entries a lost reply delivered are pending now: read them
+                // from there, oldest first, this one included.
+                self.pending_done = false;
+                continue;
+            }
+            match entry {
                 Some(entry) => {
                     if let Some(file) = self.handle(&entry).await? {
                         return Ok(Some(file));
@@ -314,8 +321,15 @@ impl Receiver {
     }
 
     /// Reads one announcement from our group: `0` for our own pending ones,
-    /// `>` for new ones (blocking up to `block`).
-    async fn read(&self, from: &'static str, block: Option<Duration>) -> Result<Option<StreamId>> {
+    /// `>` for new ones (blocking up to `block`). Also tells whether the
+    /// read had to be retried: a `>` read whose reply was lost with a
+    /// connection still delivered its entry, which now waits among our
+    /// pending ones and must be handled before anything newer.
+    async fn read(
+        &self,
+        from: &'static str,
+        block: Option<Duration>,
+    ) -> Result<(Option<StreamId>, bool)> {
         let group = self
             .audience
             .as_ref()
@@ -335,15 +349,22 @@ impl Receiver {
             .arg("STREAMS")
             .arg(self.channel.keys.files())
             .arg(from);
+        let attempts = AtomicU32::new(0);
+        let step = |mut con: redis::aio::ConnectionManager| {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let command = &command;
+            async move { command.query_async(&mut con).await }
+        };
         let redis = &self.channel.redis;
         let reply: Option<StreamReadReply> = if block.is_some() {
-            redis.query_blocking("waiting for files", &command).await?
+            redis.retry_blocking("waiting for files", step).await?
         } else {
-            redis.query("reading announcements", &command).await?
+            redis.retry("reading announcements", step).await?
         };
-        Ok(reply
+        let entry = reply
             .and_then(|r| r.keys.into_iter().next())
-            .and_then(|k| k.ids.into_iter().next()))
+            .and_then(|k| k.ids.into_iter().next());
+        Ok((entry, attempts.into_inner() > 1))
     }
 
     /// Turns an announcement into a file to process, or handles it here
