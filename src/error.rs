@@ -128,6 +128,17 @@ pub enum Error {
         existing: String,
     },
 
+    /// Redis may evict our keys when memory runs short.
+    #[error(
+        "Redis at {url} has maxmemory-policy {policy}, which may evict chunks of files in flight and lose them; set `maxmemory-policy noeviction` (or a volatile-* policy), or pass --allow-eviction to accept that risk"
+    )]
+    EvictionPolicy {
+        /// The URL, password masked.
+        url: String,
+        /// The policy Redis reported.
+        policy: String,
+    },
+
     /// A file's data did not arrive intact.
     #[error("file {name:?}: {reason}; it was not acknowledged")]
     Corrupt {

@@ -843,3 +843,59 @@ fn a_sender_facing_an_out_of_memory_redis_waits_says_why_and_finishes_once_there
     assert!(stderr.contains("Redis is out of memory"), "{stderr}");
     assert_same_tree(&source, &out);
 }
+
+#[test]
+fn a_redis_that_may_evict_our_keys_is_refused_up_front_unless_allowed() {
+    let server = Server::with(LocalRedisOptions {
+        maxmemory: Some(64 << 20),
+        maxmemory_policy: Some("allkeys-lru".into()),
+        ..LocalRedisOptions::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "a.log", &noise(100_000, 1));
+    let send = || {
+        let mut command = server.command();
+        command
+            .args(["send", "--channel", "ev", "--receivers", "1"])
+            .arg(&source);
+        command
+    };
+    let line = failed_with_one_line(&run(&mut send(), T));
+    assert!(
+        line.contains("maxmemory-policy allkeys-lru") && line.contains("--allow-eviction"),
+        "{line}"
+    );
+    let out = work.path().join("out");
+    let receive = run(
+        server
+            .command()
+            .args(["receive", "--channel", "ev", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    );
+    let line = failed_with_one_line(&receive);
+    assert!(line.contains("allkeys-lru"), "{line}");
+    let written = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(server.keys("*"));
+    assert!(written.is_empty(), "refused runs wrote {written:?}");
+
+    let receiver = spawn(
+        server
+            .command()
+            .args([
+                "receive",
+                "--channel",
+                "ev",
+                "--id",
+                "0",
+                "--allow-eviction",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    succeeded(&run(send().arg("--allow-eviction"), T));
+    succeeded(&wait(receiver, T));
+    assert_same_tree(&source, &out);
+}

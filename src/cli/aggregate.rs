@@ -31,6 +31,7 @@ pub async fn run(url: &str, prefix: &str, args: AggregateArgs) -> Result<()> {
             receive.prefix = prefix.to_owned();
             receive.follow = args.follow;
             receive.claim_after = args.claim_after;
+            receive.allow_eviction = args.allow_eviction;
             let files = Receiver::connect(url, receive).await?;
             count(&redis, files, &options, args.protocol).await
         }

@@ -93,6 +93,9 @@ pub struct SendArgs {
     /// Files, directories (sent recursively, named relative to the directory) or `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Work even when Redis' maxmemory-policy may evict our keys (allkeys-*), which can lose files.
+    #[arg(long)]
+    pub allow_eviction: bool,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +128,9 @@ pub struct ReceiveArgs {
     /// Work queue: give a silent worker's file to another worker after this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub claim_after: Duration,
+    /// Work even when Redis' maxmemory-policy may evict our keys (allkeys-*), which can lose files.
+    #[arg(long)]
+    pub allow_eviction: bool,
 }
 
 /// Which wire format a channel speaks.
@@ -162,6 +168,9 @@ pub struct AggregateArgs {
     /// Work queue: give a silent worker's file to another worker after this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub claim_after: Duration,
+    /// Work even when Redis' maxmemory-policy may evict our keys (allkeys-*), which can lose files.
+    #[arg(long)]
+    pub allow_eviction: bool,
 }
 
 #[derive(Debug, Args)]

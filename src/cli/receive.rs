@@ -28,6 +28,7 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Res
             options.prefix = prefix.to_owned();
             options.follow = args.follow;
             options.claim_after = args.claim_after;
+            options.allow_eviction = args.allow_eviction;
             let files = Receiver::connect(url, options).await?;
             receive_all(files, &sink, quiet, &args).await
         }

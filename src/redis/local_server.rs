@@ -14,6 +14,8 @@ pub struct LocalRedisOptions {
     pub persistent: bool,
     /// `maxmemory` in bytes, if any.
     pub maxmemory: Option<u64>,
+    /// `maxmemory-policy` with `maxmemory`; `noeviction` unless given.
+    pub maxmemory_policy: Option<String>,
     /// Require this password.
     pub password: Option<String>,
     /// Also listen on a unix socket in the server's directory.
@@ -71,7 +73,12 @@ impl LocalRedis {
                 .arg("--maxmemory")
                 .arg(bytes.to_string())
                 .arg("--maxmemory-policy")
-                .arg("noeviction");
+                .arg(
+                    self.options
+                        .maxmemory_policy
+                        .as_deref()
+                        .unwrap_or("noeviction"),
+                );
         }
         if self.options.unix_socket {
             command

@@ -164,20 +164,48 @@ impl Redis {
 
     /// Redis' `maxmemory` in bytes, or `None` when unlimited or not readable.
     pub async fn maxmemory(&self) -> Result<Option<u64>> {
+        Ok(self
+            .memory_info("maxmemory")
+            .await?
+            .and_then(|value| value.parse::<u64>().ok())
+            .filter(|&bytes| bytes > 0))
+    }
+
+    /// Refuses a Redis whose `maxmemory-policy` may evict keys without an
+    /// expiry (`allkeys-*`), as ours are: an evicted chunk is a file lost
+    /// in flight. `volatile-*` policies only evict keys with an expiry, so
+    /// they are as safe as `noeviction`. A policy we may not read (no
+    /// `INFO` permission) is trusted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EvictionPolicy`] for an `allkeys-*` policy.
+    pub async fn refuse_eviction(&self) -> Result<()> {
+        match self.memory_info("maxmemory_policy").await? {
+            Some(policy) if policy.starts_with("allkeys-") => Err(Error::EvictionPolicy {
+                url: self.url.clone(),
+                policy,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// One field of `INFO memory`, or `None` when absent or not readable.
+    async fn memory_info(&self, field: &str) -> Result<Option<String>> {
         let info: String = match self
             .query("INFO memory", redis::cmd("INFO").arg("memory"))
             .await
         {
             Ok(info) => info,
-            // An ACL user without INFO: we cannot know, so trust --limit.
+            // An ACL user without INFO: we cannot know.
             Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => return Ok(None),
             Err(error) => return Err(error),
         };
-        Ok(info
-            .lines()
-            .find_map(|line| line.strip_prefix("maxmemory:"))
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .filter(|&bytes| bytes > 0))
+        Ok(info.lines().find_map(|line| {
+            line.strip_prefix(field)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(|value| value.trim().to_owned())
+        }))
     }
 }
 

@@ -50,6 +50,9 @@ pub struct ReceiveOptions {
     /// Work queue: how long a worker may stay silent before its file is
     /// given to another.
     pub claim_after: Duration,
+    /// Work with a Redis whose `maxmemory-policy` may evict our keys
+    /// (`allkeys-*`), which can lose files in flight.
+    pub allow_eviction: bool,
 }
 
 impl ReceiveOptions {
@@ -61,6 +64,7 @@ impl ReceiveOptions {
             id: id.into(),
             follow: false,
             claim_after: Duration::from_secs(30),
+            allow_eviction: false,
         }
     }
 }
@@ -87,6 +91,9 @@ impl Receiver {
         names::check_prefix(&options.prefix)?;
         names::check_channel_name(&options.id)?;
         let redis = Redis::connect(url).await?;
+        if !options.allow_eviction {
+            redis.refuse_eviction().await?;
+        }
         let keys = Keys::new(&options.prefix, &options.channel);
         Ok(Receiver {
             channel: Channel::new(redis, keys),

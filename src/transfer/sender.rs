@@ -42,6 +42,9 @@ pub struct SendOptions {
     pub limit: u64,
     /// Bytes per chunk key.
     pub chunk_size: u64,
+    /// Work with a Redis whose `maxmemory-policy` may evict our keys
+    /// (`allkeys-*`), which can lose files in flight.
+    pub allow_eviction: bool,
 }
 
 impl SendOptions {
@@ -53,6 +56,7 @@ impl SendOptions {
             audience,
             limit: DEFAULT_LIMIT,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            allow_eviction: false,
         }
     }
 }
@@ -107,6 +111,9 @@ impl Sender {
             return Err(Error::Usage("--chunk-size must be at least 1 byte".into()));
         }
         let redis = Redis::connect(url).await?;
+        if !options.allow_eviction {
+            redis.refuse_eviction().await?;
+        }
         let limit = match redis.maxmemory().await? {
             Some(max) if options.limit > max / 2 => {
                 tracing::info!(
