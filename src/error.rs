@@ -139,6 +139,18 @@ pub enum Error {
         policy: String,
     },
 
+    /// A file changed (size or modification time) while it was being sent.
+    #[error(
+        "{}: {reason} while it was being sent; its upload was abandoned (send it again once it is stable)",
+        path.display()
+    )]
+    SourceChanged {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        reason: String,
+    },
+
     /// A file's data did not arrive intact.
     #[error("file {name:?}: {reason}; it was not acknowledged")]
     Corrupt {

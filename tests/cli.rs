@@ -899,3 +899,51 @@ fn a_redis_that_may_evict_our_keys_is_refused_up_front_unless_allowed() {
     succeeded(&wait(receiver, T));
     assert_same_tree(&source, &out);
 }
+
+#[test]
+fn a_source_cut_short_while_it_is_sent_is_abandoned_not_delivered_short() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    let path = write(&source, "growing.log", &noise(1 << 20, 3));
+    // No receiver yet and a small budget: the sender stalls after a few
+    // chunks, and the file is cut while it waits.
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "cut", "--receivers", "1"])
+            .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
+            .arg(&source),
+    );
+    wait_for_status(&server, "cut", "the sender to fill the budget", |s| {
+        s["bytes_held"].as_u64() == Some(64 << 10)
+    });
+    std::fs::write(&path, noise(100_000, 4)).unwrap();
+    let out = work.path().join("out");
+    let receiver = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", "cut", "--id", "0", "--out"])
+            .arg(&out),
+    );
+    let line = failed_with_one_line(&wait(sender, T));
+    assert!(
+        line.contains("growing.log") && line.contains("size changed"),
+        "{line}"
+    );
+    // Sent again once stable: the receiver gets the file as it is now.
+    succeeded(&run(
+        server
+            .command()
+            .args(["send", "--channel", "cut", "--receivers", "1"])
+            .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
+            .arg(&source),
+        T,
+    ));
+    let stderr = succeeded(&wait(receiver, T));
+    assert!(stderr.contains("abandoned"), "{stderr}");
+    assert_eq!(
+        std::fs::read(out.join("growing.log")).unwrap(),
+        noise(100_000, 4)
+    );
+}

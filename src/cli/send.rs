@@ -128,6 +128,11 @@ async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<(
                         path.display()
                     );
                 }
+                Err(error @ Error::SourceChanged { .. }) => {
+                    // Not remembered: sent again once it has settled.
+                    tracing::warn!("{error}");
+                    continue;
+                }
                 Err(error @ Error::HostileName { .. }) => {
                     tracing::warn!("{error}; skipping it");
                     refused.insert(input.name.clone());

@@ -315,6 +315,21 @@ return {}
     )
 });
 
+/// Abandons an upload whose source changed while it was read: receivers
+/// reading it stop with the reason, and its chunks are reclaimed.
+/// KEYS: meta. ARGV: base, fid, reason. Returns 1 when aborted now, 0 when
+/// it was no longer being uploaded.
+pub(crate) static ABORT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+if redis.call('HGET', base .. 'f:' .. ARGV[2], 'state') ~= 'uploading' then return 0 end
+abort(meta, base, ARGV[2], ARGV[3])
+return 1
+"#,
+    )
+});
+
 /// Announces a file, or finds the announcement a previous run made.
 /// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size, acks needed.
 /// Returns `{fid, state, published, chunk size}` where state is `new`,

@@ -226,18 +226,35 @@ impl Sender {
         }
         let (chunks, incoming) = mpsc::channel(2);
         let chunk_size = announced.chunk_size;
+        let expected = Snapshot::of(&metadata);
+        let owned_path = path.to_owned();
         let reading = AbortOnDrop(tokio::task::spawn_blocking(move || {
-            read_file_chunks(file, chunk_size, chunks)
+            read_file_chunks(file, &owned_path, size, expected, chunk_size, chunks)
         }));
-        let bytes = self
+        let uploaded = self
             .upload(&announced, name, incoming, hasher, size)
             .await
             .map_err(|e| match e {
-                Error::Io { source, .. } => Error::io(path, source),
+                Error::Io { source, .. } => match source.downcast::<Error>() {
+                    Ok(ours) => ours,
+                    Err(source) => Error::io(path, source),
+                },
                 other => other,
-            })?;
+            });
         drop(reading);
-        Ok(Sent::Uploaded { bytes })
+        if let Err(Error::SourceChanged { reason, .. }) = &uploaded {
+            self.channel
+                .run::<i64>(
+                    "abandoning an upload",
+                    &protocol::ABORT,
+                    &[
+                        announced.fid.to_string(),
+                        format!("the source changed while it was read: {reason}"),
+                    ],
+                )
+                .await?;
+        }
+        Ok(Sent::Uploaded { bytes: uploaded? })
     }
 
     /// Sends everything `reader` yields under `name`. A stream cannot be
@@ -517,20 +534,75 @@ impl Sender {
 
 /// Reads a file in chunks on a blocking thread: plain reads straight into
 /// each chunk's buffer, without the extra copy `tokio::fs` makes.
-fn read_file_chunks(file: std::fs::File, size: u64, out: mpsc::Sender<std::io::Result<Bytes>>) {
+fn read_file_chunks(
+    file: std::fs::File,
+    path: &Path,
+    offset: u64,
+    expected: Snapshot,
+    size: u64,
+    out: mpsc::Sender<std::io::Result<Bytes>>,
+) {
     let mut file = file;
+    let mut total = offset;
     loop {
         let mut buffer = Vec::with_capacity(size as usize);
         if let Err(error) = (&mut file).take(size).read_to_end(&mut buffer) {
             let _ = out.blocking_send(Err(error));
             return;
         }
+        total += buffer.len() as u64;
         let last = (buffer.len() as u64) < size;
+        if last && let Some(reason) = expected.changed(&file, total) {
+            // Before the last chunk goes out: a file cut short or grown
+            // while read must not be finished as if it were whole.
+            let error = Error::SourceChanged {
+                path: path.to_owned(),
+                reason,
+            };
+            let _ = out.blocking_send(Err(std::io::Error::other(error)));
+            return;
+        }
         if !buffer.is_empty() && out.blocking_send(Ok(Bytes::from(buffer))).is_err() {
             return;
         }
         if last {
             return;
+        }
+    }
+}
+
+/// What a file looked like when it was opened, to tell whether it changed
+/// while it was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Snapshot {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Snapshot {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        Snapshot {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        }
+    }
+
+    /// Why `file`, read to its end after `read` bytes, is no longer the
+    /// file that was opened, if it is not.
+    fn changed(&self, file: &std::fs::File, read: u64) -> Option<String> {
+        let now = match file.metadata() {
+            Ok(metadata) => Snapshot::of(&metadata),
+            Err(error) => return Some(format!("it could not be checked ({error})")),
+        };
+        if read != self.len || now.len != self.len {
+            Some(format!(
+                "its size changed from {} to {} bytes ({read} read)",
+                self.len, now.len
+            ))
+        } else if now.modified != self.modified {
+            Some("it was modified".to_owned())
+        } else {
+            None
         }
     }
 }
