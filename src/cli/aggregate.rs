@@ -16,12 +16,14 @@ pub async fn run(url: &str, prefix: &str, args: AggregateArgs) -> Result<()> {
         format: args.log_format,
         table_files: args.table.clone(),
     };
-    let redis = Redis::connect(url).await?;
-    match args.protocol {
-        Protocol::Classic if args.follow => Err(Error::Usage(
+    if args.protocol == Protocol::Classic && args.follow {
+        return Err(Error::Usage(
             "--protocol classic does not support --follow (the book's receivers stop at `:done`)"
                 .into(),
-        )),
+        ));
+    }
+    let redis = Redis::connect(url).await?;
+    match args.protocol {
         Protocol::Classic => {
             let files = ClassicReceiver::connect(url, &args.channel, &args.id).await?;
             count(&redis, files, &options, args.protocol).await

@@ -1,11 +1,12 @@
-//! How a sender reports its progress without tying the library to a
-//! display: the command line draws a bar from it, a service might export
-//! a metric.
+//! How senders and receivers report their progress without tying the
+//! library to a display: the command line draws a bar from it, a service
+//! might export a metric.
 
-/// Told how many bytes a sender has stored in Redis so far, a batch at a
-/// time. Any `Fn(u64)` closure is one.
+/// Told how many bytes were moved so far, a batch at a time: stored in
+/// Redis by a sender, or processed by [`crate::Sink::receive_all`]. Any
+/// `Fn(u64)` closure is one.
 pub trait Progress: Send + Sync {
-    /// `bytes` more of the input were stored.
+    /// `bytes` more were moved.
     fn advance(&self, bytes: u64);
 }
 

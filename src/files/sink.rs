@@ -62,7 +62,9 @@ impl Sink {
                     let shown = error.to_string();
                     match files.fail(file, error).await? {
                         Failure::WillRetry => tracing::warn!("{shown}; will try again"),
-                        Failure::Parked => tracing::error!("{shown}; parked"),
+                        Failure::Parked => {
+                            tracing::error!("{shown}; parked after repeated failures")
+                        }
                     }
                 }
             }

@@ -316,8 +316,11 @@ pub async fn run<S: FileSource>(
         let counts = match FileCounts::count_file(&mut file, &table, options.format).await {
             Ok(counts) => counts,
             Err(error) => {
-                tracing::warn!("{error}");
+                // Said only once the source recorded it: a source that
+                // cannot (the book's) returns the error, shown by the caller.
+                let shown = error.to_string();
                 files.fail(file, error).await?;
+                tracing::warn!("{shown}");
                 continue;
             }
         };

@@ -275,7 +275,7 @@ pub fn is_transient(error: &RedisError) -> bool {
 }
 
 /// Whether Redis refused a write because it reached `maxmemory`.
-pub fn is_out_of_memory(error: &RedisError) -> bool {
+pub(crate) fn is_out_of_memory(error: &RedisError) -> bool {
     error.code() == Some("OOM")
 }
 
@@ -297,7 +297,7 @@ fn connect_error(url: &str, source: RedisError) -> Error {
 
 /// Removes passwords from a URL so it can be printed: the `user:pass@`
 /// part and `pass`/`password` query parameters (as `unix://` URLs use).
-pub fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     let (address, query) = match url.split_once('?') {
         Some((address, query)) => (address, Some(query)),
         None => (url, None),
