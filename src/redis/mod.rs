@@ -3,15 +3,17 @@
 //! Two multiplexed connections per party: one for ordinary commands, which
 //! redis-rs pipelines for us, and one for blocking reads (`XREAD BLOCK`),
 //! because a blocked command stalls every command queued behind it on the
-//! same connection. Both reconnect on their own ([`ConnectionManager`]); what
-//! this module adds is a loop that retries a failed idempotent step with
-//! exponential backoff until Redis is back, so a Redis restart pauses a
-//! transfer instead of ending it.
+//! same connection. A step that fails for a transient reason (a dropped
+//! connection, a timeout) is retried with exponential backoff on a fresh
+//! connection until Redis is back, so a Redis restart or a flaky network
+//! pauses a transfer instead of ending it.
 
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 
 use crate::error::{Error, Result};
@@ -24,15 +26,86 @@ pub use local_server::{LocalRedis, LocalRedisOptions};
 /// Kept well below the blocking connection's response timeout.
 pub const BLOCK: Duration = Duration::from_secs(2);
 
+/// How long opening a connection may take, handshake included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long opening retries connections cut during their setup.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
 /// How long we keep retrying while Redis is unreachable before giving up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 /// A pair of connections to one Redis server and the URL they came from.
 #[derive(Clone)]
 pub struct Redis {
-    commands: ConnectionManager,
-    blocking: ConnectionManager,
+    commands: Arc<Healing>,
+    blocking: Arc<Healing>,
     url: String,
+}
+
+/// One multiplexed connection that the retry loop replaces after a
+/// transient failure. We reconnect ourselves instead of using redis-rs'
+/// `ConnectionManager`, whose reconnection could hang for good when the
+/// new connection was cut during its handshake (seen with connections
+/// killed every few hundred ms): every later command then waited on it.
+struct Healing {
+    /// The connection, and how many times it was replaced: a task that
+    /// saw generation `g` fail replaces it only if it is still `g`, so
+    /// tasks failing together open one new connection, not one each.
+    current: RwLock<(MultiplexedConnection, u64)>,
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+}
+
+impl Healing {
+    async fn open(
+        client: &redis::Client,
+        config: AsyncConnectionConfig,
+    ) -> redis::RedisResult<Self> {
+        let connection = connect(client, &config).await?;
+        Ok(Healing {
+            current: RwLock::new((connection, 0)),
+            client: client.clone(),
+            config,
+        })
+    }
+
+    fn get(&self) -> (MultiplexedConnection, u64) {
+        self.current.read().expect("not poisoned").clone()
+    }
+
+    /// Replaces generation `failed` with a fresh connection, if one can be
+    /// made now; otherwise the old one stays and retrying goes on.
+    async fn renew(&self, failed: u64) {
+        if self.get().1 != failed {
+            return; // another task renewed it already
+        }
+        match connect(&self.client, &self.config).await {
+            Ok(fresh) => {
+                let mut current = self.current.write().expect("not poisoned");
+                if current.1 == failed {
+                    *current = (fresh, failed + 1);
+                }
+            }
+            Err(error) => tracing::debug!("could not open a fresh connection yet: {error}"),
+        }
+    }
+}
+
+/// Opens a connection, giving up after the configured connection timeout
+/// (and a margin) even if the handshake itself stalls.
+async fn connect(
+    client: &redis::Client,
+    config: &AsyncConnectionConfig,
+) -> redis::RedisResult<MultiplexedConnection> {
+    let opening = client.get_multiplexed_async_connection_with_config(config);
+    match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), opening).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting took too long",
+        ))),
+    }
 }
 
 impl Redis {
@@ -48,56 +121,57 @@ impl Redis {
             url: shown.clone(),
             reason: e.to_string(),
         })?;
-        let base = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let open = |config: ConnectionManagerConfig| {
-            let client = client.clone();
-            let shown = shown.clone();
-            async move {
-                ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map_err(|source| connect_error(&shown, source))
+        let started = Instant::now();
+        loop {
+            match Self::open(&client, &shown).await {
+                Ok(redis) => return Ok(redis),
+                // A connection cut while it was being set up says nothing
+                // about the server (a proxy restarting, a killed client):
+                // try again for a while. A refused one fails at once.
+                Err(source)
+                    if source.is_connection_dropped()
+                        && !source.is_connection_refusal()
+                        && started.elapsed() < CONNECT_PATIENCE =>
+                {
+                    tracing::debug!("connection to {shown} cut while opening ({source}); again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(source) => return Err(connect_error(&shown, source)),
             }
-        };
-        let commands = open(
+        }
+    }
+
+    /// Opens both connections and checks the credentials with a PING.
+    async fn open(client: &redis::Client, shown: &str) -> redis::RedisResult<Self> {
+        let base = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let commands = Healing::open(
+            client,
             base.clone()
                 .set_response_timeout(Some(Duration::from_secs(60))),
         )
         .await?;
-        let blocking =
-            open(base.set_response_timeout(Some(BLOCK + Duration::from_secs(10)))).await?;
-        let redis = Redis {
-            commands,
-            blocking,
-            url: shown,
-        };
+        let blocking = Healing::open(
+            client,
+            base.set_response_timeout(Some(BLOCK + Duration::from_secs(10))),
+        )
+        .await?;
         // A wrong password may only show on the first command.
-        let mut con = redis.commands.clone();
-        let _: String = redis::cmd("PING")
-            .query_async(&mut con)
-            .await
-            .map_err(|source| connect_error(&redis.url, source))?;
-        Ok(redis)
+        let mut con = commands.get().0;
+        let _: String = redis::cmd("PING").query_async(&mut con).await?;
+        Ok(Redis {
+            commands: Arc::new(commands),
+            blocking: Arc::new(blocking),
+            url: shown.to_owned(),
+        })
     }
 
     /// Runs an idempotent step, retrying transient failures with backoff.
     pub async fn retry<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
     where
-        F: FnMut(ConnectionManager) -> Fut,
+        F: FnMut(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         retry_on(&self.commands, what, step).await
-    }
-
-    /// Like [`Redis::retry`], on the connection reserved for blocking reads.
-    pub async fn retry_blocking<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
-    where
-        F: FnMut(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
-        retry_on(&self.blocking, what, step).await
     }
 
     /// Sends one command with [`Redis::retry`]. Most steps are a single
@@ -111,16 +185,28 @@ impl Redis {
         .await
     }
 
-    /// Like [`Redis::query`], on the connection reserved for blocking reads.
-    pub async fn query_blocking<T: FromRedisValue>(
+    /// Sends a blocking read (`XREAD BLOCK`, `XREADGROUP BLOCK`) once, on
+    /// the connection reserved for them. `None` means the wait was cut
+    /// short (a dropped connection, a timeout): the connection is renewed,
+    /// and the caller looks around and waits again, as after a block that
+    /// timed out. Retrying the same long block instead could never finish
+    /// where connections live shorter than a block (a flaky proxy).
+    pub async fn wait<T: FromRedisValue>(
         &self,
         what: &'static str,
         command: &Cmd,
-    ) -> Result<T> {
-        self.retry_blocking(what, |mut con| async move {
-            command.query_async(&mut con).await
-        })
-        .await
+    ) -> Result<Option<T>> {
+        let (mut connection, generation) = self.blocking.get();
+        match command.query_async(&mut connection).await {
+            Ok(value) => Ok(Some(value)),
+            Err(source) if is_transient(&source) => {
+                tracing::debug!("{what} was cut short: {source}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.blocking.renew(generation).await;
+                Ok(None)
+            }
+            Err(source) => Err(Error::Redis { what, source }),
+        }
     }
 
     /// Like [`Redis::query`], for a pipeline: its commands travel together,
@@ -209,16 +295,17 @@ impl Redis {
     }
 }
 
-async fn retry_on<T, F, Fut>(con: &ConnectionManager, what: &'static str, mut step: F) -> Result<T>
+async fn retry_on<T, F, Fut>(con: &Healing, what: &'static str, mut step: F) -> Result<T>
 where
-    F: FnMut(ConnectionManager) -> Fut,
+    F: FnMut(MultiplexedConnection) -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
 {
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     let mut warned = false;
     loop {
-        match step(con.clone()).await {
+        let (connection, generation) = con.get();
+        match step(connection).await {
             Ok(value) => {
                 if warned {
                     tracing::info!("Redis is back; {what} goes on");
@@ -245,6 +332,12 @@ where
                     tracing::warn!("Redis connection problem during {what}: {source}; retrying");
                     warned = true;
                 }
+                // Renewed after the pause, so the next attempt uses a
+                // connection as young as possible.
+                tokio::time::sleep(delay).await;
+                con.renew(generation).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
             }
             Err(source) => return Err(Error::Redis { what, source }),
         }

@@ -120,6 +120,11 @@ impl FileSource for Receiver {
                 return Ok(Some(file));
             }
         }
+        // Whether the last wait was cut short: the next look is then a
+        // quick one, which completes even where connections die younger
+        // than a blocking read lasts, and whose empty answer, unlike a cut
+        // wait's, proves that nothing new is waiting.
+        let mut cut_short = false;
         loop {
             if !self.pending_done {
                 match self.read("0", None).await?.0 {
@@ -140,10 +145,11 @@ impl FileSource for Receiver {
                 Audience::Workers => BLOCK.min(self.options.claim_after / 2),
                 Audience::Broadcast(_) => BLOCK,
             };
-            let (entry, retried) = self.read(">", Some(block)).await?;
-            if retried {
-                // Entries a lost reply delivered are pending now: read them
-                // from there, oldest first, this one included.
+            let (entry, cut) = self.read(">", (!cut_short).then_some(block)).await?;
+            cut_short = cut;
+            if cut {
+                // An entry a lost reply delivered is pending now: read
+                // pending entries first, oldest first.
                 self.pending_done = false;
                 continue;
             }
@@ -286,7 +292,7 @@ impl Receiver {
             );
             self.channel
                 .redis
-                .query_blocking::<redis::Value>(
+                .wait::<redis::Value>(
                     "waiting for the channel",
                     redis::cmd("XREAD")
                         .arg("BLOCK")
@@ -329,9 +335,10 @@ impl Receiver {
 
     /// Reads one announcement from our group: `0` for our own pending ones,
     /// `>` for new ones (blocking up to `block`). Also tells whether the
-    /// read had to be retried: a `>` read whose reply was lost with a
-    /// connection still delivered its entry, which now waits among our
-    /// pending ones and must be handled before anything newer.
+    /// read was cut short (a wait) or had to be retried: a read whose reply
+    /// was lost with a connection may still have delivered an entry, which
+    /// then waits among our pending ones and must be handled before
+    /// anything newer.
     async fn read(
         &self,
         from: &'static str,
@@ -356,22 +363,27 @@ impl Receiver {
             .arg("STREAMS")
             .arg(self.channel.keys.files())
             .arg(from);
-        let attempts = AtomicU32::new(0);
-        let step = |mut con: redis::aio::ConnectionManager| {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            let command = &command;
-            async move { command.query_async(&mut con).await }
-        };
         let redis = &self.channel.redis;
-        let reply: Option<StreamReadReply> = if block.is_some() {
-            redis.retry_blocking("waiting for files", step).await?
+        let (reply, cut): (Option<StreamReadReply>, bool) = if block.is_some() {
+            match redis.wait("waiting for files", &command).await? {
+                Some(reply) => (reply, false),
+                None => (None, true),
+            }
         } else {
-            redis.retry("reading announcements", step).await?
+            let attempts = AtomicU32::new(0);
+            let reply = redis
+                .retry("reading announcements", |mut con| {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    let command = &command;
+                    async move { command.query_async(&mut con).await }
+                })
+                .await?;
+            (reply, attempts.into_inner() > 1)
         };
         let entry = reply
             .and_then(|r| r.keys.into_iter().next())
             .and_then(|k| k.ids.into_iter().next());
-        Ok((entry, attempts.into_inner() > 1))
+        Ok((entry, cut))
     }
 
     /// Turns an announcement into a file to process, or handles it here
@@ -749,7 +761,7 @@ impl Fetch {
             .arg(&progress.last_id);
         let redis = &self.channel.redis;
         let reply: Option<StreamReadReply> = if block.is_some() {
-            redis.query_blocking("waiting for chunks", &command).await?
+            redis.wait("waiting for chunks", &command).await?.flatten()
         } else {
             redis.query("reading the upload log", &command).await?
         };

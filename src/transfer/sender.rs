@@ -516,7 +516,7 @@ impl Sender {
     async fn wait_for_event(&self, last_event: &str) -> Result<()> {
         self.channel
             .redis
-            .query_blocking::<redis::Value>(
+            .wait::<redis::Value>(
                 "waiting for receivers",
                 redis::cmd("XREAD")
                     .arg("COUNT")
