@@ -160,6 +160,32 @@ pub enum Error {
         reason: String,
     },
 
+    /// The output files go to is broken, so every file would fail the same
+    /// way: nothing is acknowledged or counted as a failure of the file.
+    #[error(
+        "{output}: {reason}; stopped without acknowledging or parking anything (fix it, then run the same command again)"
+    )]
+    Sink {
+        /// The output: stdout, a path, or the command.
+        output: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The work finished, but files failed repeatedly and were parked: not
+    /// everyone who needed them got them. The binary exits with 3.
+    #[error(
+        "{count} files failed repeatedly and were parked{detail}; see `redistribute status --channel {channel}`"
+    )]
+    FilesParked {
+        /// The channel.
+        channel: String,
+        /// How many files.
+        count: u64,
+        /// Which files and by whom, when known (`: a.log (receiver 2: why)`).
+        detail: String,
+    },
+
     /// Processing a file failed on the receiving side.
     #[error("file {name:?}: {reason}")]
     Processing {

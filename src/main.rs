@@ -42,7 +42,12 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("redistribute: {error}");
-            std::process::ExitCode::FAILURE
+            match error {
+                // Done, but not everything was delivered: distinct, so a
+                // cron job can tell it from a failure to run.
+                redistribute::Error::FilesParked { .. } => std::process::ExitCode::from(3),
+                _ => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -343,7 +343,10 @@ fn a_hostile_name_written_into_redis_is_refused_by_the_receiver() {
     );
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status[0]["parked"][0]["file"], "../../escaped");
-    succeeded(&wait(sender, T));
+    // The sender finishes, and reports the file that was set aside.
+    let sent = wait(sender, T);
+    assert_eq!(sent.status.code(), Some(3), "{sent:?}");
+    assert!(last_line_of_failure(&sent).contains("../../escaped (by 0: "));
 }
 
 #[test]
@@ -532,7 +535,11 @@ fn a_file_that_fails_three_times_is_parked_and_reported_not_retried_forever() {
             .contains("1 files failed repeatedly and were parked"),
         "{stderr}"
     );
-    succeeded(&wait(sender, T));
+    // The sender finishes, and says which file was parked by whom.
+    let sent = wait(sender, T);
+    assert_eq!(sent.status.code(), Some(3), "{sent:?}");
+    let line = last_line_of_failure(&sent);
+    assert!(line.contains("poison (by w: "), "{line}");
     let tries = std::fs::read_to_string(tries).unwrap();
     assert_eq!(
         tries.lines().filter(|l| *l == "poison").count(),
@@ -946,4 +953,122 @@ fn a_source_cut_short_while_it_is_sent_is_abandoned_not_delivered_short() {
         std::fs::read(out.join("growing.log")).unwrap(),
         noise(100_000, 4)
     );
+}
+
+/// Starts a broadcast of `source` to receiver `0` on channel `channel`.
+fn send_to_one(server: &Server, channel: &str, source: &std::path::Path) -> Child {
+    spawn(
+        server
+            .command()
+            .args(["send", "--channel", channel, "--receivers", "1"])
+            .arg(source),
+    )
+}
+
+/// After a broken sink: nothing was parked or acknowledged, and a receiver
+/// with a working output gets every file.
+fn nothing_lost_after_a_broken_sink(
+    server: &Server,
+    channel: &str,
+    source: &std::path::Path,
+    sender: Child,
+) {
+    let out = tempfile::tempdir().unwrap();
+    succeeded(&run(
+        server
+            .command()
+            .args(["receive", "--channel", channel, "--id", "0", "--out"])
+            .arg(out.path()),
+        T,
+    ));
+    succeeded(&wait(sender, T));
+    assert_same_tree(source, out.path());
+}
+
+#[test]
+fn a_closed_stdout_stops_the_receiver_and_loses_nothing() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..4 {
+        write(&source, &format!("f{i}"), &noise(300_000, i));
+    }
+    let sender = send_to_one(&server, "pipe", &source);
+    // `receive --stdout | head -c 1000`: the reader goes away early.
+    let mut receiver =
+        spawn(
+            server
+                .command()
+                .args(["receive", "--channel", "pipe", "--id", "0", "--stdout"]),
+        );
+    let mut head = [0u8; 1000];
+    std::io::Read::read_exact(receiver.stdout.as_mut().unwrap(), &mut head).unwrap();
+    drop(receiver.stdout.take());
+    let line = failed_with_one_line(&wait(receiver, T));
+    assert!(
+        line.contains("stdout") && line.contains("parking anything"),
+        "{line}"
+    );
+    nothing_lost_after_a_broken_sink(&server, "pipe", &source, sender);
+}
+
+#[test]
+fn a_command_that_does_not_exist_stops_the_receiver_and_loses_nothing() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..3 {
+        write(&source, &format!("f{i}"), &noise(10_000, i));
+    }
+    let sender = send_to_one(&server, "cmd", &source);
+    let output = run(
+        server.command().args([
+            "receive",
+            "--channel",
+            "cmd",
+            "--id",
+            "0",
+            "--exec",
+            "no-such-command-here",
+        ]),
+        T,
+    );
+    // The shell says so too, on the stderr the command shares with us.
+    let line = last_line_of_failure(&output);
+    assert!(
+        line.contains("exited with 127 (command not found)"),
+        "{line}"
+    );
+    nothing_lost_after_a_broken_sink(&server, "cmd", &source, sender);
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_written_stops_the_receiver_and_loses_nothing() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "sub/a.log", &noise(10_000, 1));
+    write(&source, "b.log", &noise(10_000, 2));
+    // A regular file where the output directory should be.
+    let out = write(work.path(), "not-a-dir", b"x");
+    let sender = send_to_one(&server, "dir", &source);
+    let output = run(
+        server
+            .command()
+            .args(["receive", "--channel", "dir", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    );
+    let line = failed_with_one_line(&output);
+    assert!(line.contains("not-a-dir"), "{line}");
+    nothing_lost_after_a_broken_sink(&server, "dir", &source, sender);
+}
+
+/// The error line a failed run ended with (after its progress log).
+fn last_line_of_failure(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "unexpectedly succeeded: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("redistribute: "), "{stderr}");
+    last
 }

@@ -60,12 +60,14 @@ fn check_nothing_parked(
     if parked == 0 {
         return Ok(());
     }
-    Err(Error::Usage(match protocol {
-        args::Protocol::Native => format!(
-            "{parked} files failed repeatedly and were parked; see `redistribute status --channel {channel}`"
-        ),
-        args::Protocol::Classic => {
-            format!("{parked} files were refused for their names and not counted as done")
-        }
-    }))
+    Err(match protocol {
+        args::Protocol::Native => Error::FilesParked {
+            channel: channel.to_owned(),
+            count: parked,
+            detail: String::new(),
+        },
+        args::Protocol::Classic => Error::Usage(format!(
+            "{parked} files were refused for their names and not counted as done"
+        )),
+    })
 }

@@ -51,7 +51,19 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
     );
     sender.wait_until_done().await?;
     tracing::info!("all receivers finished; the channel's data is gone from Redis");
-    Ok(())
+    let parked = sender.parked().await?;
+    if parked.is_empty() {
+        return Ok(());
+    }
+    let detail: Vec<String> = parked
+        .iter()
+        .map(|p| format!("{} (by {}: {})", p.file, p.receiver, p.reason))
+        .collect();
+    Err(Error::FilesParked {
+        channel: args.channel.clone(),
+        count: parked.len() as u64,
+        detail: format!(": {}", detail.join("; ")),
+    })
 }
 
 fn audience(args: &SendArgs) -> Result<Audience> {

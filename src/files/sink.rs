@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::{AsyncWriteExt, copy_buf};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
 use crate::files::decode::Decode;
@@ -37,8 +37,11 @@ impl Sink {
     ///
     /// # Errors
     ///
-    /// Redis errors that outlast the retries, and a failure `files` cannot
-    /// record (the book's format).
+    /// [`Error::Sink`] when the output itself is broken (a closed stdout, a
+    /// command that cannot run, an unwritable directory, a full disk): the
+    /// file in hand is neither acknowledged nor failed. Also Redis errors
+    /// that outlast the retries, and a failure `files` cannot record (the
+    /// book's format).
     pub async fn receive_all<S: FileSource>(
         &self,
         files: &mut S,
@@ -49,6 +52,9 @@ impl Sink {
         while let Some(mut file) = files.next_file().await? {
             let name = file.name().to_owned();
             match self.process(&mut file, decode).await {
+                // Every file would fail the same way: stop, acknowledging
+                // and parking nothing; the file comes back on the next run.
+                Err(error @ Error::Sink { .. }) => return Err(error),
                 Ok(()) => {
                     let bytes = file.received();
                     files.ack(file).await?;
@@ -105,15 +111,14 @@ fn failed(name: &str, error: std::io::Error) -> Error {
 /// stdout is fast).
 async fn write_stdout(name: &str, file: &mut IncomingFile, decode: Decode) -> Result<()> {
     use std::io::Write;
-    use tokio::io::AsyncBufReadExt;
     use tokio::runtime::{Handle, RuntimeFlavor};
     let mut contents = file.decoded(decode);
     if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
         let mut stdout = tokio::io::stdout();
-        copy_buf(&mut contents, &mut stdout)
+        pump(name, &mut contents, &mut stdout)
             .await
-            .map_err(|e| failed(name, e))?;
-        return stdout.flush().await.map_err(|e| Error::io("stdout", e));
+            .map_err(|side| side.into_error("stdout"))?;
+        return stdout.flush().await.map_err(|e| broken("stdout", e));
     }
     loop {
         let buffer = contents.fill_buf().await.map_err(|e| failed(name, e))?;
@@ -122,11 +127,55 @@ async fn write_stdout(name: &str, file: &mut IncomingFile, decode: Decode) -> Re
         }
         let n = buffer.len();
         tokio::task::block_in_place(|| std::io::stdout().lock().write_all(buffer))
-            .map_err(|e| Error::io("stdout", e))?;
+            .map_err(|e| broken("stdout", e))?;
         contents.as_mut().consume(n);
     }
     tokio::task::block_in_place(|| std::io::stdout().lock().flush())
-        .map_err(|e| Error::io("stdout", e))
+        .map_err(|e| broken("stdout", e))
+}
+
+/// Which side of a copy failed: reading the file (its own failure) or
+/// writing the output (the sink's).
+enum Side {
+    Read(Error),
+    Write(std::io::Error),
+}
+
+impl Side {
+    fn into_error(self, output: &str) -> Error {
+        match self {
+            Side::Read(error) => error,
+            Side::Write(error) => broken(output, error),
+        }
+    }
+}
+
+/// Copies a file's contents into `out`, telling read from write failures.
+async fn pump<R, W>(name: &str, contents: &mut R, out: &mut W) -> std::result::Result<(), Side>
+where
+    R: AsyncBufRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    loop {
+        let buffer = contents
+            .fill_buf()
+            .await
+            .map_err(|e| Side::Read(failed(name, e)))?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let n = buffer.len();
+        out.write_all(buffer).await.map_err(Side::Write)?;
+        contents.consume(n);
+    }
+}
+
+/// A failure of the output itself.
+fn broken(output: impl std::fmt::Display, error: std::io::Error) -> Error {
+    Error::Sink {
+        output: output.to_string(),
+        reason: error.to_string(),
+    }
 }
 
 async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
@@ -134,7 +183,7 @@ async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<(
     let parent = target.parent().unwrap_or(dir).to_owned();
     tokio::fs::create_dir_all(&parent)
         .await
-        .map_err(|e| Error::io(&parent, e))?;
+        .map_err(|e| broken(parent.display(), e))?;
     let base = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -143,14 +192,16 @@ async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<(
     let result = async {
         let mut out = tokio::fs::File::create(&partial)
             .await
-            .map_err(|e| Error::io(&partial, e))?;
-        copy_buf(file, &mut out)
+            .map_err(|e| broken(partial.display(), e))?;
+        pump(name, file, &mut out)
             .await
-            .map_err(|e| failed(name, e))?;
-        out.sync_all().await.map_err(|e| Error::io(&partial, e))?;
+            .map_err(|side| side.into_error(&partial.display().to_string()))?;
+        out.sync_all()
+            .await
+            .map_err(|e| broken(partial.display(), e))?;
         tokio::fs::rename(&partial, &target)
             .await
-            .map_err(|e| Error::io(&target, e))
+            .map_err(|e| broken(target.display(), e))
     }
     .await;
     if result.is_err() {
@@ -194,32 +245,44 @@ async fn run_command(
         .stdin(Stdio::piped())
         .kill_on_drop(true);
     die_with_parent(&mut shell);
-    let mut child = shell.spawn().map_err(|e| Error::Processing {
-        name: name.to_owned(),
-        reason: format!("cannot start `sh -c {command}`: {e}"),
-    })?;
+    let output = format!("`sh -c {command}`");
+    let mut child = shell.spawn().map_err(|e| broken(&output, e))?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut contents = file.decoded(decode);
-    let copied = copy_buf(&mut contents, &mut stdin).await;
-    if let Err(error) = copied {
-        if error.kind() != std::io::ErrorKind::BrokenPipe {
-            let _ = child.kill().await;
-            return Err(failed(name, error));
-        }
+    match pump(name, &mut contents, &mut stdin).await {
+        Ok(()) => {}
         // The command stopped reading early; that is its business, but the
         // file must still be verified before it can count as done.
-        tokio::io::copy_buf(&mut contents, &mut tokio::io::sink())
-            .await
-            .map_err(|e| failed(name, e))?;
+        Err(Side::Write(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            tokio::io::copy_buf(&mut contents, &mut tokio::io::sink())
+                .await
+                .map_err(|e| failed(name, e))?;
+        }
+        Err(side) => {
+            let _ = child.kill().await;
+            return Err(side.into_error(&output));
+        }
     }
     drop(stdin);
-    let status = child.wait().await.map_err(|e| failed(name, e))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::Processing {
+    let status = child.wait().await.map_err(|e| broken(&output, e))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        // The shell's own codes for a command it could not find or run:
+        // every file would fail the same way.
+        Some(code @ (126 | 127)) => Err(Error::Sink {
+            output,
+            reason: format!(
+                "the shell exited with {code} (command {})",
+                if code == 127 {
+                    "not found"
+                } else {
+                    "not executable"
+                }
+            ),
+        }),
+        _ => Err(Error::Processing {
             name: name.to_owned(),
             reason: format!("`{command}` exited with {status}"),
-        })
+        }),
     }
 }

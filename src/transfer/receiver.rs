@@ -115,7 +115,9 @@ impl FileSource for Receiver {
     async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
         let audience = self.join().await?;
         if let Some((entry, fid, attempt)) = self.retry.take() {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            // Seconds, growing: a failure that passes (a busy disk, a
+            // restarting service) gets time to pass.
+            tokio::time::sleep(Duration::from_secs(1 << attempt.saturating_sub(1).min(6))).await;
             if let Some(file) = self.open(&entry, fid).await? {
                 return Ok(Some(file));
             }

@@ -20,6 +20,7 @@ use crate::files::progress::Progress;
 use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::Channel;
 use crate::transfer::protocol::{self, Audience, Keys};
+use crate::transfer::status::{self, ParkedFile};
 
 /// Default size of one chunk.
 pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
@@ -328,6 +329,12 @@ impl Sender {
                 self.wait_for_event(&last_event).await?;
             }
         }
+    }
+
+    /// Files of this channel that receivers or workers gave up on (by
+    /// anyone, in any run): worth reporting once the work is done.
+    pub async fn parked(&self) -> Result<Vec<ParkedFile>> {
+        status::parked_files(&self.channel.redis, &self.channel.keys).await
     }
 
     async fn announce(&self, name: &str, identity: &str, resumable: bool) -> Result<Announced> {

@@ -126,7 +126,35 @@ pub async fn channel_status(
             last_file: fields.get("last").cloned(),
         });
     }
-    let mut parked: Vec<ParkedFile> = parked
+    let parked = parse_parked(parked);
+    Ok(Some(ChannelStatus {
+        channel: name.to_owned(),
+        mode: meta.audience.mode(),
+        ended: meta.ended,
+        files_announced: announced,
+        files_finished: meta.number("finished"),
+        files_in_flight: active,
+        bytes_held: meta.number("held"),
+        limit: meta.number("limit"),
+        receivers,
+        parked,
+    }))
+}
+
+/// Files of a channel given up on, by file then receiver.
+pub(crate) async fn parked_files(redis: &Redis, keys: &Keys) -> Result<Vec<ParkedFile>> {
+    let fields: HashMap<String, String> = redis
+        .query(
+            "reading parked files",
+            redis::cmd("HGETALL").arg(keys.parked()),
+        )
+        .await?;
+    Ok(parse_parked(fields))
+}
+
+/// The `parked` hash's fields are `fid:receiver`, its values `name<TAB>reason`.
+fn parse_parked(fields: HashMap<String, String>) -> Vec<ParkedFile> {
+    let mut parked: Vec<ParkedFile> = fields
         .into_iter()
         .map(|(key, value)| {
             let receiver = key
@@ -142,16 +170,5 @@ pub async fn channel_status(
         })
         .collect();
     parked.sort_by(|a, b| (&a.file, &a.receiver).cmp(&(&b.file, &b.receiver)));
-    Ok(Some(ChannelStatus {
-        channel: name.to_owned(),
-        mode: meta.audience.mode(),
-        ended: meta.ended,
-        files_announced: announced,
-        files_finished: meta.number("finished"),
-        files_in_flight: active,
-        bytes_held: meta.number("held"),
-        limit: meta.number("limit"),
-        receivers,
-        parked,
-    }))
+    parked
 }
