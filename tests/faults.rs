@@ -161,3 +161,55 @@ fn workers_round(round: u64) {
     assert!(kills >= 3, "only {kills} connection kills happened");
     eprintln!("round {round}: {kills} connection kills");
 }
+
+#[test]
+fn workers_killed_mid_file_with_a_backlog_many_times_the_budget_lose_nothing() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    // 40 files of 200 KiB against a 512 KiB budget: a backlog 15 times it.
+    for i in 0..40u64 {
+        write(&source, &format!("f{i:03}.bin"), &noise(200 << 10, i));
+    }
+    let out = work.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Slow enough that a kill lands mid-file, with chunks already read.
+    let exec = format!(
+        "sleep 0.05; exec cat > '{}'/\"$REDISTRIBUTE_NAME\"",
+        out.display()
+    );
+    let worker = |id: &str| {
+        spawn(
+            server
+                .command()
+                .args(["receive", "--channel", "kq", "--id", id])
+                .args(["--claim-after", "1s", "--exec", &exec]),
+        )
+    };
+    let steady = worker("steady");
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "kq", "--workers"])
+            .args(["--chunk-size", "16KiB", "--limit", "512KiB"])
+            .arg(&source),
+    );
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut kills = 0;
+    for _ in 0..6 {
+        let mut victim = worker("victim");
+        std::thread::sleep(Duration::from_millis(rng.u64(150..500)));
+        if victim.try_wait().unwrap().is_none() {
+            victim.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        victim.wait().unwrap();
+    }
+    let last = worker("victim");
+    succeeded(&wait(sender, T));
+    succeeded(&wait(steady, T));
+    succeeded(&wait(last, T));
+    assert_same_tree(&source, &out);
+    assert!(kills >= 3, "only {kills} kills landed");
+    eprintln!("{kills} workers killed, 40 files, none lost or parked");
+}

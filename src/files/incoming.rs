@@ -37,6 +37,15 @@ pub(crate) enum Ticket {
 /// Aborts a background task when its owner goes away.
 pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
+impl AbortOnDrop {
+    /// Aborts the task and waits until it is gone, so nothing it does (a
+    /// retry, a log line) outlives the caller's next step.
+    pub(crate) async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -59,7 +68,7 @@ pub struct IncomingFile {
     chunks: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
     verified: Arc<AtomicBool>,
-    _tasks: Vec<AbortOnDrop>,
+    tasks: Vec<AbortOnDrop>,
 }
 
 impl IncomingFile {
@@ -79,12 +88,20 @@ impl IncomingFile {
             chunks,
             current: Bytes::new(),
             verified,
-            _tasks: tasks,
+            tasks,
         }
     }
 
     pub(crate) fn ticket(&self) -> &Ticket {
         &self.ticket
+    }
+
+    /// Stops reading the file: its background work ends before this
+    /// returns. Dropping the file stops it too, only not at once.
+    pub async fn close(self) {
+        for task in self.tasks {
+            task.stop().await;
+        }
     }
 
     /// An identity of this file that stays the same however often it is

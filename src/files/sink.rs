@@ -54,7 +54,10 @@ impl Sink {
             match self.process(&mut file, decode).await {
                 // Every file would fail the same way: stop, acknowledging
                 // and parking nothing; the file comes back on the next run.
-                Err(error @ Error::Sink { .. }) => return Err(error),
+                Err(error @ Error::Sink { .. }) => {
+                    file.close().await;
+                    return Err(error);
+                }
                 Ok(()) => {
                     let bytes = file.received();
                     files.ack(file).await?;

@@ -530,10 +530,11 @@ return 'requeued'
 });
 
 /// Lists chunk ranges that may be deleted now: files everyone finished and,
-/// when `early` is 1 (the sender is out of room), the prefix of files in
-/// flight that every receiver has consumed. Early release costs crash
-/// safety (a receiver restarted mid-file cannot re-read deleted chunks), so
-/// it happens only when a file larger than the budget must stream through.
+/// when `early` is 1 (the sender is out of room), the prefix every receiver
+/// has consumed of the file being uploaded, if it alone fills the budget.
+/// Early release costs crash safety (a receiver restarted mid-file cannot
+/// re-read deleted chunks), so it happens only when a file larger than the
+/// budget must stream through; files that fit are never released early.
 /// KEYS: meta. ARGV: base, early (0/1). Returns `{fid, from, to, ...}`.
 pub(crate) static RELEASE_PLAN: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -543,9 +544,17 @@ local out = reclaim_list(base)
 if ARGV[2] ~= '1' then return out end
 local mode = redis.call('HGET', meta, 'mode')
 local receivers = redis.call('HGET', meta, 'receivers') or ''
+local held = tonumber(redis.call('HGET', meta, 'held') or '0')
 for _, fid in ipairs(redis.call('ZRANGE', base .. 'active', 0, -1)) do
   local f = base .. 'f:' .. fid
   local freed = tonumber(redis.call('HGET', f, 'freed') or '-1')
+  -- Only the file being uploaded, and only when it fills the budget by
+  -- itself (less than a chunk held by all others): it is larger than the
+  -- budget and can only stream through. Any other file fits, and waiting
+  -- for its receivers to finish it frees room without losing a byte.
+  local alone = held - tonumber(redis.call('HGET', f, 'acct') or '0')
+    < tonumber(redis.call('HGET', f, 'chunk') or '0')
+  if redis.call('HGET', f, 'state') ~= 'uploading' or not alone then freed = -1 end
   local published = tonumber(redis.call('HGET', f, 'published') or '0')
   local low = nil
   if mode == 'workers' then
