@@ -1072,3 +1072,71 @@ fn last_line_of_failure(output: &std::process::Output) -> String {
     assert!(last.starts_with("redistribute: "), "{stderr}");
     last
 }
+
+#[test]
+fn malformed_records_are_parked_naming_the_key_and_the_receiver_goes_on() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let (source, out) = (work.path().join("in"), work.path().join("out"));
+    for name in ["a", "b", "c", "d"] {
+        write(&source, name, name.repeat(1000).as_bytes());
+    }
+    let sender = send_to_one(&server, "poison", &source);
+    wait_for_status(&server, "poison", "all announcements", |s| {
+        s["files_announced"] == 4 && s["ended"] == true
+    });
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // File 1 gets a name that is not UTF-8, file 2 loses its chunk size.
+    let _: () = redis::cmd("HSET")
+        .arg("rd:{poison}:f:1")
+        .arg("name")
+        .arg(&b"bad\xff\xfe"[..])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("HDEL")
+        .arg("rd:{poison}:f:2")
+        .arg("chunk")
+        .query(&mut con)
+        .unwrap();
+    let receive = || {
+        run(
+            server
+                .command()
+                .args(["receive", "--channel", "poison", "--id", "0", "--out"])
+                .arg(&out),
+            T,
+        )
+    };
+    let first = receive();
+    assert_eq!(first.status.code(), Some(3), "{first:?}");
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("rd:{poison}:f:1: its name \"bad\u{fffd}\u{fffd}\" is not UTF-8"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rd:{poison}:f:2: its record has no chunk size"),
+        "{stderr}"
+    );
+    // The healthy files arrived; a restart finds nothing left to fail on.
+    assert_eq!(
+        std::fs::read(out.join("c")).unwrap(),
+        "c".repeat(1000).as_bytes()
+    );
+    assert_eq!(
+        std::fs::read(out.join("d")).unwrap(),
+        "d".repeat(1000).as_bytes()
+    );
+    assert!(!out.join("a").exists() && !out.join("b").exists());
+    succeeded(&receive());
+    let sent = wait(sender, T);
+    assert_eq!(sent.status.code(), Some(3), "{sent:?}");
+    let line = last_line_of_failure(&sent);
+    assert!(
+        line.contains("2 files") && line.contains("(by 0: rd:{poison}:f:2: "),
+        "{line}"
+    );
+}

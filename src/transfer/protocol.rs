@@ -213,12 +213,15 @@ impl Keys {
 const PRELUDE: &str = r#"
 local VANISHED = 'VANISHED the channel is gone from Redis (purged, or Redis lost its data); purge it and send again'
 local function account(meta, f)
-  local chunk = tonumber(redis.call('HGET', f, 'chunk'))
-  local reserved = tonumber(redis.call('HGET', f, 'reserved'))
-  local freed = tonumber(redis.call('HGET', f, 'freed'))
+  local chunk = tonumber(redis.call('HGET', f, 'chunk') or '')
+  local reserved = tonumber(redis.call('HGET', f, 'reserved') or '0')
+  local freed = tonumber(redis.call('HGET', f, 'freed') or '0')
   local size = redis.call('HGET', f, 'size')
   local now
-  if size then
+  if not chunk then
+    -- A damaged record (poison): its bytes can no longer be counted.
+    now = 0
+  elseif size then
     now = math.max(0, tonumber(size) - freed * chunk)
   else
     now = math.max(0, (reserved - freed) * chunk)
@@ -259,7 +262,7 @@ local function settle(meta, base, fid, receiver, outcome, reason, bytes)
   if redis.call('HSETNX', f, 'ack:' .. receiver, outcome) == 0 then return end
   local acks = redis.call('HINCRBY', f, 'acks', 1)
   local r = base .. 'r:' .. receiver
-  local name = redis.call('HGET', f, 'name')
+  local name = redis.call('HGET', f, 'name') or ''
   if outcome == 'done' then
     redis.call('HINCRBY', r, 'files', 1)
     redis.call('HINCRBY', r, 'bytes', bytes)

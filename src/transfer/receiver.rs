@@ -396,13 +396,20 @@ impl Receiver {
             self.acknowledge(0, &entry.id, "skip", "", 0).await?;
             return Ok(None);
         }
-        let fid: u64 = entry
+        let Some(fid) = entry
             .get::<String>("fid")
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| Error::Protocol {
-                key: self.channel.keys.files(),
-                reason: format!("announcement {} has no file id", entry.id),
-            })?;
+            .and_then(|f| f.parse::<u64>().ok())
+        else {
+            // Poison: set aside, and go on with the next file.
+            tracing::error!(
+                "announcement {} in {} has no valid file id; skipping it",
+                entry.id,
+                self.channel.keys.files()
+            );
+            self.acknowledge(0, &entry.id, "skip", "", 0).await?;
+            self.parked += 1;
+            return Ok(None);
+        };
         self.open(&entry.id, fid).await
     }
 
@@ -501,20 +508,47 @@ impl Receiver {
 
     /// Starts streaming file `fid`, or settles an announcement that cannot be
     /// processed.
+    /// Parks a file whose record is malformed (poison), naming the key and
+    /// the reason, so the receiver can go on with the next file.
+    async fn set_aside(
+        &mut self,
+        fid: u64,
+        entry: &str,
+        key: &str,
+        reason: String,
+    ) -> Result<Option<IncomingFile>> {
+        let reason = format!("{key}: {reason}");
+        tracing::error!("{reason}; parking it");
+        self.acknowledge(fid, entry, "parked", &reason, 0).await?;
+        self.parked += 1;
+        Ok(None)
+    }
+
     async fn open(&mut self, entry: &str, fid: u64) -> Result<Option<IncomingFile>> {
         let key = self.channel.keys.file(fid);
-        let fields: HashMap<String, String> = self
+        // Raw bytes: a record someone else wrote may hold anything, and
+        // one bad record must not stop the receiver.
+        let fields: HashMap<Vec<u8>, Vec<u8>> = self
             .channel
             .redis
             .query("reading a file record", redis::cmd("HGETALL").arg(&key))
             .await?;
-        let state = fields.get("state").map(String::as_str).unwrap_or("");
-        if fields.is_empty() || state == "aborted" || state == "done" {
+        let field = |name: &str| fields.get(name.as_bytes()).map(Vec::as_slice);
+        let state = field("state").unwrap_or_default();
+        if fields.is_empty() || state == b"aborted" || state == b"done" {
             tracing::debug!("file {fid} was abandoned or already finished; skipping");
             self.acknowledge(fid, entry, "skip", "", 0).await?;
             return Ok(None);
         }
-        let name = fields.get("name").cloned().unwrap_or_default();
+        let name = match String::from_utf8(field("name").unwrap_or_default().to_vec()) {
+            Ok(name) => name,
+            Err(bad) => {
+                let shown = String::from_utf8_lossy(bad.as_bytes()).into_owned();
+                return self
+                    .set_aside(fid, entry, &key, format!("its name {shown:?} is not UTF-8"))
+                    .await;
+            }
+        };
         if let Err(refused) = names::check_file_name(&name) {
             tracing::error!("{refused}; parking it");
             self.acknowledge(fid, entry, "parked", &refused.to_string(), 0)
@@ -522,15 +556,14 @@ impl Receiver {
             self.parked += 1;
             return Ok(None);
         }
-        let chunk_size: u64 = fields
-            .get("chunk")
+        let chunk_size: u64 = field("chunk")
+            .and_then(|c| std::str::from_utf8(c).ok())
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         if chunk_size == 0 {
-            return Err(Error::Protocol {
-                key,
-                reason: "missing chunk size".into(),
-            });
+            return self
+                .set_aside(fid, entry, &key, "its record has no chunk size".into())
+                .await;
         }
         let (sender, chunks) = mpsc::channel(PREFETCH);
         let verified = Arc::new(AtomicBool::new(false));

@@ -88,7 +88,7 @@ pub async fn channel_status(
         return Ok(None);
     };
     let keys = &channel.keys;
-    let (active, parked, members): (u64, HashMap<String, String>, Vec<String>) = redis
+    let (active, parked, members): (u64, HashMap<String, Vec<u8>>, Vec<String>) = redis
         .query_pipe(
             "reading channel status",
             redis::pipe()
@@ -143,7 +143,7 @@ pub async fn channel_status(
 
 /// Files of a channel given up on, by file then receiver.
 pub(crate) async fn parked_files(redis: &Redis, keys: &Keys) -> Result<Vec<ParkedFile>> {
-    let fields: HashMap<String, String> = redis
+    let fields: HashMap<String, Vec<u8>> = redis
         .query(
             "reading parked files",
             redis::cmd("HGETALL").arg(keys.parked()),
@@ -152,11 +152,13 @@ pub(crate) async fn parked_files(redis: &Redis, keys: &Keys) -> Result<Vec<Parke
     Ok(parse_parked(fields))
 }
 
-/// The `parked` hash's fields are `fid:receiver`, its values `name<TAB>reason`.
-fn parse_parked(fields: HashMap<String, String>) -> Vec<ParkedFile> {
+/// The `parked` hash's fields are `fid:receiver`, its values `name<TAB>reason`
+/// (a poison file's name may not be UTF-8: it is shown lossily).
+fn parse_parked(fields: HashMap<String, Vec<u8>>) -> Vec<ParkedFile> {
     let mut parked: Vec<ParkedFile> = fields
         .into_iter()
         .map(|(key, value)| {
+            let value = String::from_utf8_lossy(&value);
             let receiver = key
                 .split_once(':')
                 .map(|(_, r)| r.to_owned())
