@@ -1140,3 +1140,47 @@ fn malformed_records_are_parked_naming_the_key_and_the_receiver_goes_on() {
         "{line}"
     );
 }
+
+#[test]
+fn symbolic_links_planted_in_the_output_directory_are_never_followed() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let (source, out, elsewhere) = (
+        work.path().join("in"),
+        work.path().join("out"),
+        work.path().join("elsewhere"),
+    );
+    write(&source, "sub/a.log", b"through a linked directory\n");
+    write(&source, "b.log", b"through a linked temporary file\n");
+    write(&source, "c.log", b"over a link at the final name\n");
+    let victim = write(&elsewhere, "victim", b"untouched\n");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join(".b.log.rd-partial")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("c.log")).unwrap();
+    let sender = send_to_one(&server, "links", &source);
+    let received = run(
+        server
+            .command()
+            .args(["receive", "--channel", "links", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    );
+    assert_eq!(received.status.code(), Some(3), "{received:?}");
+    let stderr = String::from_utf8_lossy(&received.stderr);
+    assert!(stderr.contains("refusing to write through it"), "{stderr}");
+    // Nothing was written outside, and the victim is as it was.
+    assert_eq!(
+        common::tree(&elsewhere).keys().collect::<Vec<_>>(),
+        ["victim"]
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched\n");
+    // A link at the final name is replaced by the file, not written through.
+    let c = out.join("c.log");
+    assert!(!c.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read(c).unwrap(),
+        b"over a link at the final name\n"
+    );
+    assert_eq!(wait(sender, T).status.code(), Some(3));
+}

@@ -5,6 +5,7 @@
 //! (so it sees end-of-file) only after the last byte checked out, `--stdout`
 //! flushes. The caller acknowledges only after the sink returns `Ok`.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -181,36 +182,103 @@ fn broken(output: impl std::fmt::Display, error: std::io::Error) -> Error {
     }
 }
 
+/// Writes a copy under `dir` through `.NAME.rd-partial`, renamed into
+/// place once verified. Every step below `dir` works relative to a handle
+/// on the directory above it and never follows a symbolic link, so a link
+/// planted inside the output directory cannot send a write elsewhere.
 async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
-    let target = dir.join(name);
-    let parent = target.parent().unwrap_or(dir).to_owned();
-    tokio::fs::create_dir_all(&parent)
+    let (dir, name_owned) = (dir.to_owned(), name.to_owned());
+    let opened = tokio::task::spawn_blocking(move || open_partial(&dir, &name_owned))
         .await
-        .map_err(|e| broken(parent.display(), e))?;
-    let base = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = parent.join(format!(".{base}.rd-partial"));
+        .map_err(|e| broken("the output directory", std::io::Error::other(e)))??;
+    let Partial {
+        parent,
+        partial,
+        base,
+        shown,
+        out,
+    } = opened;
+    let mut out = tokio::fs::File::from_std(out);
     let result = async {
-        let mut out = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| broken(partial.display(), e))?;
         pump(name, file, &mut out)
             .await
-            .map_err(|side| side.into_error(&partial.display().to_string()))?;
-        out.sync_all()
-            .await
-            .map_err(|e| broken(partial.display(), e))?;
-        tokio::fs::rename(&partial, &target)
-            .await
-            .map_err(|e| broken(target.display(), e))
+            .map_err(|side| side.into_error(&shown))?;
+        out.sync_all().await.map_err(|e| broken(&shown, e))?;
+        rustix::fs::renameat(&parent, &partial, &parent, &base)
+            .map_err(|e| broken(&shown, e.into()))
     }
     .await;
     if result.is_err() {
-        let _ = tokio::fs::remove_file(&partial).await;
+        let _ = rustix::fs::unlinkat(&parent, &partial, rustix::fs::AtFlags::empty());
     }
     result
+}
+
+/// A temporary file open for writing, and how to rename it into place.
+struct Partial {
+    /// The directory it is in.
+    parent: OwnedFd,
+    /// Its name there, and the name it is renamed to.
+    partial: String,
+    base: String,
+    /// Its path, for messages.
+    shown: String,
+    out: std::fs::File,
+}
+
+/// Creates the directories of `name` under `dir` and the temporary file,
+/// refusing symbolic links on the way.
+fn open_partial(dir: &Path, name: &str) -> Result<Partial> {
+    use rustix::fs::{Mode, OFlags};
+    let directory = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    std::fs::create_dir_all(dir).map_err(|e| broken(dir.display(), e))?;
+    let mut parent = rustix::fs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| broken(dir.display(), e.into()))?;
+    let mut shown = dir.to_path_buf();
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let base = parts.pop().unwrap_or_default().to_owned();
+    for part in parts {
+        shown.push(part);
+        match rustix::fs::mkdirat(&parent, part, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(broken(shown.display(), e.into())),
+        }
+        parent = rustix::fs::openat(&parent, part, directory, Mode::empty())
+            .map_err(|e| link_refused(&shown, e))?;
+    }
+    let partial = format!(".{base}.rd-partial");
+    shown.push(&partial);
+    let out = rustix::fs::openat(
+        &parent,
+        partial.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| link_refused(&shown, e))?;
+    Ok(Partial {
+        parent,
+        partial,
+        base,
+        shown: shown.display().to_string(),
+        out: std::fs::File::from(out),
+    })
+}
+
+/// A symbolic link where a directory or the temporary file goes is this
+/// file's problem (its name leads there), not the whole output's.
+fn link_refused(path: &Path, error: rustix::io::Errno) -> Error {
+    if error == rustix::io::Errno::LOOP || error == rustix::io::Errno::NOTDIR {
+        Error::Processing {
+            name: path.display().to_string(),
+            reason: "a symbolic link or a file stands where a directory or the temporary file goes; refusing to write through it".into(),
+        }
+    } else {
+        broken(path.display(), error.into())
+    }
 }
 
 /// Makes the command die with us even when we are killed outright:

@@ -26,6 +26,14 @@ pub use local_server::{LocalRedis, LocalRedisOptions};
 /// Kept well below the blocking connection's response timeout.
 pub const BLOCK: Duration = Duration::from_secs(2);
 
+/// How long an answer may take before the step is retried on a fresh
+/// connection. Short enough to matter: a request written while its
+/// connection was being cut can go unanswered, with no error, until then
+/// (seen with redis-rs 1.8 and connections killed every few hundred ms).
+/// Long enough for a 1 MiB chunk over a slow link; every step is
+/// idempotent, so a retry after a merely slow answer costs only time.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How long opening a connection may take, handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -146,8 +154,7 @@ impl Redis {
         let base = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
         let commands = Healing::open(
             client,
-            base.clone()
-                .set_response_timeout(Some(Duration::from_secs(60))),
+            base.clone().set_response_timeout(Some(RESPONSE_TIMEOUT)),
         )
         .await?;
         let blocking = Healing::open(
