@@ -1184,3 +1184,55 @@ fn symbolic_links_planted_in_the_output_directory_are_never_followed() {
     );
     assert_eq!(wait(sender, T).status.code(), Some(3));
 }
+
+#[test]
+fn a_tampered_chunk_never_reaches_stdout_and_nothing_is_printed_twice() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    let x = noise(5 * 16_384, 8);
+    write(&source, "x", &x);
+    write(&source, "y", b"after the damaged file\n");
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "t", "--receivers", "1"])
+            .args(["--chunk-size", "16KiB"])
+            .arg(&source),
+    );
+    wait_for_status(&server, "t", "both files uploaded", |s| {
+        s["files_announced"] == 2 && s["ended"] == true
+    });
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let chunk = redistribute::transfer::protocol::Keys::new("rd", "t").chunk(1, 2);
+    let _: () = redis::cmd("SETRANGE")
+        .arg(&chunk)
+        .arg(100)
+        .arg("tampered")
+        .query(&mut con)
+        .unwrap();
+    let received = run(
+        server
+            .command()
+            .args(["receive", "--channel", "t", "--id", "0", "--stdout"]),
+        T,
+    );
+    assert_eq!(received.status.code(), Some(3), "{received:?}");
+    let stderr = String::from_utf8_lossy(&received.stderr);
+    assert!(
+        stderr.contains("chunk 2 does not match its digest"),
+        "{stderr}"
+    );
+    // The verified chunks before the damage, once, then the next file.
+    let mut expected = x[..2 * 16_384].to_vec();
+    expected.extend_from_slice(b"after the damaged file\n");
+    assert!(
+        received.stdout == expected,
+        "{} bytes on stdout",
+        received.stdout.len()
+    );
+    assert_eq!(wait(sender, T).status.code(), Some(3));
+}

@@ -5,6 +5,7 @@
 //! (so it sees end-of-file) only after the last byte checked out, `--stdout`
 //! flushes. The caller acknowledges only after the sink returns `Ok`.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -50,9 +51,18 @@ impl Sink {
         progress: Option<&dyn Progress>,
     ) -> Result<u64> {
         let mut done = 0;
+        // Bytes of each file that earlier attempts wrote to stdout, which
+        // cannot be taken back: a later attempt goes on after them.
+        let mut printed: HashMap<String, u64> = HashMap::new();
         while let Some(mut file) = files.next_file().await? {
             let name = file.name().to_owned();
-            match self.process(&mut file, decode).await {
+            let key = file.token("", "");
+            let already = printed.entry(key.clone()).or_default();
+            let outcome = self.process_after(&mut file, decode, already).await;
+            if outcome.is_ok() {
+                printed.remove(&key);
+            }
+            match outcome {
                 // Every file would fail the same way: stop, acknowledging
                 // and parking nothing; the file comes back on the next run.
                 Err(error @ Error::Sink { .. }) => {
@@ -84,12 +94,23 @@ impl Sink {
 
     /// Processes one file completely. `Ok` means the output is committed.
     pub async fn process(&self, file: &mut IncomingFile, decode: Decode) -> Result<()> {
+        self.process_after(file, decode, &mut 0).await
+    }
+
+    /// Like [`Sink::process`]; stdout skips the first `*already` bytes (an
+    /// earlier attempt wrote them) and counts what it writes there.
+    async fn process_after(
+        &self,
+        file: &mut IncomingFile,
+        decode: Decode,
+        already: &mut u64,
+    ) -> Result<()> {
         let name = file.name().to_owned();
         names::check_file_name(&name)?;
         match self {
             Sink::Dir(dir) => write_copy(dir, &name, file).await,
             Sink::Exec(command) => run_command(command, &name, file, decode).await,
-            Sink::Stdout => write_stdout(&name, file, decode).await,
+            Sink::Stdout => write_stdout(&name, file, decode, already).await,
         }
     }
 }
@@ -109,33 +130,48 @@ fn failed(name: &str, error: std::io::Error) -> Error {
     }
 }
 
-/// Writes contents to stdout. On a multi-threaded runtime each buffer is
-/// written in place with a blocking write, saving the copy into
-/// `tokio::io::stdout`'s own buffer (a third of the receiver's work when
-/// stdout is fast).
-async fn write_stdout(name: &str, file: &mut IncomingFile, decode: Decode) -> Result<()> {
+/// Writes contents to stdout, after the first `*already` bytes (written by
+/// an earlier attempt), raising `*already` as it goes. On a multi-threaded
+/// runtime each buffer is written in place with a blocking write, saving
+/// the copy into `tokio::io::stdout`'s own buffer (a third of the
+/// receiver's work when stdout is fast).
+async fn write_stdout(
+    name: &str,
+    file: &mut IncomingFile,
+    decode: Decode,
+    already: &mut u64,
+) -> Result<()> {
     use std::io::Write;
     use tokio::runtime::{Handle, RuntimeFlavor};
+    let in_place = Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread;
+    let mut stdout = tokio::io::stdout();
     let mut contents = file.decoded(decode);
-    if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
-        let mut stdout = tokio::io::stdout();
-        pump(name, &mut contents, &mut stdout)
-            .await
-            .map_err(|side| side.into_error("stdout"))?;
-        return stdout.flush().await.map_err(|e| broken("stdout", e));
-    }
+    let mut seen = 0u64;
     loop {
         let buffer = contents.fill_buf().await.map_err(|e| failed(name, e))?;
         if buffer.is_empty() {
             break;
         }
         let n = buffer.len();
-        tokio::task::block_in_place(|| std::io::stdout().lock().write_all(buffer))
+        let fresh = &buffer[(already.saturating_sub(seen).min(n as u64)) as usize..];
+        if !fresh.is_empty() {
+            if in_place {
+                tokio::task::block_in_place(|| std::io::stdout().lock().write_all(fresh))
+            } else {
+                stdout.write_all(fresh).await
+            }
             .map_err(|e| broken("stdout", e))?;
+        }
+        seen += n as u64;
+        *already = (*already).max(seen);
         contents.as_mut().consume(n);
     }
-    tokio::task::block_in_place(|| std::io::stdout().lock().flush())
-        .map_err(|e| broken("stdout", e))
+    if in_place {
+        tokio::task::block_in_place(|| std::io::stdout().lock().flush())
+    } else {
+        stdout.flush().await
+    }
+    .map_err(|e| broken("stdout", e))
 }
 
 /// Which side of a copy failed: reading the file (its own failure) or

@@ -32,7 +32,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Version of this key schema, stored in every channel's `meta` hash.
-pub const VERSION: &str = "2";
+pub const VERSION: &str = "3";
 
 /// How a channel distributes files.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -403,16 +403,22 @@ return {reserved, last_id}
     )
 });
 
-/// Makes chunks `0..count` of a file visible to receivers.
-/// KEYS: meta. ARGV: base, fid, count.
+/// Makes chunks `0..count` of a file visible to receivers, with the BLAKE3
+/// digest of each chunk newly published (`d` in its upload log entry:
+/// 64 hex digits per chunk, for chunks `count - len/64 .. count`).
+/// KEYS: meta. ARGV: base, fid, from, count, digests of chunks `from..count`.
 pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local f = ARGV[1] .. 'f:' .. ARGV[2]
 local published = tonumber(redis.call('HGET', f, 'published'))
-if published and tonumber(ARGV[3]) > published then
-  redis.call('HSET', f, 'published', ARGV[3])
-  redis.call('XADD', f .. ':log', '*', 'n', ARGV[3])
+local from, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+if published and count > published then
+  redis.call('HSET', f, 'published', count)
+  -- Digests of the chunks published now; a retried call may cover
+  -- chunks an earlier attempt published already.
+  local digests = string.sub(ARGV[5], (math.max(published, from) - from) * 64 + 1)
+  redis.call('XADD', f .. ':log', '*', 'n', count, 'd', digests)
 end
 return 1
 "#,

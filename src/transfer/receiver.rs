@@ -643,6 +643,8 @@ struct Fetch {
 #[derive(Default)]
 struct Progress {
     published: u64,
+    /// The BLAKE3 digest of each published chunk, by index.
+    digests: Vec<Option<blake3::Hash>>,
     end: Option<(u64, String)>,
     aborted: Option<String>,
     last_id: String,
@@ -696,6 +698,7 @@ impl Fetch {
                 Some(data) => data,
                 None => return Err(self.missing(consumed).await),
             };
+            let data = self.checked(consumed, data, &progress).await?;
             if (data.len() as u64) > self.chunk_size || (data.is_empty() && self.chunk_size > 0) {
                 return Err(self.corrupt(format!("chunk {consumed} has {} bytes", data.len())));
             }
@@ -721,6 +724,29 @@ impl Fetch {
         }
         self.verified.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Checks a chunk against the digest published with it before any of
+    /// its bytes go further, reading it once more if it does not match (a
+    /// reply damaged on the way).
+    async fn checked(&self, index: u64, data: Bytes, progress: &Progress) -> Result<Bytes> {
+        let Some(expected) = progress.digests.get(index as usize).copied().flatten() else {
+            return Err(self.corrupt(format!("chunk {index} was published without a digest")));
+        };
+        if blake3::hash(&data) == expected {
+            return Ok(data);
+        }
+        tracing::warn!(
+            "{}: chunk {index} does not match its digest; reading it again",
+            self.name
+        );
+        match self.get_chunk(index).await? {
+            Some(again) if blake3::hash(&again) == expected => Ok(again),
+            Some(_) => Err(self.corrupt(format!(
+                "chunk {index} does not match its digest (altered in Redis)"
+            ))),
+            None => Err(self.missing(index).await),
+        }
     }
 
     /// Records how many chunks we consumed (see [`protocol::CONSUME`]).
@@ -801,8 +827,19 @@ impl Fetch {
             redis.query("reading the upload log", &command).await?
         };
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-            if let Some(n) = entry.get::<String>("n").and_then(|n| n.parse().ok()) {
+            if let Some(n) = entry.get::<String>("n").and_then(|n| n.parse::<u64>().ok()) {
                 progress.published = progress.published.max(n);
+                let digests: String = entry.get("d").unwrap_or_default();
+                let first = n.saturating_sub(digests.len() as u64 / 64);
+                for (i, hex) in digests.as_bytes().chunks_exact(64).enumerate() {
+                    let index = (first + i as u64) as usize;
+                    if progress.digests.len() <= index {
+                        progress.digests.resize(index + 1, None);
+                    }
+                    progress.digests[index] = std::str::from_utf8(hex)
+                        .ok()
+                        .and_then(|hex| blake3::Hash::from_hex(hex).ok());
+                }
             }
             if entry.get::<String>("end").is_some() {
                 let size = entry

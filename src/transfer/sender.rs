@@ -386,6 +386,11 @@ impl Sender {
         let mut in_flight = FuturesOrdered::new();
         let mut last_event = "0-0".to_owned();
         let mut end_of_input = false;
+        // Digests of chunks read but not yet published, oldest first: each
+        // is published with its chunk, so receivers check every chunk
+        // before a byte of it reaches their output.
+        let mut chunk_digests: std::collections::VecDeque<blake3::Hash> =
+            std::collections::VecDeque::new();
         loop {
             if !end_of_input && next >= reserved {
                 let (granted, event): (i64, String) = self
@@ -433,13 +438,18 @@ impl Sender {
                         bytes += done?;
                         written += 1;
                     }
-                    self.publish(fid, written).await?;
+                    let digests: String = chunk_digests
+                        .drain(..(written - published) as usize)
+                        .map(|digest| digest.to_hex().to_string())
+                        .collect();
+                    self.publish(fid, published, written, &digests).await?;
                     published = written;
                     self.report_progress(bytes);
                 }
                 chunk = incoming.recv(), if may_read => match chunk {
                     Some(Ok(data)) => {
                         hasher.update(&data);
+                        chunk_digests.push_back(blake3::hash(&data));
                         size += data.len() as u64;
                         in_flight.push_back(self.write_chunk(fid, next, data));
                         next += 1;
@@ -473,12 +483,19 @@ impl Sender {
         Ok(size)
     }
 
-    async fn publish(&self, fid: u64, count: u64) -> Result<()> {
+    /// Publishes chunks `from..count`, whose BLAKE3 digests `digests`
+    /// holds as concatenated hex.
+    async fn publish(&self, fid: u64, from: u64, count: u64, digests: &str) -> Result<()> {
         self.channel
             .run::<i64>(
                 "publishing chunks",
                 &protocol::PUBLISH,
-                &[fid.to_string(), count.to_string()],
+                &[
+                    fid.to_string(),
+                    from.to_string(),
+                    count.to_string(),
+                    digests.to_owned(),
+                ],
             )
             .await?;
         Ok(())
