@@ -679,7 +679,8 @@ impl Fetch {
                 return Err(self.corrupt(format!("the sender abandoned it: {reason}")));
             }
             while in_flight.len() < PREFETCH && requested < progress.published {
-                in_flight.push_back(self.get_chunk(requested));
+                let expected = progress.digests.get(requested as usize).copied().flatten();
+                in_flight.push_back(self.get_checked_chunk(requested, expected));
                 requested += 1;
             }
             let Some(data) = in_flight.next().await else {
@@ -695,10 +696,10 @@ impl Fetch {
                 continue;
             };
             let data = match data? {
-                Some(data) => data,
-                None => return Err(self.missing(consumed).await),
+                (Some(data), true) => data,
+                (Some(data), false) => self.checked(consumed, data, &progress).await?,
+                (None, _) => return Err(self.missing(consumed).await),
             };
-            let data = self.checked(consumed, data, &progress).await?;
             if (data.len() as u64) > self.chunk_size || (data.is_empty() && self.chunk_size > 0) {
                 return Err(self.corrupt(format!("chunk {consumed} has {} bytes", data.len())));
             }
@@ -795,6 +796,31 @@ impl Fetch {
             self.corrupt(format!(
                 "chunk {index} is missing from Redis (evicted? use maxmemory-policy noeviction)"
             ))
+        }
+    }
+
+    /// Reads a chunk and checks it against `expected` on the blocking pool,
+    /// beside the task hashing the whole file. `false`: no match (yet).
+    fn get_checked_chunk(
+        &self,
+        index: u64,
+        expected: Option<blake3::Hash>,
+    ) -> impl Future<Output = Result<(Option<Bytes>, bool)>> + use<> {
+        let read = self.get_chunk(index);
+        async move {
+            let Some(data) = read.await? else {
+                return Ok((None, false));
+            };
+            let Some(expected) = expected else {
+                return Ok((Some(data), false));
+            };
+            let (data, matches) = tokio::task::spawn_blocking(move || {
+                let matches = blake3::hash(&data) == expected;
+                (data, matches)
+            })
+            .await
+            .map_err(|e| Error::io("checking a chunk", std::io::Error::other(e)))?;
+            Ok((Some(data), matches))
         }
     }
 

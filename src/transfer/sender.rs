@@ -374,7 +374,7 @@ impl Sender {
         &self,
         announced: &Announced,
         name: &str,
-        mut incoming: mpsc::Receiver<std::io::Result<Bytes>>,
+        mut incoming: mpsc::Receiver<std::io::Result<(Bytes, blake3::Hash)>>,
         mut hasher: blake3::Hasher,
         mut size: u64,
     ) -> Result<u64> {
@@ -447,9 +447,9 @@ impl Sender {
                     self.report_progress(bytes);
                 }
                 chunk = incoming.recv(), if may_read => match chunk {
-                    Some(Ok(data)) => {
+                    Some(Ok((data, digest))) => {
                         hasher.update(&data);
-                        chunk_digests.push_back(blake3::hash(&data));
+                        chunk_digests.push_back(digest);
                         size += data.len() as u64;
                         in_flight.push_back(self.write_chunk(fid, next, data));
                         next += 1;
@@ -557,14 +557,15 @@ impl Sender {
 }
 
 /// Reads a file in chunks on a blocking thread: plain reads straight into
-/// each chunk's buffer, without the extra copy `tokio::fs` makes.
+/// each chunk's buffer, without the extra copy `tokio::fs` makes, each
+/// with its digest (computed here, beside the uploading task).
 fn read_file_chunks(
     file: std::fs::File,
     path: &Path,
     offset: u64,
     expected: Snapshot,
     size: u64,
-    out: mpsc::Sender<std::io::Result<Bytes>>,
+    out: mpsc::Sender<std::io::Result<(Bytes, blake3::Hash)>>,
 ) {
     let mut file = file;
     let mut total = offset;
@@ -586,7 +587,12 @@ fn read_file_chunks(
             let _ = out.blocking_send(Err(std::io::Error::other(error)));
             return;
         }
-        if !buffer.is_empty() && out.blocking_send(Ok(Bytes::from(buffer))).is_err() {
+        let digest = blake3::hash(&buffer);
+        if !buffer.is_empty()
+            && out
+                .blocking_send(Ok((Bytes::from(buffer), digest)))
+                .is_err()
+        {
             return;
         }
         if last {
@@ -632,11 +638,11 @@ impl Snapshot {
 }
 
 /// Reads `reader` in chunks of `size` bytes (the last may be shorter) and
-/// passes them on; ends the channel at end of input.
+/// passes them on with their digests; ends the channel at end of input.
 async fn read_chunks<R: AsyncRead + Unpin>(
     mut reader: R,
     size: u64,
-    out: mpsc::Sender<std::io::Result<Bytes>>,
+    out: mpsc::Sender<std::io::Result<(Bytes, blake3::Hash)>>,
 ) {
     loop {
         let mut buffer = BytesMut::with_capacity(size as usize);
@@ -652,7 +658,8 @@ async fn read_chunks<R: AsyncRead + Unpin>(
             }
         }
         let last = (buffer.len() as u64) < size;
-        if !buffer.is_empty() && out.send(Ok(buffer.freeze())).await.is_err() {
+        let digest = blake3::hash(&buffer);
+        if !buffer.is_empty() && out.send(Ok((buffer.freeze(), digest))).await.is_err() {
             return;
         }
         if last {
