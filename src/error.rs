@@ -151,6 +151,31 @@ pub enum Error {
         reason: String,
     },
 
+    /// Another live process holds this role of the channel.
+    #[error(
+        "{role} of channel {channel:?} is already taken by {holder}; stop that process (if it died on another machine, its claim lapses within 15 s)"
+    )]
+    RoleTaken {
+        /// The role: `the sender`, `receiver 0`, `worker w1`.
+        role: String,
+        /// The channel.
+        channel: String,
+        /// Who holds it.
+        holder: String,
+    },
+
+    /// This process lost its role: its lease lapsed (Redis unreachable for
+    /// too long) and another process took it.
+    #[error(
+        "{role} of channel {channel:?} was taken over by another process while this one was cut off; stopping"
+    )]
+    RoleLost {
+        /// The role.
+        role: String,
+        /// The channel.
+        channel: String,
+    },
+
     /// A file's data did not arrive intact.
     #[error("file {name:?}: {reason}; it was not acknowledged")]
     Corrupt {

@@ -1236,3 +1236,116 @@ fn a_tampered_chunk_never_reaches_stdout_and_nothing_is_printed_twice() {
     );
     assert_eq!(wait(sender, T).status.code(), Some(3));
 }
+
+/// Waits until the lease key `key` exists.
+fn wait_for_key(server: &Server, key: &str) {
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    while !redis::cmd("EXISTS")
+        .arg(key)
+        .query::<bool>(&mut con)
+        .unwrap()
+    {
+        assert!(Instant::now() < deadline, "timed out waiting for {key}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_process_per_role_a_second_is_refused_naming_the_holder_and_a_dead_ones_role_is_taken_over() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..6 {
+        write(&source, &format!("f{i}"), &noise(100_000, i));
+    }
+    let send = || {
+        let mut command = server.command();
+        command
+            .args(["send", "--channel", "role", "--receivers", "1"])
+            .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
+            .arg(&source);
+        command
+    };
+    let sender = spawn(&mut send());
+    wait_for_key(&server, "rd:{role}:lease:sender");
+    let line = failed_with_one_line(&run(&mut send(), T));
+    assert!(
+        line.contains("the sender of channel \"role\" is already taken by pid"),
+        "{line}"
+    );
+    let out = work.path().join("out");
+    let receive = || {
+        let mut command = server.command();
+        command
+            .args(["receive", "--channel", "role", "--id", "0", "--out"])
+            .arg(&out);
+        command
+    };
+    // Busy on its first file until killed.
+    let mut first = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", "role", "--id", "0"])
+            .args(["--exec", "sleep 30"]),
+    );
+    wait_for_key(&server, "rd:{role}:lease:r:0");
+    let line = failed_with_one_line(&run(&mut receive(), T));
+    assert!(
+        line.contains(&format!(
+            "receiver 0 of channel \"role\" is already taken by pid {}",
+            first.id()
+        )),
+        "{line}"
+    );
+    // Killed outright: a new process on the same host takes over at once.
+    kill(&mut first);
+    succeeded(&run(&mut receive(), T));
+    succeeded(&wait(sender, T));
+    assert_same_tree(&source, &out);
+}
+
+#[test]
+fn a_role_held_on_another_host_is_free_once_its_lease_lapses() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "a", b"one file\n");
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "far", "--workers"])
+            .arg(&source),
+    );
+    wait_for_key(&server, "rd:{far}:lease:sender");
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // A worker w1 on another machine that stopped renewing 13 s ago.
+    let _: () = redis::cmd("SET")
+        .arg("rd:{far}:lease:w:w1")
+        .arg("elsewhere 4242 0 7")
+        .arg("PX")
+        .arg(1500)
+        .query(&mut con)
+        .unwrap();
+    let work_on = || {
+        run(
+            server
+                .command()
+                .args(["receive", "--channel", "far", "--id", "w1", "--stdout"]),
+            T,
+        )
+    };
+    let line = failed_with_one_line(&work_on());
+    assert!(line.contains("pid 4242 on host elsewhere"), "{line}");
+    std::thread::sleep(Duration::from_millis(1600));
+    let done = work_on();
+    succeeded(&done);
+    assert_eq!(done.stdout, b"one file\n");
+    succeeded(&wait(sender, T));
+}

@@ -371,6 +371,8 @@ pub fn is_transient(error: &RedisError) -> bool {
                 | ServerErrorKind::MasterDown
                 | ServerErrorKind::ClusterDown
         ) | ErrorKind::Io
+            // A reply cut in the middle: the connection is out of step.
+            | ErrorKind::Parse
     )
 }
 

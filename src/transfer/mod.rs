@@ -7,6 +7,7 @@
 //! [`purge`] are for operators.
 
 pub(crate) mod channel;
+pub mod lease;
 pub mod protocol;
 pub mod purge;
 pub mod receiver;

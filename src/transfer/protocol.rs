@@ -16,6 +16,7 @@
 //! | `P:{C}:r:ID` | hash | per-receiver counters for `status` |
 //! | `P:{C}:parked` | hash | files given up on, with the reason |
 //! | `P:{C}:members` | set | ids of receivers and workers that joined |
+//! | `P:{C}:lease:ROLE` | string, expiring | who holds a role (`sender`, `r:ID`, `w:ID`): `host pid since_ms nonce` |
 //! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data |
 //!
 //! All control keys share the hash tag `{C}`, so every state change below
@@ -328,6 +329,46 @@ pub(crate) static ABORT: LazyLock<Script> = LazyLock::new(|| {
 local meta, base = KEYS[1], ARGV[1]
 if redis.call('HGET', base .. 'f:' .. ARGV[2], 'state') ~= 'uploading' then return 0 end
 abort(meta, base, ARGV[2], ARGV[3])
+return 1
+"#,
+    )
+});
+
+/// Takes the lease of a role, `P:{C}:lease:ROLE`, unless someone else
+/// holds it. KEYS: meta. ARGV: base, role, holder, ttl (ms), a holder it may
+/// replace ('' for none: one whose process is known to be gone).
+/// Returns '' when taken (or already ours), else the current holder.
+pub(crate) static LEASE_TAKE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local k = ARGV[1] .. 'lease:' .. ARGV[2]
+local current = redis.call('GET', k)
+if current and current ~= ARGV[3] and current ~= ARGV[5] then return current end
+redis.call('SET', k, ARGV[3], 'PX', ARGV[4])
+return ''
+"#,
+    )
+});
+
+/// Renews a lease we hold. KEYS: meta. ARGV: base, role, holder, ttl (ms).
+/// Returns 1, or 0 when it is no longer ours (it lapsed and was taken).
+pub(crate) static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local k = ARGV[1] .. 'lease:' .. ARGV[2]
+if redis.call('GET', k) ~= ARGV[3] then return 0 end
+redis.call('PEXPIRE', k, ARGV[4])
+return 1
+"#,
+    )
+});
+
+/// Gives a lease back if it is still ours. KEYS: meta. ARGV: base, role, holder.
+pub(crate) static LEASE_DROP: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local k = ARGV[1] .. 'lease:' .. ARGV[2]
+if redis.call('GET', k) == ARGV[3] then redis.call('DEL', k) end
 return 1
 "#,
     )

@@ -24,6 +24,7 @@ use crate::files::names;
 use crate::files::source::{Failure, FileSource};
 use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::{Channel, Meta};
+use crate::transfer::lease::Lease;
 use crate::transfer::protocol::{self, Audience, Keys};
 
 /// Chunk reads kept in flight while streaming a file.
@@ -82,6 +83,8 @@ pub struct Receiver {
     parked: u64,
     /// The channel's creation time, part of each file's token.
     epoch: String,
+    /// This process's hold on its id, taken when joining.
+    lease: Option<Lease>,
 }
 
 impl Receiver {
@@ -104,6 +107,7 @@ impl Receiver {
             attempts: HashMap::new(),
             parked: 0,
             epoch: String::new(),
+            lease: None,
         })
     }
 }
@@ -111,71 +115,15 @@ impl Receiver {
 impl FileSource for Receiver {
     /// Waits for the next file. `None` means the sender marked the end of
     /// its input and everything before the mark is finished (never with
-    /// `follow`).
+    /// `follow`); the receiver's role is then given back.
     async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
-        let audience = self.join().await?;
-        if let Some((entry, fid, attempt)) = self.retry.take() {
-            // Seconds, growing: a failure that passes (a busy disk, a
-            // restarting service) gets time to pass.
-            tokio::time::sleep(Duration::from_secs(1 << attempt.saturating_sub(1).min(6))).await;
-            if let Some(file) = self.open(&entry, fid).await? {
-                return Ok(Some(file));
-            }
+        let next = self.next_in_channel().await?;
+        if next.is_none()
+            && let Some(lease) = self.lease.take()
+        {
+            lease.release().await?;
         }
-        // Whether the last wait was cut short: the next look is then a
-        // quick one, which completes even where connections die younger
-        // than a blocking read lasts, and whose empty answer, unlike a cut
-        // wait's, proves that nothing new is waiting.
-        let mut cut_short = false;
-        loop {
-            if !self.pending_done {
-                match self.read("0", None).await?.0 {
-                    Some(entry) => {
-                        if let Some(file) = self.handle(&entry).await? {
-                            return Ok(Some(file));
-                        }
-                        continue;
-                    }
-                    None => self.pending_done = true,
-                }
-            }
-            if audience == Audience::Workers {
-                self.requeue_stale().await?;
-            }
-            let ended_before = self.meta().await?.ended;
-            let block = match audience {
-                Audience::Workers => BLOCK.min(self.options.claim_after / 2),
-                Audience::Broadcast(_) => BLOCK,
-            };
-            let (entry, cut) = self.read(">", (!cut_short).then_some(block)).await?;
-            cut_short = cut;
-            if cut {
-                // An entry a lost reply delivered is pending now: read
-                // pending entries first, oldest first.
-                self.pending_done = false;
-                continue;
-            }
-            match entry {
-                Some(entry) => {
-                    if let Some(file) = self.handle(&entry).await? {
-                        return Ok(Some(file));
-                    }
-                    if self.at_end(&entry).await? {
-                        return Ok(None);
-                    }
-                }
-                // Nothing new arrived after the end mark was set.
-                None if ended_before
-                    && !self.options.follow
-                    && self.all_finished(&audience).await? =>
-                {
-                    return Ok(None);
-                }
-                // Idle: look at our own pending entries again next time, in
-                // case a reply carrying one was lost with a connection.
-                None => self.pending_done = false,
-            }
-        }
+        Ok(next)
     }
 
     /// Acknowledges a file whose work is complete. Fails, and acknowledges
@@ -247,6 +195,76 @@ impl FileSource for Receiver {
 }
 
 impl Receiver {
+    /// The next file of the channel, or `None` at its end.
+    async fn next_in_channel(&mut self) -> Result<Option<IncomingFile>> {
+        let audience = self.join().await?;
+        if let Some(lease) = &self.lease {
+            lease.check(&role_of(&audience, &self.options.id).1)?;
+        }
+        if let Some((entry, fid, attempt)) = self.retry.take() {
+            // Seconds, growing: a failure that passes (a busy disk, a
+            // restarting service) gets time to pass.
+            tokio::time::sleep(Duration::from_secs(1 << attempt.saturating_sub(1).min(6))).await;
+            if let Some(file) = self.open(&entry, fid).await? {
+                return Ok(Some(file));
+            }
+        }
+        // Whether the last wait was cut short: the next look is then a
+        // quick one, which completes even where connections die younger
+        // than a blocking read lasts, and whose empty answer, unlike a cut
+        // wait's, proves that nothing new is waiting.
+        let mut cut_short = false;
+        loop {
+            if !self.pending_done {
+                match self.read("0", None).await?.0 {
+                    Some(entry) => {
+                        if let Some(file) = self.handle(&entry).await? {
+                            return Ok(Some(file));
+                        }
+                        continue;
+                    }
+                    None => self.pending_done = true,
+                }
+            }
+            if audience == Audience::Workers {
+                self.requeue_stale().await?;
+            }
+            let ended_before = self.meta().await?.ended;
+            let block = match audience {
+                Audience::Workers => BLOCK.min(self.options.claim_after / 2),
+                Audience::Broadcast(_) => BLOCK,
+            };
+            let (entry, cut) = self.read(">", (!cut_short).then_some(block)).await?;
+            cut_short = cut;
+            if cut {
+                // An entry a lost reply delivered is pending now: read
+                // pending entries first, oldest first.
+                self.pending_done = false;
+                continue;
+            }
+            match entry {
+                Some(entry) => {
+                    if let Some(file) = self.handle(&entry).await? {
+                        return Ok(Some(file));
+                    }
+                    if self.at_end(&entry).await? {
+                        return Ok(None);
+                    }
+                }
+                // Nothing new arrived after the end mark was set.
+                None if ended_before
+                    && !self.options.follow
+                    && self.all_finished(&audience).await? =>
+                {
+                    return Ok(None);
+                }
+                // Idle: look at our own pending entries again next time, in
+                // case a reply carrying one was lost with a connection.
+                None => self.pending_done = false,
+            }
+        }
+    }
+
     async fn acknowledge(
         &self,
         fid: u64,
@@ -323,6 +341,8 @@ impl Receiver {
                     .arg(&self.options.id),
             )
             .await?;
+        let (role, shown) = role_of(&meta.audience, &self.options.id);
+        self.lease = Some(Lease::take(&self.channel, &role, &shown).await?);
         self.epoch = meta.fields.get("created_ms").cloned().unwrap_or_default();
         self.audience = Some(meta.audience.clone());
         Ok(meta.audience)
@@ -592,6 +612,14 @@ impl Receiver {
         Ok(Some(IncomingFile::new(
             name, ticket, chunks, verified, tasks,
         )))
+    }
+}
+
+/// The lease name of a receiver's role, and how messages name it.
+fn role_of(audience: &Audience, id: &str) -> (String, String) {
+    match audience {
+        Audience::Broadcast(_) => (format!("r:{id}"), format!("receiver {id}")),
+        Audience::Workers => (format!("w:{id}"), format!("worker {id}")),
     }
 }
 

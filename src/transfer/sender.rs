@@ -19,6 +19,7 @@ use crate::files::names;
 use crate::files::progress::Progress;
 use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::Channel;
+use crate::transfer::lease::Lease;
 use crate::transfer::protocol::{self, Audience, Keys};
 use crate::transfer::status::{self, ParkedFile};
 
@@ -84,12 +85,17 @@ pub enum Sent {
     AlreadySent,
 }
 
+/// How the sender's role is named in messages.
+const SENDER: &str = "the sender";
+
 /// Feeds files into one channel.
 pub struct Sender {
     channel: Channel,
     options: SendOptions,
     limit: u64,
     progress: Option<Arc<dyn Progress>>,
+    /// The channel's one sender is this one.
+    lease: Lease,
 }
 
 impl Sender {
@@ -163,11 +169,13 @@ impl Sender {
                     .arg(&options.channel),
             )
             .await?;
+        let lease = Lease::take(&channel, "sender", SENDER).await?;
         Ok(Sender {
             channel,
             options,
             limit,
             progress: None,
+            lease,
         })
     }
 
@@ -191,6 +199,7 @@ impl Sender {
     /// left unfinished, or skipping it when that run completed it.
     pub async fn send_file(&self, path: &Path, name: &str) -> Result<Sent> {
         names::check_file_name(name)?;
+        self.lease.check(SENDER)?;
         // Opened before it is announced: a file that vanished must not leave
         // an announcement behind that receivers would wait on.
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -266,6 +275,7 @@ impl Sender {
         reader: R,
     ) -> Result<u64> {
         names::check_file_name(name)?;
+        self.lease.check(SENDER)?;
         let announced = self.announce(name, "stream", false).await?;
         let (chunks, incoming) = mpsc::channel(2);
         let _reading = AbortOnDrop(tokio::spawn(read_chunks(
@@ -313,7 +323,7 @@ impl Sender {
             if active == 0 && reclaim == 0 {
                 // Empty because done, or because the state vanished?
                 return match self.channel.meta().await? {
-                    Some(_) => Ok(()),
+                    Some(_) => self.lease.release().await,
                     None => Err(Error::Protocol {
                         key: self.channel.keys.meta(),
                         reason: "the channel vanished while receivers were working (purged, or Redis restarted without persistence); send again".into(),

@@ -1,0 +1,198 @@
+//! One owner per role: a channel's sender, each broadcast receiver id and
+//! each worker id. A role is held through an expiring lease key that its
+//! holder renews every few seconds; a second process asking for a held
+//! role is refused with the holder named. The lease of a killed process
+//! lapses after [`TTL`], at once when the same host sees its process gone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::files::incoming::AbortOnDrop;
+use crate::transfer::channel::Channel;
+use crate::transfer::protocol;
+
+/// How long a lease outlives its last renewal.
+pub const TTL: Duration = Duration::from_secs(15);
+
+/// How often a holder renews its lease.
+const RENEW_EVERY: Duration = Duration::from_secs(3);
+
+/// A role held by this process, renewed in the background until dropped.
+pub(crate) struct Lease {
+    channel: Channel,
+    role: String,
+    holder: String,
+    lost: Arc<AtomicBool>,
+    _renewing: AbortOnDrop,
+}
+
+impl Lease {
+    /// Takes `role` (`sender`, `r:ID`, `w:ID`) of the channel, described as
+    /// `shown` in messages.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RoleTaken`] when another live process holds it.
+    pub(crate) async fn take(channel: &Channel, role: &str, shown: &str) -> Result<Lease> {
+        let holder = Holder::this_process().encode();
+        let mut replaceable = String::new();
+        loop {
+            let current: String = channel
+                .run(
+                    "taking a lease",
+                    &protocol::LEASE_TAKE,
+                    &[
+                        role.to_owned(),
+                        holder.clone(),
+                        TTL.as_millis().to_string(),
+                        replaceable.clone(),
+                    ],
+                )
+                .await?;
+            if current.is_empty() {
+                break;
+            }
+            let other = Holder::decode(&current);
+            if replaceable != current && other.as_ref().is_some_and(Holder::is_gone) {
+                // Its process died on this host: no need to wait for expiry.
+                replaceable = current;
+                continue;
+            }
+            return Err(Error::RoleTaken {
+                role: shown.to_owned(),
+                channel: channel.keys.channel().to_owned(),
+                holder: other.map_or(current, |h| h.to_string()),
+            });
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewing = AbortOnDrop(tokio::spawn(renew(
+            channel.clone(),
+            role.to_owned(),
+            holder.clone(),
+            lost.clone(),
+        )));
+        Ok(Lease {
+            channel: channel.clone(),
+            role: role.to_owned(),
+            holder,
+            lost,
+            _renewing: renewing,
+        })
+    }
+
+    /// Fails once the lease lapsed and another process took the role.
+    pub(crate) fn check(&self, shown: &str) -> Result<()> {
+        if self.lost.load(Ordering::Acquire) {
+            return Err(Error::RoleLost {
+                role: shown.to_owned(),
+                channel: self.channel.keys.channel().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives the role back, for the next process to take at once.
+    pub(crate) async fn release(&self) -> Result<()> {
+        self.channel
+            .run::<i64>(
+                "giving a lease back",
+                &protocol::LEASE_DROP,
+                &[self.role.clone(), self.holder.clone()],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+async fn renew(channel: Channel, role: String, holder: String, lost: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let renewed = channel
+            .run::<i64>(
+                "renewing a lease",
+                &protocol::LEASE_RENEW,
+                &[role.clone(), holder.clone(), TTL.as_millis().to_string()],
+            )
+            .await;
+        if let Ok(0) = renewed {
+            lost.store(true, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Who holds a lease: enough to name it, and to tell on its own host
+/// whether its process still runs.
+struct Holder {
+    host: String,
+    pid: u32,
+    since_ms: u128,
+    nonce: u64,
+}
+
+impl Holder {
+    fn this_process() -> Self {
+        Holder {
+            host: host_name(),
+            pid: std::process::id(),
+            since_ms: now_ms(),
+            nonce: fastrand::u64(..),
+        }
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.host, self.pid, self.since_ms, self.nonce
+        )
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let mut fields = text.split(' ');
+        Some(Holder {
+            host: fields.next()?.to_owned(),
+            pid: fields.next()?.parse().ok()?,
+            since_ms: fields.next()?.parse().ok()?,
+            nonce: fields.next()?.parse().ok()?,
+        })
+    }
+
+    /// Whether it ran on this host in a process that no longer exists, or
+    /// in this very process (an earlier holder the program dropped: one
+    /// process is trusted to hold a role once at a time).
+    fn is_gone(&self) -> bool {
+        self.host == host_name() && (self.pid == std::process::id() || !process_exists(self.pid))
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = now_ms().saturating_sub(self.since_ms) / 1000;
+        write!(f, "pid {} on host {}, for {seconds} s", self.pid, self.host)
+    }
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty() && !name.contains(' '))
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    // SAFETY: signal 0 only checks whether the process exists.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
