@@ -111,6 +111,17 @@ impl LocalRedis {
         Ok(())
     }
 
+    /// Kills the server outright (SIGKILL), as a crash would: a persistent
+    /// one loses what it had not written to its append-only file yet (up to
+    /// a second with `appendfsync everysec`).
+    pub fn crash(&mut self) -> io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// The URL clients use, with the password when one is set.
     pub fn url(&self) -> String {
         match &self.options.password {
