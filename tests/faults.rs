@@ -275,3 +275,64 @@ fn a_redis_that_comes_back_without_its_latest_writes_is_repaired_and_the_transfe
         assert_same_tree(&source, &work.path().join(format!("out{i}")));
     }
 }
+
+#[test]
+fn a_redis_killed_mid_transfer_comes_back_from_its_append_only_file_and_the_transfer_completes() {
+    use redistribute::redis::LocalRedisOptions;
+    let mut server = Server::with(LocalRedisOptions {
+        persistent: true,
+        ..LocalRedisOptions::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write_files(&source, 60);
+    let receivers: Vec<Child> = (0..2)
+        .map(|i| {
+            spawn(
+                server
+                    .command()
+                    .args(["receive", "--channel", "crash", "--id", &i.to_string()])
+                    .arg("--out")
+                    .arg(work.path().join(format!("out{i}"))),
+            )
+        })
+        .collect();
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "crash", "--receivers", "2"])
+            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
+            .arg(&source),
+    );
+    // Mid-transfer: some files done, most not.
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let finished: Option<u64> = redis::cmd("HGET")
+            .arg("rd:{crash}:meta")
+            .arg("finished")
+            .query(&mut con)
+            .unwrap_or(None);
+        if finished.is_some_and(|n| n >= 5) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.0.crash().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.0.start_again().unwrap();
+    succeeded(&wait(sender, T));
+    for receiver in receivers {
+        succeeded(&wait(receiver, T));
+    }
+    for i in 0..2 {
+        assert_same_tree(&source, &work.path().join(format!("out{i}")));
+    }
+}
