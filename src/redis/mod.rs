@@ -196,7 +196,8 @@ impl Redis {
     /// the connection reserved for them. `None` means the wait was cut
     /// short (a dropped connection, a timeout): the connection is renewed,
     /// and the caller looks around and waits again, as after a block that
-    /// timed out. Retrying the same long block instead could never finish
+    /// timed out. While Redis is unreachable this waits, and gives up, as
+    /// [`Redis::retry`] does. Retrying the same long block instead could never finish
     /// where connections live shorter than a block (a flaky proxy).
     pub async fn wait<T: FromRedisValue>(
         &self,
@@ -210,6 +211,9 @@ impl Redis {
                 tracing::debug!("{what} was cut short: {source}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 self.blocking.renew(generation).await;
+                // A cut connection, or Redis gone? Only the first returns at
+                // once; an outage is waited out, and given up on, as any step.
+                self.query::<String>(what, &redis::cmd("PING")).await?;
                 Ok(None)
             }
             Err(source) => Err(Error::Redis { what, source }),
