@@ -5,10 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, run, spawn, succeeded, wait, write};
+use common::{Running, Server, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -84,7 +84,7 @@ fn a_work_queue_of_aggregators_counts_every_visit_once_with_unknowns_and_garbage
             .args(["send", "--channel", "logs", "--workers"])
             .arg(work.path().join("logs")),
     );
-    let workers: Vec<Child> = ["w1", "w2"]
+    let workers: Vec<Running> = ["w1", "w2"]
         .iter()
         .map(|id| spawn(&mut aggregate(&server, &table, id, &[])))
         .collect();
@@ -164,7 +164,7 @@ fn broadcast_aggregators_and_combined_logs_count_each_file_once() {
             .args(["send", "--channel", "logs", "--receivers", "a,b"])
             .arg(&logs),
     );
-    let receivers: Vec<Child> = ["a", "b"]
+    let receivers: Vec<Running> = ["a", "b"]
         .iter()
         .map(|id| {
             spawn(&mut aggregate(
@@ -250,7 +250,7 @@ fn workers_killed_at_random_during_a_run_still_count_every_visit_once() {
             &["--claim-after", "1s"],
         ))
     };
-    let mut workers: Vec<Child> = ids.iter().map(|id| start(id)).collect();
+    let mut workers: Vec<Running> = ids.iter().map(|id| start(id)).collect();
     let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..8 {
         std::thread::sleep(Duration::from_millis(rng.u64(50..250)));

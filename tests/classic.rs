@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
+use common::{Running, Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(60);
 const CHANNEL: &str = "logs:";
@@ -104,7 +104,7 @@ fn our_sender_feeds_two_book_receivers_including_a_gzipped_file() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     let text = sample(&source);
-    let peers: Vec<Child> = ["0", "1"]
+    let peers: Vec<Running> = ["0", "1"]
         .iter()
         .map(|id| {
             spawn(&mut python(
@@ -130,7 +130,7 @@ fn a_book_sender_feeds_two_of_our_receivers() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     sample(&source);
-    let ours: Vec<Child> = ["0", "1"]
+    let ours: Vec<Running> = ["0", "1"]
         .iter()
         .map(|id| {
             spawn(&mut rust_receive(

@@ -8,7 +8,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait, write,
+    Running, Server, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait,
+    write,
 };
 use redistribute::redis::LocalRedisOptions;
 
@@ -57,7 +58,7 @@ fn receivers_started_first_wait_and_each_of_three_gets_every_file() {
             &noise(50_000 * i + 1, i as u64),
         );
     }
-    let receivers: Vec<Child> = (0..3)
+    let receivers: Vec<Running> = (0..3)
         .map(|i| {
             let out = work.path().join(format!("out{i}"));
             spawn(
@@ -115,7 +116,7 @@ fn a_work_queue_gives_each_file_to_exactly_one_of_three_workers() {
             .args(["send", "--channel", "q", "--workers"])
             .arg(&source),
     );
-    let workers: Vec<Child> = ["w1", "w2", "w3"]
+    let workers: Vec<Running> = ["w1", "w2", "w3"]
         .iter()
         .map(|id| {
             spawn(
@@ -658,23 +659,21 @@ fn stdin_sent_twice_under_one_name_is_delivered_twice() {
         &format!("cat >> {}", journal.display()),
     ]));
     for text in ["first\n", "second\n"] {
-        let mut sender = server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "in",
-                "--receivers",
-                "1",
-                "--name",
-                "piped.log",
-                "-",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut sender = spawn(
+            server
+                .command()
+                .args([
+                    "send",
+                    "--channel",
+                    "in",
+                    "--receivers",
+                    "1",
+                    "--name",
+                    "piped.log",
+                    "-",
+                ])
+                .stdin(Stdio::piped()),
+        );
         sender
             .stdin
             .take()
@@ -956,7 +955,7 @@ fn a_source_cut_short_while_it_is_sent_is_abandoned_not_delivered_short() {
 }
 
 /// Starts a broadcast of `source` to receiver `0` on channel `channel`.
-fn send_to_one(server: &Server, channel: &str, source: &std::path::Path) -> Child {
+fn send_to_one(server: &Server, channel: &str, source: &std::path::Path) -> Running {
     spawn(
         server
             .command()
@@ -971,7 +970,7 @@ fn nothing_lost_after_a_broken_sink(
     server: &Server,
     channel: &str,
     source: &std::path::Path,
-    sender: Child,
+    sender: Running,
 ) {
     let out = tempfile::tempdir().unwrap();
     succeeded(&run(

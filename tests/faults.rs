@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
+use common::{Running, Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -83,7 +82,7 @@ fn broadcast_round(round: u64) {
     let source = work.path().join("in");
     write_files(&source, 60);
     let killer = ConnectionKiller::start(&server, 7 + round);
-    let receivers: Vec<Child> = (0..2)
+    let receivers: Vec<Running> = (0..2)
         .map(|i| {
             spawn(
                 server
@@ -129,7 +128,7 @@ fn workers_round(round: u64) {
     write_files(&source, 60);
     let out = work.path().join("out");
     let killer = ConnectionKiller::start(&server, 11 + round);
-    let workers: Vec<Child> = (0..2)
+    let workers: Vec<Running> = (0..2)
         .map(|i| {
             spawn(
                 server
@@ -253,7 +252,7 @@ fn transfer_through_a_redis_failure(mut server: Server, failure: impl FnOnce(&mu
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write_files(&source, 60);
-    let receivers: Vec<Child> = (0..2)
+    let receivers: Vec<Running> = (0..2)
         .map(|i| {
             spawn(
                 server

@@ -64,12 +64,40 @@ impl Drop for Server {
 }
 
 /// Starts a command in the background with its output captured.
-pub fn spawn(command: &mut Command) -> Child {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+pub fn spawn(command: &mut Command) -> Running {
+    Running(Some(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+/// A process a test started: killed when dropped unless it was waited
+/// for, so a failing test leaves nothing running behind it.
+pub struct Running(Option<Child>);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("not waited for yet")
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Runs a command to completion with a timeout, returning its output.
@@ -79,12 +107,16 @@ pub fn run(command: &mut Command, timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait(child, timeout)
+    wait_for(child, timeout)
 }
 
-/// Waits for a spawned child with a timeout (killing it when exceeded),
+/// Waits for a spawned process with a timeout (killing it when exceeded),
 /// draining its pipes meanwhile so a chatty child cannot block on them.
-pub fn wait(child: Child, timeout: Duration) -> Output {
+pub fn wait(mut running: Running, timeout: Duration) -> Output {
+    wait_for(running.0.take().expect("waited for once"), timeout)
+}
+
+fn wait_for(child: Child, timeout: Duration) -> Output {
     let pid = child.id();
     let (done, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
