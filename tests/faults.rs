@@ -61,6 +61,21 @@ impl ConnectionKiller {
     }
 }
 
+/// Receivers `0` and `1` of `channel`, writing to `dir/out0` and `dir/out1`.
+fn broadcast_receivers(server: &Server, channel: &str, dir: &std::path::Path) -> Vec<Running> {
+    (0..2)
+        .map(|i| {
+            spawn(
+                server
+                    .command()
+                    .args(["receive", "--channel", channel, "--id", &i.to_string()])
+                    .arg("--out")
+                    .arg(dir.join(format!("out{i}"))),
+            )
+        })
+        .collect()
+}
+
 /// `count` files of varied sizes, several chunks each at 16 KiB chunks.
 fn write_files(dir: &std::path::Path, count: u64) {
     for i in 0..count {
@@ -82,17 +97,7 @@ fn broadcast_round(round: u64) {
     let source = work.path().join("in");
     write_files(&source, 60);
     let killer = ConnectionKiller::start(&server, 7 + round);
-    let receivers: Vec<Running> = (0..2)
-        .map(|i| {
-            spawn(
-                server
-                    .command()
-                    .args(["receive", "--channel", "flaky", "--id", &i.to_string()])
-                    .arg("--out")
-                    .arg(work.path().join(format!("out{i}"))),
-            )
-        })
-        .collect();
+    let receivers = broadcast_receivers(&server, "flaky", work.path());
     let sent = run(
         server
             .command()
@@ -252,17 +257,7 @@ fn transfer_through_a_redis_failure(mut server: Server, failure: impl FnOnce(&mu
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write_files(&source, 60);
-    let receivers: Vec<Running> = (0..2)
-        .map(|i| {
-            spawn(
-                server
-                    .command()
-                    .args(["receive", "--channel", "fail", "--id", &i.to_string()])
-                    .arg("--out")
-                    .arg(work.path().join(format!("out{i}"))),
-            )
-        })
-        .collect();
+    let receivers = broadcast_receivers(&server, "fail", work.path());
     let sender = spawn(
         server
             .command()

@@ -3,39 +3,30 @@
 use redistribute::classic::ClassicReceiver;
 use redistribute::job::aggregate::{self, AggregateOptions};
 use redistribute::redis::Redis;
-use redistribute::{Error, FileSource, ReceiveOptions, Receiver, Result};
+use redistribute::{FileSource, Receiver, Result};
 
-use super::args::{AggregateArgs, Protocol};
+use super::args::{AggregateArgs, Protocol, SourceArgs};
 
 pub async fn run(url: &str, prefix: &str, args: AggregateArgs) -> Result<()> {
+    let source = &args.source;
     let options = AggregateOptions {
         prefix: prefix.to_owned(),
-        channel: args.channel.clone(),
-        id: args.id.clone(),
+        channel: source.channel.clone(),
+        id: source.id.clone(),
         dimensions: args.by.clone(),
         format: args.log_format,
         table_files: args.table.clone(),
     };
-    if args.protocol == Protocol::Classic && args.follow {
-        return Err(Error::Usage(
-            "--protocol classic does not support --follow (the book's receivers stop at `:done`)"
-                .into(),
-        ));
-    }
+    source.check()?;
     let redis = Redis::connect(url).await?;
-    match args.protocol {
+    match source.protocol {
         Protocol::Classic => {
-            let files = ClassicReceiver::connect(url, &args.channel, &args.id).await?;
-            count(&redis, files, &options, args.protocol).await
+            let files = ClassicReceiver::connect(url, &source.channel, &source.id).await?;
+            count(&redis, files, &options, source).await
         }
         Protocol::Native => {
-            let mut receive = ReceiveOptions::new(&args.channel, &args.id);
-            receive.prefix = prefix.to_owned();
-            receive.follow = args.follow;
-            receive.claim_after = args.claim_after;
-            receive.allow_eviction = args.allow_eviction;
-            let files = Receiver::connect(url, receive).await?;
-            count(&redis, files, &options, args.protocol).await
+            let files = Receiver::connect(url, source.receive_options(prefix)).await?;
+            count(&redis, files, &options, source).await
         }
     }
 }
@@ -44,10 +35,10 @@ async fn count(
     redis: &Redis,
     mut files: impl FileSource,
     options: &AggregateOptions,
-    protocol: Protocol,
+    source: &SourceArgs,
 ) -> Result<()> {
     let counted = aggregate::run(redis, &mut files, options).await?;
-    super::check_nothing_parked(&files, protocol, &options.channel)?;
+    super::check_nothing_parked(&files, source)?;
     tracing::info!("done: counted {counted} files");
     Ok(())
 }

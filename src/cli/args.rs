@@ -101,15 +101,8 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("output").required(true).args(["out", "exec", "stdout"])))]
 pub struct ReceiveArgs {
-    /// Channel to receive from.
-    #[arg(long)]
-    pub channel: String,
-    /// Wire format: native, or classic (the book's, to read from its sender).
-    #[arg(long, value_enum, default_value_t = Protocol::Native)]
-    pub protocol: Protocol,
-    /// This receiver's id: one of the sender's --receivers, or any name for a worker.
-    #[arg(long)]
-    pub id: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Write byte-identical copies under DIR (original bytes, never decoded).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -122,6 +115,20 @@ pub struct ReceiveArgs {
     /// Decompress .gz and .zst files for --exec and --stdout (auto) or not (none).
     #[arg(long, value_parser = choice::<Decode>(), default_value = "auto")]
     pub decode: Decode,
+}
+
+/// Where `receive` and `aggregate` take files from, and as whom.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Channel to receive from.
+    #[arg(long)]
+    pub channel: String,
+    /// Wire format: native, or classic (the book's, to read from its sender).
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// This receiver's id: one of the sender's --receivers, or any name for a worker.
+    #[arg(long)]
+    pub id: String,
     /// Keep waiting for new files after the sender's end of input.
     #[arg(long)]
     pub follow: bool,
@@ -144,12 +151,8 @@ pub enum Protocol {
 
 #[derive(Debug, Args)]
 pub struct AggregateArgs {
-    /// Channel to receive logs from.
-    #[arg(long)]
-    pub channel: String,
-    /// This receiver's id, as for `receive`.
-    #[arg(long)]
-    pub id: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Dimensions to count, comma-separated.
     #[arg(long, value_parser = choice::<Dimension>(), value_delimiter = ',', default_value = "country")]
     pub by: Vec<Dimension>,
@@ -159,18 +162,6 @@ pub struct AggregateArgs {
     /// Read the location table from these files instead of Redis (or the built-in one).
     #[arg(long = "table", value_name = "FILE")]
     pub table: Vec<PathBuf>,
-    /// Wire format of the channel.
-    #[arg(long, value_enum, default_value_t = Protocol::Native)]
-    pub protocol: Protocol,
-    /// Keep waiting for new files after the sender's end of input.
-    #[arg(long)]
-    pub follow: bool,
-    /// Work queue: give a silent worker's file to another worker after this long.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub claim_after: Duration,
-    /// Work even when Redis' maxmemory-policy may evict our keys (allkeys-*), which can lose files.
-    #[arg(long)]
-    pub allow_eviction: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,9 +14,9 @@ mod report;
 mod send;
 mod status;
 
-use redistribute::{Error, FileSource, Result};
+use redistribute::{Error, FileSource, ReceiveOptions, Result};
 
-use args::{Cli, Command, GeoCommand};
+use args::{Cli, Command, GeoCommand, Protocol, SourceArgs};
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -49,24 +49,44 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+impl SourceArgs {
+    /// Refuses what the chosen wire format cannot do, before connecting.
+    fn check(&self) -> Result<()> {
+        if self.protocol == Protocol::Classic && self.follow {
+            return Err(Error::Usage(
+                "--protocol classic does not support --follow (the book's receivers stop at `:done`)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The native receiver's options.
+    fn receive_options(&self, prefix: &str) -> ReceiveOptions {
+        let mut options = ReceiveOptions::new(&self.channel, &self.id);
+        options.prefix = prefix.to_owned();
+        options.follow = self.follow;
+        options.claim_after = self.claim_after;
+        options.allow_eviction = self.allow_eviction;
+        options
+    }
+}
+
 /// A run that set files aside did not do all its work: say so, and how to
 /// see which.
-fn check_nothing_parked(
-    files: &impl FileSource,
-    protocol: args::Protocol,
-    channel: &str,
-) -> Result<()> {
+fn check_nothing_parked(files: &impl FileSource, source: &SourceArgs) -> Result<()> {
+    let (protocol, channel) = (source.protocol, &source.channel);
     let parked = files.parked();
     if parked == 0 {
         return Ok(());
     }
     Err(match protocol {
-        args::Protocol::Native => Error::FilesParked {
+        Protocol::Native => Error::FilesParked {
             channel: channel.to_owned(),
             count: parked,
             detail: String::new(),
         },
-        args::Protocol::Classic => Error::Usage(format!(
+        Protocol::Classic => Error::Usage(format!(
             "{parked} files were refused for their names and not counted as done"
         )),
     })

@@ -2,7 +2,7 @@
 //! command or stdout, in either wire format.
 
 use redistribute::classic::ClassicReceiver;
-use redistribute::{Error, FileSource, ReceiveOptions, Receiver, Result, Sink};
+use redistribute::{FileSource, Receiver, Result, Sink};
 
 use super::args::{Protocol, ReceiveArgs};
 use super::progress;
@@ -13,23 +13,16 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Res
         (_, Some(command)) => Sink::Exec(command.clone()),
         _ => Sink::Stdout,
     };
-    match args.protocol {
-        Protocol::Classic if args.follow => Err(Error::Usage(
-            "--protocol classic does not support --follow (the book's receivers stop at `:done`)"
-                .into(),
-        )),
+    let source = &args.source;
+    source.check()?;
+    match source.protocol {
         // The book's receiver, resuming a file it was killed in the middle of.
         Protocol::Classic => {
-            let files = ClassicReceiver::connect(url, &args.channel, &args.id).await?;
+            let files = ClassicReceiver::connect(url, &source.channel, &source.id).await?;
             receive_all(files, &sink, quiet, &args).await
         }
         Protocol::Native => {
-            let mut options = ReceiveOptions::new(&args.channel, &args.id);
-            options.prefix = prefix.to_owned();
-            options.follow = args.follow;
-            options.claim_after = args.claim_after;
-            options.allow_eviction = args.allow_eviction;
-            let files = Receiver::connect(url, options).await?;
+            let files = Receiver::connect(url, source.receive_options(prefix)).await?;
             receive_all(files, &sink, quiet, &args).await
         }
     }
@@ -51,5 +44,5 @@ async fn receive_all(
         .await?;
     bar.finish_and_clear();
     tracing::info!("done: {received} files received");
-    super::check_nothing_parked(&files, args.protocol, &args.channel)
+    super::check_nothing_parked(&files, &args.source)
 }
