@@ -55,8 +55,50 @@ impl ClassicReceiver {
         })
     }
 
+    async fn finish_message(&self, id: u64, file: Option<&str>) -> Result<()> {
+        let done = file.map(|name| self.keys.done(name));
+        let (chat, seen, messages) = (
+            self.keys.chat(),
+            self.keys.seen(&self.id),
+            self.keys.messages(),
+        );
+        self.redis
+            .retry("recording progress", |mut con| {
+                let mut invocation = FINISH_MESSAGE.prepare_invoke();
+                invocation.key(&chat).key(&seen).key(&messages);
+                if let Some(done) = &done {
+                    invocation.key(done);
+                }
+                invocation.arg(&self.keys.channel).arg(&self.id).arg(id);
+                async move { invocation.invoke_async::<i64>(&mut con).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn open(&self, name: &str, message: u64, ts: String) -> IncomingFile {
+        let (sender, chunks) = mpsc::channel(4);
+        let verified = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(read_blocks(
+            self.redis.clone(),
+            self.keys.content(name),
+            name.to_owned(),
+            sender,
+            verified.clone(),
+        ));
+        IncomingFile::new(
+            name.to_owned(),
+            Ticket::Classic { message, ts },
+            chunks,
+            verified,
+            vec![AbortOnDrop(task)],
+        )
+    }
+}
+
+impl FileSource for ClassicReceiver {
     /// Waits for the next file; `None` after `:done`.
-    async fn next_announced(&mut self) -> Result<Option<IncomingFile>> {
+    async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
         let key = self.keys.messages();
         loop {
             let seen: Option<f64> = self
@@ -118,7 +160,7 @@ impl ClassicReceiver {
     }
 
     /// Counts a processed file as done and moves past its message.
-    async fn finish_file(&mut self, file: IncomingFile) -> Result<()> {
+    async fn ack(&mut self, file: IncomingFile) -> Result<()> {
         let Ticket::Classic { message, .. } = file.ticket().clone() else {
             return Err(Error::Usage(format!(
                 "file {:?} did not come from a classic channel",
@@ -132,56 +174,6 @@ impl ClassicReceiver {
             });
         }
         self.finish_message(message, Some(file.name())).await
-    }
-
-    async fn finish_message(&self, id: u64, file: Option<&str>) -> Result<()> {
-        let done = file.map(|name| self.keys.done(name));
-        let (chat, seen, messages) = (
-            self.keys.chat(),
-            self.keys.seen(&self.id),
-            self.keys.messages(),
-        );
-        self.redis
-            .retry("recording progress", |mut con| {
-                let mut invocation = FINISH_MESSAGE.prepare_invoke();
-                invocation.key(&chat).key(&seen).key(&messages);
-                if let Some(done) = &done {
-                    invocation.key(done);
-                }
-                invocation.arg(&self.keys.channel).arg(&self.id).arg(id);
-                async move { invocation.invoke_async::<i64>(&mut con).await }
-            })
-            .await?;
-        Ok(())
-    }
-
-    fn open(&self, name: &str, message: u64, ts: String) -> IncomingFile {
-        let (sender, chunks) = mpsc::channel(4);
-        let verified = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(read_blocks(
-            self.redis.clone(),
-            self.keys.content(name),
-            name.to_owned(),
-            sender,
-            verified.clone(),
-        ));
-        IncomingFile::new(
-            name.to_owned(),
-            Ticket::Classic { message, ts },
-            chunks,
-            verified,
-            vec![AbortOnDrop(task)],
-        )
-    }
-}
-
-impl FileSource for ClassicReceiver {
-    async fn next_file(&mut self) -> Result<Option<IncomingFile>> {
-        self.next_announced().await
-    }
-
-    async fn ack(&mut self, file: IncomingFile) -> Result<()> {
-        self.finish_file(file).await
     }
 
     /// The book's format has no record of failures: the error ends the
