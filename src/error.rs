@@ -211,6 +211,19 @@ pub enum Error {
         detail: String,
     },
 
+    /// Receivers wait for files whose data left Redis before they could
+    /// read them, and this sender was not given those files. The binary
+    /// exits with 3.
+    #[error(
+        "receivers of channel {channel:?} lost these files and wait for them to be uploaded again: {names}; run `redistribute send` with them (or `redistribute purge`)"
+    )]
+    NotSupplied {
+        /// The channel.
+        channel: String,
+        /// Which files.
+        names: String,
+    },
+
     /// Processing a file failed on the receiving side.
     #[error("file {name:?}: {reason}")]
     Processing {

@@ -45,7 +45,8 @@ async fn main() -> std::process::ExitCode {
             match error {
                 // Done, but not everything was delivered: distinct, so a
                 // cron job can tell it from a failure to run.
-                redistribute::Error::FilesParked { .. } => std::process::ExitCode::from(3),
+                redistribute::Error::FilesParked { .. }
+                | redistribute::Error::NotSupplied { .. } => std::process::ExitCode::from(3),
                 _ => std::process::ExitCode::FAILURE,
             }
         }

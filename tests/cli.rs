@@ -1185,7 +1185,7 @@ fn symbolic_links_planted_in_the_output_directory_are_never_followed() {
 }
 
 #[test]
-fn a_tampered_chunk_never_reaches_stdout_and_nothing_is_printed_twice() {
+fn a_tampered_chunk_never_reaches_stdout_is_supplied_again_and_nothing_is_printed_twice() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
@@ -1219,21 +1219,27 @@ fn a_tampered_chunk_never_reaches_stdout_and_nothing_is_printed_twice() {
             .args(["receive", "--channel", "t", "--id", "0", "--stdout"]),
         T,
     );
-    assert_eq!(received.status.code(), Some(3), "{received:?}");
-    let stderr = String::from_utf8_lossy(&received.stderr);
+    let stderr = succeeded(&received);
     assert!(
-        stderr.contains("chunk 2 does not match its digest"),
+        stderr.contains("chunk 2 does not match its digest")
+            && stderr.contains("asked the sender to upload it again"),
         "{stderr}"
     );
-    // The verified chunks before the damage, once, then the next file.
+    // The verified chunks before the damage, once; the next file; then the
+    // rest of the damaged one, from its upload again.
     let mut expected = x[..2 * 16_384].to_vec();
     expected.extend_from_slice(b"after the damaged file\n");
+    expected.extend_from_slice(&x[2 * 16_384..]);
     assert!(
         received.stdout == expected,
         "{} bytes on stdout",
         received.stdout.len()
     );
-    assert_eq!(wait(sender, T).status.code(), Some(3));
+    let stderr = succeeded(&wait(sender, T));
+    assert!(
+        stderr.contains("x: uploading it again for receivers 0"),
+        "{stderr}"
+    );
 }
 
 /// Waits until the lease key `key` exists.
@@ -1347,4 +1353,72 @@ fn a_role_held_on_another_host_is_free_once_its_lease_lapses() {
     succeeded(&done);
     assert_eq!(done.stdout, b"one file\n");
     succeeded(&wait(sender, T));
+}
+
+#[test]
+fn a_stream_whose_data_left_redis_before_a_restarted_receiver_read_it_is_parked_saying_why() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let data = noise(1 << 20, 21);
+    let input = write(work.path(), "input", &data);
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "st", "--receivers", "2"])
+            .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
+            .args(["--name", "stream.bin", "-"])
+            .stdin(std::fs::File::open(&input).unwrap()),
+    );
+    let out = work.path().join("out");
+    let steady = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", "st", "--id", "0", "--out"])
+            .arg(&out),
+    );
+    // Receiver 1 reads part of the stream, then stalls until killed.
+    let mut stalled = spawn(server.command().args([
+        "receive",
+        "--channel",
+        "st",
+        "--id",
+        "1",
+        "--exec",
+        "head -c 300000 > /dev/null; sleep 60",
+    ]));
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    while redis::cmd("HGET")
+        .arg("rd:{st}:f:1")
+        .arg("freed")
+        .query::<Option<u64>>(&mut con)
+        .unwrap()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no chunk was ever released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(&mut stalled);
+    let again = run(
+        server
+            .command()
+            .args(["receive", "--channel", "st", "--id", "1", "--out"])
+            .arg(work.path().join("out1")),
+        T,
+    );
+    assert_eq!(again.status.code(), Some(3), "{again:?}");
+    succeeded(&wait(steady, T));
+    assert_eq!(std::fs::read(out.join("stream.bin")).unwrap(), data);
+    let sent = wait(sender, T);
+    assert_eq!(sent.status.code(), Some(3), "{sent:?}");
+    let line = last_line_of_failure(&sent);
+    assert!(
+        line.contains("stream.bin (by 1: ")
+            && line.contains("it was read from a stream, which cannot be read again"),
+        "{line}"
+    );
 }

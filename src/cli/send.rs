@@ -153,6 +153,8 @@ async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<(
             }
             known.insert(identity);
         }
+        // Receivers that lost files' data get them uploaded again.
+        sender.resupply().await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -21,13 +21,17 @@ use crate::files::decode::{self, Decode, Decoded};
 /// What the receiving side needs to acknowledge a file it handed out.
 #[derive(Clone, Debug)]
 pub(crate) enum Ticket {
-    /// Native protocol: the file id, its announcement's stream entry, and
-    /// the channel's creation time (file ids start over when a channel is
-    /// purged and created again).
+    /// Native protocol: the file id, its announcement's stream entry, the
+    /// channel's creation time (file ids start over when a channel is
+    /// purged and created again), the id of the file's first upload (which
+    /// an upload of the same file again keeps), and whether its data was
+    /// found gone from Redis, to be asked for again.
     Native {
         fid: u64,
         entry: String,
         epoch: String,
+        origin: u64,
+        gone: Arc<AtomicBool>,
     },
     /// Classic protocol: the id and timestamp of the chat message
     /// announcing it (ids start over when a chat is created again).
@@ -109,7 +113,7 @@ impl IncomingFile {
     /// channel: what makes counting a file twice detectable.
     pub fn token(&self, prefix: &str, channel: &str) -> String {
         match &self.ticket {
-            Ticket::Native { fid, epoch, .. } => format!("{prefix}:{channel}:{epoch}:{fid}"),
+            Ticket::Native { origin, epoch, .. } => format!("{prefix}:{channel}:{epoch}:{origin}"),
             Ticket::Classic { message, ts } => format!("classic:{channel}:{ts}:{message}"),
         }
     }

@@ -15,6 +15,7 @@
 //! | `P:{C}:events` | stream (capped) | progress events a sender waiting for room blocks on |
 //! | `P:{C}:r:ID` | hash | per-receiver counters for `status` |
 //! | `P:{C}:parked` | hash | files given up on, with the reason |
+//! | `P:{C}:wanted` | hash | file name → `fid identity round origin receivers`: files whose data left Redis before these receivers could read it, for the sender to upload again |
 //! | `P:{C}:members` | set | ids of receivers and workers that joined |
 //! | `P:{C}:lease:ROLE` | string, expiring | who holds a role (`sender`, `r:ID`, `w:ID`): `host pid since_ms nonce` |
 //! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data |
@@ -202,6 +203,11 @@ impl Keys {
         format!("{}reclaim", self.base)
     }
 
+    /// `P:{C}:wanted`: files receivers need uploaded again.
+    pub fn wanted(&self) -> String {
+        format!("{}wanted", self.base)
+    }
+
     /// Ids of every receiver or worker that ever joined.
     pub fn members(&self) -> String {
         format!("{}members", self.base)
@@ -257,10 +263,13 @@ local function abort(meta, base, fid, reason)
   redis.call('SADD', base .. 'reclaim', fid)
   redis.call('HINCRBY', meta, 'aborted', 1)
 end
+-- Settles a file for one receiver: `done`, `parked`, or `moved` (its
+-- data left Redis too early for this receiver, which now waits for the
+-- file to be uploaded again). Returns whether it was settled now.
 local function settle(meta, base, fid, receiver, outcome, reason, bytes)
   local f = base .. 'f:' .. fid
-  if redis.call('EXISTS', f) == 0 then return end
-  if redis.call('HSETNX', f, 'ack:' .. receiver, outcome) == 0 then return end
+  if redis.call('EXISTS', f) == 0 then return false end
+  if redis.call('HSETNX', f, 'ack:' .. receiver, outcome) == 0 then return false end
   local acks = redis.call('HINCRBY', f, 'acks', 1)
   local r = base .. 'r:' .. receiver
   local name = redis.call('HGET', f, 'name') or ''
@@ -268,7 +277,7 @@ local function settle(meta, base, fid, receiver, outcome, reason, bytes)
     redis.call('HINCRBY', r, 'files', 1)
     redis.call('HINCRBY', r, 'bytes', bytes)
     redis.call('HSET', r, 'last', name)
-  else
+  elseif outcome == 'parked' then
     redis.call('HINCRBY', r, 'parked', 1)
     redis.call('HSET', base .. 'parked', fid .. ':' .. receiver, name .. '\t' .. reason)
   end
@@ -278,6 +287,13 @@ local function settle(meta, base, fid, receiver, outcome, reason, bytes)
     redis.call('SADD', base .. 'reclaim', fid)
     redis.call('HINCRBY', meta, 'finished', 1)
   end
+  return true
+end
+-- The receivers listed in a `wanted` value, as a set.
+local function wanted_list(value)
+  local set = {}
+  for r in string.gmatch(string.match(value or '', ' (%S*)$') or '', '[^,]+') do set[r] = true end
+  return set
 end
 "#;
 
@@ -375,21 +391,28 @@ return 1
 });
 
 /// Announces a file, or finds the announcement a previous run made.
-/// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size, acks needed.
+/// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size,
+/// acks needed, then for a re-supply (else three ''): the receivers it is
+/// for (comma-separated, `*` for any worker), the original file id, the round.
 /// Returns `{fid, state, published, chunk size}` where state is `new`,
-/// `uploading` or `sent`; a resumed upload keeps the chunk size it began with.
+/// `uploading` or `sent`, or `busy` for a re-supply of a file whose first
+/// upload is still unfinished; a resumed upload keeps its chunk size.
 pub(crate) static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply(VANISHED) end
 local sent = base .. 'sent'
+local resupply = ARGV[7] ~= ''
 local previous = redis.call('HGET', sent, ARGV[2])
 if previous then
   local fid, identity, state = string.match(previous, '^(%d+) (%S+) (%S+)$')
   local f = base .. 'f:' .. fid
   local live = redis.call('HGET', f, 'state')
-  if ARGV[4] == '1' and identity == ARGV[3] then
+  if resupply then
+    -- Receivers of the unfinished upload still need it: finish it first.
+    if live == 'uploading' then return {fid, 'busy', 0, ARGV[5]} end
+  elseif ARGV[4] == '1' and identity == ARGV[3] then
     if state == 'sent' then return {fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5]} end
     if live == 'uploading' then
       return {fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')}
@@ -402,12 +425,102 @@ end
 local fid = redis.call('HINCRBY', meta, 'next_fid', 1)
 local f = base .. 'f:' .. fid
 redis.call('HSET', f, 'name', ARGV[2], 'chunk', ARGV[5], 'need', ARGV[6], 'state', 'uploading',
-  'reserved', 0, 'published', 0, 'freed', 0, 'acks', 0, 'acct', 0, 'fails', 0)
+  'reserved', 0, 'published', 0, 'freed', 0, 'acks', 0, 'acct', 0, 'fails', 0,
+  'identity', ARGV[3], 'origin', ARGV[8] ~= '' and ARGV[8] or fid, 'round', ARGV[9] ~= '' and ARGV[9] or 0)
+if resupply then
+  redis.call('HSET', f, 'for', ARGV[7])
+  local wanted = base .. 'wanted'
+  local value = redis.call('HGET', wanted, ARGV[2])
+  if value then
+    local served, left = wanted_list(' ' .. ARGV[7]), {}
+    for r in pairs(wanted_list(value)) do
+      if not served[r] then table.insert(left, r) end
+    end
+    if #left == 0 then
+      redis.call('HDEL', wanted, ARGV[2])
+    else
+      redis.call('HSET', wanted, ARGV[2], string.match(value, '^(.*) %S*$') .. ' ' .. table.concat(left, ','))
+    end
+  end
+end
 redis.call('HSET', sent, ARGV[2], fid .. ' ' .. ARGV[3] .. ' uploading')
 redis.call('ZADD', base .. 'active', fid, fid)
 redis.call('HINCRBY', meta, 'announced', 1)
 redis.call('XADD', base .. 'files', '*', 'kind', 'file', 'fid', fid)
 return {tostring(fid), 'new', 0, ARGV[5]}
+"#,
+    )
+});
+
+/// A receiver (or worker) found chunks of a file gone from Redis before it
+/// could read them: settles the file as `moved` for it and asks the sender,
+/// through `wanted`, to upload the file again. A file read from a stream,
+/// or already supplied again `max rounds` times, is parked instead.
+/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, max rounds, reason.
+/// Returns `wanted`, `parked`, or `gone` (settled or vanished already).
+pub(crate) static REQUEST: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local fid, receiver = ARGV[2], ARGV[3]
+redis.call('XACK', base .. 'files', ARGV[4], ARGV[5])
+local f = base .. 'f:' .. fid
+if redis.call('EXISTS', f) == 0 then return 'gone' end
+local name = redis.call('HGET', f, 'name') or ''
+local identity = redis.call('HGET', f, 'identity') or 'stream'
+local round = tonumber(redis.call('HGET', f, 'round') or '0') or 0
+local origin = redis.call('HGET', f, 'origin') or fid
+local why = nil
+if identity == 'stream' then
+  why = ARGV[7] .. '; it was read from a stream, which cannot be read again: send it again'
+elseif round >= tonumber(ARGV[6]) then
+  why = ARGV[7] .. ' (its data went missing ' .. (round + 1) .. ' times)'
+end
+if why then
+  local parked = settle(meta, base, fid, receiver, 'parked', why, 0)
+  event(base, 'a', fid)
+  if parked then return 'parked' end
+  return 'gone'
+end
+if not settle(meta, base, fid, receiver, 'moved', '', 0) then return 'gone' end
+local who = receiver
+if redis.call('HGET', meta, 'mode') == 'workers' then who = '*' end
+local wanted = base .. 'wanted'
+local list = wanted_list(redis.call('HGET', wanted, name))
+list[who] = true
+local ids = {}
+for r in pairs(list) do table.insert(ids, r) end
+table.sort(ids)
+redis.call('HSET', wanted, name,
+  fid .. ' ' .. identity .. ' ' .. (round + 1) .. ' ' .. origin .. ' ' .. table.concat(ids, ','))
+event(base, 'w', fid)
+return 'wanted'
+"#,
+    )
+});
+
+/// The sender cannot upload a wanted file again (its source changed or
+/// is gone): parks it for every receiver that wanted it.
+/// KEYS: meta. ARGV: base, name, reason. Returns how many receivers.
+pub(crate) static GIVE_UP: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+local wanted = base .. 'wanted'
+local value = redis.call('HGET', wanted, ARGV[2])
+if not value then return 0 end
+local fid = string.match(value, '^(%S+)') or '0'
+local count = 0
+for r in pairs(wanted_list(value)) do
+  local who = r
+  if r == '*' then who = 'workers' end
+  redis.call('HSET', base .. 'parked', fid .. ':' .. who, ARGV[2] .. '\t' .. ARGV[3])
+  redis.call('HINCRBY', base .. 'r:' .. who, 'parked', 1)
+  count = count + 1
+end
+redis.call('HDEL', wanted, ARGV[2])
+event(base, 'a', fid)
+return count
 "#,
     )
 });
@@ -614,7 +727,9 @@ for _, fid in ipairs(redis.call('ZRANGE', base .. 'active', 0, -1)) do
       if string.sub(fields[i], 1, 4) == 'pos:' then low = math.max(low, tonumber(fields[i + 1])) end
     end
   else
-    for r in string.gmatch(receivers, '[^,]+') do
+    -- An upload again is for the receivers that lost the file only.
+    local audience = redis.call('HGET', f, 'for') or receivers
+    for r in string.gmatch(audience, '[^,]+') do
       local p = published
       if redis.call('HEXISTS', f, 'ack:' .. r) == 0 then
         p = tonumber(redis.call('HGET', f, 'pos:' .. r) or '0')

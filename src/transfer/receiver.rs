@@ -35,6 +35,9 @@ const PREFETCH: usize = 4;
 const REPORT_EVERY: u64 = 8;
 /// Attempts at a file before it is parked.
 pub const MAX_FAILURES: u32 = 3;
+/// How many times a file may be uploaded again for a receiver that found
+/// its data gone, before it is parked.
+const MAX_RESUPPLIES: u32 = 3;
 
 /// What a [`Receiver`] needs to know.
 #[derive(Clone, Debug)]
@@ -147,6 +150,11 @@ impl FileSource for Receiver {
         let reason = &error.to_string();
         let audience = self.join().await?;
         let (fid, entry) = native(&file)?;
+        if let Ticket::Native { gone, .. } = file.ticket()
+            && gone.load(Ordering::Acquire)
+        {
+            return self.request_again(fid, &entry, file.name(), reason).await;
+        }
         match audience {
             Audience::Workers => {
                 let outcome: String = self
@@ -195,6 +203,49 @@ impl FileSource for Receiver {
 }
 
 impl Receiver {
+    /// Asks the sender to upload a file again whose data left Redis before
+    /// we could read it; the file comes back as a new announcement.
+    async fn request_again(
+        &mut self,
+        fid: u64,
+        entry: &str,
+        name: &str,
+        reason: &str,
+    ) -> Result<Failure> {
+        let group = self
+            .audience
+            .as_ref()
+            .map(|a| a.group_of(&self.options.id))
+            .unwrap_or_default();
+        self.attempts.remove(entry);
+        let outcome: String = self
+            .channel
+            .run(
+                "asking for a file again",
+                &protocol::REQUEST,
+                &[
+                    fid.to_string(),
+                    self.options.id.clone(),
+                    group,
+                    entry.to_owned(),
+                    MAX_RESUPPLIES.to_string(),
+                    reason.to_owned(),
+                ],
+            )
+            .await?;
+        match outcome.as_str() {
+            "parked" => {
+                self.parked += 1;
+                Ok(Failure::Parked)
+            }
+            "wanted" => {
+                tracing::info!("{name}: asked the sender to upload it again");
+                Ok(Failure::WillRetry)
+            }
+            _ => Ok(Failure::WillRetry),
+        }
+    }
+
     /// The next file of the channel, or `None` at its end.
     async fn next_in_channel(&mut self) -> Result<Option<IncomingFile>> {
         let audience = self.join().await?;
@@ -440,13 +491,57 @@ impl Receiver {
         }
         let meta = self.meta().await?;
         let current = meta.ended && meta.fields.get("eof_id") == Some(&entry.id);
-        Ok(current && self.all_finished(&meta.audience).await?)
+        // Files uploaded again after the mark follow it in the stream.
+        let newest: redis::streams::StreamRangeReply = self
+            .channel
+            .redis
+            .query(
+                "reading the newest announcement",
+                redis::cmd("XREVRANGE")
+                    .arg(self.channel.keys.files())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await?;
+        let last = newest.ids.first().is_some_and(|e| e.id == entry.id);
+        Ok(current && last && self.all_finished(&meta.audience).await?)
     }
 
     /// Whether nothing is left for us: a broadcast receiver is done when its
     /// own queue is empty, a worker only when every file is finished (until
     /// then it stays to take over files of workers that die).
+    /// Either way, files we (or any worker) asked to be uploaded again are
+    /// still to come.
     async fn all_finished(&self, audience: &Audience) -> Result<bool> {
+        let wanted: HashMap<String, String> = self
+            .channel
+            .redis
+            .query(
+                "checking requests for files",
+                redis::cmd("HGETALL").arg(self.channel.keys.wanted()),
+            )
+            .await?;
+        let who = match audience {
+            Audience::Broadcast(_) => self.options.id.as_str(),
+            Audience::Workers => "*",
+        };
+        let awaited: Vec<&str> = wanted
+            .iter()
+            .filter(|(_, value)| {
+                let receivers = value.rsplit(' ').next().unwrap_or_default();
+                receivers.split(',').any(|r| r == who)
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !awaited.is_empty() {
+            tracing::info!(
+                "waiting for the sender to upload again: {}",
+                awaited.join(", ")
+            );
+            return Ok(false);
+        }
         match audience {
             Audience::Broadcast(_) => Ok(true),
             Audience::Workers => {
@@ -560,6 +655,19 @@ impl Receiver {
             self.acknowledge(fid, entry, "skip", "", 0).await?;
             return Ok(None);
         }
+        let ours = |ids: &[u8]| {
+            ids == b"*"
+                || ids
+                    .split(|&b| b == b',')
+                    .any(|id| id == self.options.id.as_bytes())
+        };
+        let settled = fields.contains_key(format!("ack:{}", self.options.id).as_bytes());
+        if settled || field("for").is_some_and(|ids| !ours(ids)) {
+            // Settled by us already (a reply lost, or Redis rolled back),
+            // or an upload again for other receivers.
+            self.acknowledge(fid, entry, "skip", "", 0).await?;
+            return Ok(None);
+        }
         let name = match String::from_utf8(field("name").unwrap_or_default().to_vec()) {
             Ok(name) => name,
             Err(bad) => {
@@ -585,8 +693,13 @@ impl Receiver {
                 .set_aside(fid, entry, &key, "its record has no chunk size".into())
                 .await;
         }
+        let origin = field("origin")
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(fid);
         let (sender, chunks) = mpsc::channel(PREFETCH);
         let verified = Arc::new(AtomicBool::new(false));
+        let gone = Arc::new(AtomicBool::new(false));
         let fetch = Fetch {
             channel: self.channel.clone(),
             receiver: self.options.id.clone(),
@@ -594,6 +707,7 @@ impl Receiver {
             name: name.clone(),
             chunk_size,
             verified: verified.clone(),
+            gone: gone.clone(),
         };
         let mut tasks = vec![AbortOnDrop(tokio::spawn(fetch.run(sender)))];
         if self.audience == Some(Audience::Workers) {
@@ -608,6 +722,8 @@ impl Receiver {
             fid,
             entry: entry.to_owned(),
             epoch: self.epoch.clone(),
+            origin,
+            gone,
         };
         Ok(Some(IncomingFile::new(
             name, ticket, chunks, verified, tasks,
@@ -665,6 +781,9 @@ struct Fetch {
     name: String,
     chunk_size: u64,
     verified: Arc<AtomicBool>,
+    /// Set when chunks are gone from Redis (or stay damaged): the file is
+    /// then asked for again instead of counting as a failure.
+    gone: Arc<AtomicBool>,
 }
 
 /// What the upload log says so far.
@@ -771,9 +890,12 @@ impl Fetch {
         );
         match self.get_chunk(index).await? {
             Some(again) if blake3::hash(&again) == expected => Ok(again),
-            Some(_) => Err(self.corrupt(format!(
-                "chunk {index} does not match its digest (altered in Redis)"
-            ))),
+            Some(_) => {
+                self.gone.store(true, Ordering::Release);
+                Err(self.corrupt(format!(
+                    "chunk {index} does not match its digest (altered in Redis)"
+                )))
+            }
             None => Err(self.missing(index).await),
         }
     }
@@ -802,8 +924,10 @@ impl Fetch {
         }
     }
 
-    /// Explains a chunk that is not in Redis.
+    /// Explains a chunk that is not in Redis, and marks the file to be
+    /// asked for again.
     async fn missing(&self, index: u64) -> Error {
+        self.gone.store(true, Ordering::Release);
         let freed: Option<u64> = self
             .channel
             .redis
@@ -818,11 +942,11 @@ impl Fetch {
             .flatten();
         if freed.is_some_and(|freed| index < freed) {
             self.corrupt(format!(
-                "chunk {index} was already deleted to make room (the file is larger than the channel's limit and was being read again after an interruption); send it again"
+                "chunk {index} was deleted to make room before this receiver could read it again"
             ))
         } else {
             self.corrupt(format!(
-                "chunk {index} is missing from Redis (evicted? use maxmemory-policy noeviction)"
+                "chunk {index} is missing from Redis (lost by a restart, or evicted)"
             ))
         }
     }

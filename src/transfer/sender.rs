@@ -1,8 +1,9 @@
 //! The sending side: announce files, upload them chunk by chunk within the
 //! channel's memory budget, and resume where a previous run stopped.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -66,11 +67,71 @@ impl SendOptions {
 /// A file's announcement, new or found from an earlier run.
 struct Announced {
     fid: u64,
-    already_sent: bool,
+    state: AnnounceState,
     /// Chunks an earlier run already published.
     published: u64,
     /// The chunk size the file was begun with, which a resume must keep.
     chunk_size: u64,
+}
+
+/// What `ANNOUNCE` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AnnounceState {
+    /// A new upload, or one an earlier run left unfinished.
+    Upload,
+    /// An earlier run sent this exact file.
+    AlreadySent,
+    /// A re-supply that must wait until the file's unfinished upload is done.
+    Busy,
+}
+
+/// Where an input came from, so it can be read again for receivers that
+/// lost its data.
+#[derive(Clone, Debug)]
+enum Source {
+    File(PathBuf),
+    Stream,
+}
+
+/// A request, from `P:{C}:wanted`, to upload a file again: the
+/// receivers it is for, the identity it must still have, and the file id
+/// and round the new upload continues from.
+#[derive(Debug)]
+struct Wanted {
+    identity: String,
+    round: u32,
+    origin: String,
+    receivers: String,
+}
+
+impl Wanted {
+    /// Parses `fid identity round origin receivers`.
+    fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(' ');
+        let _fid = parts.next()?;
+        let identity = parts.next()?.to_owned();
+        let round = parts.next()?.parse().ok()?;
+        let origin = parts.next()?.to_owned();
+        let receivers = parts.next()?.to_owned();
+        if receivers.is_empty() || parts.next().is_some() {
+            return None;
+        }
+        Some(Wanted {
+            identity,
+            round,
+            origin,
+            receivers,
+        })
+    }
+
+    /// How many acknowledgements complete the new upload.
+    fn acks_needed(&self) -> usize {
+        if self.receivers == "*" {
+            1
+        } else {
+            self.receivers.split(',').count()
+        }
+    }
 }
 
 /// What happened to one input.
@@ -96,6 +157,8 @@ pub struct Sender {
     progress: Option<Arc<dyn Progress>>,
     /// The channel's one sender is this one.
     lease: Lease,
+    /// Every input of this run by name, to upload again on request.
+    sources: Mutex<HashMap<String, Source>>,
 }
 
 impl Sender {
@@ -176,6 +239,7 @@ impl Sender {
             limit,
             progress: None,
             lease,
+            sources: Mutex::new(HashMap::new()),
         })
     }
 
@@ -196,10 +260,30 @@ impl Sender {
     }
 
     /// Sends a local file under `name`, resuming an upload a previous run
-    /// left unfinished, or skipping it when that run completed it.
+    /// left unfinished, or skipping it when that run completed it. Files
+    /// receivers asked for again are uploaded first.
     pub async fn send_file(&self, path: &Path, name: &str) -> Result<Sent> {
         names::check_file_name(name)?;
         self.lease.check(SENDER)?;
+        self.resupply().await?;
+        self.sources
+            .lock()
+            .expect("sources")
+            .insert(name.to_owned(), Source::File(path.to_owned()));
+        Ok(match self.send_path(path, name, None).await? {
+            Some(bytes) => Sent::Uploaded { bytes },
+            None => Sent::AlreadySent,
+        })
+    }
+
+    /// Uploads `path` as `name`: anew, resumed, or `again` for receivers
+    /// that lost it. `None` when there was nothing to upload.
+    async fn send_path(
+        &self,
+        path: &Path,
+        name: &str,
+        again: Option<&Wanted>,
+    ) -> Result<Option<u64>> {
         // Opened before it is announced: a file that vanished must not leave
         // an announcement behind that receivers would wait on.
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -210,10 +294,22 @@ impl Sender {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         let identity = format!("{}:{mtime}", metadata.len());
-        let announced = self.announce(name, &identity, true).await?;
-        if announced.already_sent {
-            tracing::info!("{name}: already sent by an earlier run; skipping");
-            return Ok(Sent::AlreadySent);
+        if let Some(again) = again
+            && again.identity != identity
+        {
+            return Err(Error::SourceChanged {
+                path: path.to_owned(),
+                reason: "it changed since it was sent".into(),
+            });
+        }
+        let announced = self.announce(name, &identity, true, again).await?;
+        match announced.state {
+            AnnounceState::AlreadySent => {
+                tracing::info!("{name}: already sent by an earlier run; skipping");
+                return Ok(None);
+            }
+            AnnounceState::Busy => return Ok(None),
+            AnnounceState::Upload => {}
         }
         let prefix = announced.published * announced.chunk_size;
         // Rebuild the digest of what an earlier run uploaded; reading goes on from there.
@@ -264,7 +360,7 @@ impl Sender {
                 )
                 .await?;
         }
-        Ok(Sent::Uploaded { bytes: uploaded? })
+        uploaded.map(Some)
     }
 
     /// Sends everything `reader` yields under `name`. A stream cannot be
@@ -276,7 +372,12 @@ impl Sender {
     ) -> Result<u64> {
         names::check_file_name(name)?;
         self.lease.check(SENDER)?;
-        let announced = self.announce(name, "stream", false).await?;
+        self.resupply().await?;
+        self.sources
+            .lock()
+            .expect("sources")
+            .insert(name.to_owned(), Source::Stream);
+        let announced = self.announce(name, "stream", false, None).await?;
         let (chunks, incoming) = mpsc::channel(2);
         let _reading = AbortOnDrop(tokio::spawn(read_chunks(
             reader,
@@ -297,12 +398,24 @@ impl Sender {
     }
 
     /// Waits until every announced file is finished by all its receivers
-    /// and its data is gone from Redis.
+    /// and its data is gone from Redis, uploading files again for
+    /// receivers that lost them meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotSupplied`] when receivers wait for files this run cannot
+    /// upload again (it was not given them).
     pub async fn wait_until_done(&self) -> Result<()> {
         let mut last_event = "0-0".to_owned();
         loop {
+            let unserved = self.resupply().await?;
             self.release(false).await?;
-            let (active, reclaim, newest): (u64, u64, redis::streams::StreamRangeReply) = {
+            let (active, reclaim, wanted, newest): (
+                u64,
+                u64,
+                u64,
+                redis::streams::StreamRangeReply,
+            ) = {
                 let keys = &self.channel.keys;
                 self.channel
                     .redis
@@ -311,6 +424,7 @@ impl Sender {
                         redis::pipe()
                             .zcard(keys.active())
                             .scard(keys.reclaim())
+                            .hlen(keys.wanted())
                             .cmd("XREVRANGE")
                             .arg(keys.events())
                             .arg("+")
@@ -320,7 +434,13 @@ impl Sender {
                     )
                     .await?
             };
-            if active == 0 && reclaim == 0 {
+            if active == 0 && reclaim == 0 && wanted == unserved.len() as u64 {
+                if !unserved.is_empty() {
+                    return Err(Error::NotSupplied {
+                        channel: self.options.channel.clone(),
+                        names: unserved.join(", "),
+                    });
+                }
                 // Empty because done, or because the state vanished?
                 return match self.channel.meta().await? {
                     Some(_) => self.lease.release().await,
@@ -347,20 +467,99 @@ impl Sender {
         status::parked_files(&self.channel.redis, &self.channel.keys).await
     }
 
-    async fn announce(&self, name: &str, identity: &str, resumable: bool) -> Result<Announced> {
+    /// Uploads again the files receivers asked for because their data left
+    /// Redis before they could read it (released early, or lost by Redis),
+    /// when this run has their source and it is unchanged; parks them for
+    /// those receivers when it cannot be read again. Returns the names of
+    /// wanted files that are not among this run's inputs (so far).
+    pub async fn resupply(&self) -> Result<Vec<String>> {
+        let wanted: HashMap<String, String> = self
+            .channel
+            .redis
+            .query(
+                "reading requests for files",
+                redis::cmd("HGETALL").arg(self.channel.keys.wanted()),
+            )
+            .await?;
+        let mut unserved = Vec::new();
+        for (name, value) in wanted {
+            let Some(request) = Wanted::parse(&value) else {
+                self.give_up(&name, &format!("its request {value:?} is malformed"))
+                    .await?;
+                continue;
+            };
+            let source = self.sources.lock().expect("sources").get(&name).cloned();
+            match source {
+                None => unserved.push(name),
+                Some(Source::Stream) => {
+                    self.give_up(
+                        &name,
+                        "it was read from a stream, which cannot be read again",
+                    )
+                    .await?
+                }
+                Some(Source::File(path)) => {
+                    tracing::info!(
+                        "{name}: uploading it again for {} (its data left Redis before they could read it)",
+                        if request.receivers == "*" {
+                            "a worker".to_owned()
+                        } else {
+                            format!("receivers {}", request.receivers)
+                        }
+                    );
+                    match self.send_path(&path, &name, Some(&request)).await {
+                        Ok(_) => {}
+                        Err(error @ (Error::SourceChanged { .. } | Error::Io { .. })) => {
+                            self.give_up(&name, &format!("it cannot be supplied again: {error}"))
+                                .await?
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+        }
+        unserved.sort();
+        Ok(unserved)
+    }
+
+    /// Parks a wanted file for the receivers that wanted it.
+    async fn give_up(&self, name: &str, reason: &str) -> Result<()> {
+        tracing::warn!("{name}: {reason}; parking it for the receivers that lost it");
+        self.channel
+            .run::<i64>(
+                "parking a file",
+                &protocol::GIVE_UP,
+                &[name.to_owned(), reason.to_owned()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn announce(
+        &self,
+        name: &str,
+        identity: &str,
+        resumable: bool,
+        again: Option<&Wanted>,
+    ) -> Result<Announced> {
+        let (needed, again_args) = match again {
+            Some(w) => (
+                w.acks_needed(),
+                [w.receivers.clone(), w.origin.clone(), w.round.to_string()],
+            ),
+            None => (self.options.audience.acks_needed(), Default::default()),
+        };
+        let mut args = vec![
+            name.to_owned(),
+            identity.to_owned(),
+            if resumable { "1" } else { "0" }.to_owned(),
+            self.options.chunk_size.to_string(),
+            needed.to_string(),
+        ];
+        args.extend(again_args);
         let (fid, state, published, chunk_size): (String, String, u64, u64) = self
             .channel
-            .run(
-                "announcing a file",
-                &protocol::ANNOUNCE,
-                &[
-                    name.to_owned(),
-                    identity.to_owned(),
-                    if resumable { "1" } else { "0" }.to_owned(),
-                    self.options.chunk_size.to_string(),
-                    self.options.audience.acks_needed().to_string(),
-                ],
-            )
+            .run("announcing a file", &protocol::ANNOUNCE, &args)
             .await?;
         let fid = fid.parse().map_err(|_| Error::Protocol {
             key: self.channel.keys.meta(),
@@ -368,7 +567,11 @@ impl Sender {
         })?;
         Ok(Announced {
             fid,
-            already_sent: state == "sent",
+            state: match state.as_str() {
+                "sent" => AnnounceState::AlreadySent,
+                "busy" => AnnounceState::Busy,
+                _ => AnnounceState::Upload,
+            },
             published,
             chunk_size,
         })
