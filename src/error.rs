@@ -224,6 +224,16 @@ pub enum Error {
         names: String,
     },
 
+    /// Redis lost part of an upload (it restarted without its latest
+    /// writes, or a replica without them took over), again and again.
+    #[error(
+        "file {name:?}: Redis lost part of its upload several times in a row (restarts without their latest writes); send it again once Redis is stable"
+    )]
+    UploadLost {
+        /// The file.
+        name: String,
+    },
+
     /// Processing a file failed on the receiving side.
     #[error("file {name:?}: {reason}")]
     Processing {
@@ -263,7 +273,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Redis { source, .. } => crate::redis::is_transient(source),
-            Error::Corrupt { .. } | Error::Processing { .. } => true,
+            Error::Corrupt { .. } | Error::Processing { .. } | Error::UploadLost { .. } => true,
             _ => false,
         }
     }

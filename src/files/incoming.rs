@@ -24,13 +24,15 @@ pub(crate) enum Ticket {
     /// Native protocol: the file id, its announcement's stream entry, the
     /// channel's creation time (file ids start over when a channel is
     /// purged and created again), the id of the file's first upload (which
-    /// an upload of the same file again keeps), and whether its data was
+    /// an upload of the same file again keeps), the sender's identity of
+    /// its source (size and modification time), and whether its data was
     /// found gone from Redis, to be asked for again.
     Native {
         fid: u64,
         entry: String,
         epoch: String,
         origin: u64,
+        identity: String,
         gone: Arc<AtomicBool>,
     },
     /// Classic protocol: the id and timestamp of the chat message

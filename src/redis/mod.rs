@@ -262,7 +262,7 @@ impl Redis {
     /// Redis' `maxmemory` in bytes, or `None` when unlimited or not readable.
     pub async fn maxmemory(&self) -> Result<Option<u64>> {
         Ok(self
-            .memory_info("maxmemory")
+            .info("memory", "maxmemory")
             .await?
             .and_then(|value| value.parse::<u64>().ok())
             .filter(|&bytes| bytes > 0))
@@ -278,7 +278,7 @@ impl Redis {
     ///
     /// [`Error::EvictionPolicy`] for an `allkeys-*` policy.
     pub async fn refuse_eviction(&self) -> Result<()> {
-        match self.memory_info("maxmemory_policy").await? {
+        match self.info("memory", "maxmemory_policy").await? {
             Some(policy) if policy.starts_with("allkeys-") => Err(Error::EvictionPolicy {
                 url: self.url.clone(),
                 policy,
@@ -287,10 +287,23 @@ impl Redis {
         }
     }
 
-    /// One field of `INFO memory`, or `None` when absent or not readable.
-    async fn memory_info(&self, field: &str) -> Result<Option<String>> {
+    /// The server's `run_id`, which changes whenever Redis restarts (or
+    /// another server, such as a promoted replica, answers): a sign that
+    /// recent writes may have been lost. `None` when not readable.
+    pub async fn run_id(&self) -> Result<Option<String>> {
+        self.info("server", "run_id").await
+    }
+
+    /// How many times a connection was replaced after a failure: when this
+    /// has not moved, the server cannot have restarted under us.
+    pub fn reconnections(&self) -> u64 {
+        self.commands.get().1 + self.blocking.get().1
+    }
+
+    /// One field of an `INFO` section, or `None` when absent or not readable.
+    async fn info(&self, section: &str, field: &str) -> Result<Option<String>> {
         let info: String = match self
-            .query("INFO memory", redis::cmd("INFO").arg("memory"))
+            .query("reading INFO", redis::cmd("INFO").arg(section))
             .await
         {
             Ok(info) => info,

@@ -366,14 +366,16 @@ return ''
     )
 });
 
-/// Renews a lease we hold. KEYS: meta. ARGV: base, role, holder, ttl (ms).
+/// Renews a lease we hold, or takes it back when nobody holds it (Redis
+/// restarted without it). KEYS: meta. ARGV: base, role, holder, ttl (ms).
 /// Returns 1, or 0 when it is no longer ours (it lapsed and was taken).
 pub(crate) static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local k = ARGV[1] .. 'lease:' .. ARGV[2]
-if redis.call('GET', k) ~= ARGV[3] then return 0 end
-redis.call('PEXPIRE', k, ARGV[4])
+local current = redis.call('GET', k)
+if current and current ~= ARGV[3] then return 0 end
+redis.call('SET', k, ARGV[3], 'PX', ARGV[4])
 return 1
 "#,
     )
@@ -526,9 +528,12 @@ return count
 });
 
 /// Reserves room in the channel's budget for chunks up to `want`.
-/// KEYS: meta. ARGV: base, fid, want (chunk count), limit (bytes).
-/// Returns `{reserved, last event id}`; reserved is -1 when the file is no
-/// longer being uploaded (aborted by a newer sender).
+/// KEYS: meta. ARGV: base, fid, want (chunk count), limit (bytes), chunks
+/// the sender published. Returns `{reserved, last event id}`; reserved is
+/// -1 when the file is no longer being uploaded (aborted by a newer
+/// sender), -2 when Redis lost the record or some of its publications (a
+/// restart that lost recent writes): the upload must start over from
+/// what Redis still has.
 pub(crate) static RESERVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -538,7 +543,11 @@ local f = base .. 'f:' .. ARGV[2]
 local last = redis.call('XREVRANGE', base .. 'events', '+', '-', 'COUNT', 1)
 local last_id = '0-0'
 if #last > 0 then last_id = last[1][1] end
-if redis.call('HGET', f, 'state') ~= 'uploading' then return {-1, last_id} end
+local state = redis.call('HGET', f, 'state')
+if not state or tonumber(redis.call('HGET', f, 'published') or '0') < tonumber(ARGV[5]) then
+  return {-2, last_id}
+end
+if state ~= 'uploading' then return {-1, last_id} end
 local reserved = tonumber(redis.call('HGET', f, 'reserved'))
 local want = tonumber(ARGV[3])
 if want <= reserved then return {reserved, last_id} end
@@ -582,7 +591,8 @@ return 1
 /// Records a file's size and digest once its last chunk is published.
 /// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count.
 /// Returns 1 when recorded (now or by an earlier attempt), 0 when the
-/// upload was abandoned.
+/// upload was abandoned, -1 when Redis lost the record or some of its
+/// publications (see [`RESERVE`]).
 pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -590,7 +600,9 @@ local meta, base = KEYS[1], ARGV[1]
 local f = base .. 'f:' .. ARGV[2]
 local state = redis.call('HGET', f, 'state')
 if state == 'sent' or state == 'done' then return 1 end
+if not state then return -1 end
 if state ~= 'uploading' then return 0 end
+if tonumber(redis.call('HGET', f, 'published') or '0') < tonumber(ARGV[5]) then return -1 end
 redis.call('HSET', f, 'size', ARGV[3], 'digest', ARGV[4], 'state', 'sent', 'published', ARGV[5])
 account(meta, f)
 redis.call('XADD', f .. ':log', '*', 'end', '1', 'size', ARGV[3], 'digest', ARGV[4], 'n', ARGV[5])

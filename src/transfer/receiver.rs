@@ -38,6 +38,9 @@ pub const MAX_FAILURES: u32 = 3;
 /// How many times a file may be uploaded again for a receiver that found
 /// its data gone, before it is parked.
 const MAX_RESUPPLIES: u32 = 3;
+/// How many acknowledged files a receiver remembers, to recognise one that
+/// a Redis restart without its latest writes offers again.
+const REMEMBERED: usize = 10_000;
 
 /// What a [`Receiver`] needs to know.
 #[derive(Clone, Debug)]
@@ -88,6 +91,38 @@ pub struct Receiver {
     epoch: String,
     /// This process's hold on its id, taken when joining.
     lease: Option<Lease>,
+    /// The files this process acknowledged lately, by channel epoch, name
+    /// and source identity: Redis may forget an acknowledgement (a restart without its
+    /// latest writes), but this receiver must not get the file twice.
+    acknowledged: Remembered,
+}
+
+/// A bounded set of the newest acknowledged files.
+#[derive(Default)]
+struct Remembered {
+    order: std::collections::VecDeque<(String, String)>,
+    set: std::collections::HashSet<(String, String)>,
+}
+
+impl Remembered {
+    fn insert(&mut self, name: &str, identity: &str) {
+        if identity == "stream" {
+            return; // never sent again under the same identity
+        }
+        let key = (name.to_owned(), identity.to_owned());
+        if self.set.insert(key.clone()) {
+            self.order.push_back(key);
+            if self.order.len() > REMEMBERED
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.set.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, name: &str, identity: &str) -> bool {
+        self.set.contains(&(name.to_owned(), identity.to_owned()))
+    }
 }
 
 impl Receiver {
@@ -111,6 +146,7 @@ impl Receiver {
             parked: 0,
             epoch: String::new(),
             lease: None,
+            acknowledged: Remembered::default(),
         })
     }
 }
@@ -141,7 +177,12 @@ impl FileSource for Receiver {
         let (fid, entry) = native(&file)?;
         self.attempts.remove(&entry);
         self.acknowledge(fid, &entry, "done", "", file.received())
-            .await
+            .await?;
+        if let Ticket::Native { identity, .. } = file.ticket() {
+            self.acknowledged
+                .insert(&format!("{}:{}", self.epoch, file.name()), identity);
+        }
+        Ok(())
     }
 
     /// Reports that processing a file failed. It is offered again up to
@@ -543,7 +584,21 @@ impl Receiver {
             return Ok(false);
         }
         match audience {
-            Audience::Broadcast(_) => Ok(true),
+            // Our own unacknowledged entries: one whose acknowledgement
+            // Redis forgot (a restart) comes back as pending.
+            Audience::Broadcast(_) => {
+                let (pending, ..): (u64, redis::Value, redis::Value, redis::Value) = self
+                    .channel
+                    .redis
+                    .query(
+                        "checking progress",
+                        redis::cmd("XPENDING")
+                            .arg(self.channel.keys.files())
+                            .arg(audience.group_of(&self.options.id)),
+                    )
+                    .await?;
+                Ok(pending == 0)
+            }
             Audience::Workers => {
                 let count: u64 = self
                     .channel
@@ -697,6 +752,24 @@ impl Receiver {
             .and_then(|c| std::str::from_utf8(c).ok())
             .and_then(|c| c.parse().ok())
             .unwrap_or(fid);
+        let identity = String::from_utf8_lossy(field("identity").unwrap_or(b"stream")).into_owned();
+        if self
+            .acknowledged
+            .contains(&format!("{}:{name}", self.epoch), &identity)
+        {
+            // Redis forgot our acknowledgement (it restarted without its
+            // latest writes): settle the file again, do not process it twice.
+            tracing::info!(
+                "{name}: received already, before Redis restarted; acknowledging it again"
+            );
+            let size = identity
+                .split(':')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            self.acknowledge(fid, entry, "done", "", size).await?;
+            return Ok(None);
+        }
         let (sender, chunks) = mpsc::channel(PREFETCH);
         let verified = Arc::new(AtomicBool::new(false));
         let gone = Arc::new(AtomicBool::new(false));
@@ -723,6 +796,7 @@ impl Receiver {
             entry: entry.to_owned(),
             epoch: self.epoch.clone(),
             origin,
+            identity,
             gone,
         };
         Ok(Some(IncomingFile::new(
@@ -839,7 +913,9 @@ impl Fetch {
                     self.report(consumed, false).await?;
                     reported = consumed;
                 }
-                self.poll_log(&mut progress, Some(BLOCK)).await?;
+                if !self.poll_log(&mut progress, Some(BLOCK)).await? {
+                    self.check_record().await?;
+                }
                 continue;
             };
             let data = match data? {
@@ -986,9 +1062,30 @@ impl Fetch {
         }
     }
 
+    /// After a wait with no news: fails when the file's record is gone
+    /// (Redis restarted without it, or the channel was purged), as nobody
+    /// will ever add to its upload log.
+    async fn check_record(&self) -> Result<()> {
+        let exists: bool = self
+            .channel
+            .redis
+            .query(
+                "checking a file record",
+                redis::cmd("EXISTS").arg(self.channel.keys.file(self.fid)),
+            )
+            .await?;
+        if exists {
+            return Ok(());
+        }
+        Err(self.corrupt(
+            "its record vanished from Redis (restarted without its latest writes, or purged)"
+                .into(),
+        ))
+    }
+
     /// Reads the upload log from where we left off, blocking up to `block`
-    /// when it has nothing new.
-    async fn poll_log(&self, progress: &mut Progress, block: Option<Duration>) -> Result<()> {
+    /// when it has nothing new. Returns whether anything new came.
+    async fn poll_log(&self, progress: &mut Progress, block: Option<Duration>) -> Result<bool> {
         let mut command = redis::cmd("XREAD");
         command.arg("COUNT").arg(1000);
         if let Some(block) = block {
@@ -1004,7 +1101,9 @@ impl Fetch {
         } else {
             redis.query("reading the upload log", &command).await?
         };
+        let mut news = false;
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            news = true;
             if let Some(n) = entry.get::<String>("n").and_then(|n| n.parse::<u64>().ok()) {
                 progress.published = progress.published.max(n);
                 let digests: String = entry.get("d").unwrap_or_default();
@@ -1031,6 +1130,6 @@ impl Fetch {
             }
             progress.last_id = entry.id;
         }
-        Ok(())
+        Ok(news)
     }
 }

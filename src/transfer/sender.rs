@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,6 +32,8 @@ pub const DEFAULT_LIMIT: u64 = 1 << 30;
 /// Chunk writes kept in flight at once: enough to hide round trips, few
 /// enough to keep the sender's memory small.
 const PIPELINE_DEPTH: u64 = 4;
+/// Attempts at uploading one file when Redis keeps losing part of it.
+const MAX_UPLOAD_ATTEMPTS: u32 = 3;
 
 /// What a [`Sender`] needs to know about the channel it feeds.
 #[derive(Clone, Debug)]
@@ -159,6 +162,11 @@ pub struct Sender {
     lease: Lease,
     /// Every input of this run by name, to upload again on request.
     sources: Mutex<HashMap<String, Source>>,
+    /// Connection replacements and the server's run id when last looked
+    /// at, to notice a Redis that restarted.
+    watch: Mutex<(u64, Option<String>)>,
+    /// Whether the end-of-input mark was set.
+    finished: AtomicBool,
 }
 
 impl Sender {
@@ -195,43 +203,8 @@ impl Sender {
             _ => options.limit,
         };
         let channel = Channel::new(redis, Keys::new(&options.prefix, &options.channel));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let mismatch: Vec<String> = channel
-            .run(
-                "creating the channel",
-                &protocol::OPEN,
-                &[
-                    options.audience.mode().to_owned(),
-                    options.audience.receivers_field(),
-                    limit.to_string(),
-                    options.chunk_size.to_string(),
-                    now.to_string(),
-                    protocol::VERSION.to_owned(),
-                ],
-            )
-            .await?;
-        if let [mode, receivers] = mismatch.as_slice() {
-            return Err(Error::ChannelMismatch {
-                channel: options.channel.clone(),
-                existing: match mode.as_str() {
-                    "workers" => "as a work queue".to_owned(),
-                    "broadcast" => format!("as a broadcast to {receivers}"),
-                    other => format!("with schema {other}, not {}", protocol::VERSION),
-                },
-            });
-        }
-        channel
-            .redis
-            .query::<()>(
-                "registering the channel",
-                redis::cmd("SADD")
-                    .arg(channel.keys.channels())
-                    .arg(&options.channel),
-            )
-            .await?;
+        create_channel(&channel, &options, limit).await?;
+        let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
         let lease = Lease::take(&channel, "sender", SENDER).await?;
         Ok(Sender {
             channel,
@@ -240,6 +213,8 @@ impl Sender {
             progress: None,
             lease,
             sources: Mutex::new(HashMap::new()),
+            watch: Mutex::new(watch),
+            finished: AtomicBool::new(false),
         })
     }
 
@@ -277,8 +252,30 @@ impl Sender {
     }
 
     /// Uploads `path` as `name`: anew, resumed, or `again` for receivers
-    /// that lost it. `None` when there was nothing to upload.
+    /// that lost it. `None` when there was nothing to upload. An upload
+    /// part of which Redis lost (it restarted without its latest writes)
+    /// starts over from what Redis still has.
     async fn send_path(
+        &self,
+        path: &Path,
+        name: &str,
+        again: Option<&Wanted>,
+    ) -> Result<Option<u64>> {
+        let mut attempts = 1;
+        loop {
+            match self.upload_path(path, name, again).await {
+                Err(Error::UploadLost { .. }) if attempts < MAX_UPLOAD_ATTEMPTS => {
+                    tracing::warn!(
+                        "{name}: Redis lost part of its upload (a restart without its latest writes); uploading it again"
+                    );
+                    attempts += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn upload_path(
         &self,
         path: &Path,
         name: &str,
@@ -391,6 +388,7 @@ impl Sender {
     /// Sets the end-of-input mark: receivers that are not following the
     /// channel exit once they have finished every file sent before it.
     pub async fn finish(&self) -> Result<()> {
+        self.finished.store(true, Ordering::Release);
         self.channel
             .run::<String>("marking the end of input", &protocol::END_INPUT, &[])
             .await?;
@@ -473,6 +471,7 @@ impl Sender {
     /// those receivers when it cannot be read again. Returns the names of
     /// wanted files that are not among this run's inputs (so far).
     pub async fn resupply(&self) -> Result<Vec<String>> {
+        self.repair_after_restart().await?;
         let wanted: HashMap<String, String> = self
             .channel
             .redis
@@ -520,6 +519,60 @@ impl Sender {
         }
         unserved.sort();
         Ok(unserved)
+    }
+
+    /// After Redis restarted (its run id changed), which may have lost its
+    /// latest writes: finds what it lost of this run's work and does it
+    /// again (the channel, files whose upload it no longer records as
+    /// complete, the end-of-input mark). What receivers lost comes back
+    /// through their requests ([`Sender::resupply`]).
+    async fn repair_after_restart(&self) -> Result<()> {
+        let redis = &self.channel.redis;
+        let reconnections = redis.reconnections();
+        if self.watch.lock().expect("watch").0 == reconnections {
+            return Ok(());
+        }
+        let run_id = redis.run_id().await?;
+        {
+            let mut watch = self.watch.lock().expect("watch");
+            let same = run_id.is_none() || watch.1 == run_id;
+            *watch = (reconnections, run_id);
+            if same {
+                return Ok(());
+            }
+        }
+        tracing::warn!("Redis restarted; checking whether it lost any of this run's work");
+        create_channel(&self.channel, &self.options, self.limit).await?;
+        let sources: Vec<(String, Source)> = self
+            .sources
+            .lock()
+            .expect("sources")
+            .iter()
+            .map(|(name, source)| (name.clone(), source.clone()))
+            .collect();
+        let mut pipe = redis::pipe();
+        for (name, _) in &sources {
+            pipe.hget(self.channel.keys.sent(), name);
+        }
+        let entries: Vec<Option<String>> = redis.query_pipe("checking sent files", &pipe).await?;
+        for ((name, source), entry) in sources.iter().zip(entries) {
+            if entry.is_some_and(|e| e.ends_with(" sent")) {
+                continue;
+            }
+            match source {
+                Source::File(path) => {
+                    tracing::warn!("{name}: Redis lost part of its upload; uploading it again");
+                    self.send_path(path, name, None).await?;
+                }
+                Source::Stream => {
+                    return Err(Error::UploadLost { name: name.clone() });
+                }
+            }
+        }
+        if self.finished.load(Ordering::Acquire) {
+            self.finish().await?;
+        }
+        Ok(())
     }
 
     /// Parks a wanted file for the receivers that wanted it.
@@ -615,10 +668,16 @@ impl Sender {
                             fid.to_string(),
                             (next + PIPELINE_DEPTH).to_string(),
                             self.limit.to_string(),
+                            published.to_string(),
                         ],
                     )
                     .await?;
                 last_event = event;
+                if granted == -2 {
+                    return Err(Error::UploadLost {
+                        name: name.to_owned(),
+                    });
+                }
                 if granted < 0 {
                     return Err(Error::Processing {
                         name: name.to_owned(),
@@ -686,6 +745,11 @@ impl Sender {
                 ],
             )
             .await?;
+        if recorded < 0 {
+            return Err(Error::UploadLost {
+                name: name.to_owned(),
+            });
+        }
         if recorded == 0 {
             return Err(Error::Processing {
                 name: name.to_owned(),
@@ -767,6 +831,49 @@ impl Sender {
             .await?;
         Ok(())
     }
+}
+
+/// Creates the channel, or checks that the existing one has the same
+/// audience and schema, and registers its name for `status`.
+async fn create_channel(channel: &Channel, options: &SendOptions, limit: u64) -> Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mismatch: Vec<String> = channel
+        .run(
+            "creating the channel",
+            &protocol::OPEN,
+            &[
+                options.audience.mode().to_owned(),
+                options.audience.receivers_field(),
+                limit.to_string(),
+                options.chunk_size.to_string(),
+                now.to_string(),
+                protocol::VERSION.to_owned(),
+            ],
+        )
+        .await?;
+    if let [mode, receivers] = mismatch.as_slice() {
+        return Err(Error::ChannelMismatch {
+            channel: options.channel.clone(),
+            existing: match mode.as_str() {
+                "workers" => "as a work queue".to_owned(),
+                "broadcast" => format!("as a broadcast to {receivers}"),
+                other => format!("with schema {other}, not {}", protocol::VERSION),
+            },
+        });
+    }
+    channel
+        .redis
+        .query::<()>(
+            "registering the channel",
+            redis::cmd("SADD")
+                .arg(channel.keys.channels())
+                .arg(&options.channel),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Reads a file in chunks on a blocking thread: plain reads straight into
