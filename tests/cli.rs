@@ -1422,3 +1422,72 @@ fn a_stream_whose_data_left_redis_before_a_restarted_receiver_read_it_is_parked_
         "{line}"
     );
 }
+
+#[test]
+fn retry_offers_parked_files_again_and_the_next_sender_uploads_them_from_their_source() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "flaky", &noise(100_000, 5));
+    write(&source, "fine", b"good\n");
+    let send = || {
+        let mut command = server.command();
+        command
+            .args(["send", "--channel", "rt", "--receivers", "a,b"])
+            .args(["--chunk-size", "16KiB"])
+            .arg(&source);
+        command
+    };
+    let receive = |id: &str, exec: &str| {
+        let mut command = server.command();
+        command.args(["receive", "--channel", "rt", "--id", id, "--exec", exec]);
+        command
+    };
+    let (out_a, out_b) = (work.path().join("a"), work.path().join("b"));
+    std::fs::create_dir_all(&out_a).unwrap();
+    std::fs::create_dir_all(&out_b).unwrap();
+    let keep = |dir: &std::path::Path| format!("cat > '{}'/\"$REDISTRIBUTE_NAME\"", dir.display());
+    // Receiver b's service is down for "flaky": parked after three tries.
+    let failing = format!(
+        "if [ \"$REDISTRIBUTE_NAME\" = flaky ]; then exit 1; fi; {}",
+        keep(&out_b)
+    );
+    let sender = spawn(&mut send());
+    succeeded(&run(&mut receive("a", &keep(&out_a)), T));
+    assert_eq!(run(&mut receive("b", &failing), T).status.code(), Some(3));
+    assert_eq!(wait(sender, T).status.code(), Some(3));
+    assert!(!out_b.join("flaky").exists());
+
+    let unknown = run(
+        server
+            .command()
+            .args(["retry", "--channel", "rt", "nosuch"]),
+        T,
+    );
+    assert!(
+        last_line_of_failure(&unknown).contains("not parked in channel \"rt\": nosuch"),
+        "{unknown:?}"
+    );
+    let retried = succeeded(&run(
+        server.command().args(["retry", "--channel", "rt", "flaky"]),
+        T,
+    ));
+    assert!(
+        retried.contains("flaky: offered again to b") && retried.contains("no sender is running"),
+        "{retried}"
+    );
+    // The same send again: nothing new, but "flaky" uploaded again for b only.
+    let sender = spawn(&mut send());
+    let received = succeeded(&run(&mut receive("b", &keep(&out_b)), T));
+    assert!(received.contains("received flaky"), "{received}");
+    let sent = succeeded(&wait(sender, T));
+    assert!(
+        sent.contains("flaky: uploading it again for receivers b"),
+        "{sent}"
+    );
+    assert_same_tree(&source, &out_a);
+    assert_same_tree(&source, &out_b);
+    wait_for_status(&server, "rt", "nothing parked or held", |s| {
+        s["parked"].as_array().is_some_and(Vec::is_empty) && s["bytes_held"] == 0
+    });
+}

@@ -44,6 +44,13 @@ pub enum Command {
     Receive(ReceiveArgs),
     /// Show channels: files in flight, memory held, receivers' progress.
     Status(StatusArgs),
+    /// Offer parked files again: the sender uploads them again for the receivers that gave up.
+    #[command(after_help = "Examples:\n  \
+        redistribute retry --channel logs                 # every parked file\n  \
+        redistribute retry --channel logs access.log.gz   # just this one\n\n\
+        A running sender uploads them at once; otherwise run the same `send` again.\n\
+        Receivers that already exited must be started again to get them.")]
+    Retry(RetryArgs),
     /// Delete every key of a channel.
     Purge(PurgeArgs),
     /// Run the whole job end to end on a private redis-server.
@@ -229,6 +236,15 @@ pub struct StatusArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Channel whose parked files to offer again.
+    #[arg(long)]
+    pub channel: String,
+    /// Names of the files (as `status` lists them); all parked files when none.
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Args)]

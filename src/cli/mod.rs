@@ -11,6 +11,7 @@ mod progress;
 mod purge;
 mod receive;
 mod report;
+mod retry;
 mod send;
 mod status;
 
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Send(args) => send::run(url, prefix, quiet, args).await,
         Command::Receive(args) => receive::run(url, prefix, quiet, args).await,
         Command::Status(args) => status::run(url, prefix, args).await,
+        Command::Retry(args) => retry::run(url, prefix, args).await,
         Command::Purge(args) => purge::run(url, prefix, args).await,
         Command::Demo(args) => {
             // The demo talks to a private server unless --redis names one;

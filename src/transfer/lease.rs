@@ -123,6 +123,23 @@ async fn renew(channel: Channel, role: String, holder: String, lost: Arc<AtomicB
     }
 }
 
+/// Who holds `role` of the channel, described for people, if anyone alive
+/// does.
+pub(crate) async fn holder_of(channel: &Channel, role: &str) -> Result<Option<String>> {
+    let current: Option<String> = channel
+        .redis
+        .query(
+            "reading a lease",
+            redis::cmd("GET").arg(format!("{}lease:{role}", channel.keys.base())),
+        )
+        .await?;
+    Ok(current.and_then(|text| match Holder::decode(&text) {
+        Some(holder) if holder.is_gone() => None,
+        Some(holder) => Some(holder.to_string()),
+        None => Some(text),
+    }))
+}
+
 /// Who holds a lease: enough to name it, and to tell on its own host
 /// whether its process still runs.
 struct Holder {

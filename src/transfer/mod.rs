@@ -3,13 +3,14 @@
 //!
 //! [`protocol`] holds the key schema and every atomic state change;
 //! the channel module the reads of its metadata both sides share; the
-//! [`sender`] and [`receiver`] are the two parties; [`status`] and
-//! [`purge`] are for operators.
+//! [`sender`] and [`receiver`] are the two parties; [`status`],
+//! [`retry`] and [`purge`] are for operators.
 
 pub(crate) mod channel;
 pub mod lease;
 pub mod protocol;
 pub mod purge;
 pub mod receiver;
+pub mod retry;
 pub mod sender;
 pub mod status;

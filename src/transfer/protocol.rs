@@ -786,3 +786,53 @@ return 1
 "#,
     )
 });
+
+/// Offers parked files again: each becomes a request in `wanted` for the
+/// receivers that parked it (any worker in a work queue), for the sender
+/// to upload it again from its source; its parked entry is removed.
+/// Files sent from a stream cannot be read again and stay parked.
+/// KEYS: meta. ARGV: base, names separated by newlines ('' for all).
+/// Returns `{name, receiver, offered|stream, ...}`.
+pub(crate) static RETRY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local meta, base = KEYS[1], ARGV[1]
+if redis.call('EXISTS', meta) == 0 then return redis.error_reply(VANISHED) end
+local workers = redis.call('HGET', meta, 'mode') == 'workers'
+local only = nil
+if ARGV[2] ~= '' then
+  only = {}
+  for name in string.gmatch(ARGV[2], '[^\n]+') do only[name] = true end
+end
+local wanted, out = base .. 'wanted', {}
+local parked = redis.call('HGETALL', base .. 'parked')
+for i = 1, #parked, 2 do
+  local fid, receiver = string.match(parked[i], '^(%d+):(.+)$')
+  local name = string.match(parked[i + 1], '^([^\t]*)')
+  if fid and (not only or only[name]) then
+    local sent = redis.call('HGET', base .. 'sent', name) or ''
+    local identity = string.match(sent, '^%d+ (%S+) ') or 'stream'
+    local outcome = 'stream'
+    if identity ~= 'stream' then
+      outcome = 'offered'
+      local who = receiver
+      if workers then who = '*' end
+      local list = wanted_list(redis.call('HGET', wanted, name))
+      list[who] = true
+      local ids = {}
+      for r in pairs(list) do table.insert(ids, r) end
+      table.sort(ids)
+      redis.call('HSET', wanted, name, fid .. ' ' .. identity .. ' 0 ' .. fid .. ' ' .. table.concat(ids, ','))
+      redis.call('HDEL', base .. 'parked', parked[i])
+      redis.call('HINCRBY', base .. 'r:' .. receiver, 'parked', -1)
+    end
+    table.insert(out, name)
+    table.insert(out, receiver)
+    table.insert(out, outcome)
+  end
+end
+event(base, 'w', '0')
+return out
+"#,
+    )
+});

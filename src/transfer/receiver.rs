@@ -532,22 +532,7 @@ impl Receiver {
         }
         let meta = self.meta().await?;
         let current = meta.ended && meta.fields.get("eof_id") == Some(&entry.id);
-        // Files uploaded again after the mark follow it in the stream.
-        let newest: redis::streams::StreamRangeReply = self
-            .channel
-            .redis
-            .query(
-                "reading the newest announcement",
-                redis::cmd("XREVRANGE")
-                    .arg(self.channel.keys.files())
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1),
-            )
-            .await?;
-        let last = newest.ids.first().is_some_and(|e| e.id == entry.id);
-        Ok(current && last && self.all_finished(&meta.audience).await?)
+        Ok(current && self.all_finished(&meta.audience).await?)
     }
 
     /// Whether nothing is left for us: a broadcast receiver is done when its
@@ -586,18 +571,43 @@ impl Receiver {
         match audience {
             // Our own unacknowledged entries: one whose acknowledgement
             // Redis forgot (a restart) comes back as pending.
+            // And announcements after the last one we read: files uploaded
+            // again follow the end-of-input mark. Read after `wanted`, which
+            // a file leaves in the same step that announces it.
             Audience::Broadcast(_) => {
-                let (pending, ..): (u64, redis::Value, redis::Value, redis::Value) = self
+                let files = self.channel.keys.files();
+                let group = audience.group_of(&self.options.id);
+                let ((pending, ..), groups, newest): (
+                    (u64, redis::Value, redis::Value, redis::Value),
+                    redis::streams::StreamInfoGroupsReply,
+                    redis::streams::StreamRangeReply,
+                ) = self
                     .channel
                     .redis
-                    .query(
+                    .query_pipe(
                         "checking progress",
-                        redis::cmd("XPENDING")
-                            .arg(self.channel.keys.files())
-                            .arg(audience.group_of(&self.options.id)),
+                        redis::pipe()
+                            .cmd("XPENDING")
+                            .arg(&files)
+                            .arg(&group)
+                            .cmd("XINFO")
+                            .arg("GROUPS")
+                            .arg(&files)
+                            .cmd("XREVRANGE")
+                            .arg(&files)
+                            .arg("+")
+                            .arg("-")
+                            .arg("COUNT")
+                            .arg(1),
                     )
                     .await?;
-                Ok(pending == 0)
+                let delivered = groups
+                    .groups
+                    .iter()
+                    .find(|g| g.name == group)
+                    .map(|g| stream_id(&g.last_delivered_id));
+                let newest = newest.ids.first().map(|e| stream_id(&e.id));
+                Ok(pending == 0 && newest <= delivered)
             }
             Audience::Workers => {
                 let count: u64 = self
@@ -803,6 +813,12 @@ impl Receiver {
             name, ticket, chunks, verified, tasks,
         )))
     }
+}
+
+/// A stream entry id (`ms-seq`) as numbers, to compare ids.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// The lease name of a receiver's role, and how messages name it.
