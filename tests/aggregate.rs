@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::killer::ConnectionKiller;
 use common::{Running, Server, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(90);
@@ -223,24 +224,23 @@ fn the_built_in_table_and_geo_lookup_know_real_addresses() {
 }
 
 #[test]
-fn workers_killed_at_random_during_a_run_still_count_every_visit_once() {
+fn workers_and_the_sender_killed_at_random_while_connections_drop_still_count_every_visit_once() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let table = write(work.path(), "table.csv", TABLE.as_bytes());
     let expected = book_logs(&work.path().join("logs"), 40, 3000);
-    let sender = spawn(
-        server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "logs",
-                "--workers",
-                "--chunk-size",
-                "16KiB",
-            ])
-            .arg(work.path().join("logs")),
-    );
+    // A budget of a sixth of the backlog (40 files of ~70 KiB).
+    let send = || {
+        spawn(
+            server
+                .command()
+                .args(["send", "--channel", "logs", "--workers"])
+                .args(["--chunk-size", "16KiB", "--limit", "512KiB"])
+                .arg(work.path().join("logs")),
+        )
+    };
+    let killer = ConnectionKiller::start(&server, 17);
+    let mut sender = send();
     let ids = ["r1", "r2", "r3"];
     let start = |id: &str| {
         spawn(&mut aggregate(
@@ -252,18 +252,33 @@ fn workers_killed_at_random_during_a_run_still_count_every_visit_once() {
     };
     let mut workers: Vec<Running> = ids.iter().map(|id| start(id)).collect();
     let mut rng = fastrand::Rng::with_seed(7);
-    for _ in 0..8 {
-        std::thread::sleep(Duration::from_millis(rng.u64(50..250)));
+    let mut kills = 0;
+    for round in 0..8 {
+        std::thread::sleep(Duration::from_millis(rng.u64(30..150)));
         let victim = rng.usize(..ids.len());
-        let _ = workers[victim].kill();
+        if workers[victim].try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        let _ = workers[victim].kill(); // SIGKILL
         let _ = workers[victim].wait();
         workers[victim] = start(ids[victim]);
+        if round == 3 && sender.try_wait().unwrap().is_none() {
+            let _ = sender.kill();
+            let _ = sender.wait();
+            kills += 1;
+            sender = send();
+        }
     }
     for worker in workers {
         succeeded(&wait(worker, T));
     }
     succeeded(&wait(sender, T));
+    let drops = killer.stop();
     assert_eq!(counted(&server), expected);
+    assert!(kills >= 3 && drops >= 3, "{kills} kills, {drops} drops");
+    eprintln!(
+        "{kills} processes killed, {drops} connection drops, 40 files, every visit counted once"
+    );
 }
 
 #[test]

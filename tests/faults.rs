@@ -4,62 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::killer::ConnectionKiller;
 use common::{Running, Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(120);
-
-/// Kills every client connection but its own every 50-250 ms until
-/// stopped, as a flaky network or a proxy restart would. Returns how many
-/// kills found connections to cut.
-struct ConnectionKiller {
-    stop: Arc<AtomicBool>,
-    kills: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl ConnectionKiller {
-    fn start(server: &Server, seed: u64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let kills = Arc::new(AtomicU64::new(0));
-        let url = server.url();
-        let thread = std::thread::spawn({
-            let (stop, kills) = (stop.clone(), kills.clone());
-            move || {
-                let mut rng = fastrand::Rng::with_seed(seed);
-                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-                // Bounded: at most 800 rounds (about two minutes).
-                for _ in 0..800 {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(rng.u64(50..250)));
-                    let cut: u64 = redis::cmd("CLIENT")
-                        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
-                        .query(&mut con)
-                        .unwrap_or(0);
-                    if cut > 0 {
-                        kills.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
-        ConnectionKiller {
-            stop,
-            kills,
-            thread,
-        }
-    }
-
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap();
-        self.kills.load(Ordering::Relaxed)
-    }
-}
 
 /// Receivers `0` and `1` of `channel`, writing to `dir/out0` and `dir/out1`.
 fn broadcast_receivers(server: &Server, channel: &str, dir: &std::path::Path) -> Vec<Running> {
@@ -219,7 +169,7 @@ fn workers_killed_mid_file_with_a_backlog_many_times_the_budget_lose_nothing() {
 }
 
 #[test]
-fn files_larger_than_the_budget_survive_receivers_and_the_sender_killed_at_random_points() {
+fn files_larger_than_the_budget_survive_kills_of_receivers_and_sender_under_dropped_connections() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
@@ -256,6 +206,7 @@ fn files_larger_than_the_budget_survive_receivers_and_the_sender_killed_at_rando
                 .args(["receive", "--channel", "big", "--id", id, "--exec", &exec]),
         )
     };
+    let killer = ConnectionKiller::start(&server, 23);
     let steady = receive("steady");
     let mut sender = send();
     let mut rng = fastrand::Rng::with_seed(3);
@@ -279,14 +230,16 @@ fn files_larger_than_the_budget_survive_receivers_and_the_sender_killed_at_rando
     let sent = succeeded(&wait(sender, T));
     succeeded(&wait(steady, T));
     succeeded(&wait(victim, T));
+    let drops = killer.stop();
     assert_same_tree(&source, &out("steady"));
     assert_same_tree(&source, &out("victim"));
     assert!(
-        receiver_kills >= 3,
-        "only {receiver_kills} receiver kills landed"
+        receiver_kills >= 3 && drops >= 3,
+        "only {receiver_kills} receiver kills and {drops} drops"
     );
     eprintln!(
-        "{receiver_kills} receivers and {sender_kills} senders killed, 8 files, none lost or parked; {} uploads again",
+        "{receiver_kills} receivers and {sender_kills} senders killed, {drops} connection drops, \
+         8 files, none lost or parked; {} uploads again by the last sender",
         sent.matches("uploading it again").count()
     );
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use redistribute::redis::{LocalRedis, LocalRedisOptions};
 
+pub mod killer;
+
 /// A redis-server for one test; its log is printed if the test fails.
 pub struct Server(pub LocalRedis);
 
