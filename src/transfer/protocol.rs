@@ -395,7 +395,10 @@ return 1
 /// Announces a file, or finds the announcement a previous run made.
 /// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size,
 /// acks needed, then for a re-supply (else three ''): the receivers it is
-/// for (comma-separated, `*` for any worker), the original file id, the round.
+/// for (comma-separated, `*` for any worker), the original file id, the
+/// round; then the lowest file id a new file may get (above every id this
+/// sender has seen: after Redis lost its latest writes, an id must not
+/// name two files).
 /// Returns `{fid, state, published, chunk size}` where state is `new`,
 /// `uploading` or `sent`, or `busy` for a re-supply of a file whose first
 /// upload is still unfinished; a resumed upload keeps its chunk size.
@@ -424,7 +427,8 @@ if previous then
     abort(meta, base, fid, 'the sender restarted and could not resume this upload')
   end
 end
-local fid = redis.call('HINCRBY', meta, 'next_fid', 1)
+local fid = math.max(redis.call('HINCRBY', meta, 'next_fid', 1), tonumber(ARGV[10]))
+redis.call('HSET', meta, 'next_fid', fid)
 local f = base .. 'f:' .. fid
 redis.call('HSET', f, 'name', ARGV[2], 'chunk', ARGV[5], 'need', ARGV[6], 'state', 'uploading',
   'reserved', 0, 'published', 0, 'freed', 0, 'acks', 0, 'acct', 0, 'fails', 0,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -167,6 +167,8 @@ pub struct Sender {
     watch: Mutex<(u64, Option<String>)>,
     /// Whether the end-of-input mark was set.
     finished: AtomicBool,
+    /// The highest file id this sender was given: new ids stay above it.
+    highest_fid: AtomicU64,
 }
 
 impl Sender {
@@ -215,6 +217,7 @@ impl Sender {
             sources: Mutex::new(HashMap::new()),
             watch: Mutex::new(watch),
             finished: AtomicBool::new(false),
+            highest_fid: AtomicU64::new(0),
         })
     }
 
@@ -610,6 +613,7 @@ impl Sender {
             needed.to_string(),
         ];
         args.extend(again_args);
+        args.push((self.highest_fid.load(Ordering::Acquire) + 1).to_string());
         let (fid, state, published, chunk_size): (String, String, u64, u64) = self
             .channel
             .run("announcing a file", &protocol::ANNOUNCE, &args)
@@ -618,6 +622,7 @@ impl Sender {
             key: self.channel.keys.meta(),
             reason: format!("file id {fid:?} is not a number"),
         })?;
+        self.highest_fid.fetch_max(fid, Ordering::AcqRel);
         Ok(Announced {
             fid,
             state: match state.as_str() {
