@@ -1487,7 +1487,11 @@ fn retry_offers_parked_files_again_and_the_next_sender_uploads_them_from_their_s
     );
     assert_same_tree(&source, &out_a);
     assert_same_tree(&source, &out_b);
-    wait_for_status(&server, "rt", "nothing parked or held", |s| {
-        s["parked"].as_array().is_some_and(Vec::is_empty) && s["bytes_held"] == 0
+    wait_for_status(&server, "rt", "nothing parked, held or behind", |s| {
+        s["parked"].as_array().is_some_and(Vec::is_empty)
+            && s["bytes_held"] == 0
+            && s["receivers"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["files_behind"] == 0))
     });
 }

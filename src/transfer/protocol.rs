@@ -34,7 +34,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Version of this key schema, stored in every channel's `meta` hash.
-pub const VERSION: &str = "3";
+pub const VERSION: &str = "4";
 
 /// How a channel distributes files.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -280,6 +280,8 @@ local function settle(meta, base, fid, receiver, outcome, reason, bytes)
   elseif outcome == 'parked' then
     redis.call('HINCRBY', r, 'parked', 1)
     redis.call('HSET', base .. 'parked', fid .. ':' .. receiver, name .. '\t' .. reason)
+  else
+    redis.call('HINCRBY', r, 'moved', 1)
   end
   if acks >= tonumber(redis.call('HGET', f, 'need')) and redis.call('HGET', f, 'state') == 'sent' then
     redis.call('HSET', f, 'state', 'done')
@@ -415,8 +417,15 @@ if previous then
   local f = base .. 'f:' .. fid
   local live = redis.call('HGET', f, 'state')
   if resupply then
-    -- Receivers of the unfinished upload still need it: finish it first.
-    if live == 'uploading' then return {fid, 'busy', 0, ARGV[5]} end
+    if live == 'uploading' then
+      -- This very upload again, begun by an attempt whose reply was lost
+      -- or cut short by a Redis restart: resume it.
+      if redis.call('HGET', f, 'for') == ARGV[7] and identity == ARGV[3] then
+        return {fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')}
+      end
+      -- Receivers of the unfinished upload still need it: finish it first.
+      return {fid, 'busy', 0, ARGV[5]}
+    end
   elseif ARGV[4] == '1' and identity == ARGV[3] then
     if state == 'sent' then return {fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5]} end
     if live == 'uploading' then
@@ -435,6 +444,8 @@ redis.call('HSET', f, 'name', ARGV[2], 'chunk', ARGV[5], 'need', ARGV[6], 'state
   'identity', ARGV[3], 'origin', ARGV[8] ~= '' and ARGV[8] or fid, 'round', ARGV[9] ~= '' and ARGV[9] or 0)
 if resupply then
   redis.call('HSET', f, 'for', ARGV[7])
+  redis.call('HINCRBY', meta, 'resupplied', 1)
+  for r in string.gmatch(ARGV[7], '[^,*]+') do redis.call('HINCRBY', base .. 'r:' .. r, 'owed', 1) end
   local wanted = base .. 'wanted'
   local value = redis.call('HGET', wanted, ARGV[2])
   if value then
@@ -826,9 +837,12 @@ for i = 1, #parked, 2 do
       local ids = {}
       for r in pairs(list) do table.insert(ids, r) end
       table.sort(ids)
-      redis.call('HSET', wanted, name, fid .. ' ' .. identity .. ' 0 ' .. fid .. ' ' .. table.concat(ids, ','))
+      local origin = redis.call('HGET', base .. 'f:' .. fid, 'origin') or fid
+      redis.call('HSET', wanted, name, fid .. ' ' .. identity .. ' 0 ' .. origin .. ' ' .. table.concat(ids, ','))
       redis.call('HDEL', base .. 'parked', parked[i])
+      -- From parked to handed back, as a file asked for again.
       redis.call('HINCRBY', base .. 'r:' .. receiver, 'parked', -1)
+      redis.call('HINCRBY', base .. 'r:' .. receiver, 'moved', 1)
     end
     table.insert(out, name)
     table.insert(out, receiver)

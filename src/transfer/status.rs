@@ -104,7 +104,8 @@ pub async fn channel_status(
     ids.sort();
     ids.dedup();
     let announced = meta.number("announced");
-    let aborted = meta.number("aborted");
+    // Uploads again are owed only to the receivers they are for.
+    let first_uploads = announced.saturating_sub(meta.number("resupplied") + meta.number("aborted"));
     let mut receivers = Vec::new();
     for id in ids {
         let fields: HashMap<String, String> = redis
@@ -115,9 +116,10 @@ pub async fn channel_status(
             .await?;
         let number = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0u64);
         let (done, parked_files) = (number("files"), number("parked"));
+        let settled = done + parked_files + number("moved");
         receivers.push(ReceiverStatus {
             files_behind: matches!(meta.audience, Audience::Broadcast(_))
-                .then(|| announced.saturating_sub(aborted + done + parked_files)),
+                .then(|| (first_uploads + number("owed")).saturating_sub(settled)),
             id,
             files_done: done,
             bytes_done: number("bytes"),
