@@ -34,6 +34,7 @@ pub struct Imported {
 
 /// Loads both files into Redis.
 pub async fn import(redis: &Redis, blocks: &Path, locations: &Path) -> Result<Imported> {
+    super::refuse_cluster(redis)?;
     let ranges = read_blocks(blocks)?;
     let cities = read_locations(locations)?;
     let imported = Imported {

@@ -23,9 +23,22 @@ mod sender;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::redis::Redis;
 
 pub use receiver::ClassicReceiver;
 pub use sender::{ClassicSender, check_sizes};
+
+/// Refuses a Redis Cluster before anything is written: the book's keys
+/// (`chat:C`, `seen:R`, `msgs:C`, the files) meet in one transaction by
+/// design, and hash to different slots.
+pub(crate) fn refuse_cluster(redis: &Redis) -> Result<()> {
+    if redis.is_cluster() {
+        return Err(Error::Usage(
+            "the classic protocol cannot run on a Redis Cluster: the book's keys meet in one transaction but hash to different slots; use the native protocol (leave out --protocol classic / --classic)".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// Size of each `APPEND` and `GETRANGE`, as in the book.
 pub const BLOCK: u64 = 1 << 17;

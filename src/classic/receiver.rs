@@ -47,6 +47,7 @@ impl ClassicReceiver {
     /// Connects to Redis as recipient `id` of chat `channel` (for example `logs:`).
     pub async fn connect(url: &str, channel: &str, id: &str) -> Result<Self> {
         let redis = Redis::connect(url).await?;
+        super::refuse_cluster(&redis)?;
         Ok(ClassicReceiver {
             redis,
             keys: ClassicKeys::new(channel),

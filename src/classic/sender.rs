@@ -69,6 +69,7 @@ impl ClassicSender {
             });
         }
         let redis = Redis::connect(url).await?;
+        super::refuse_cluster(&redis)?;
         let keys = ClassicKeys::new(channel);
         let mut sender = ClassicSender {
             redis,

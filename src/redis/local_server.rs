@@ -20,6 +20,9 @@ pub struct LocalRedisOptions {
     pub password: Option<String>,
     /// Also listen on a unix socket in the server's directory.
     pub unix_socket: bool,
+    /// Run as a Redis Cluster node (see [`super::LocalCluster`]), with this
+    /// node timeout: how long before a silent master is failed over.
+    pub cluster_node_timeout: Option<Duration>,
 }
 
 /// A running `redis-server` child process, killed when dropped.
@@ -37,7 +40,11 @@ impl LocalRedis {
         let dir = tempfile::Builder::new()
             .prefix("redistribute-redis-")
             .tempdir()?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = if options.cluster_node_timeout.is_some() {
+            free_cluster_port()?
+        } else {
+            TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+        };
         let mut redis = LocalRedis {
             child: None,
             port,
@@ -89,6 +96,13 @@ impl LocalRedis {
         }
         if let Some(password) = &self.options.password {
             command.arg("--requirepass").arg(password);
+        }
+        if let Some(timeout) = self.options.cluster_node_timeout {
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(self.dir.path().join("nodes.conf"))
+                .arg("--cluster-node-timeout")
+                .arg(timeout.as_millis().to_string());
         }
         let child = command.spawn().map_err(|e| {
             io::Error::new(
@@ -171,6 +185,20 @@ impl LocalRedis {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A free port whose cluster bus port (the port plus 10000, the default
+/// on every Redis version) is free too.
+fn free_cluster_port() -> io::Result<u16> {
+    for _ in 0..100 {
+        let port = fastrand::u16(20_000..55_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::other("no free port pair for a cluster node"))
 }
 
 /// Whether something answers a RESP `PING` on the port (any reply, even an

@@ -12,14 +12,17 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 
 use crate::error::{Error, Result};
 
+mod connection;
+mod local_cluster;
 mod local_server;
 
+pub use connection::Connection;
+use connection::{Connector, Timeouts};
+pub use local_cluster::{LocalCluster, LocalClusterOptions};
 pub use local_server::{LocalRedis, LocalRedisOptions};
 
 /// How long a blocking read waits before the caller looks around again.
@@ -43,42 +46,41 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
 /// How long we keep retrying while Redis is unreachable before giving up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
-/// A pair of connections to one Redis server and the URL they came from.
+/// A pair of connections to one Redis server (or one Redis Cluster) and
+/// the URL they came from.
 #[derive(Clone)]
 pub struct Redis {
     commands: Arc<Healing>,
     blocking: Arc<Healing>,
     url: String,
+    cluster: bool,
 }
 
-/// One multiplexed connection that the retry loop replaces after a
-/// transient failure. We reconnect ourselves instead of using redis-rs'
-/// `ConnectionManager`, whose reconnection could hang for good when the
-/// new connection was cut during its handshake (seen with connections
-/// killed every few hundred ms): every later command then waited on it.
+/// One connection that the retry loop replaces after a transient failure.
+/// We reconnect ourselves instead of using redis-rs' `ConnectionManager`,
+/// whose reconnection could hang for good when the new connection was cut
+/// during its handshake (seen with connections killed every few hundred
+/// ms): every later command then waited on it.
 struct Healing {
     /// The connection, and how many times it was replaced: a task that
     /// saw generation `g` fail replaces it only if it is still `g`, so
     /// tasks failing together open one new connection, not one each.
-    current: RwLock<(MultiplexedConnection, u64)>,
-    client: redis::Client,
-    config: AsyncConnectionConfig,
+    current: RwLock<(Connection, u64)>,
+    connector: Connector,
+    timeouts: Timeouts,
 }
 
 impl Healing {
-    async fn open(
-        client: &redis::Client,
-        config: AsyncConnectionConfig,
-    ) -> redis::RedisResult<Self> {
-        let connection = connect(client, &config).await?;
+    async fn open(connector: &Connector, timeouts: Timeouts) -> redis::RedisResult<Self> {
+        let connection = connector.open(timeouts).await?;
         Ok(Healing {
             current: RwLock::new((connection, 0)),
-            client: client.clone(),
-            config,
+            connector: connector.clone(),
+            timeouts,
         })
     }
 
-    fn get(&self) -> (MultiplexedConnection, u64) {
+    fn get(&self) -> (Connection, u64) {
         self.current.read().expect("not poisoned").clone()
     }
 
@@ -88,7 +90,7 @@ impl Healing {
         if self.get().1 != failed {
             return; // another task renewed it already
         }
-        match connect(&self.client, &self.config).await {
+        match self.connector.open(self.timeouts).await {
             Ok(fresh) => {
                 let mut current = self.current.write().expect("not poisoned");
                 if current.1 == failed {
@@ -100,38 +102,27 @@ impl Healing {
     }
 }
 
-/// Opens a connection, giving up after the configured connection timeout
-/// (and a margin) even if the handshake itself stalls.
-async fn connect(
-    client: &redis::Client,
-    config: &AsyncConnectionConfig,
-) -> redis::RedisResult<MultiplexedConnection> {
-    let opening = client.get_multiplexed_async_connection_with_config(config);
-    match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), opening).await {
-        Ok(result) => result,
-        Err(_) => Err(RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "connecting took too long",
-        ))),
-    }
-}
-
 impl Redis {
     /// Connects to `url`, failing fast with a clear error when the server is
-    /// unreachable or refuses the credentials.
+    /// unreachable or refuses the credentials. A Redis Cluster is detected
+    /// (`cluster_enabled:1`), or given as several comma-separated node URLs;
+    /// commands then go to the node that owns their keys.
     pub async fn connect(url: &str) -> Result<Self> {
         let shown = redacted(url);
-        if url.starts_with("rediss://") {
+        if url.contains("rediss://") {
             // rustls needs a process-wide crypto provider; one may already be set.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = redis::Client::open(url).map_err(|e| Error::InvalidUrl {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let urls: Vec<String> = url.split(',').map(|u| u.trim().to_owned()).collect();
+        for one in &urls {
+            redis::Client::open(one.as_str()).map_err(|e| Error::InvalidUrl {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        }
         let started = Instant::now();
         loop {
-            match Self::open(&client, &shown).await {
+            match Self::open(&urls, &shown).await {
                 Ok(redis) => return Ok(redis),
                 // A connection cut while it was being set up says nothing
                 // about the server (a proxy restarting, a killed client):
@@ -150,32 +141,55 @@ impl Redis {
     }
 
     /// Opens both connections and checks the credentials with a PING.
-    async fn open(client: &redis::Client, shown: &str) -> redis::RedisResult<Self> {
-        let base = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
-        let commands = Healing::open(
-            client,
-            base.clone().set_response_timeout(Some(RESPONSE_TIMEOUT)),
-        )
-        .await?;
-        let blocking = Healing::open(
-            client,
-            base.set_response_timeout(Some(BLOCK + Duration::from_secs(10))),
-        )
-        .await?;
-        // A wrong password may only show on the first command.
+    async fn open(urls: &[String], shown: &str) -> redis::RedisResult<Self> {
+        let commands = Timeouts {
+            connect: CONNECT_TIMEOUT,
+            response: RESPONSE_TIMEOUT,
+        };
+        let blocking = Timeouts {
+            connect: CONNECT_TIMEOUT,
+            response: BLOCK + Duration::from_secs(10),
+        };
+        let mut cluster = urls.len() > 1;
+        if !cluster {
+            // A wrong password may only show on the first command.
+            let mut con = Connector::new(urls, false, commands)?
+                .open(commands)
+                .await?;
+            cluster = match redis::cmd("INFO")
+                .arg("cluster")
+                .query_async::<String>(&mut con)
+                .await
+            {
+                Ok(info) => info.contains("cluster_enabled:1"),
+                // An ACL user without INFO: a cluster would answer MOVED
+                // soon enough; take it for one server.
+                Err(error) if error.code() == Some("NOPERM") => false,
+                Err(error) => return Err(error),
+            };
+        }
+        let connector = Connector::new(urls, cluster, commands)?;
+        let commands = Healing::open(&connector, commands).await?;
+        let blocking = Healing::open(&connector, blocking).await?;
         let mut con = commands.get().0;
         let _: String = redis::cmd("PING").query_async(&mut con).await?;
         Ok(Redis {
             commands: Arc::new(commands),
             blocking: Arc::new(blocking),
             url: shown.to_owned(),
+            cluster,
         })
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// Runs an idempotent step, retrying transient failures with backoff.
     pub async fn retry<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
     where
-        F: FnMut(MultiplexedConnection) -> Fut,
+        F: FnMut(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         retry_on(&self.commands, what, step).await
@@ -235,63 +249,87 @@ impl Redis {
     }
 
     /// Every key matching the `SCAN MATCH` pattern (a few batches of 1,000:
-    /// SCAN never blocks the server the way KEYS does).
+    /// SCAN never blocks the server the way KEYS does), on every primary
+    /// of a cluster.
     pub async fn scan(&self, what: &'static str, pattern: &str) -> Result<Vec<String>> {
         let mut found = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .query(
-                    what,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            found.extend(keys);
-            if next == 0 {
-                return Ok(found);
+        for node in self.primaries(what).await? {
+            let mut cursor = 0u64;
+            loop {
+                let mut command = redis::cmd("SCAN");
+                command
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<String>) = self.on_node(what, &command, &node).await?;
+                found.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(found)
     }
 
-    /// Redis' `maxmemory` in bytes, or `None` when unlimited or not readable.
+    /// The most memory Redis may use for data in bytes, or `None` when
+    /// unlimited or not readable. On a cluster, where chunks spread evenly
+    /// over the primaries, the smallest primary's `maxmemory` times their
+    /// number.
     pub async fn maxmemory(&self) -> Result<Option<u64>> {
-        Ok(self
-            .info("memory", "maxmemory")
-            .await?
-            .and_then(|value| value.parse::<u64>().ok())
-            .filter(|&bytes| bytes > 0))
+        let each = self.info("memory", "maxmemory").await?;
+        let limits: Vec<u64> = each
+            .iter()
+            .map(|value| {
+                value
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .collect();
+        Ok(limits
+            .iter()
+            .copied()
+            .filter(|&bytes| bytes > 0)
+            .min()
+            .map(|smallest| smallest * limits.len() as u64))
     }
 
     /// Refuses a Redis whose `maxmemory-policy` may evict keys without an
     /// expiry (`allkeys-*`), as ours are: an evicted chunk is a file lost
     /// in flight. `volatile-*` policies only evict keys with an expiry, so
     /// they are as safe as `noeviction`. A policy we may not read (no
-    /// `INFO` permission) is trusted.
+    /// `INFO` permission) is trusted. On a cluster, every primary is checked.
     ///
     /// # Errors
     ///
     /// [`Error::EvictionPolicy`] for an `allkeys-*` policy.
     pub async fn refuse_eviction(&self) -> Result<()> {
-        match self.info("memory", "maxmemory_policy").await? {
-            Some(policy) if policy.starts_with("allkeys-") => Err(Error::EvictionPolicy {
-                url: self.url.clone(),
-                policy,
-            }),
-            _ => Ok(()),
+        for policy in self
+            .info("memory", "maxmemory_policy")
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            if policy.starts_with("allkeys-") {
+                return Err(Error::EvictionPolicy {
+                    url: self.url.clone(),
+                    policy,
+                });
+            }
         }
+        Ok(())
     }
 
-    /// The server's `run_id`, which changes whenever Redis restarts (or
-    /// another server, such as a promoted replica, answers): a sign that
-    /// recent writes may have been lost. `None` when not readable.
+    /// The server's `run_id` (on a cluster, every primary's), which changes
+    /// whenever Redis restarts or another server, such as a promoted
+    /// replica, answers: a sign that recent writes may have been lost.
+    /// `None` when not readable.
     pub async fn run_id(&self) -> Result<Option<String>> {
-        self.info("server", "run_id").await
+        let ids: Option<Vec<String>> = self.info("server", "run_id").await?.into_iter().collect();
+        Ok(ids.map(|ids| ids.join(",")))
     }
 
     /// How many times a connection was replaced after a failure: when this
@@ -300,28 +338,60 @@ impl Redis {
         self.commands.get().1 + self.blocking.get().1
     }
 
-    /// One field of an `INFO` section, or `None` when absent or not readable.
-    async fn info(&self, section: &str, field: &str) -> Result<Option<String>> {
-        let info: String = match self
-            .query("reading INFO", redis::cmd("INFO").arg(section))
+    /// One field of an `INFO` section from the server (each primary of a
+    /// cluster), `None` where absent or not readable.
+    async fn info(&self, section: &str, field: &str) -> Result<Vec<Option<String>>> {
+        let mut found = Vec::new();
+        let mut command = redis::cmd("INFO");
+        command.arg(section);
+        for node in self.primaries("reading INFO").await? {
+            let info: String = match self.on_node("reading INFO", &command, &node).await {
+                Ok(info) => info,
+                // An ACL user without INFO: we cannot know.
+                Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => {
+                    found.push(None);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            found.push(info.lines().find_map(|line| {
+                line.strip_prefix(field)
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .map(|value| value.trim().to_owned())
+            }));
+        }
+        Ok(found)
+    }
+
+    /// The primaries of a cluster; for one server, itself.
+    async fn primaries(&self, what: &'static str) -> Result<Vec<(String, u16)>> {
+        self.retry(what, |mut con| async move { con.primaries().await })
             .await
-        {
-            Ok(info) => info,
-            // An ACL user without INFO: we cannot know.
-            Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        Ok(info.lines().find_map(|line| {
-            line.strip_prefix(field)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .map(|value| value.trim().to_owned())
-        }))
+    }
+
+    /// Runs `command` on one primary (see [`Redis::primaries`]).
+    async fn on_node<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        command: &Cmd,
+        node: &(String, u16),
+    ) -> Result<T> {
+        let value = self
+            .retry(
+                what,
+                |mut con| async move { con.on_node(command, node).await },
+            )
+            .await?;
+        redis::from_redis_value(value).map_err(|source| Error::Redis {
+            what,
+            source: source.into(),
+        })
     }
 }
 
 async fn retry_on<T, F, Fut>(con: &Healing, what: &'static str, mut step: F) -> Result<T>
 where
-    F: FnMut(MultiplexedConnection) -> Fut,
+    F: FnMut(Connection) -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
 {
     let started = Instant::now();

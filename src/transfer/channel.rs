@@ -114,15 +114,13 @@ impl Channel {
             let mut start = from;
             while start < to {
                 let end = (start + UNLINK_BATCH).min(to);
-                let mut pipe = redis::pipe();
-                // One command per key keeps every command single-slot
-                // on a cluster, where chunk keys live on different shards.
+                // One command for the batch: on a cluster, where chunk keys
+                // live on different shards, the client splits it by slot.
+                let mut unlink = redis::cmd("UNLINK");
                 for i in start..end {
-                    pipe.cmd("UNLINK").arg(self.keys.chunk(fid, i)).ignore();
+                    unlink.arg(self.keys.chunk(fid, i));
                 }
-                self.redis
-                    .query_pipe::<()>("deleting chunks", &pipe)
-                    .await?;
+                self.redis.query::<u64>("deleting chunks", &unlink).await?;
                 start = end;
             }
             self.run::<i64>(

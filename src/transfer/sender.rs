@@ -758,7 +758,9 @@ impl Sender {
         if recorded == 0 {
             return Err(Error::Processing {
                 name: name.to_owned(),
-                reason: "its upload was abandoned meanwhile (another sender run took this file over)".into(),
+                reason:
+                    "its upload was abandoned meanwhile (another sender run took this file over)"
+                        .into(),
             });
         }
         tracing::debug!("{name}: sent {}", bytesize::ByteSize(size));

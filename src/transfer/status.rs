@@ -105,7 +105,8 @@ pub async fn channel_status(
     ids.dedup();
     let announced = meta.number("announced");
     // Uploads again are owed only to the receivers they are for.
-    let first_uploads = announced.saturating_sub(meta.number("resupplied") + meta.number("aborted"));
+    let first_uploads =
+        announced.saturating_sub(meta.number("resupplied") + meta.number("aborted"));
     let mut receivers = Vec::new();
     for id in ids {
         let fields: HashMap<String, String> = redis

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use redistribute::redis::{LocalRedis, LocalRedisOptions};
+use redistribute::redis::{LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions};
 
 pub mod killer;
 
@@ -54,6 +54,67 @@ impl Server {
             .env("REDIS_URL", self.url())
             .env_remove("REDISTRIBUTE_LOG");
         command
+    }
+}
+
+/// A Redis Cluster for one test; the logs of its nodes are printed if the
+/// test fails.
+pub struct Cluster(pub LocalCluster);
+
+impl Cluster {
+    /// Three masters, no replicas.
+    pub fn start() -> Self {
+        Self::with(LocalClusterOptions::default())
+    }
+
+    pub fn with(options: LocalClusterOptions) -> Self {
+        Cluster(LocalCluster::start(options).expect("a redis-server cluster starts"))
+    }
+
+    pub fn url(&self) -> String {
+        self.0.url()
+    }
+
+    /// The binary, pointed at the cluster through its first node.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
+        command
+            .env("REDIS_URL", self.url())
+            .env_remove("REDISTRIBUTE_LOG");
+        command
+    }
+
+    /// Every key matching `pattern` on every master, with the port of the
+    /// node that holds it.
+    pub fn keys(&self, pattern: &str) -> Vec<(u16, String)> {
+        let mut found = Vec::new();
+        for node in self.0.nodes() {
+            let Ok(mut con) = redis::Client::open(node.url()).and_then(|c| c.get_connection())
+            else {
+                continue;
+            };
+            let role: String = redis::cmd("ROLE")
+                .query::<Vec<redis::Value>>(&mut con)
+                .ok()
+                .and_then(|r| r.into_iter().next())
+                .and_then(|v| redis::from_redis_value(v).ok())
+                .unwrap_or_default();
+            if role != "master" {
+                continue;
+            }
+            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut con).unwrap();
+            found.extend(keys.into_iter().map(|k| (node.port(), k)));
+        }
+        found.sort();
+        found
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- cluster logs ---\n{}", self.0.log());
+        }
     }
 }
 

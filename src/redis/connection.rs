@@ -1,0 +1,196 @@
+//! One connection to a single Redis server or to a Redis Cluster, behind
+//! one type: every command, script and pipeline goes through the same calls
+//! either way.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncConnectionConfig, Cmd, RedisError, RedisFuture, RedisResult, Value};
+
+/// How to open connections: to one server, or to a cluster through any of
+/// its nodes.
+#[derive(Clone)]
+pub(crate) enum Connector {
+    Single(Box<redis::Client>),
+    Cluster(Box<ClusterClient>),
+}
+
+/// Timeouts a connection is opened with.
+#[derive(Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
+impl Connector {
+    /// A connector for `urls`: a cluster when there are several, or when
+    /// `cluster` says the one server is a cluster node.
+    pub(crate) fn new(urls: &[String], cluster: bool, timeouts: Timeouts) -> RedisResult<Self> {
+        if cluster || urls.len() > 1 {
+            let client = ClusterClient::builder(urls.iter().map(String::as_str))
+                .connection_timeout(timeouts.connect)
+                .response_timeout(timeouts.response)
+                .build()?;
+            Ok(Connector::Cluster(Box::new(client)))
+        } else {
+            Ok(Connector::Single(Box::new(redis::Client::open(
+                urls[0].as_str(),
+            )?)))
+        }
+    }
+
+    /// Opens a connection whose answers may take up to `response`.
+    pub(crate) async fn open(&self, timeouts: Timeouts) -> RedisResult<Connection> {
+        let opening = async {
+            match self {
+                Connector::Single(client) => {
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(timeouts.connect))
+                        .set_response_timeout(Some(timeouts.response));
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map(Connection::Single)
+                }
+                Connector::Cluster(client) => {
+                    let config = redis::cluster::ClusterConfig::new()
+                        .set_connection_timeout(timeouts.connect)
+                        .set_response_timeout(timeouts.response);
+                    client
+                        .get_async_connection_with_config(config)
+                        .await
+                        .map(Connection::Cluster)
+                }
+            }
+        };
+        // Our own bound: a handshake that stalls must not hang the caller.
+        match tokio::time::timeout(timeouts.connect + Duration::from_secs(2), opening).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting took too long",
+            ))),
+        }
+    }
+}
+
+/// A connection to one server or to a cluster.
+#[derive(Clone)]
+pub enum Connection {
+    /// One server.
+    Single(MultiplexedConnection),
+    /// A cluster: commands go to the node owning their keys' slot, and
+    /// redirections (MOVED, ASK) are followed.
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// Runs `command` on the server at `host:port` (a cluster's primary),
+    /// or on the one server.
+    pub(crate) async fn on_node(
+        &mut self,
+        command: &Cmd,
+        node: &(String, u16),
+    ) -> RedisResult<Value> {
+        match self {
+            Connection::Single(con) => command.query_async(con).await,
+            Connection::Cluster(con) => {
+                let (host, port) = node.clone();
+                con.route_command(
+                    command.clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
+                )
+                .await
+            }
+        }
+    }
+
+    /// The primaries of a cluster (`host`, `port`), from `CLUSTER NODES`;
+    /// for one server, itself (an empty host).
+    pub(crate) async fn primaries(&mut self) -> RedisResult<Vec<(String, u16)>> {
+        match self {
+            Connection::Single(_) => Ok(vec![(String::new(), 0)]),
+            Connection::Cluster(con) => {
+                let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(con).await?;
+                Ok(parse_primaries(&nodes))
+            }
+        }
+    }
+}
+
+/// The addresses of the primaries that are up in a `CLUSTER NODES` answer:
+/// `<id> <ip:port@bus[,host]> <flags> ...`, flags holding `master` and
+/// neither `fail` nor `noaddr`.
+fn parse_primaries(nodes: &str) -> Vec<(String, u16)> {
+    let mut found: Vec<(String, u16)> = nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let address = fields.nth(1)?;
+            let flags = fields.next()?;
+            let primary = flags.split(',').any(|f| f == "master")
+                && !flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            if !primary {
+                return None;
+            }
+            let address = address.split(['@', ',']).next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(con) => con.req_packed_command(cmd),
+            Connection::Cluster(con) => con.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(con) => con.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(con) => con.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(con) => con.get_db(),
+            Connection::Cluster(con) => con.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_primaries;
+
+    #[test]
+    fn primaries_are_the_masters_that_are_up() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,host-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 master,fail - 0 0 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+";
+        assert_eq!(
+            parse_primaries(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! A private Redis Cluster on free ports, for the demo, the tests and the
+//! benchmark: masters (and replicas) started as [`LocalRedis`] nodes, slots
+//! shared out evenly, joined with `CLUSTER MEET`.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::local_server::{LocalRedis, LocalRedisOptions};
+
+/// How a [`LocalCluster`] is laid out.
+#[derive(Clone, Debug)]
+pub struct LocalClusterOptions {
+    /// Masters, each with an equal share of the 16384 slots.
+    pub masters: usize,
+    /// Replicas per master.
+    pub replicas_per_master: usize,
+    /// How long a silent master has before its replica takes over.
+    pub node_timeout: Duration,
+    /// `maxmemory` of each node, if any.
+    pub maxmemory: Option<u64>,
+}
+
+impl Default for LocalClusterOptions {
+    fn default() -> Self {
+        LocalClusterOptions {
+            masters: 3,
+            replicas_per_master: 0,
+            node_timeout: Duration::from_millis(1500),
+            maxmemory: None,
+        }
+    }
+}
+
+/// A running cluster of `redis-server` processes, killed when dropped.
+pub struct LocalCluster {
+    /// Masters first, then replicas (replica `i` follows master
+    /// `i % masters`).
+    nodes: Vec<LocalRedis>,
+}
+
+impl LocalCluster {
+    /// Starts the nodes, shares out the slots, joins them, and waits until
+    /// every node reports `cluster_state:ok` and knows every other node.
+    pub fn start(options: LocalClusterOptions) -> io::Result<Self> {
+        let node = LocalRedisOptions {
+            maxmemory: options.maxmemory,
+            cluster_node_timeout: Some(options.node_timeout),
+            ..LocalRedisOptions::default()
+        };
+        let count = options.masters * (1 + options.replicas_per_master);
+        let nodes = (0..count)
+            .map(|_| LocalRedis::start(node.clone()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let cluster = LocalCluster { nodes };
+        let per_master = 16384 / options.masters;
+        for (i, master) in cluster.nodes[..options.masters].iter().enumerate() {
+            let first = i * per_master;
+            let last = if i + 1 == options.masters {
+                16383
+            } else {
+                first + per_master - 1
+            };
+            let slots: Vec<usize> = (first..=last).collect();
+            command(master, redis::cmd("CLUSTER").arg("ADDSLOTS").arg(&slots))?;
+        }
+        let first = cluster.nodes[0].port();
+        for other in &cluster.nodes[1..] {
+            command(
+                other,
+                redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(first),
+            )?;
+        }
+        cluster.wait(|info, nodes| info.contains("cluster_state:ok") && nodes == count)?;
+        for (i, replica) in cluster.nodes[options.masters..].iter().enumerate() {
+            let master = &cluster.nodes[i % options.masters];
+            let id: String = query(master, redis::cmd("CLUSTER").arg("MYID"))?;
+            command(replica, redis::cmd("CLUSTER").arg("REPLICATE").arg(id))?;
+        }
+        cluster.wait(|info, nodes| info.contains("cluster_state:ok") && nodes == count)?;
+        Ok(cluster)
+    }
+
+    /// The URL of the first master: any node's URL reaches the cluster.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// Every node, masters first.
+    pub fn nodes(&self) -> &[LocalRedis] {
+        &self.nodes
+    }
+
+    /// Every node, to stop, crash or restart one.
+    pub fn nodes_mut(&mut self) -> &mut [LocalRedis] {
+        &mut self.nodes
+    }
+
+    /// The logs of every node, to show when a test fails.
+    pub fn log(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- node {} ---\n{}", n.port(), n.log()))
+            .collect()
+    }
+
+    /// Waits until `ready(CLUSTER INFO, known nodes)` holds on every
+    /// running node.
+    fn wait(&self, ready: impl Fn(&str, usize) -> bool) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let all = self.nodes.iter().all(|node| {
+                let info: String =
+                    query(node, redis::cmd("CLUSTER").arg("INFO")).unwrap_or_default();
+                let nodes: String =
+                    query(node, redis::cmd("CLUSTER").arg("NODES")).unwrap_or_default();
+                let known = nodes.lines().filter(|l| !l.contains("handshake")).count();
+                ready(&info, known)
+            });
+            if all {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "the cluster did not form within 30 s:\n{}",
+                    self.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn query<T: redis::FromRedisValue>(node: &LocalRedis, command: &redis::Cmd) -> io::Result<T> {
+    let mut con = redis::Client::open(node.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+        .map_err(io::Error::other)?;
+    command.query(&mut con).map_err(io::Error::other)
+}
+
+fn command(node: &LocalRedis, command: &redis::Cmd) -> io::Result<()> {
+    query::<redis::Value>(node, command).map(|_| ())
+}

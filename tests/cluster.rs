@@ -1,0 +1,239 @@
+//! The same commands on a real Redis Cluster (three masters started by the
+//! harness on free ports): chunks spread over the masters, control keys on
+//! the channel's own slot, scans over every master.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{
+    Cluster, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait, write,
+};
+
+const T: Duration = Duration::from_secs(90);
+
+#[test]
+fn a_broadcast_and_a_work_queue_on_a_cluster_deliver_every_file_with_chunks_on_every_master() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "big.bin", &noise(3 << 20, 1));
+    for i in 0..10u64 {
+        write(
+            &source,
+            &format!("small{i}.bin"),
+            &noise(50_000 + i as usize * 1000, i),
+        );
+    }
+    // A broadcast to two receivers, under a budget of a third of the data.
+    let receivers: Vec<_> = (0..2)
+        .map(|i| {
+            spawn(
+                cluster
+                    .command()
+                    .args([
+                        "receive",
+                        "--channel",
+                        "logs",
+                        "--id",
+                        &i.to_string(),
+                        "--out",
+                    ])
+                    .arg(work.path().join(format!("out{i}"))),
+            )
+        })
+        .collect();
+    let sender = spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", "logs", "--receivers", "2"])
+            .args(["--chunk-size", "64KiB", "--limit", "1MiB"])
+            .arg(&source),
+    );
+    // While it runs, chunks live on every master.
+    let deadline = std::time::Instant::now() + T;
+    let masters: BTreeSet<u16> = loop {
+        let holding: BTreeSet<u16> = cluster
+            .keys("rd:c:4:logs:*")
+            .into_iter()
+            .map(|(port, _)| port)
+            .collect();
+        if holding.len() == 3 || std::time::Instant::now() > deadline {
+            break holding;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    succeeded(&wait(sender, T));
+    for receiver in receivers {
+        succeeded(&wait(receiver, T));
+    }
+    for i in 0..2 {
+        assert_same_tree(&source, &work.path().join(format!("out{i}")));
+    }
+    assert_eq!(masters.len(), 3, "chunks were seen on {masters:?} only");
+    assert!(
+        cluster.keys("rd:c:4:logs:*").is_empty(),
+        "chunks left behind"
+    );
+
+    // A work queue of two workers on another channel.
+    let out = work.path().join("queue");
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            spawn(
+                cluster
+                    .command()
+                    .args([
+                        "receive",
+                        "--channel",
+                        "jobs",
+                        "--id",
+                        &format!("w{i}"),
+                        "--out",
+                    ])
+                    .arg(&out),
+            )
+        })
+        .collect();
+    succeeded(&run(
+        cluster
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "jobs",
+                "--workers",
+                "--chunk-size",
+                "64KiB",
+            ])
+            .arg(&source),
+        T,
+    ));
+    let mut received = 0;
+    for worker in workers {
+        received += succeeded(&wait(worker, T)).matches("received ").count();
+    }
+    assert_eq!(received, 11, "each file once");
+    assert_same_tree(&source, &out);
+}
+
+#[test]
+fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "a.bin", &noise(2 << 20, 2));
+    // No receiver: the data stays, spread over the masters.
+    let mut sender = spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", "parked", "--receivers", "1"])
+            .args(["--chunk-size", "64KiB"])
+            .arg(&source),
+    );
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let status = run(cluster.command().args(["status", "--json"]), T);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if status[0]["channel"] == "parked" && status[0]["bytes_held"] == 2 << 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never showed the upload: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let keys = cluster.keys("rd:*");
+    let nodes: BTreeSet<u16> = keys.iter().map(|(port, _)| *port).collect();
+    assert_eq!(nodes.len(), 3, "keys on {nodes:?}");
+    succeeded(&run(
+        cluster.command().args(["purge", "--channel", "parked"]),
+        T,
+    ));
+    assert_eq!(cluster.keys("rd:*"), vec![], "purge left keys behind");
+
+    let line = failed_with_one_line(&run(
+        cluster
+            .command()
+            .args([
+                "send",
+                "--protocol",
+                "classic",
+                "--channel",
+                "logs:",
+                "--receivers",
+                "1",
+            ])
+            .arg(&source),
+        T,
+    ));
+    assert!(line.contains("Redis Cluster"), "{line}");
+    assert!(
+        cluster.keys("*").is_empty(),
+        "the classic sender wrote something"
+    );
+}
+
+/// Book-format logs over a few days and addresses of the small table.
+fn book_logs(dir: &std::path::Path) {
+    let addresses = ["1.0.0.7", "2.3.4.5", "9.9.9.9", "2001:db8::42"];
+    for f in 0..8 {
+        let mut text = String::new();
+        for i in 0..400 {
+            let day = format!("2026-11-{:02}", 1 + (f + i) % 5);
+            text.push_str(&format!("{} {day} GET /{i}\n", addresses[(f * 3 + i) % 4]));
+        }
+        write(dir, &format!("log{f}.txt"), text.as_bytes());
+    }
+}
+
+#[test]
+fn the_job_on_a_cluster_reports_exactly_what_it_reports_on_one_server() {
+    let work = tempfile::tempdir().unwrap();
+    let table = write(
+        work.path(),
+        "table.csv",
+        b"1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n",
+    );
+    let logs = work.path().join("logs");
+    book_logs(&logs);
+    let report = |command: &dyn Fn() -> std::process::Command| {
+        succeeded(&run(command().args(["geo", "import"]).arg(&table), T));
+        let workers: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|id| spawn(command().args(["aggregate", "--channel", "logs", "--id", id])))
+            .collect();
+        succeeded(&run(
+            command()
+                .args(["send", "--channel", "logs", "--workers"])
+                .arg(&logs),
+            T,
+        ));
+        for worker in workers {
+            succeeded(&wait(worker, T));
+        }
+        let output = run(command().args(["report", "--by", "country", "--json"]), T);
+        succeeded(&output);
+        output.stdout
+    };
+    let server = common::Server::start();
+    let single = report(&|| server.command());
+    let cluster = Cluster::start();
+    let clustered = report(&|| cluster.command());
+    assert!(single.len() > 100, "{}", String::from_utf8_lossy(&single));
+    assert_eq!(
+        String::from_utf8_lossy(&clustered),
+        String::from_utf8_lossy(&single)
+    );
+    // The days' keys really are spread over the masters.
+    let nodes: BTreeSet<u16> = cluster
+        .keys("daily:*")
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert!(nodes.len() >= 2, "daily keys on {nodes:?} only");
+}
