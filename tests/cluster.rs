@@ -237,3 +237,82 @@ fn the_job_on_a_cluster_reports_exactly_what_it_reports_on_one_server() {
         .collect();
     assert!(nodes.len() >= 2, "daily keys on {nodes:?} only");
 }
+
+#[test]
+fn a_master_killed_mid_transfer_is_replaced_by_its_replica_and_every_file_arrives_once() {
+    let mut cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+        replicas_per_master: 1,
+        ..Default::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..40u64 {
+        write(
+            &source,
+            &format!("f{i:02}.bin"),
+            &noise(20_000 + (i as usize * 7919) % 200_000, i),
+        );
+    }
+    let receivers: Vec<_> = (0..2)
+        .map(|i| {
+            spawn(
+                cluster
+                    .command()
+                    .args([
+                        "receive",
+                        "--channel",
+                        "fo",
+                        "--id",
+                        &i.to_string(),
+                        "--out",
+                    ])
+                    .arg(work.path().join(format!("out{i}"))),
+            )
+        })
+        .collect();
+    let mut sender = spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", "fo", "--receivers", "2"])
+            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
+            .arg(&source),
+    );
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let status = run(
+            cluster
+                .command()
+                .args(["status", "--json", "--channel", "fo"]),
+            T,
+        );
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if status[0]["files_finished"].as_u64().is_some_and(|n| n >= 8) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer never started"
+        );
+        if sender.try_wait().unwrap().is_some() {
+            panic!("the sender stopped early: {:?}", wait(sender, T));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The master that holds the channel's control keys: the hardest case.
+    let (port, _) = cluster.keys("rd:{fo}:meta")[0];
+    let victim = cluster
+        .0
+        .nodes()
+        .iter()
+        .position(|n| n.port() == port)
+        .unwrap();
+    cluster.0.nodes_mut()[victim].crash().unwrap(); // SIGKILL
+    for receiver in receivers {
+        let stderr = succeeded(&wait(receiver, T));
+        assert_eq!(stderr.matches("received f").count(), 40, "{stderr}");
+    }
+    succeeded(&wait(sender, T));
+    for i in 0..2 {
+        assert_same_tree(&source, &work.path().join(format!("out{i}")));
+    }
+}

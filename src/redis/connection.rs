@@ -8,7 +8,10 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{AsyncConnectionConfig, Cmd, RedisError, RedisFuture, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+    RedisFuture, RedisResult, Value,
+};
 
 /// How to open connections: to one server, or to a cluster through any of
 /// its nodes.
@@ -30,16 +33,67 @@ impl Connector {
     /// `cluster` says the one server is a cluster node.
     pub(crate) fn new(urls: &[String], cluster: bool, timeouts: Timeouts) -> RedisResult<Self> {
         if cluster || urls.len() > 1 {
-            let client = ClusterClient::builder(urls.iter().map(String::as_str))
-                .connection_timeout(timeouts.connect)
-                .response_timeout(timeouts.response)
-                .build()?;
-            Ok(Connector::Cluster(Box::new(client)))
+            let nodes = urls
+                .iter()
+                .map(|url| url.as_str().into_connection_info())
+                .collect::<RedisResult<Vec<_>>>()?;
+            Self::cluster(nodes, timeouts)
         } else {
             Ok(Connector::Single(Box::new(redis::Client::open(
                 urls[0].as_str(),
             )?)))
         }
+    }
+
+    fn cluster(nodes: Vec<ConnectionInfo>, timeouts: Timeouts) -> RedisResult<Self> {
+        // Few retries inside the client: ours (on a fresh connection,
+        // with backoff and a give-up time) drive recovery instead.
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(timeouts.connect)
+            .response_timeout(timeouts.response)
+            .retries(2)
+            .build()?;
+        Ok(Connector::Cluster(Box::new(client)))
+    }
+
+    /// A cluster connector that knows every node `connection` reaches,
+    /// with the credentials and TLS settings of `url`: a fresh connection
+    /// can then start from any node that is up, not only from the one the
+    /// user named, which may be the master that just failed.
+    pub(crate) async fn every_node(
+        url: &str,
+        connection: &mut Connection,
+        timeouts: Timeouts,
+    ) -> RedisResult<Self> {
+        let named = url.into_connection_info()?;
+        let Connection::Cluster(con) = connection else {
+            return Self::cluster(vec![named], timeouts);
+        };
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(con).await?;
+        let tls = matches!(named.addr(), ConnectionAddr::TcpTls { .. });
+        let mut infos = vec![named.clone()];
+        for (host, port) in parse_nodes(&nodes, false) {
+            let addr = if tls {
+                let ConnectionAddr::TcpTls {
+                    insecure,
+                    tls_params,
+                    ..
+                } = named.addr().clone()
+                else {
+                    unreachable!("checked above")
+                };
+                ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure,
+                    tls_params,
+                }
+            } else {
+                ConnectionAddr::Tcp(host, port)
+            };
+            infos.push(named.clone().set_addr(addr));
+        }
+        Self::cluster(infos, timeouts)
     }
 
     /// Opens a connection whose answers may take up to `response`.
@@ -115,25 +169,26 @@ impl Connection {
             Connection::Single(_) => Ok(vec![(String::new(), 0)]),
             Connection::Cluster(con) => {
                 let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(con).await?;
-                Ok(parse_primaries(&nodes))
+                Ok(parse_nodes(&nodes, true))
             }
         }
     }
 }
 
-/// The addresses of the primaries that are up in a `CLUSTER NODES` answer:
-/// `<id> <ip:port@bus[,host]> <flags> ...`, flags holding `master` and
-/// neither `fail` nor `noaddr`.
-fn parse_primaries(nodes: &str) -> Vec<(String, u16)> {
+/// The addresses of the nodes that are up in a `CLUSTER NODES` answer
+/// (`<id> <ip:port@bus[,host]> <flags> <master> <ping> <pong> <epoch>
+/// <link> <slots>...`, flags without `fail` or `noaddr`); when
+/// `primaries`, only masters that serve slots.
+fn parse_nodes(nodes: &str, primaries: bool) -> Vec<(String, u16)> {
     let mut found: Vec<(String, u16)> = nodes
         .lines()
         .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let address = fields.nth(1)?;
-            let flags = fields.next()?;
-            let primary = flags.split(',').any(|f| f == "master")
-                && !flags.split(',').any(|f| f == "fail" || f == "noaddr");
-            if !primary {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let address = fields.get(1)?;
+            let flags: Vec<&str> = fields.get(2)?.split(',').collect();
+            let up = !flags.iter().any(|f| *f == "fail" || *f == "noaddr");
+            let serves = flags.contains(&"master") && fields.len() > 8;
+            if !up || (primaries && !serves) {
                 return None;
             }
             let address = address.split(['@', ',']).next()?;
@@ -175,22 +230,22 @@ impl ConnectionLike for Connection {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_primaries;
+    use super::parse_nodes;
 
     #[test]
-    fn primaries_are_the_masters_that_are_up() {
+    fn nodes_and_primaries_are_those_that_are_up() {
         let nodes = "\
 a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
 b2 127.0.0.1:7002@17002,host-b master - 0 0 2 connected 5461-10922
 c3 127.0.0.1:7003@17003 master,fail - 0 0 3 connected 10923-16383
 d4 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+e5 127.0.0.1:7005@17005 master - 0 0 0 connected
 ";
+        let node = |port| ("127.0.0.1".to_owned(), port);
+        assert_eq!(parse_nodes(nodes, true), vec![node(7001), node(7002)]);
         assert_eq!(
-            parse_primaries(nodes),
-            vec![
-                ("127.0.0.1".to_owned(), 7001),
-                ("127.0.0.1".to_owned(), 7002)
-            ]
+            parse_nodes(nodes, false),
+            vec![node(7001), node(7002), node(7004), node(7005)]
         );
     }
 }

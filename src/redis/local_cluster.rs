@@ -73,13 +73,33 @@ impl LocalCluster {
                     .arg(first),
             )?;
         }
-        cluster.wait(|info, nodes| info.contains("cluster_state:ok") && nodes == count)?;
+        cluster.wait(|info, nodes| info.contains("cluster_state:ok") && nodes.len() == count)?;
         for (i, replica) in cluster.nodes[options.masters..].iter().enumerate() {
             let master = &cluster.nodes[i % options.masters];
             let id: String = query(master, redis::cmd("CLUSTER").arg("MYID"))?;
             command(replica, redis::cmd("CLUSTER").arg("REPLICATE").arg(id))?;
         }
-        cluster.wait(|info, nodes| info.contains("cluster_state:ok") && nodes == count)?;
+        let replicas = count - options.masters;
+        cluster.wait(|info, nodes| {
+            info.contains("cluster_state:ok")
+                && nodes.len() == count
+                && nodes.iter().filter(|l| l.contains("slave")).count() == replicas
+        })?;
+        // Replicas in sync: a failover before that would lose everything.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for replica in &cluster.nodes[options.masters..] {
+            while !query::<String>(replica, redis::cmd("INFO").arg("replication"))?
+                .contains("master_link_status:up")
+            {
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(format!(
+                        "replicas did not sync within 30 s:\n{}",
+                        cluster.log()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Ok(cluster)
     }
 
@@ -106,9 +126,9 @@ impl LocalCluster {
             .collect()
     }
 
-    /// Waits until `ready(CLUSTER INFO, known nodes)` holds on every
-    /// running node.
-    fn wait(&self, ready: impl Fn(&str, usize) -> bool) -> io::Result<()> {
+    /// Waits until `ready(CLUSTER INFO, lines of CLUSTER NODES)` holds on
+    /// every node, counting only nodes past their handshake.
+    fn wait(&self, ready: impl Fn(&str, &[&str]) -> bool) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let all = self.nodes.iter().all(|node| {
@@ -116,8 +136,8 @@ impl LocalCluster {
                     query(node, redis::cmd("CLUSTER").arg("INFO")).unwrap_or_default();
                 let nodes: String =
                     query(node, redis::cmd("CLUSTER").arg("NODES")).unwrap_or_default();
-                let known = nodes.lines().filter(|l| !l.contains("handshake")).count();
-                ready(&info, known)
+                let known: Vec<&str> = nodes.lines().filter(|l| !l.contains("handshake")).collect();
+                ready(&info, &known)
             });
             if all {
                 return Ok(());

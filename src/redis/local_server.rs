@@ -102,7 +102,11 @@ impl LocalRedis {
                 .args(["--cluster-enabled", "yes", "--cluster-config-file"])
                 .arg(self.dir.path().join("nodes.conf"))
                 .arg("--cluster-node-timeout")
-                .arg(timeout.as_millis().to_string());
+                .arg(timeout.as_millis().to_string())
+                // A replica takes over however long ago it last heard
+                // from its master: tests kill masters on purpose.
+                .args(["--cluster-replica-validity-factor", "0"])
+                .args(["--repl-diskless-sync-delay", "0"]);
         }
         let child = command.spawn().map_err(|e| {
             io::Error::new(

@@ -168,7 +168,11 @@ impl Redis {
                 Err(error) => return Err(error),
             };
         }
-        let connector = Connector::new(urls, cluster, commands)?;
+        let mut connector = Connector::new(urls, cluster, commands)?;
+        if cluster {
+            let mut first = connector.open(commands).await?;
+            connector = Connector::every_node(&urls[0], &mut first, commands).await?;
+        }
         let commands = Healing::open(&connector, commands).await?;
         let blocking = Healing::open(&connector, blocking).await?;
         let mut con = commands.get().0;
@@ -219,7 +223,9 @@ impl Redis {
         command: &Cmd,
     ) -> Result<Option<T>> {
         let (mut connection, generation) = self.blocking.get();
-        match command.query_async(&mut connection).await {
+        let bound = self.blocking.timeouts.response + Duration::from_secs(1);
+        let outcome = tokio::time::timeout(bound, command.query_async(&mut connection)).await;
+        match outcome.unwrap_or_else(|_| Err(timed_out())) {
             Ok(value) => Ok(Some(value)),
             Err(source) if is_transient(&source) => {
                 tracing::debug!("{what} was cut short: {source}");
@@ -399,7 +405,14 @@ where
     let mut warned = false;
     loop {
         let (connection, generation) = con.get();
-        match step(connection).await {
+        // Our own bound besides the client's: the cluster client does not
+        // always honour its response timeout (seen after a failover).
+        let attempt = tokio::time::timeout(
+            con.timeouts.response + Duration::from_secs(1),
+            step(connection),
+        );
+        let outcome = attempt.await.unwrap_or_else(|_| Err(timed_out()));
+        match outcome {
             Ok(value) => {
                 if warned {
                     tracing::info!("Redis is back; {what} goes on");
@@ -460,7 +473,20 @@ pub fn is_transient(error: &RedisError) -> bool {
         ) | ErrorKind::Io
             // A reply cut in the middle: the connection is out of step.
             | ErrorKind::Parse
+            // The cluster's topology changed (a failover, slots moved)
+            // beyond what the client followed by itself: a fresh
+            // connection learns it.
+            | ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
     )
+}
+
+/// The error of an attempt that outlasted our own bound.
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer in time",
+    ))
 }
 
 /// Whether Redis refused a write because it reached `maxmemory`.
