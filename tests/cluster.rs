@@ -316,3 +316,21 @@ fn a_master_killed_mid_transfer_is_replaced_by_its_replica_and_every_file_arrive
         assert_same_tree(&source, &work.path().join(format!("out{i}")));
     }
 }
+
+#[test]
+fn the_demo_runs_on_a_private_cluster_of_its_own() {
+    let output = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_redistribute"))
+            .env_remove("REDIS_URL")
+            .args(["demo", "--cluster", "--size", "2MiB"]),
+        T,
+    );
+    let stderr = succeeded(&output);
+    let said = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        said.contains("started a private Redis Cluster of three masters")
+            && said.contains("copies verified (BLAKE3)")
+            && said.contains("visits counted per day and country"),
+        "{said}"
+    );
+}

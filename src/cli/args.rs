@@ -256,6 +256,9 @@ pub struct PurgeArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// Start a private Redis Cluster of three masters instead of one server.
+    #[arg(long)]
+    pub cluster: bool,
     /// Uncompressed size of the generated logs.
     #[arg(long, default_value = "400MiB", value_parser = parse_size)]
     pub size: u64,

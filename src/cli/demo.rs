@@ -13,7 +13,9 @@ use redistribute::files::inputs;
 use redistribute::job::aggregate::{self, AggregateOptions};
 use redistribute::job::logline::LogFormat;
 use redistribute::job::report::{self, DaySelection, Dimension, ReportQuery};
-use redistribute::redis::{LocalRedis, LocalRedisOptions, Redis};
+use redistribute::redis::{
+    LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions, Redis,
+};
 use redistribute::transfer::purge::purge;
 use redistribute::{
     Audience, Decode, Error, ReceiveOptions, Receiver, Result, SendOptions, Sender, Sink,
@@ -28,6 +30,8 @@ pub struct DemoOptions {
     pub redis_url: Option<String>,
     /// Uncompressed bytes of logs to generate.
     pub size: u64,
+    /// Start a private three-master cluster instead of one server.
+    pub cluster: bool,
     /// Key prefix, as `--prefix`.
     pub prefix: String,
     pub receivers: u32,
@@ -36,9 +40,28 @@ pub struct DemoOptions {
 
 /// Runs the demo and prints what it did.
 pub async fn run(options: DemoOptions) -> Result<()> {
-    let _private;
+    let (_private, _cluster);
     let url = match &options.redis_url {
         Some(url) => url.clone(),
+        None if options.cluster => {
+            let cluster = LocalCluster::start(LocalClusterOptions::default())
+                .map_err(|e| Error::io("redis-server", e))?;
+            let ports: Vec<String> = cluster
+                .nodes()
+                .iter()
+                .map(|n| n.port().to_string())
+                .collect();
+            say(
+                &options,
+                &format!(
+                    "started a private Redis Cluster of three masters on ports {}",
+                    ports.join(", ")
+                ),
+            );
+            let url = cluster.url();
+            _cluster = cluster;
+            url
+        }
         None => {
             let redis = LocalRedis::start(LocalRedisOptions::default())
                 .map_err(|e| Error::io("redis-server", e))?;

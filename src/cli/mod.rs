@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             demo::run(demo::DemoOptions {
                 redis_url: explicit.then(|| url.to_owned()),
                 size: args.size,
+                cluster: args.cluster,
                 prefix: prefix.to_owned(),
                 receivers: 3,
                 quiet,
