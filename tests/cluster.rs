@@ -334,3 +334,108 @@ fn the_demo_runs_on_a_private_cluster_of_its_own() {
         "{said}"
     );
 }
+
+#[test]
+fn slots_moved_to_another_master_while_files_stream_lose_nothing() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..30u64 {
+        write(
+            &source,
+            &format!("f{i:02}.bin"),
+            &noise(30_000 + (i as usize * 7919) % 150_000, i),
+        );
+    }
+    let receivers: Vec<_> = (0..2)
+        .map(|i| {
+            spawn(
+                cluster
+                    .command()
+                    .args([
+                        "receive",
+                        "--channel",
+                        "rs",
+                        "--id",
+                        &i.to_string(),
+                        "--out",
+                    ])
+                    .arg(work.path().join(format!("out{i}"))),
+            )
+        })
+        .collect();
+    let sender = spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", "rs", "--receivers", "2"])
+            .args(["--chunk-size", "16KiB", "--limit", "512KiB"])
+            .arg(&source),
+    );
+    // The channel's own slot and the 300 around it, control keys and
+    // chunks both, go to the next master while the transfer runs.
+    let mut con = redis::Client::open(cluster.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("rd:{rs}:meta")
+        .query(&mut con)
+        .unwrap();
+    let (port, _) = loop {
+        if let Some(found) = cluster.keys("rd:{rs}:meta").into_iter().next() {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let from = cluster
+        .0
+        .nodes()
+        .iter()
+        .position(|n| n.port() == port)
+        .unwrap();
+    let first = slot.saturating_sub(150).max(from as u16 * 5461);
+    let last = (first + 300).min(from as u16 * 5461 + 5460);
+    let finished = || {
+        let status = run(
+            cluster
+                .command()
+                .args(["status", "--json", "--channel", "rs"]),
+            T,
+        );
+        serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap_or_default()[0]
+            ["files_finished"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = finished();
+    cluster
+        .0
+        .move_slots(first..last, from, (from + 1) % 3)
+        .unwrap();
+    let after = finished();
+    eprintln!(
+        "{} slots moved while files {before} to {after} of 30 finished",
+        last - first
+    );
+    assert!(
+        before < 30,
+        "the transfer ended before the slots began to move"
+    );
+    for receiver in receivers {
+        let stderr = succeeded(&wait(receiver, T));
+        assert_eq!(stderr.matches("received f").count(), 30, "{stderr}");
+    }
+    succeeded(&wait(sender, T));
+    for i in 0..2 {
+        assert_same_tree(&source, &work.path().join(format!("out{i}")));
+    }
+    let (port, _) = cluster.keys("rd:{rs}:meta")[0];
+    let owner = cluster
+        .0
+        .nodes()
+        .iter()
+        .position(|n| n.port() == port)
+        .unwrap();
+    assert_eq!(owner, (from + 1) % 3, "the channel's slot did not move");
+}

@@ -118,6 +118,63 @@ impl LocalCluster {
         &mut self.nodes
     }
 
+    /// Moves `slots` with their keys from master `from` to master `to`
+    /// (indexes into [`LocalCluster::nodes`]), one slot at a time, the way
+    /// `redis-cli --cluster reshard` does: clients meanwhile meet `ASK`
+    /// and `TRYAGAIN`, then `MOVED`.
+    pub fn move_slots(
+        &self,
+        slots: std::ops::Range<u16>,
+        from: usize,
+        to: usize,
+    ) -> io::Result<()> {
+        let (source, target) = (&self.nodes[from], &self.nodes[to]);
+        let source_id: String = query(source, redis::cmd("CLUSTER").arg("MYID"))?;
+        let target_id: String = query(target, redis::cmd("CLUSTER").arg("MYID"))?;
+        for slot in slots {
+            let set = |node: &LocalRedis, state: &str, id: &str| {
+                command(
+                    node,
+                    redis::cmd("CLUSTER")
+                        .arg("SETSLOT")
+                        .arg(slot)
+                        .arg(state)
+                        .arg(id),
+                )
+            };
+            set(target, "IMPORTING", &source_id)?;
+            set(source, "MIGRATING", &target_id)?;
+            loop {
+                let keys: Vec<Vec<u8>> = query(
+                    source,
+                    redis::cmd("CLUSTER")
+                        .arg("GETKEYSINSLOT")
+                        .arg(slot)
+                        .arg(100),
+                )?;
+                if keys.is_empty() {
+                    break;
+                }
+                let mut migrate = redis::cmd("MIGRATE");
+                migrate
+                    .arg("127.0.0.1")
+                    .arg(target.port())
+                    .arg("")
+                    .arg(0)
+                    .arg(5000)
+                    .arg("REPLACE")
+                    .arg("KEYS")
+                    .arg(&keys);
+                command(source, &migrate)?;
+            }
+            for node in &self.nodes {
+                // Replicas learn it from their masters; any error there is harmless.
+                let _ = set(node, "NODE", &target_id);
+            }
+        }
+        Ok(())
+    }
+
     /// The logs of every node, to show when a test fails.
     pub fn log(&self) -> String {
         self.nodes
