@@ -85,19 +85,35 @@ impl LocalCluster {
                 && nodes.len() == count
                 && nodes.iter().filter(|l| l.contains("slave")).count() == replicas
         })?;
-        // Replicas in sync: a failover before that would lose everything.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for replica in &cluster.nodes[options.masters..] {
-            while !query::<String>(replica, redis::cmd("INFO").arg("replication"))?
-                .contains("master_link_status:up")
-            {
-                if Instant::now() > deadline {
+        // Replicas in sync and streaming (after a diskless sync a master
+        // holds writes back until its replica's first acknowledgement): a
+        // failover before that would lose everything. A write to each
+        // master that `WAIT` sees replicated proves it.
+        if options.replicas_per_master > 0 {
+            for (i, master) in cluster.nodes[..options.masters].iter().enumerate() {
+                let probe = (0..)
+                    .map(|n| format!("harness-probe-{n}"))
+                    .find(|key| {
+                        let slot: usize =
+                            query(master, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+                                .unwrap_or(usize::MAX);
+                        slot / per_master == i.min(options.masters - 1) && slot < 16384
+                    })
+                    .expect("some key hashes to every master");
+                command(master, redis::cmd("SET").arg(&probe).arg(1))?;
+                let acked: usize = query(
+                    master,
+                    redis::cmd("WAIT")
+                        .arg(options.replicas_per_master)
+                        .arg(30_000),
+                )?;
+                command(master, redis::cmd("DEL").arg(&probe))?;
+                if acked < options.replicas_per_master {
                     return Err(io::Error::other(format!(
-                        "replicas did not sync within 30 s:\n{}",
+                        "replicas did not catch up within 30 s:\n{}",
                         cluster.log()
                     )));
                 }
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
         Ok(cluster)
