@@ -100,14 +100,16 @@ impl LocalCluster {
                         slot / per_master == i.min(options.masters - 1) && slot < 16384
                     })
                     .expect("some key hashes to every master");
-                command(master, redis::cmd("SET").arg(&probe).arg(1))?;
-                let acked: usize = query(
-                    master,
-                    redis::cmd("WAIT")
-                        .arg(options.replicas_per_master)
-                        .arg(30_000),
-                )?;
-                command(master, redis::cmd("DEL").arg(&probe))?;
+                // One connection: WAIT counts the replicas that have this
+                // connection's writes.
+                let (_, acked, _): (redis::Value, usize, redis::Value) = redis::pipe()
+                    .set(&probe, 1)
+                    .cmd("WAIT")
+                    .arg(options.replicas_per_master)
+                    .arg(30_000)
+                    .del(&probe)
+                    .query(&mut connect(master)?)
+                    .map_err(io::Error::other)?;
                 if acked < options.replicas_per_master {
                     return Err(io::Error::other(format!(
                         "replicas did not catch up within 30 s:\n{}",
@@ -226,11 +228,14 @@ impl LocalCluster {
     }
 }
 
-fn query<T: redis::FromRedisValue>(node: &LocalRedis, command: &redis::Cmd) -> io::Result<T> {
-    let mut con = redis::Client::open(node.url())
+fn connect(node: &LocalRedis) -> io::Result<redis::Connection> {
+    redis::Client::open(node.url())
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
-        .map_err(io::Error::other)?;
-    command.query(&mut con).map_err(io::Error::other)
+        .map_err(io::Error::other)
+}
+
+fn query<T: redis::FromRedisValue>(node: &LocalRedis, command: &redis::Cmd) -> io::Result<T> {
+    command.query(&mut connect(node)?).map_err(io::Error::other)
 }
 
 fn command(node: &LocalRedis, command: &redis::Cmd) -> io::Result<()> {
