@@ -439,3 +439,54 @@ fn slots_moved_to_another_master_while_files_stream_lose_nothing() {
         .unwrap();
     assert_eq!(owner, (from + 1) % 3, "the channel's slot did not move");
 }
+
+#[test]
+fn a_cluster_whose_client_connections_keep_dropping_still_delivers_every_file_once() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..60u64 {
+        write(
+            &source,
+            &format!("f{i:02}.bin"),
+            &noise(10_000 + (i as usize * 7919) % 200_000, i),
+        );
+    }
+    let killer = common::killer::ConnectionKiller::on(cluster.urls(), 31);
+    let receivers: Vec<_> = (0..2)
+        .map(|i| {
+            spawn(
+                cluster
+                    .command()
+                    .args([
+                        "receive",
+                        "--channel",
+                        "drops",
+                        "--id",
+                        &i.to_string(),
+                        "--out",
+                    ])
+                    .arg(work.path().join(format!("out{i}"))),
+            )
+        })
+        .collect();
+    let sent = run(
+        cluster
+            .command()
+            .args(["send", "--channel", "drops", "--receivers", "2"])
+            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
+            .arg(&source),
+        T,
+    );
+    let outcomes: Vec<_> = receivers.into_iter().map(|r| wait(r, T)).collect();
+    let drops = killer.stop();
+    succeeded(&sent);
+    for outcome in &outcomes {
+        assert_eq!(succeeded(outcome).matches("received f").count(), 60);
+    }
+    for i in 0..2 {
+        assert_same_tree(&source, &work.path().join(format!("out{i}")));
+    }
+    assert!(drops >= 3, "only {drops} rounds cut connections");
+    eprintln!("{drops} rounds of dropped connections on every node");
+}

@@ -18,24 +18,40 @@ pub struct ConnectionKiller {
 
 impl ConnectionKiller {
     pub fn start(server: &Server, seed: u64) -> Self {
+        Self::on(vec![server.url()], seed)
+    }
+
+    /// Cuts client connections on every server of `urls` (the nodes of a
+    /// cluster) at once.
+    pub fn on(urls: Vec<String>, seed: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let kills = Arc::new(AtomicU64::new(0));
-        let url = server.url();
         let thread = std::thread::spawn({
             let (stop, kills) = (stop.clone(), kills.clone());
             move || {
                 let mut rng = fastrand::Rng::with_seed(seed);
-                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let mut cons: Vec<redis::Connection> = urls
+                    .iter()
+                    .map(|url| {
+                        redis::Client::open(url.as_str())
+                            .unwrap()
+                            .get_connection()
+                            .unwrap()
+                    })
+                    .collect();
                 // Bounded: at most 800 rounds (about two minutes).
                 for _ in 0..800 {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(rng.u64(50..250)));
-                    let cut: u64 = redis::cmd("CLIENT")
-                        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
-                        .query(&mut con)
-                        .unwrap_or(0);
+                    let mut cut = 0u64;
+                    for con in &mut cons {
+                        cut += redis::cmd("CLIENT")
+                            .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+                            .query::<u64>(con)
+                            .unwrap_or(0);
+                    }
                     if cut > 0 {
                         kills.fetch_add(1, Ordering::Relaxed);
                     }

@@ -75,6 +75,11 @@ impl Cluster {
         self.0.url()
     }
 
+    /// The URL of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.0.nodes().iter().map(|n| n.url()).collect()
+    }
+
     /// The binary, pointed at the cluster through its first node.
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
