@@ -147,6 +147,27 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
     }
     sender.kill().unwrap();
     sender.wait().unwrap();
+    // status tells how the data spreads over the masters.
+    let status = run(
+        cluster
+            .command()
+            .args(["status", "--json", "--channel", "parked"]),
+        T,
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let masters = status[0]["bytes_per_master"].as_array().unwrap();
+    let bytes: Vec<u64> = masters
+        .iter()
+        .map(|m| m["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bytes.len(), 3, "{status}");
+    assert!(bytes.iter().all(|&b| b > 0), "{status}");
+    assert_eq!(bytes.iter().sum::<u64>(), 2 << 20, "{status}");
+    let text = succeeded_stdout(&run(
+        cluster.command().args(["status", "--channel", "parked"]),
+        T,
+    ));
+    assert!(text.contains("held per master: 127.0.0.1:"), "{text}");
     let keys = cluster.keys("rd:*");
     let nodes: BTreeSet<u16> = keys.iter().map(|(port, _)| *port).collect();
     assert_eq!(nodes.len(), 3, "keys on {nodes:?}");
@@ -489,4 +510,9 @@ fn a_cluster_whose_client_connections_keep_dropping_still_delivers_every_file_on
     }
     assert!(drops >= 3, "only {drops} rounds cut connections");
     eprintln!("{drops} rounds of dropped connections on every node");
+}
+
+fn succeeded_stdout(output: &std::process::Output) -> String {
+    succeeded(output);
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

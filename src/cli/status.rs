@@ -53,6 +53,14 @@ fn print_status(s: &ChannelStatus) {
         size(s.bytes_held),
         size(s.limit),
     );
+    if !s.bytes_per_master.is_empty() {
+        let each: Vec<String> = s
+            .bytes_per_master
+            .iter()
+            .map(|m| format!("{} {}", m.master, size(m.bytes)))
+            .collect();
+        println!("  held per master: {}", each.join(", "));
+    }
     let bars = std::io::stdout().is_terminal();
     println!(
         "  {:<12} {:>7} {:>11} {:>7} {:>7} {:>9}  last file",

@@ -258,8 +258,24 @@ impl Redis {
     /// SCAN never blocks the server the way KEYS does), on every primary
     /// of a cluster.
     pub async fn scan(&self, what: &'static str, pattern: &str) -> Result<Vec<String>> {
+        Ok(self
+            .scan_by_primary(what, pattern)
+            .await?
+            .into_iter()
+            .flat_map(|(_, keys)| keys)
+            .collect())
+    }
+
+    /// Like [`Redis::scan`], with the keys of each primary apart, named
+    /// `host:port` (empty for a single server).
+    pub async fn scan_by_primary(
+        &self,
+        what: &'static str,
+        pattern: &str,
+    ) -> Result<Vec<(String, Vec<String>)>> {
         let mut found = Vec::new();
         for node in self.primaries(what).await? {
+            let mut keys = Vec::new();
             let mut cursor = 0u64;
             loop {
                 let mut command = redis::cmd("SCAN");
@@ -269,13 +285,19 @@ impl Redis {
                     .arg(pattern)
                     .arg("COUNT")
                     .arg(1000);
-                let (next, keys): (u64, Vec<String>) = self.on_node(what, &command, &node).await?;
-                found.extend(keys);
+                let (next, batch): (u64, Vec<String>) = self.on_node(what, &command, &node).await?;
+                keys.extend(batch);
                 if next == 0 {
                     break;
                 }
                 cursor = next;
             }
+            let name = if node.0.is_empty() {
+                String::new()
+            } else {
+                format!("{}:{}", node.0, node.1)
+            };
+            found.push((name, keys));
         }
         Ok(found)
     }

@@ -34,6 +34,19 @@ pub struct ChannelStatus {
     pub receivers: Vec<ReceiverStatus>,
     /// Files given up on.
     pub parked: Vec<ParkedFile>,
+    /// On a Redis Cluster, the bytes of the channel's chunks on each
+    /// master (chunks spread by hash, not evenly); empty on one server.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bytes_per_master: Vec<MasterBytes>,
+}
+
+/// The bytes of a channel's chunks on one master of a cluster.
+#[derive(Debug, Serialize)]
+pub struct MasterBytes {
+    /// `host:port` of the master.
+    pub master: String,
+    /// Bytes of chunk data it holds for the channel.
+    pub bytes: u64,
 }
 
 /// One receiver (or worker) of a channel.
@@ -130,6 +143,11 @@ pub async fn channel_status(
         });
     }
     let parked = parse_parked(parked);
+    let bytes_per_master = if redis.is_cluster() {
+        chunk_bytes_per_master(redis, keys).await?
+    } else {
+        Vec::new()
+    };
     Ok(Some(ChannelStatus {
         channel: name.to_owned(),
         mode: meta.audience.mode(),
@@ -141,7 +159,30 @@ pub async fn channel_status(
         limit: meta.number("limit"),
         receivers,
         parked,
+        bytes_per_master,
     }))
+}
+
+/// Sums the lengths of the channel's chunk keys on each master.
+async fn chunk_bytes_per_master(redis: &Redis, keys: &Keys) -> Result<Vec<MasterBytes>> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let mut found = Vec::new();
+    for (master, chunks) in redis
+        .scan_by_primary("listing chunks", &keys.chunk_pattern())
+        .await?
+    {
+        let bytes: u64 = futures_util::stream::iter(chunks)
+            .map(|key| async move {
+                redis
+                    .query::<u64>("measuring chunks", redis::cmd("STRLEN").arg(key))
+                    .await
+            })
+            .buffer_unordered(32)
+            .try_fold(0, |total, len| async move { Ok(total + len) })
+            .await?;
+        found.push(MasterBytes { master, bytes });
+    }
+    Ok(found)
 }
 
 /// Files of a channel given up on, by file then receiver.
