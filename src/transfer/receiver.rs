@@ -95,6 +95,8 @@ pub struct Receiver {
     /// and source identity: Redis may forget an acknowledgement (a restart without its
     /// latest writes), but this receiver must not get the file twice.
     acknowledged: Remembered,
+    /// The files it asked for again and waits for, as last said.
+    awaited: std::sync::Mutex<Vec<String>>,
 }
 
 /// A bounded set of the newest acknowledged files.
@@ -105,11 +107,13 @@ struct Remembered {
 }
 
 impl Remembered {
-    fn insert(&mut self, name: &str, identity: &str) {
+    /// Remembers `file` (the channel's epoch and the file's name) with the
+    /// identity of its source.
+    fn insert(&mut self, file: &str, identity: &str) {
         if identity == "stream" {
             return; // never sent again under the same identity
         }
-        let key = (name.to_owned(), identity.to_owned());
+        let key = (file.to_owned(), identity.to_owned());
         if self.set.insert(key.clone()) {
             self.order.push_back(key);
             if self.order.len() > REMEMBERED
@@ -120,8 +124,8 @@ impl Remembered {
         }
     }
 
-    fn contains(&self, name: &str, identity: &str) -> bool {
-        self.set.contains(&(name.to_owned(), identity.to_owned()))
+    fn contains(&self, file: &str, identity: &str) -> bool {
+        self.set.contains(&(file.to_owned(), identity.to_owned()))
     }
 }
 
@@ -147,6 +151,7 @@ impl Receiver {
             epoch: String::new(),
             lease: None,
             acknowledged: Remembered::default(),
+            awaited: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -553,19 +558,27 @@ impl Receiver {
             Audience::Broadcast(_) => self.options.id.as_str(),
             Audience::Workers => "*",
         };
-        let awaited: Vec<&str> = wanted
-            .iter()
+        let mut awaited: Vec<String> = wanted
+            .into_iter()
             .filter(|(_, value)| {
                 let receivers = value.rsplit(' ').next().unwrap_or_default();
                 receivers.split(',').any(|r| r == who)
             })
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _)| name)
             .collect();
-        if !awaited.is_empty() {
-            tracing::info!(
-                "waiting for the sender to upload again: {}",
-                awaited.join(", ")
-            );
+        awaited.sort();
+        let waiting = !awaited.is_empty();
+        {
+            let mut shown = self.awaited.lock().expect("awaited");
+            if waiting && *shown != awaited {
+                tracing::info!(
+                    "waiting for the sender to upload again: {}",
+                    awaited.join(", ")
+                );
+            }
+            *shown = awaited;
+        }
+        if waiting {
             return Ok(false);
         }
         match audience {
