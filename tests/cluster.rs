@@ -516,3 +516,95 @@ fn succeeded_stdout(output: &std::process::Output) -> String {
     succeeded(output);
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+#[test]
+fn a_master_past_half_its_maxmemory_gets_no_chunks_until_it_has_room_again() {
+    let cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+        maxmemory: Some(32 << 20),
+        ..Default::default()
+    });
+    // Fill the first master past half its maxmemory with other data.
+    let full = &cluster.0.nodes()[0];
+    let mut con = redis::Client::open(full.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let tag = (0..)
+        .map(|n| format!("junk{n}"))
+        .find(|tag| {
+            redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(tag)
+                .query::<u16>(&mut con)
+                .unwrap()
+                < 5461
+        })
+        .unwrap();
+    for i in 0..20 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{{{tag}}}:{i}"))
+            .arg(vec![7u8; 1 << 20])
+            .query(&mut con)
+            .unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..6u64 {
+        write(&source, &format!("f{i}.bin"), &noise(400_000, i));
+    }
+    let out = work.path().join("out");
+    let receiver = spawn(
+        cluster
+            .command()
+            .args(["receive", "--channel", "room", "--id", "0", "--out"])
+            .arg(&out),
+    );
+    let sender = spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", "room", "--receivers", "1"])
+            .args(["--chunk-size", "16KiB"])
+            .arg(&source),
+    );
+    // The other masters get chunks; the full one none.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let on: BTreeSet<u16> = cluster
+            .keys("rd:c:4:room:*")
+            .into_iter()
+            .map(|(port, _)| port)
+            .collect();
+        assert!(
+            !on.contains(&full.port()),
+            "a chunk went to the full master"
+        );
+        if on.len() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no chunks arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !cluster
+            .keys("rd:c:4:room:*")
+            .iter()
+            .any(|(port, _)| *port == full.port()),
+        "a chunk went to the full master"
+    );
+    // Room again: everything goes through.
+    for i in 0..20 {
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{{{tag}}}:{i}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    succeeded(&wait(receiver, T));
+    let said = succeeded(&wait(sender, T));
+    assert!(
+        said.contains(&format!("Redis master 127.0.0.1:{} holds", full.port()))
+            && said.contains("waiting for receivers to free room there"),
+        "{said}"
+    );
+    assert_same_tree(&source, &out);
+}

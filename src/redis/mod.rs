@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 mod connection;
 mod local_cluster;
 mod local_server;
+pub(crate) mod shards;
 
 pub use connection::Connection;
 use connection::{Connector, Timeouts};
@@ -387,6 +388,36 @@ impl Redis {
                     .and_then(|rest| rest.strip_prefix(':'))
                     .map(|value| value.trim().to_owned())
             }));
+        }
+        Ok(found)
+    }
+
+    /// `used_memory` and `maxmemory` of every primary, named `host:port`
+    /// (empty for a single server); none when `INFO` is not allowed.
+    pub(crate) async fn memory_by_primary(&self) -> Result<Vec<(String, u64, u64)>> {
+        let mut found = Vec::new();
+        let mut command = redis::cmd("INFO");
+        command.arg("memory");
+        for node in self.primaries("reading INFO").await? {
+            let info: String = match self.on_node("reading INFO", &command, &node).await {
+                Ok(info) => info,
+                Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => {
+                    return Ok(Vec::new());
+                }
+                Err(error) => return Err(error),
+            };
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let name = if node.0.is_empty() {
+                String::new()
+            } else {
+                format!("{}:{}", node.0, node.1)
+            };
+            found.push((name, field("used_memory"), field("maxmemory")));
         }
         Ok(found)
     }

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::files::incoming::AbortOnDrop;
 use crate::files::names;
 use crate::files::progress::Progress;
+use crate::redis::shards::Shards;
 use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::Channel;
 use crate::transfer::lease::Lease;
@@ -169,6 +170,9 @@ pub struct Sender {
     finished: AtomicBool,
     /// The highest file id this sender was given: new ids stay above it.
     highest_fid: AtomicU64,
+    /// On a Redis Cluster, the masters' room: a chunk for a master past
+    /// half its `maxmemory` waits.
+    shards: Option<Arc<Shards>>,
 }
 
 impl Sender {
@@ -208,6 +212,10 @@ impl Sender {
         create_channel(&channel, &options, limit).await?;
         let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
         let lease = Lease::take(&channel, "sender", SENDER).await?;
+        let shards = channel
+            .redis
+            .is_cluster()
+            .then(|| Arc::new(Shards::new(channel.redis.clone())));
         Ok(Sender {
             channel,
             options,
@@ -218,6 +226,7 @@ impl Sender {
             watch: Mutex::new(watch),
             finished: AtomicBool::new(false),
             highest_fid: AtomicU64::new(0),
+            shards,
         })
     }
 
@@ -793,7 +802,11 @@ impl Sender {
     ) -> impl Future<Output = Result<u64>> + use<> {
         let redis = self.channel.redis.clone();
         let key = self.channel.keys.chunk(fid, index);
+        let shards = self.shards.clone();
         async move {
+            if let Some(shards) = shards {
+                shards.wait_for_room(&key).await?;
+            }
             let len = data.len() as u64;
             // The data's one copy: into the command, which every attempt sends.
             let mut command = redis::cmd("SET");
