@@ -608,3 +608,43 @@ fn a_master_past_half_its_maxmemory_gets_no_chunks_until_it_has_room_again() {
     );
     assert_same_tree(&source, &out);
 }
+
+#[test]
+fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "spread.bin", &noise(96 * 16_384, 9));
+    // No receiver: the whole backlog stays while we look.
+    let mut sender = spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", "spread", "--receivers", "1"])
+            .args(["--chunk-size", "16KiB"])
+            .arg(&source),
+    );
+    let deadline = std::time::Instant::now() + T;
+    let status = loop {
+        let status = run(
+            cluster
+                .command()
+                .args(["status", "--json", "--channel", "spread"]),
+            T,
+        );
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if status[0]["bytes_held"] == 96 * 16_384 {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    for master in status[0]["bytes_per_master"].as_array().unwrap() {
+        let share = master["bytes"].as_f64().unwrap() / (96.0 * 16_384.0);
+        assert!((0.21..=0.45).contains(&share), "{status}");
+    }
+}
