@@ -199,21 +199,29 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
     );
 }
 
-/// Book-format logs over a few days and addresses of the small table.
-fn book_logs(dir: &std::path::Path) {
+/// Book-format logs over a few days and addresses of the small table;
+/// returns the visits per (day, country), counted here independently.
+fn book_logs(dir: &std::path::Path) -> std::collections::BTreeMap<(String, String), u64> {
     let addresses = ["1.0.0.7", "2.3.4.5", "9.9.9.9", "2001:db8::42"];
+    let countries = ["AU", "FR", "unknown", "JP"];
+    let mut expected = std::collections::BTreeMap::new();
     for f in 0..8 {
         let mut text = String::new();
         for i in 0..400 {
             let day = format!("2026-11-{:02}", 1 + (f + i) % 5);
-            text.push_str(&format!("{} {day} GET /{i}\n", addresses[(f * 3 + i) % 4]));
+            let pick = (f * 3 + i) % 4;
+            text.push_str(&format!("{} {day} GET /{i}\n", addresses[pick]));
+            *expected
+                .entry((day, countries[pick].to_owned()))
+                .or_default() += 1;
         }
         write(dir, &format!("log{f}.txt"), text.as_bytes());
     }
+    expected
 }
 
 #[test]
-fn the_job_on_a_cluster_reports_exactly_what_it_reports_on_one_server() {
+fn the_job_on_a_cluster_counts_every_visit_once_and_reports_what_one_server_reports() {
     let work = tempfile::tempdir().unwrap();
     let table = write(
         work.path(),
@@ -221,7 +229,7 @@ fn the_job_on_a_cluster_reports_exactly_what_it_reports_on_one_server() {
         b"1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n",
     );
     let logs = work.path().join("logs");
-    book_logs(&logs);
+    let expected = book_logs(&logs);
     let report = |command: &dyn Fn() -> std::process::Command| {
         succeeded(&run(command().args(["geo", "import"]).arg(&table), T));
         let workers: Vec<_> = ["a", "b"]
@@ -245,7 +253,21 @@ fn the_job_on_a_cluster_reports_exactly_what_it_reports_on_one_server() {
     let single = report(&|| server.command());
     let cluster = Cluster::start();
     let clustered = report(&|| cluster.command());
-    assert!(single.len() > 100, "{}", String::from_utf8_lossy(&single));
+    // Exact: every visit of the input, counted once.
+    let report: serde_json::Value = serde_json::from_slice(&clustered).unwrap();
+    let mut counted = std::collections::BTreeMap::new();
+    for day in report.as_array().unwrap() {
+        for row in day["rows"].as_array().unwrap() {
+            counted.insert(
+                (
+                    day["day"].as_str().unwrap().to_owned(),
+                    row["member"].as_str().unwrap().to_owned(),
+                ),
+                row["visits"].as_u64().unwrap(),
+            );
+        }
+    }
+    assert_eq!(counted, expected);
     assert_eq!(
         String::from_utf8_lossy(&clustered),
         String::from_utf8_lossy(&single)
