@@ -8,10 +8,68 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    Cluster, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait, write,
+    Cluster, Running, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait,
+    write,
 };
 
 const T: Duration = Duration::from_secs(90);
+
+/// Broadcast receivers `0` and `1` of `channel`, writing to `dir/out0` and
+/// `dir/out1`.
+fn broadcast_receivers(cluster: &Cluster, channel: &str, dir: &std::path::Path) -> Vec<Running> {
+    (0..2)
+        .map(|i| {
+            spawn(
+                cluster
+                    .command()
+                    .args([
+                        "receive",
+                        "--channel",
+                        channel,
+                        "--id",
+                        &i.to_string(),
+                        "--out",
+                    ])
+                    .arg(dir.join(format!("out{i}"))),
+            )
+        })
+        .collect()
+}
+
+/// `count` files `fNN.bin` of `smallest` bytes and more (up to `spread` more).
+fn write_files(dir: &std::path::Path, count: u64, smallest: usize, spread: usize) {
+    for i in 0..count {
+        let size = smallest + (i as usize * 7919) % spread;
+        write(dir, &format!("f{i:02}.bin"), &noise(size, i));
+    }
+}
+
+/// Broadcasts `source` to receivers `0` and `1` of `channel` in 16 KiB
+/// chunks under `limit`.
+fn send_broadcast(
+    cluster: &Cluster,
+    channel: &str,
+    source: &std::path::Path,
+    limit: &str,
+) -> Running {
+    spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", channel, "--receivers", "2"])
+            .args(["--chunk-size", "16KiB", "--limit", limit])
+            .arg(source),
+    )
+}
+/// `status --json` of one channel (`null` while it does not exist).
+fn channel_status(cluster: &Cluster, channel: &str) -> serde_json::Value {
+    let output = run(
+        cluster
+            .command()
+            .args(["status", "--json", "--channel", channel]),
+        T,
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_default()
+}
 
 #[test]
 fn a_broadcast_and_a_work_queue_on_a_cluster_deliver_every_file_with_chunks_on_every_master() {
@@ -27,23 +85,7 @@ fn a_broadcast_and_a_work_queue_on_a_cluster_deliver_every_file_with_chunks_on_e
         );
     }
     // A broadcast to two receivers, under a budget of a third of the data.
-    let receivers: Vec<_> = (0..2)
-        .map(|i| {
-            spawn(
-                cluster
-                    .command()
-                    .args([
-                        "receive",
-                        "--channel",
-                        "logs",
-                        "--id",
-                        &i.to_string(),
-                        "--out",
-                    ])
-                    .arg(work.path().join(format!("out{i}"))),
-            )
-        })
-        .collect();
+    let receivers = broadcast_receivers(&cluster, "logs", work.path());
     let sender = spawn(
         cluster
             .command()
@@ -148,13 +190,7 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
     sender.kill().unwrap();
     sender.wait().unwrap();
     // status tells how the data spreads over the masters.
-    let status = run(
-        cluster
-            .command()
-            .args(["status", "--json", "--channel", "parked"]),
-        T,
-    );
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = channel_status(&cluster, "parked");
     let masters = status[0]["bytes_per_master"].as_array().unwrap();
     let bytes: Vec<u64> = masters
         .iter()
@@ -289,46 +325,12 @@ fn a_master_killed_mid_transfer_is_replaced_by_its_replica_and_every_file_arrive
     });
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    for i in 0..40u64 {
-        write(
-            &source,
-            &format!("f{i:02}.bin"),
-            &noise(20_000 + (i as usize * 7919) % 200_000, i),
-        );
-    }
-    let receivers: Vec<_> = (0..2)
-        .map(|i| {
-            spawn(
-                cluster
-                    .command()
-                    .args([
-                        "receive",
-                        "--channel",
-                        "fo",
-                        "--id",
-                        &i.to_string(),
-                        "--out",
-                    ])
-                    .arg(work.path().join(format!("out{i}"))),
-            )
-        })
-        .collect();
-    let mut sender = spawn(
-        cluster
-            .command()
-            .args(["send", "--channel", "fo", "--receivers", "2"])
-            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
-            .arg(&source),
-    );
+    write_files(&source, 40, 20_000, 200_000);
+    let receivers = broadcast_receivers(&cluster, "fo", work.path());
+    let mut sender = send_broadcast(&cluster, "fo", &source, "1MiB");
     let deadline = std::time::Instant::now() + T;
     loop {
-        let status = run(
-            cluster
-                .command()
-                .args(["status", "--json", "--channel", "fo"]),
-            T,
-        );
-        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        let status = channel_status(&cluster, "fo");
         if status[0]["files_finished"].as_u64().is_some_and(|n| n >= 8) {
             break;
         }
@@ -383,37 +385,9 @@ fn slots_moved_to_another_master_while_files_stream_lose_nothing() {
     let cluster = Cluster::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    for i in 0..30u64 {
-        write(
-            &source,
-            &format!("f{i:02}.bin"),
-            &noise(30_000 + (i as usize * 7919) % 150_000, i),
-        );
-    }
-    let receivers: Vec<_> = (0..2)
-        .map(|i| {
-            spawn(
-                cluster
-                    .command()
-                    .args([
-                        "receive",
-                        "--channel",
-                        "rs",
-                        "--id",
-                        &i.to_string(),
-                        "--out",
-                    ])
-                    .arg(work.path().join(format!("out{i}"))),
-            )
-        })
-        .collect();
-    let sender = spawn(
-        cluster
-            .command()
-            .args(["send", "--channel", "rs", "--receivers", "2"])
-            .args(["--chunk-size", "16KiB", "--limit", "512KiB"])
-            .arg(&source),
-    );
+    write_files(&source, 30, 30_000, 150_000);
+    let receivers = broadcast_receivers(&cluster, "rs", work.path());
+    let sender = send_broadcast(&cluster, "rs", &source, "512KiB");
     // The channel's own slot and the 300 around it, control keys and
     // chunks both, go to the next master while the transfer runs.
     let mut con = redis::Client::open(cluster.url())
@@ -440,14 +414,7 @@ fn slots_moved_to_another_master_while_files_stream_lose_nothing() {
     let first = slot.saturating_sub(150).max(from as u16 * 5461);
     let last = (first + 300).min(from as u16 * 5461 + 5460);
     let finished = || {
-        let status = run(
-            cluster
-                .command()
-                .args(["status", "--json", "--channel", "rs"]),
-            T,
-        );
-        serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap_or_default()[0]
-            ["files_finished"]
+        channel_status(&cluster, "rs")[0]["files_finished"]
             .as_u64()
             .unwrap_or(0)
     };
@@ -488,31 +455,9 @@ fn a_cluster_whose_client_connections_keep_dropping_still_delivers_every_file_on
     let cluster = Cluster::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    for i in 0..60u64 {
-        write(
-            &source,
-            &format!("f{i:02}.bin"),
-            &noise(10_000 + (i as usize * 7919) % 200_000, i),
-        );
-    }
+    write_files(&source, 60, 10_000, 200_000);
     let killer = common::killer::ConnectionKiller::on(cluster.urls(), 31);
-    let receivers: Vec<_> = (0..2)
-        .map(|i| {
-            spawn(
-                cluster
-                    .command()
-                    .args([
-                        "receive",
-                        "--channel",
-                        "drops",
-                        "--id",
-                        &i.to_string(),
-                        "--out",
-                    ])
-                    .arg(work.path().join(format!("out{i}"))),
-            )
-        })
-        .collect();
+    let receivers = broadcast_receivers(&cluster, "drops", work.path());
     let sent = run(
         cluster
             .command()
@@ -647,13 +592,7 @@ fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
     );
     let deadline = std::time::Instant::now() + T;
     let status = loop {
-        let status = run(
-            cluster
-                .command()
-                .args(["status", "--json", "--channel", "spread"]),
-            T,
-        );
-        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        let status = channel_status(&cluster, "spread");
         if status[0]["bytes_held"] == 96 * 16_384 {
             break status;
         }

@@ -297,6 +297,17 @@ local function wanted_list(value)
   for r in string.gmatch(string.match(value or '', ' (%S*)$') or '', '[^,]+') do set[r] = true end
   return set
 end
+-- Adds `who` to the receivers waiting for `name` to be uploaded again;
+-- `head` is the rest of the value: `fid identity round origin`.
+local function want(base, name, head, who)
+  local wanted = base .. 'wanted'
+  local list = wanted_list(redis.call('HGET', wanted, name))
+  list[who] = true
+  local ids = {}
+  for r in pairs(list) do table.insert(ids, r) end
+  table.sort(ids)
+  redis.call('HSET', wanted, name, head .. ' ' .. table.concat(ids, ','))
+end
 "#;
 
 fn script(body: &str) -> Script {
@@ -502,14 +513,7 @@ end
 if not settle(meta, base, fid, receiver, 'moved', '', 0) then return 'gone' end
 local who = receiver
 if redis.call('HGET', meta, 'mode') == 'workers' then who = '*' end
-local wanted = base .. 'wanted'
-local list = wanted_list(redis.call('HGET', wanted, name))
-list[who] = true
-local ids = {}
-for r in pairs(list) do table.insert(ids, r) end
-table.sort(ids)
-redis.call('HSET', wanted, name,
-  fid .. ' ' .. identity .. ' ' .. (round + 1) .. ' ' .. origin .. ' ' .. table.concat(ids, ','))
+want(base, name, fid .. ' ' .. identity .. ' ' .. (round + 1) .. ' ' .. origin, who)
 event(base, 'w', fid)
 return 'wanted'
 "#,
@@ -722,9 +726,10 @@ return 'requeued'
 /// Lists chunk ranges that may be deleted now: files everyone finished and,
 /// when `early` is 1 (the sender is out of room), the prefix every receiver
 /// has consumed of the file being uploaded, if it alone fills the budget.
-/// Early release costs crash safety (a receiver restarted mid-file cannot
-/// re-read deleted chunks), so it happens only when a file larger than the
-/// budget must stream through; files that fit are never released early.
+/// Early release costs a second upload for a receiver restarted mid-file
+/// (it finds chunks gone and asks for the file again), so it happens only
+/// when a file larger than the budget must stream through; files that fit
+/// are never released early.
 /// KEYS: meta. ARGV: base, early (0/1). Returns `{fid, from, to, ...}`.
 pub(crate) static RELEASE_PLAN: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -819,7 +824,7 @@ if ARGV[2] ~= '' then
   only = {}
   for name in string.gmatch(ARGV[2], '[^\n]+') do only[name] = true end
 end
-local wanted, out = base .. 'wanted', {}
+local out = {}
 local parked = redis.call('HGETALL', base .. 'parked')
 for i = 1, #parked, 2 do
   local fid, receiver = string.match(parked[i], '^(%d+):(.+)$')
@@ -832,13 +837,8 @@ for i = 1, #parked, 2 do
       outcome = 'offered'
       local who = receiver
       if workers then who = '*' end
-      local list = wanted_list(redis.call('HGET', wanted, name))
-      list[who] = true
-      local ids = {}
-      for r in pairs(list) do table.insert(ids, r) end
-      table.sort(ids)
       local origin = redis.call('HGET', base .. 'f:' .. fid, 'origin') or fid
-      redis.call('HSET', wanted, name, fid .. ' ' .. identity .. ' 0 ' .. origin .. ' ' .. table.concat(ids, ','))
+      want(base, name, fid .. ' ' .. identity .. ' 0 ' .. origin, who)
       redis.call('HDEL', base .. 'parked', parked[i])
       -- From parked to handed back, as a file asked for again.
       redis.call('HINCRBY', base .. 'r:' .. receiver, 'parked', -1)

@@ -49,11 +49,7 @@ impl Server {
 
     /// The binary, pointed at this server, quiet unless told otherwise.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
-        command
-            .env("REDIS_URL", self.url())
-            .env_remove("REDISTRIBUTE_LOG");
-        command
+        binary(&self.url())
     }
 }
 
@@ -82,11 +78,7 @@ impl Cluster {
 
     /// The binary, pointed at the cluster through its first node.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
-        command
-            .env("REDIS_URL", self.url())
-            .env_remove("REDISTRIBUTE_LOG");
-        command
+        binary(&self.url())
     }
 
     /// Every key matching `pattern` on every master, with the port of the
@@ -129,6 +121,13 @@ impl Drop for Server {
             eprintln!("--- redis-server log ---\n{}", self.0.log());
         }
     }
+}
+
+/// The binary, pointed at `url`, quiet unless told otherwise.
+pub fn binary(url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
+    command.env("REDIS_URL", url).env_remove("REDISTRIBUTE_LOG");
+    command
 }
 
 /// Starts a command in the background with its output captured.
