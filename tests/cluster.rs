@@ -609,3 +609,59 @@ fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
         assert!((0.21..=0.45).contains(&share), "{status}");
     }
 }
+
+#[test]
+fn follow_retry_and_geo_lookup_work_on_a_cluster_too() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", b"1.0.0.0,1.0.0.255,AU\n");
+    succeeded(&run(
+        cluster.command().args(["geo", "import"]).arg(&table),
+        T,
+    ));
+    let looked = run(cluster.command().args(["geo", "lookup", "1.0.0.7"]), T);
+    assert!(succeeded_stdout(&looked).starts_with("1.0.0.7\tAU"));
+
+    let (watched, out) = (work.path().join("watched"), work.path().join("out"));
+    std::fs::create_dir_all(&watched).unwrap();
+    let mut sender = spawn(
+        cluster
+            .command()
+            .args(["send", "--channel", "live", "--receivers", "1", "--follow"])
+            .args(["--settle", "200ms"])
+            .arg(&watched),
+    );
+    let mut receiver = spawn(
+        cluster
+            .command()
+            .args([
+                "receive",
+                "--channel",
+                "live",
+                "--id",
+                "0",
+                "--follow",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    write(&watched, "late.log", &noise(300_000, 4));
+    let deadline = std::time::Instant::now() + T;
+    while std::fs::read(out.join("late.log")).ok() != Some(noise(300_000, 4)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the followed file never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for process in [&mut sender, &mut receiver] {
+        assert!(process.try_wait().unwrap().is_none(), "a follower stopped");
+        process.kill().unwrap();
+        process.wait().unwrap();
+    }
+    let retried = succeeded(&run(
+        cluster.command().args(["retry", "--channel", "live"]),
+        T,
+    ));
+    assert!(retried.contains("has no parked files"), "{retried}");
+}
