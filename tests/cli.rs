@@ -1174,6 +1174,11 @@ fn symbolic_links_planted_in_the_output_directory_are_never_followed() {
         ["victim"]
     );
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched\n");
+    // A link where an earlier version put its temporary file is left alone.
+    assert_eq!(
+        std::fs::read(out.join("b.log")).unwrap(),
+        b"through a linked temporary file\n"
+    );
     // A link at the final name is replaced by the file, not written through.
     let c = out.join("c.log");
     assert!(!c.symlink_metadata().unwrap().file_type().is_symlink());

@@ -218,8 +218,10 @@ fn broken(output: impl std::fmt::Display, error: std::io::Error) -> Error {
     }
 }
 
-/// Writes a copy under `dir` through `.NAME.rd-partial`, renamed into
-/// place once verified. Every step below `dir` works relative to a handle
+/// Writes a copy under `dir` through `.NAME.PID.rd-partial`, renamed into
+/// place once verified (the process id keeps two receivers writing the same
+/// file into one directory, as workers may after Redis lost an
+/// acknowledgement, out of each other's way). Every step below `dir` works relative to a handle
 /// on the directory above it and never follows a symbolic link, so a link
 /// planted inside the output directory cannot send a write elsewhere.
 async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
@@ -286,7 +288,7 @@ fn open_partial(dir: &Path, name: &str) -> Result<Partial> {
         parent = rustix::fs::openat(&parent, part, directory, Mode::empty())
             .map_err(|e| link_refused(&shown, e))?;
     }
-    let partial = format!(".{base}.rd-partial");
+    let partial = format!(".{base}.{}.rd-partial", std::process::id());
     shown.push(&partial);
     let out = rustix::fs::openat(
         &parent,
