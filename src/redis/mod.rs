@@ -293,12 +293,7 @@ impl Redis {
                 }
                 cursor = next;
             }
-            let name = if node.0.is_empty() {
-                String::new()
-            } else {
-                format!("{}:{}", node.0, node.1)
-            };
-            found.push((name, keys));
+            found.push((node_name(&node), keys));
         }
         Ok(found)
     }
@@ -370,54 +365,50 @@ impl Redis {
     /// One field of an `INFO` section from the server (each primary of a
     /// cluster), `None` where absent or not readable.
     async fn info(&self, section: &str, field: &str) -> Result<Vec<Option<String>>> {
-        let mut found = Vec::new();
-        let mut command = redis::cmd("INFO");
-        command.arg(section);
-        for node in self.primaries("reading INFO").await? {
-            let info: String = match self.on_node("reading INFO", &command, &node).await {
-                Ok(info) => info,
-                // An ACL user without INFO: we cannot know.
-                Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => {
-                    found.push(None);
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            found.push(info.lines().find_map(|line| {
-                line.strip_prefix(field)
-                    .and_then(|rest| rest.strip_prefix(':'))
-                    .map(|value| value.trim().to_owned())
-            }));
-        }
-        Ok(found)
+        Ok(self
+            .info_by_primary(section)
+            .await?
+            .into_iter()
+            .map(|(_, info)| info.and_then(|info| info_field(&info, field)))
+            .collect())
     }
 
     /// `used_memory` and `maxmemory` of every primary, named `host:port`
     /// (empty for a single server); none when `INFO` is not allowed.
     pub(crate) async fn memory_by_primary(&self) -> Result<Vec<(String, u64, u64)>> {
+        let number = |info: &str, field| {
+            info_field(info, field)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(self
+            .info_by_primary("memory")
+            .await?
+            .into_iter()
+            .filter_map(|(node, info)| {
+                let info = info?;
+                Some((
+                    node,
+                    number(&info, "used_memory"),
+                    number(&info, "maxmemory"),
+                ))
+            })
+            .collect())
+    }
+
+    /// An `INFO` section of every primary (`host:port`, empty for a single
+    /// server), `None` where an ACL user may not run `INFO`.
+    async fn info_by_primary(&self, section: &str) -> Result<Vec<(String, Option<String>)>> {
         let mut found = Vec::new();
         let mut command = redis::cmd("INFO");
-        command.arg("memory");
+        command.arg(section);
         for node in self.primaries("reading INFO").await? {
-            let info: String = match self.on_node("reading INFO", &command, &node).await {
-                Ok(info) => info,
-                Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => {
-                    return Ok(Vec::new());
-                }
+            let info = match self.on_node("reading INFO", &command, &node).await {
+                Ok(info) => Some(info),
+                Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => None,
                 Err(error) => return Err(error),
             };
-            let field = |name: &str| {
-                info.lines()
-                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let name = if node.0.is_empty() {
-                String::new()
-            } else {
-                format!("{}:{}", node.0, node.1)
-            };
-            found.push((name, field("used_memory"), field("maxmemory")));
+            found.push((node_name(&node), info));
         }
         Ok(found)
     }
@@ -532,6 +523,24 @@ pub fn is_transient(error: &RedisError) -> bool {
             | ErrorKind::ClusterConnectionNotFound
             | ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
     )
+}
+
+/// One field of an `INFO` answer.
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')
+            .map(|value| value.trim().to_owned())
+    })
+}
+
+/// `host:port` of a primary, empty for the one server.
+fn node_name((host, port): &(String, u16)) -> String {
+    if host.is_empty() {
+        String::new()
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// The error of an attempt that outlasted our own bound.
