@@ -412,14 +412,20 @@ return 1
 /// round; then the lowest file id a new file may get (above every id this
 /// sender has seen: after Redis lost its latest writes, an id must not
 /// name two files).
-/// Returns `{fid, state, published, chunk size}` where state is `new`,
+/// Returns `{fid, state, published, chunk size, requests}` where state is `new`,
 /// `uploading` or `sent`, or `busy` for a re-supply of a file whose first
-/// upload is still unfinished; a resumed upload keeps its chunk size.
+/// upload is still unfinished; a resumed upload keeps its chunk size;
+/// `requests` counts the names in `wanted` (after this one), so a sender
+/// looks at them only when there are some.
 pub(crate) static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta, base = KEYS[1], ARGV[1]
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply(VANISHED) end
+local function answer(reply)
+  table.insert(reply, redis.call('HLEN', base .. 'wanted'))
+  return reply
+end
 local sent = base .. 'sent'
 local resupply = ARGV[7] ~= ''
 local previous = redis.call('HGET', sent, ARGV[2])
@@ -432,15 +438,15 @@ if previous then
       -- This very upload again, begun by an attempt whose reply was lost
       -- or cut short by a Redis restart: resume it.
       if redis.call('HGET', f, 'for') == ARGV[7] and identity == ARGV[3] then
-        return {fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')}
+        return answer({fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')})
       end
       -- Receivers of the unfinished upload still need it: finish it first.
-      return {fid, 'busy', 0, ARGV[5]}
+      return answer({fid, 'busy', 0, ARGV[5]})
     end
   elseif ARGV[4] == '1' and identity == ARGV[3] then
-    if state == 'sent' then return {fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5]} end
+    if state == 'sent' then return answer({fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5]}) end
     if live == 'uploading' then
-      return {fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')}
+      return answer({fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')})
     end
   end
   if live == 'uploading' then
@@ -475,7 +481,7 @@ redis.call('HSET', sent, ARGV[2], fid .. ' ' .. ARGV[3] .. ' uploading')
 redis.call('ZADD', base .. 'active', fid, fid)
 redis.call('HINCRBY', meta, 'announced', 1)
 redis.call('XADD', base .. 'files', '*', 'kind', 'file', 'fid', fid)
-return {tostring(fid), 'new', 0, ARGV[5]}
+return answer({tostring(fid), 'new', 0, ARGV[5]})
 "#,
     )
 });

@@ -170,6 +170,9 @@ pub struct Sender {
     finished: AtomicBool,
     /// The highest file id this sender was given: new ids stay above it.
     highest_fid: AtomicU64,
+    /// Whether receivers may be waiting for files again (`wanted` was not
+    /// empty when last seen).
+    asked: AtomicBool,
     /// On a Redis Cluster, the masters' room: a chunk for a master past
     /// half its `maxmemory` waits.
     shards: Option<Arc<Shards>>,
@@ -226,6 +229,7 @@ impl Sender {
             watch: Mutex::new(watch),
             finished: AtomicBool::new(false),
             highest_fid: AtomicU64::new(0),
+            asked: AtomicBool::new(true),
             shards,
         })
     }
@@ -252,7 +256,7 @@ impl Sender {
     pub async fn send_file(&self, path: &Path, name: &str) -> Result<Sent> {
         names::check_file_name(name)?;
         self.lease.check(SENDER)?;
-        self.resupply().await?;
+        self.before_each_file().await?;
         self.sources
             .lock()
             .expect("sources")
@@ -381,7 +385,7 @@ impl Sender {
     ) -> Result<u64> {
         names::check_file_name(name)?;
         self.lease.check(SENDER)?;
-        self.resupply().await?;
+        self.before_each_file().await?;
         self.sources
             .lock()
             .expect("sources")
@@ -530,7 +534,20 @@ impl Sender {
             }
         }
         unserved.sort();
+        self.asked.store(!unserved.is_empty(), Ordering::Release);
         Ok(unserved)
+    }
+
+    /// Before each file: repairs what a Redis restart lost, and serves
+    /// requests for files again when the last announcement saw any (so a
+    /// transfer without requests spends no round trip per file on them).
+    async fn before_each_file(&self) -> Result<()> {
+        if self.asked.load(Ordering::Acquire) {
+            self.resupply().await?;
+        } else {
+            self.repair_after_restart().await?;
+        }
+        Ok(())
     }
 
     /// After Redis restarted (its run id changed), which may have lost its
@@ -623,10 +640,11 @@ impl Sender {
         ];
         args.extend(again_args);
         args.push((self.highest_fid.load(Ordering::Acquire) + 1).to_string());
-        let (fid, state, published, chunk_size): (String, String, u64, u64) = self
+        let (fid, state, published, chunk_size, requests): (String, String, u64, u64, u64) = self
             .channel
             .run("announcing a file", &protocol::ANNOUNCE, &args)
             .await?;
+        self.asked.store(requests > 0, Ordering::Release);
         let fid = fid.parse().map_err(|_| Error::Protocol {
             key: self.channel.keys.meta(),
             reason: format!("file id {fid:?} is not a number"),
