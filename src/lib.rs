@@ -67,6 +67,7 @@ pub use files::incoming::IncomingFile;
 pub use files::progress::Progress;
 pub use files::sink::Sink;
 pub use files::source::{Failure, FileSource};
+pub use transfer::codec::Compression;
 pub use transfer::protocol::Audience;
 pub use transfer::receiver::{ReceiveOptions, Receiver};
 pub use transfer::sender::{SendOptions, Sender, Sent};

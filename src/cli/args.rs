@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use redistribute::Decode;
+use redistribute::{Compression, Decode};
 use redistribute::job::logline::LogFormat;
 use redistribute::job::report::Dimension;
 
@@ -85,9 +85,12 @@ pub struct SendArgs {
     /// Most file data the channel may hold in Redis (at most half of maxmemory).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     pub limit: u64,
-    /// Size of each chunk stored in Redis.
+    /// Redis memory each chunk takes (native: rounded down to an allocator size class).
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     pub chunk_size: u64,
+    /// Compression in transit: auto (zstd, except data compressed already), zstd, lz4 or none.
+    #[arg(long, default_value = "auto", value_name = "CODEC")]
+    pub compress: Compression,
     /// Keep watching directories for new files (log rotation); never ends the input.
     #[arg(long)]
     pub follow: bool,

@@ -21,6 +21,7 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
     options.prefix = prefix.to_owned();
     options.limit = args.limit;
     options.chunk_size = args.chunk_size;
+    options.compress = args.compress;
     options.allow_eviction = args.allow_eviction;
     let mut sender = Sender::open(url, options).await?;
     let total = inputs.iter().map(|i| i.size).sum();

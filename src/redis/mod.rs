@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 mod connection;
 mod local_cluster;
 mod local_server;
+pub mod memory;
 pub(crate) mod shards;
 
 pub use connection::Connection;

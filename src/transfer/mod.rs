@@ -7,6 +7,9 @@
 //! [`retry`] and [`purge`] are for operators.
 
 pub(crate) mod channel;
+pub(crate) mod chunk;
+pub mod codec;
+pub(crate) mod encoder;
 pub mod lease;
 pub mod protocol;
 pub mod purge;

@@ -8,7 +8,7 @@
 //! | `P:{C}:meta` | hash | mode, receivers, limit, counters, end-of-input mark |
 //! | `P:{C}:files` | stream | announcements (`kind=file fid=N`, `kind=eof`), one consumer group per broadcast receiver or one `workers` group |
 //! | `P:{C}:sent` | hash | file name → `fid identity state`, so a restarted sender resumes |
-//! | `P:{C}:f:N` | hash | one file: name, chunk size, reserved/published/freed chunk counts, size and BLAKE3 digest once known, acks |
+//! | `P:{C}:f:N` | hash | one file: name, chunk slot, reserved/published/freed chunk counts, original and stored bytes published, size, BLAKE3 digest and last chunk's cost once known, acks |
 //! | `P:{C}:f:N:log` | stream | upload progress of file N (`n=…`, then `end` or `abort`) that receivers block on |
 //! | `P:{C}:active` | sorted set | files whose data may still be in Redis |
 //! | `P:{C}:reclaim` | set | files everyone finished whose chunks still need deleting |
@@ -18,7 +18,7 @@
 //! | `P:{C}:wanted` | hash | file name → `fid identity round origin receivers`: files whose data left Redis before these receivers could read it, for the sender to upload again |
 //! | `P:{C}:members` | set | ids of receivers and workers that joined |
 //! | `P:{C}:lease:ROLE` | string, expiring | who holds a role (`sender`, `r:ID`, `w:ID`): `host pid since_ms nonce` |
-//! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data |
+//! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data, in the format of [`super::chunk`] |
 //!
 //! All control keys share the hash tag `{C}`, so every state change below
 //! is one Lua script on one slot, legal on Redis Cluster. Chunk keys carry
@@ -33,8 +33,10 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::redis::memory;
+
 /// Version of this key schema, stored in every channel's `meta` hash.
-pub const VERSION: &str = "4";
+pub const VERSION: &str = "5";
 
 /// How a channel distributes files.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -219,19 +221,27 @@ impl Keys {
 /// `reclaim_list` tells the caller which chunk ranges to delete.
 const PRELUDE: &str = r#"
 local VANISHED = 'VANISHED the channel is gone from Redis (purged, or Redis lost its data); purge it and send again'
+-- What one chunk of file `f` costs Redis: its slot and the key around it.
+local function chunk_cost(f)
+  local slot = tonumber(redis.call('HGET', f, 'chunk') or '')
+  return slot and slot + KEY_COST
+end
 local function account(meta, f)
-  local chunk = tonumber(redis.call('HGET', f, 'chunk') or '')
+  local cost = chunk_cost(f)
   local reserved = tonumber(redis.call('HGET', f, 'reserved') or '0')
   local freed = tonumber(redis.call('HGET', f, 'freed') or '0')
-  local size = redis.call('HGET', f, 'size')
+  local tail = redis.call('HGET', f, 'tail')
   local now
-  if not chunk then
+  if not cost then
     -- A damaged record (poison): its bytes can no longer be counted.
     now = 0
-  elseif size then
-    now = math.max(0, tonumber(size) - freed * chunk)
+  elseif tail then
+    -- Finished: every chunk but the last fills its slot.
+    local left = tonumber(redis.call('HGET', f, 'published')) - freed
+    now = 0
+    if left > 0 then now = (left - 1) * cost + tonumber(tail) end
   else
-    now = math.max(0, (reserved - freed) * chunk)
+    now = math.max(0, (reserved - freed) * cost)
   end
   local old = tonumber(redis.call('HGET', f, 'acct') or '0')
   redis.call('HSET', f, 'acct', now)
@@ -311,7 +321,10 @@ end
 "#;
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
+    Script::new(&format!(
+        "local KEY_COST = {}\n{PRELUDE}{body}",
+        memory::KEY_COST
+    ))
 }
 
 /// Creates the channel or checks that it matches.
@@ -412,9 +425,11 @@ return 1
 /// round; then the lowest file id a new file may get (above every id this
 /// sender has seen: after Redis lost its latest writes, an id must not
 /// name two files).
-/// Returns `{fid, state, published, chunk size, requests}` where state is `new`,
-/// `uploading` or `sent`, or `busy` for a re-supply of a file whose first
-/// upload is still unfinished; a resumed upload keeps its chunk size;
+/// Returns `{fid, state, published, chunk slot, offset, stored, requests}`
+/// where state is `new`, `uploading` or `sent`, or `busy` for a re-supply
+/// of a file whose first upload is still unfinished; a resumed upload
+/// keeps its chunk slot and goes on after `offset` original bytes, which
+/// took `stored` bytes;
 /// `requests` counts the names in `wanted` (after this one), so a sender
 /// looks at them only when there are some.
 pub(crate) static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
@@ -425,6 +440,10 @@ if redis.call('EXISTS', meta) == 0 then return redis.error_reply(VANISHED) end
 local function answer(reply)
   table.insert(reply, redis.call('HLEN', base .. 'wanted'))
   return reply
+end
+local function resume(fid, f)
+  return answer({fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk'),
+    redis.call('HGET', f, 'offset') or 0, redis.call('HGET', f, 'stored') or 0})
 end
 local sent = base .. 'sent'
 local resupply = ARGV[7] ~= ''
@@ -438,16 +457,14 @@ if previous then
       -- This very upload again, begun by an attempt whose reply was lost
       -- or cut short by a Redis restart: resume it.
       if redis.call('HGET', f, 'for') == ARGV[7] and identity == ARGV[3] then
-        return answer({fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')})
+        return resume(fid, f)
       end
       -- Receivers of the unfinished upload still need it: finish it first.
-      return answer({fid, 'busy', 0, ARGV[5]})
+      return answer({fid, 'busy', 0, ARGV[5], 0, 0})
     end
   elseif ARGV[4] == '1' and identity == ARGV[3] then
-    if state == 'sent' then return answer({fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5]}) end
-    if live == 'uploading' then
-      return answer({fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk')})
-    end
+    if state == 'sent' then return answer({fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5], 0, 0}) end
+    if live == 'uploading' then return resume(fid, f) end
   end
   if live == 'uploading' then
     abort(meta, base, fid, 'the sender restarted and could not resume this upload')
@@ -481,7 +498,7 @@ redis.call('HSET', sent, ARGV[2], fid .. ' ' .. ARGV[3] .. ' uploading')
 redis.call('ZADD', base .. 'active', fid, fid)
 redis.call('HINCRBY', meta, 'announced', 1)
 redis.call('XADD', base .. 'files', '*', 'kind', 'file', 'fid', fid)
-return answer({tostring(fid), 'new', 0, ARGV[5]})
+return answer({tostring(fid), 'new', 0, ARGV[5], 0, 0})
 "#,
     )
 });
@@ -576,9 +593,8 @@ if state ~= 'uploading' then return {-1, last_id} end
 local reserved = tonumber(redis.call('HGET', f, 'reserved'))
 local want = tonumber(ARGV[3])
 if want <= reserved then return {reserved, last_id} end
-local chunk = tonumber(redis.call('HGET', f, 'chunk'))
 local held = tonumber(redis.call('HGET', meta, 'held'))
-local n = math.floor((tonumber(ARGV[4]) - held) / chunk)
+local n = math.floor((tonumber(ARGV[4]) - held) / chunk_cost(f))
 if n <= 0 and held <= 0 then n = 1 end
 n = math.min(n, want - reserved)
 if n > 0 then
@@ -593,8 +609,11 @@ return {reserved, last_id}
 
 /// Makes chunks `0..count` of a file visible to receivers, with the BLAKE3
 /// digest of each chunk newly published (`d` in its upload log entry:
-/// 64 hex digits per chunk, for chunks `count - len/64 .. count`).
-/// KEYS: meta. ARGV: base, fid, from, count, digests of chunks `from..count`.
+/// 64 hex digits per chunk, for chunks `count - len/64 .. count`), and
+/// how many original and stored bytes chunks `0..count` hold (where a
+/// resumed upload goes on from).
+/// KEYS: meta. ARGV: base, fid, from, count, digests of chunks `from..count`,
+/// original bytes, stored bytes.
 pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -602,7 +621,7 @@ local f = ARGV[1] .. 'f:' .. ARGV[2]
 local published = tonumber(redis.call('HGET', f, 'published'))
 local from, count = tonumber(ARGV[3]), tonumber(ARGV[4])
 if published and count > published then
-  redis.call('HSET', f, 'published', count)
+  redis.call('HSET', f, 'published', count, 'offset', ARGV[6], 'stored', ARGV[7])
   -- Digests of the chunks published now; a retried call may cover
   -- chunks an earlier attempt published already.
   local digests = string.sub(ARGV[5], (math.max(published, from) - from) * 64 + 1)
@@ -613,8 +632,10 @@ return 1
     )
 });
 
-/// Records a file's size and digest once its last chunk is published.
-/// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count.
+/// Records a file's size and digest once its last chunk is published, and
+/// what its last chunk costs Redis (the others fill their slots).
+/// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count, cost of
+/// the last chunk.
 /// Returns 1 when recorded (now or by an earlier attempt), 0 when the
 /// upload was abandoned, -1 when Redis lost the record or some of its
 /// publications (see [`RESERVE`]).
@@ -628,8 +649,10 @@ if state == 'sent' or state == 'done' then return 1 end
 if not state then return -1 end
 if state ~= 'uploading' then return 0 end
 if tonumber(redis.call('HGET', f, 'published') or '0') < tonumber(ARGV[5]) then return -1 end
-redis.call('HSET', f, 'size', ARGV[3], 'digest', ARGV[4], 'state', 'sent', 'published', ARGV[5])
+redis.call('HSET', f, 'size', ARGV[3], 'digest', ARGV[4], 'state', 'sent', 'published', ARGV[5], 'tail', ARGV[6])
 account(meta, f)
+redis.call('HINCRBY', meta, 'original', ARGV[3])
+redis.call('HINCRBY', meta, 'stored', redis.call('HGET', f, 'stored') or 0)
 redis.call('XADD', f .. ':log', '*', 'end', '1', 'size', ARGV[3], 'digest', ARGV[4], 'n', ARGV[5])
 local name = redis.call('HGET', f, 'name')
 local previous = redis.call('HGET', base .. 'sent', name)
@@ -753,8 +776,7 @@ for _, fid in ipairs(redis.call('ZRANGE', base .. 'active', 0, -1)) do
   -- itself (less than a chunk held by all others): it is larger than the
   -- budget and can only stream through. Any other file fits, and waiting
   -- for its receivers to finish it frees room without losing a byte.
-  local alone = held - tonumber(redis.call('HGET', f, 'acct') or '0')
-    < tonumber(redis.call('HGET', f, 'chunk') or '0')
+  local alone = held - tonumber(redis.call('HGET', f, 'acct') or '0') < (chunk_cost(f) or 0)
   if redis.call('HGET', f, 'state') ~= 'uploading' or not alone then freed = -1 end
   local published = tonumber(redis.call('HGET', f, 'published') or '0')
   local low = nil

@@ -22,8 +22,9 @@ use crate::error::{Error, Result};
 use crate::files::incoming::{AbortOnDrop, IncomingFile, Ticket};
 use crate::files::names;
 use crate::files::source::{Failure, FileSource};
-use crate::redis::{BLOCK, Redis};
+use crate::redis::{BLOCK, Redis, memory};
 use crate::transfer::channel::{Channel, Meta};
+use crate::transfer::chunk;
 use crate::transfer::lease::Lease;
 use crate::transfer::protocol::{self, Audience, Keys};
 
@@ -762,13 +763,13 @@ impl Receiver {
             self.parked += 1;
             return Ok(None);
         }
-        let chunk_size: u64 = field("chunk")
+        let slot: u64 = field("chunk")
             .and_then(|c| std::str::from_utf8(c).ok())
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        if chunk_size == 0 {
+        if slot < 4096 {
             return self
-                .set_aside(fid, entry, &key, "its record has no chunk size".into())
+                .set_aside(fid, entry, &key, "its record has no valid chunk slot".into())
                 .await;
         }
         let origin = field("origin")
@@ -801,7 +802,7 @@ impl Receiver {
             receiver: self.options.id.clone(),
             fid,
             name: name.clone(),
-            chunk_size,
+            slot,
             verified: verified.clone(),
             gone: gone.clone(),
         };
@@ -882,11 +883,40 @@ struct Fetch {
     receiver: String,
     fid: u64,
     name: String,
-    chunk_size: u64,
+    /// The allocation of each chunk, which bounds its size.
+    slot: u64,
     verified: Arc<AtomicBool>,
     /// Set when chunks are gone from Redis (or stay damaged): the file is
     /// then asked for again instead of counting as a failure.
     gone: Arc<AtomicBool>,
+}
+
+/// A chunk as read from Redis.
+enum Fetched {
+    /// Its original bytes: it matched its digest.
+    Decoded(Vec<Bytes>),
+    /// Not checked yet: its digest was not known, or did not match.
+    Unchecked(Bytes),
+    /// Not in Redis.
+    Missing,
+}
+
+/// Restores a chunk's original bytes, refusing one larger than its slot.
+fn decode_chunk(data: &Bytes, slot: u64) -> std::result::Result<Vec<Bytes>, String> {
+    if data.len() as u64 > memory::capacity_of(slot) {
+        return Err(format!(
+            "a chunk of {} bytes is larger than its slot",
+            data.len()
+        ));
+    }
+    chunk::decode(data, slot)
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::io("decoding a chunk", std::io::Error::other(e)))?
 }
 
 /// What the upload log says so far.
@@ -947,23 +977,25 @@ impl Fetch {
                 }
                 continue;
             };
-            let data = match data? {
-                (Some(data), true) => data,
-                (Some(data), false) => self.checked(consumed, data, &progress).await?,
-                (None, _) => return Err(self.missing(consumed).await),
+            let pieces = match data? {
+                Fetched::Decoded(pieces) => pieces,
+                Fetched::Unchecked(data) => {
+                    let data = self.checked(consumed, data, &progress).await?;
+                    self.decode(data).await?
+                }
+                Fetched::Missing => return Err(self.missing(consumed).await),
             };
-            if (data.len() as u64) > self.chunk_size || (data.is_empty() && self.chunk_size > 0) {
-                return Err(self.corrupt(format!("chunk {consumed} has {} bytes", data.len())));
-            }
-            hasher.update(&data);
-            received += data.len() as u64;
             consumed += 1;
             if consumed.is_multiple_of(REPORT_EVERY) {
                 self.report(consumed, false).await?;
                 reported = consumed;
             }
-            if out.send(Ok(data)).await.is_err() {
-                return Ok(()); // the reader went away; nothing to verify for
+            for piece in pieces {
+                hasher.update(&piece);
+                received += piece.len() as u64;
+                if out.send(Ok(piece)).await.is_err() {
+                    return Ok(()); // the reader went away; nothing to verify for
+                }
             }
         }
         let (size, digest) = progress.end.clone().unwrap_or_default();
@@ -1056,29 +1088,41 @@ impl Fetch {
         }
     }
 
-    /// Reads a chunk and checks it against `expected` on the blocking pool,
-    /// beside the task hashing the whole file. `false`: no match (yet).
+    /// Reads a chunk, and when it matches `expected` decodes it, both on
+    /// the blocking pool beside the task hashing the whole file.
     fn get_checked_chunk(
         &self,
         index: u64,
         expected: Option<blake3::Hash>,
-    ) -> impl Future<Output = Result<(Option<Bytes>, bool)>> + use<> {
+    ) -> impl Future<Output = Result<Fetched>> + use<> {
         let read = self.get_chunk(index);
+        let (slot, name) = (self.slot, self.name.clone());
         async move {
             let Some(data) = read.await? else {
-                return Ok((None, false));
+                return Ok(Fetched::Missing);
             };
             let Some(expected) = expected else {
-                return Ok((Some(data), false));
+                return Ok(Fetched::Unchecked(data));
             };
-            let (data, matches) = tokio::task::spawn_blocking(move || {
-                let matches = blake3::hash(&data) == expected;
-                (data, matches)
+            blocking(move || {
+                if blake3::hash(&data) != expected {
+                    return Ok(Fetched::Unchecked(data));
+                }
+                decode_chunk(&data, slot)
+                    .map(Fetched::Decoded)
+                    .map_err(|reason| Error::Corrupt { name, reason })
             })
             .await
-            .map_err(|e| Error::io("checking a chunk", std::io::Error::other(e)))?;
-            Ok((Some(data), matches))
         }
+    }
+
+    /// Restores a checked chunk's original bytes on the blocking pool.
+    async fn decode(&self, data: Bytes) -> Result<Vec<Bytes>> {
+        let (slot, name) = (self.slot, self.name.clone());
+        blocking(move || {
+            decode_chunk(&data, slot).map_err(|reason| Error::Corrupt { name, reason })
+        })
+        .await
     }
 
     fn get_chunk(&self, index: u64) -> impl Future<Output = Result<Option<Bytes>>> + use<> {

@@ -7,21 +7,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use std::io::Read;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::files::incoming::AbortOnDrop;
 use crate::files::names;
 use crate::files::progress::Progress;
+use crate::redis::memory;
 use crate::redis::shards::Shards;
 use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::Channel;
+use crate::transfer::chunk::Packed;
+use crate::transfer::codec::{Codec, Compression};
+use crate::transfer::encoder::{self, Encoded, Layout, Snapshot};
 use crate::transfer::lease::Lease;
 use crate::transfer::protocol::{self, Audience, Keys};
 use crate::transfer::status::{self, ParkedFile};
@@ -47,8 +49,10 @@ pub struct SendOptions {
     pub audience: Audience,
     /// Most bytes of file data the channel may hold in Redis.
     pub limit: u64,
-    /// Bytes per chunk key.
+    /// Redis memory per chunk key; rounded down to an allocator size class.
     pub chunk_size: u64,
+    /// What is done to data before it goes into Redis.
+    pub compress: Compression,
     /// Work with a Redis whose `maxmemory-policy` may evict our keys
     /// (`allkeys-*`), which can lose files in flight.
     pub allow_eviction: bool,
@@ -63,6 +67,7 @@ impl SendOptions {
             audience,
             limit: DEFAULT_LIMIT,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            compress: Compression::Auto,
             allow_eviction: false,
         }
     }
@@ -74,8 +79,12 @@ struct Announced {
     state: AnnounceState,
     /// Chunks an earlier run already published.
     published: u64,
-    /// The chunk size the file was begun with, which a resume must keep.
-    chunk_size: u64,
+    /// Original bytes those chunks hold.
+    offset: u64,
+    /// Bytes those chunks take in Redis.
+    stored: u64,
+    /// The chunk slot the file was begun with, which a resume keeps.
+    slot: u64,
 }
 
 /// What `ANNOUNCE` found.
@@ -324,34 +333,38 @@ impl Sender {
             AnnounceState::Busy => return Ok(None),
             AnnounceState::Upload => {}
         }
-        let prefix = announced.published * announced.chunk_size;
+        let prefix = announced.offset;
+        let compression = self.options.compress;
+        let owned_name = name.to_owned();
         // Rebuild the digest of what an earlier run uploaded; reading goes on from there.
-        let (file, hasher, size) = tokio::task::spawn_blocking(move || {
+        let (file, hasher, codec) = tokio::task::spawn_blocking(move || {
             let mut hasher = blake3::Hasher::new();
             let mut file = file;
+            let codec = encoder::codec_for_file(compression, &file, &owned_name)?;
             hasher.update_reader((&mut file).take(prefix))?;
-            let size = hasher.count();
-            std::io::Result::Ok((file, hasher, size))
+            std::io::Result::Ok((file, hasher, codec))
         })
         .await
         .map_err(|e| Error::io(path, std::io::Error::other(e)))?
         .map_err(|e| Error::io(path, e))?;
-        if size > 0 {
+        if prefix > 0 {
             tracing::info!(
                 "{name}: resuming after {} uploaded by an earlier run",
-                bytesize::ByteSize(size)
+                bytesize::ByteSize(prefix)
             );
-            self.report_progress(size);
+            self.report_progress(prefix);
         }
-        let (chunks, incoming) = mpsc::channel(2);
-        let chunk_size = announced.chunk_size;
-        let expected = Snapshot::of(&metadata);
-        let owned_path = path.to_owned();
-        let reading = AbortOnDrop(tokio::task::spawn_blocking(move || {
-            read_file_chunks(file, &owned_path, size, expected, chunk_size, chunks)
-        }));
+        let layout = self.layout(&announced, codec);
+        let (incoming, reading) = encoder::encode_file(
+            file,
+            path,
+            prefix,
+            hasher,
+            Snapshot::of(&metadata),
+            layout,
+        );
         let uploaded = self
-            .upload(&announced, name, incoming, hasher, size)
+            .upload(&announced, name, incoming)
             .await
             .map_err(|e| match e {
                 Error::Io { source, .. } => match source.downcast::<Error>() {
@@ -391,14 +404,19 @@ impl Sender {
             .expect("sources")
             .insert(name.to_owned(), Source::Stream);
         let announced = self.announce(name, "stream", false, None).await?;
-        let (chunks, incoming) = mpsc::channel(2);
-        let _reading = AbortOnDrop(tokio::spawn(read_chunks(
-            reader,
-            announced.chunk_size,
-            chunks,
-        )));
-        self.upload(&announced, name, incoming, blake3::Hasher::new(), 0)
-            .await
+        let layout = self.layout(&announced, Codec::Raw);
+        let (incoming, _reading) =
+            encoder::encode_stream(reader, self.options.compress, layout);
+        self.upload(&announced, name, incoming).await
+    }
+
+    /// How chunks of an announced file are laid out.
+    fn layout(&self, announced: &Announced, codec: Codec) -> Layout {
+        Layout {
+            slot: announced.slot,
+            capacity: memory::capacity_of(announced.slot),
+            codec,
+        }
     }
 
     /// Sets the end-of-input mark: receivers that are not following the
@@ -635,12 +653,20 @@ impl Sender {
             name.to_owned(),
             identity.to_owned(),
             if resumable { "1" } else { "0" }.to_owned(),
-            self.options.chunk_size.to_string(),
+            memory::slot_for(self.options.chunk_size).to_string(),
             needed.to_string(),
         ];
         args.extend(again_args);
         args.push((self.highest_fid.load(Ordering::Acquire) + 1).to_string());
-        let (fid, state, published, chunk_size, requests): (String, String, u64, u64, u64) = self
+        let (fid, state, published, slot, offset, stored, requests): (
+            String,
+            String,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+        ) = self
             .channel
             .run("announcing a file", &protocol::ANNOUNCE, &args)
             .await?;
@@ -658,39 +684,43 @@ impl Sender {
                 _ => AnnounceState::Upload,
             },
             published,
-            chunk_size,
+            offset,
+            stored,
+            slot,
         })
     }
 
-    /// Uploads the rest of a file from chunk `next` on, then records its size
-    /// and digest. `hasher` and `size` cover the chunks before `next`.
+    /// Uploads the rest of a file from chunk `next` on, as `incoming`
+    /// yields its chunks, then records its size and digest.
     ///
-    /// Chunks come from a reading task, so a chunk is written and published
-    /// as soon as it is complete, even while the input is slow to yield the
-    /// next one (a pipe, a growing log).
+    /// Chunks come from the encoding tasks, so a chunk is written and
+    /// published as soon as it is complete, even while the input is slow
+    /// to yield the next one (a pipe, a growing log).
     async fn upload(
         &self,
         announced: &Announced,
         name: &str,
-        mut incoming: mpsc::Receiver<std::io::Result<(Bytes, blake3::Hash)>>,
-        mut hasher: blake3::Hasher,
-        mut size: u64,
+        mut incoming: mpsc::Receiver<std::io::Result<Encoded>>,
     ) -> Result<u64> {
         let fid = announced.fid;
         let mut next = announced.published;
         let mut reserved = 0;
         let mut published = next;
-        let mut written = next;
         let mut in_flight = FuturesOrdered::new();
         let mut last_event = "0-0".to_owned();
-        let mut end_of_input = false;
-        // Digests of chunks read but not yet published, oldest first: each
-        // is published with its chunk, so receivers check every chunk
+        let mut end = None;
+        // Chunks written but not yet published, oldest first: each is
+        // published with its digest, so receivers check every chunk
         // before a byte of it reaches their output.
-        let mut chunk_digests: std::collections::VecDeque<blake3::Hash> =
-            std::collections::VecDeque::new();
+        let mut written: Vec<Written> = Vec::new();
+        let mut totals = Totals {
+            original: announced.offset,
+            stored: announced.stored,
+            // Until a chunk is published here: a full one, the most it costs.
+            last_cost: announced.slot + memory::KEY_COST,
+        };
         loop {
-            if !end_of_input && next >= reserved {
+            if end.is_none() && next >= reserved {
                 let (granted, event): (i64, String) = self
                     .channel
                     .run(
@@ -719,9 +749,9 @@ impl Sender {
                 reserved = granted as u64;
             }
             let may_read =
-                !end_of_input && next < reserved && (in_flight.len() as u64) < PIPELINE_DEPTH;
+                end.is_none() && next < reserved && (in_flight.len() as u64) < PIPELINE_DEPTH;
             if in_flight.is_empty() && !may_read {
-                if end_of_input {
+                if end.is_some() {
                     break;
                 }
                 tracing::debug!(
@@ -735,35 +765,33 @@ impl Sender {
             }
             tokio::select! {
                 done = in_flight.next(), if !in_flight.is_empty() => {
-                    let mut bytes = done.expect("in flight")?;
-                    written += 1;
+                    written.push(done.expect("in flight")?);
                     // Publish every write that is already complete in one step.
                     while let Some(Some(done)) = in_flight.next().now_or_never() {
-                        bytes += done?;
-                        written += 1;
+                        written.push(done?);
                     }
-                    let digests: String = chunk_digests
-                        .drain(..(written - published) as usize)
-                        .map(|digest| digest.to_hex().to_string())
+                    let bytes = totals.add(&written);
+                    let digests: String = written
+                        .drain(..)
+                        .map(|chunk| chunk.digest.to_hex().to_string())
                         .collect();
-                    self.publish(fid, published, written, &digests).await?;
-                    published = written;
+                    let count = published + digests.len() as u64 / 64;
+                    self.publish(fid, published, count, &digests, &totals).await?;
+                    published = count;
                     self.report_progress(bytes);
                 }
                 chunk = incoming.recv(), if may_read => match chunk {
-                    Some(Ok((data, digest))) => {
-                        hasher.update(&data);
-                        chunk_digests.push_back(digest);
-                        size += data.len() as u64;
-                        in_flight.push_back(self.write_chunk(fid, next, data));
+                    Some(Ok(Encoded::Chunk(packed))) => {
+                        in_flight.push_back(self.write_chunk(fid, next, packed));
                         next += 1;
                     }
+                    Some(Ok(Encoded::End { size, digest })) => end = Some((size, digest)),
                     Some(Err(error)) => return Err(Error::io(name, error)),
-                    None => end_of_input = true,
+                    None => return Err(Error::io(name, std::io::Error::other("reading stopped"))),
                 },
             }
         }
-        let digest = hasher.finalize().to_hex().to_string();
+        let (size, digest) = end.expect("the loop ends at the end of input");
         let recorded: i64 = self
             .channel
             .run(
@@ -772,8 +800,9 @@ impl Sender {
                 &[
                     fid.to_string(),
                     size.to_string(),
-                    digest,
+                    digest.to_hex().to_string(),
                     published.to_string(),
+                    totals.last_cost.to_string(),
                 ],
             )
             .await?;
@@ -790,13 +819,24 @@ impl Sender {
                         .into(),
             });
         }
-        tracing::debug!("{name}: sent {}", bytesize::ByteSize(size));
+        tracing::debug!(
+            "{name}: sent {} as {}",
+            bytesize::ByteSize(size),
+            bytesize::ByteSize(totals.stored)
+        );
         Ok(size)
     }
 
     /// Publishes chunks `from..count`, whose BLAKE3 digests `digests`
-    /// holds as concatenated hex.
-    async fn publish(&self, fid: u64, from: u64, count: u64, digests: &str) -> Result<()> {
+    /// holds as concatenated hex; `totals` covers chunks `0..count`.
+    async fn publish(
+        &self,
+        fid: u64,
+        from: u64,
+        count: u64,
+        digests: &str,
+        totals: &Totals,
+    ) -> Result<()> {
         self.channel
             .run::<i64>(
                 "publishing chunks",
@@ -806,31 +846,45 @@ impl Sender {
                     from.to_string(),
                     count.to_string(),
                     digests.to_owned(),
+                    totals.original.to_string(),
+                    totals.stored.to_string(),
                 ],
             )
             .await?;
         Ok(())
     }
 
+    /// Writes one chunk, hashing it meanwhile on the blocking pool.
     fn write_chunk(
         &self,
         fid: u64,
         index: u64,
-        data: Bytes,
-    ) -> impl Future<Output = Result<u64>> + use<> {
+        packed: Packed,
+    ) -> impl Future<Output = Result<Written>> + use<> {
         let redis = self.channel.redis.clone();
         let key = self.channel.keys.chunk(fid, index);
         let shards = self.shards.clone();
         async move {
+            let data = packed.data;
+            let hashing = tokio::task::spawn_blocking({
+                let data = data.clone();
+                move || blake3::hash(&data)
+            });
             if let Some(shards) = shards {
                 shards.wait_for_room(&key).await?;
             }
-            let len = data.len() as u64;
             // The data's one copy: into the command, which every attempt sends.
             let mut command = redis::cmd("SET");
             command.arg(key).arg(data.as_ref());
             redis.query::<()>("writing a chunk", &command).await?;
-            Ok(len)
+            let digest = hashing
+                .await
+                .map_err(|e| Error::io("hashing a chunk", std::io::Error::other(e)))?;
+            Ok(Written {
+                original: packed.original,
+                stored: data.len() as u64,
+                digest,
+            })
         }
     }
 
@@ -914,114 +968,32 @@ async fn create_channel(channel: &Channel, options: &SendOptions, limit: u64) ->
     Ok(())
 }
 
-/// Reads a file in chunks on a blocking thread: plain reads straight into
-/// each chunk's buffer, without the extra copy `tokio::fs` makes, each
-/// with its digest (computed here, beside the uploading task).
-fn read_file_chunks(
-    file: std::fs::File,
-    path: &Path,
-    offset: u64,
-    expected: Snapshot,
-    size: u64,
-    out: mpsc::Sender<std::io::Result<(Bytes, blake3::Hash)>>,
-) {
-    let mut file = file;
-    let mut total = offset;
-    loop {
-        let mut buffer = Vec::with_capacity(size as usize);
-        if let Err(error) = (&mut file).take(size).read_to_end(&mut buffer) {
-            let _ = out.blocking_send(Err(error));
-            return;
-        }
-        total += buffer.len() as u64;
-        let last = (buffer.len() as u64) < size;
-        if last && let Some(reason) = expected.changed(&file, total) {
-            // Before the last chunk goes out: a file cut short or grown
-            // while read must not be finished as if it were whole.
-            let error = Error::SourceChanged {
-                path: path.to_owned(),
-                reason,
-            };
-            let _ = out.blocking_send(Err(std::io::Error::other(error)));
-            return;
-        }
-        let digest = blake3::hash(&buffer);
-        if !buffer.is_empty()
-            && out
-                .blocking_send(Ok((Bytes::from(buffer), digest)))
-                .is_err()
-        {
-            return;
-        }
-        if last {
-            return;
-        }
-    }
+/// A chunk that is in Redis, not yet published.
+struct Written {
+    original: u64,
+    stored: u64,
+    digest: blake3::Hash,
 }
 
-/// What a file looked like when it was opened, to tell whether it changed
-/// while it was read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Snapshot {
-    len: u64,
-    modified: Option<SystemTime>,
+/// What the chunks of one upload hold and cost so far.
+struct Totals {
+    /// Original bytes up to the last chunk published.
+    original: u64,
+    /// Bytes those chunks take.
+    stored: u64,
+    /// What the last chunk costs Redis.
+    last_cost: u64,
 }
 
-impl Snapshot {
-    fn of(metadata: &std::fs::Metadata) -> Self {
-        Snapshot {
-            len: metadata.len(),
-            modified: metadata.modified().ok(),
+impl Totals {
+    /// Counts chunks about to be published; returns their original bytes.
+    fn add(&mut self, chunks: &[Written]) -> u64 {
+        let bytes = chunks.iter().map(|c| c.original).sum();
+        self.original += bytes;
+        self.stored += chunks.iter().map(|c| c.stored).sum::<u64>();
+        if let Some(last) = chunks.last() {
+            self.last_cost = memory::chunk_cost(last.stored);
         }
-    }
-
-    /// Why `file`, read to its end after `read` bytes, is no longer the
-    /// file that was opened, if it is not.
-    fn changed(&self, file: &std::fs::File, read: u64) -> Option<String> {
-        let now = match file.metadata() {
-            Ok(metadata) => Snapshot::of(&metadata),
-            Err(error) => return Some(format!("it could not be checked ({error})")),
-        };
-        if read != self.len || now.len != self.len {
-            Some(format!(
-                "its size changed from {} to {} bytes ({read} read)",
-                self.len, now.len
-            ))
-        } else if now.modified != self.modified {
-            Some("it was modified".to_owned())
-        } else {
-            None
-        }
-    }
-}
-
-/// Reads `reader` in chunks of `size` bytes (the last may be shorter) and
-/// passes them on with their digests; ends the channel at end of input.
-async fn read_chunks<R: AsyncRead + Unpin>(
-    mut reader: R,
-    size: u64,
-    out: mpsc::Sender<std::io::Result<(Bytes, blake3::Hash)>>,
-) {
-    loop {
-        let mut buffer = BytesMut::with_capacity(size as usize);
-        while (buffer.len() as u64) < size {
-            let room = size as usize - buffer.len();
-            match reader.read_buf(&mut (&mut buffer).limit(room)).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) => {
-                    let _ = out.send(Err(error)).await;
-                    return;
-                }
-            }
-        }
-        let last = (buffer.len() as u64) < size;
-        let digest = blake3::hash(&buffer);
-        if !buffer.is_empty() && out.send(Ok((buffer.freeze(), digest))).await.is_err() {
-            return;
-        }
-        if last {
-            return;
-        }
+        bytes
     }
 }

@@ -1,0 +1,353 @@
+//! The chunk format: what one chunk key holds, how a sender packs blocks
+//! into it, and how a receiver restores the original bytes.
+//!
+//! A chunk is a sequence of blocks, each decodable on its own:
+//!
+//! ```text
+//! codec (1 byte) | original length (u32 LE) | stored length (u32 LE) | stored bytes
+//! ```
+//!
+//! Codec 0 is raw, 1 an lz4 block, 2 a zstd frame. A compressed block
+//! restores to at most [`BLOCK`] bytes; a chunk to at most
+//! [`max_original`]. Chunks are packed up to the capacity of their
+//! allocator size class (see [`crate::redis::memory`]), so every chunk but
+//! a file's last costs Redis exactly its slot. Each chunk's BLAKE3 digest,
+//! published with it, covers its stored bytes, so a receiver checks what it
+//! read before decoding any of it; the file's digest covers the original
+//! bytes.
+
+use bytes::Bytes;
+
+use crate::transfer::codec::{self, Codec};
+
+/// Bytes of a block's header.
+pub(crate) const HEADER: usize = 9;
+/// Original bytes per compressed block: large enough for zstd and lz4 to
+/// compress well, small enough to spread over cores and pack tightly.
+pub(crate) const BLOCK: usize = 256 << 10;
+/// Most original bytes a chunk of compressed blocks restores to, which
+/// bounds a receiver's memory.
+const MAX_ORIGINAL: u64 = 8 << 20;
+/// Room below which a chunk is closed instead of splitting a compressed
+/// block that does not fit into raw bytes.
+const MIN_SPLIT: usize = 64 << 10;
+
+/// The most original bytes a chunk with a `slot`-byte allocation may
+/// restore to.
+pub(crate) fn max_original(slot: u64) -> u64 {
+    MAX_ORIGINAL.max(slot)
+}
+
+/// A buffer for `len` original bytes, with room for the header in front.
+pub(crate) fn block_buffer(len: usize) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(HEADER + len);
+    buffer.resize(HEADER, 0);
+    buffer
+}
+
+/// One block, framed and ready to pack.
+pub(crate) struct Block {
+    /// Header and stored bytes.
+    frame: Vec<u8>,
+    /// The original bytes behind their header room, kept for a compressed
+    /// block so it can be split as raw bytes at the end of a chunk.
+    original: Option<Vec<u8>>,
+    /// Original length.
+    len: usize,
+}
+
+impl Block {
+    /// Frames the original bytes in `buffer` (after [`HEADER`] bytes of
+    /// room, see [`block_buffer`]), compressed with `codec` when that makes
+    /// them smaller. Returns the block and whether it was compressed.
+    pub(crate) fn encode(codec: Codec, buffer: Vec<u8>) -> (Block, bool) {
+        let len = buffer.len() - HEADER;
+        if codec != Codec::Raw {
+            let mut frame = Vec::with_capacity(HEADER + len / 4);
+            frame.resize(HEADER, 0);
+            if codec::compress(codec, &buffer[HEADER..], &mut frame) {
+                write_header(&mut frame, codec, len);
+                let block = Block {
+                    frame,
+                    original: Some(buffer),
+                    len,
+                };
+                return (block, true);
+            }
+        }
+        (Block::raw(buffer), false)
+    }
+
+    fn raw(mut buffer: Vec<u8>) -> Block {
+        let len = buffer.len() - HEADER;
+        write_header(&mut buffer, Codec::Raw, len);
+        Block {
+            frame: buffer,
+            original: None,
+            len,
+        }
+    }
+
+    /// The original bytes.
+    fn original(&self) -> &[u8] {
+        &self.original.as_ref().unwrap_or(&self.frame)[HEADER..]
+    }
+}
+
+fn write_header(frame: &mut [u8], codec: Codec, original: usize) {
+    let stored = frame.len() - HEADER;
+    frame[0] = codec as u8;
+    frame[1..5].copy_from_slice(&(original as u32).to_le_bytes());
+    frame[5..9].copy_from_slice(&(stored as u32).to_le_bytes());
+}
+
+/// A chunk ready to be written.
+pub(crate) struct Packed {
+    pub(crate) data: Bytes,
+    /// Original bytes it restores to.
+    pub(crate) original: u64,
+}
+
+/// Packs blocks, in order, into chunks of at most `capacity` bytes.
+pub(crate) struct Packer {
+    capacity: usize,
+    max_original: u64,
+    chunk: Vec<u8>,
+    original: u64,
+}
+
+impl Packer {
+    /// A packer for chunks in `slot`-byte allocations holding up to
+    /// `capacity` bytes each.
+    pub(crate) fn new(slot: u64, capacity: u64) -> Self {
+        Packer {
+            capacity: capacity as usize,
+            max_original: max_original(slot),
+            chunk: Vec::new(),
+            original: 0,
+        }
+    }
+
+    /// Original bytes of a raw block that exactly fills a chunk.
+    pub(crate) fn raw_block_len(&self) -> usize {
+        self.capacity - HEADER
+    }
+
+    /// Original bytes of a block to compress (no more than a raw one).
+    pub(crate) fn block_len(&self) -> usize {
+        BLOCK.min(self.raw_block_len())
+    }
+
+    /// Adds the next block, moving the chunks it completes to `done`.
+    pub(crate) fn push(&mut self, mut block: Block, done: &mut Vec<Packed>) {
+        loop {
+            let room = self.capacity - self.chunk.len();
+            let fits = block.frame.len() <= room
+                && self.original + block.len as u64 <= self.max_original;
+            if fits {
+                if self.chunk.is_empty() && block.frame.len() + HEADER >= room {
+                    self.chunk = block.frame; // fills the chunk: no copy
+                } else {
+                    self.chunk.reserve_exact(self.capacity - self.chunk.len());
+                    self.chunk.extend_from_slice(&block.frame);
+                }
+                self.original += block.len as u64;
+                if self.capacity - self.chunk.len() <= HEADER {
+                    done.extend(self.take());
+                }
+                return;
+            }
+            let at_limit = self.original + (MIN_SPLIT as u64) > self.max_original;
+            if room < MIN_SPLIT || at_limit {
+                done.extend(self.take());
+                continue;
+            }
+            // Fill the chunk with raw bytes from the block's start; the rest
+            // opens the next chunk, raw (compressing it again is not worth it).
+            let split = room - HEADER;
+            let mut head = block_buffer(split);
+            head.extend_from_slice(&block.original()[..split]);
+            let mut tail = block_buffer(block.len - split);
+            tail.extend_from_slice(&block.original()[split..]);
+            let head = Block::raw(head);
+            self.chunk.reserve_exact(room);
+            self.chunk.extend_from_slice(&head.frame);
+            self.original += split as u64;
+            done.extend(self.take());
+            block = Block::raw(tail);
+        }
+    }
+
+    /// The last, partly filled chunk, if any.
+    pub(crate) fn take(&mut self) -> Option<Packed> {
+        if self.chunk.is_empty() {
+            return None;
+        }
+        let original = std::mem::take(&mut self.original);
+        Some(Packed {
+            data: Bytes::from(std::mem::take(&mut self.chunk)),
+            original,
+        })
+    }
+}
+
+/// Restores the original bytes of a chunk from a `slot`-byte allocation,
+/// block by block.
+///
+/// # Errors
+///
+/// A description of the first thing wrong with it: chunks are checked
+/// against their digest first, so this means a sender wrote nonsense.
+pub(crate) fn decode(chunk: &Bytes, slot: u64) -> Result<Vec<Bytes>, String> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    let mut total = 0u64;
+    while at < chunk.len() {
+        let header = chunk
+            .get(at..at + HEADER)
+            .ok_or_else(|| format!("a block header is cut short at byte {at}"))?;
+        let codec = Codec::from_byte(header[0])
+            .ok_or_else(|| format!("unknown codec {} at byte {at}", header[0]))?;
+        let original = u32::from_le_bytes(header[1..5].try_into().expect("4 bytes")) as usize;
+        let stored = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes")) as usize;
+        let start = at + HEADER;
+        let end = start + stored;
+        if end > chunk.len() {
+            return Err(format!("a block at byte {at} runs past the chunk's end"));
+        }
+        total += original as u64;
+        if total > max_original(slot) || (codec != Codec::Raw && original > BLOCK) {
+            return Err(format!("a block at byte {at} restores to too many bytes"));
+        }
+        pieces.push(match codec {
+            Codec::Raw if original == stored => chunk.slice(start..end),
+            Codec::Raw => return Err(format!("a raw block at byte {at} has two lengths")),
+            _ => Bytes::from(codec::decompress(codec, &chunk[start..end], original)?),
+        });
+        at = end;
+    }
+    if pieces.is_empty() {
+        return Err("the chunk is empty".into());
+    }
+    Ok(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLOT: u64 = 1 << 20;
+    const CAPACITY: u64 = SLOT - 16;
+
+    fn block(codec: Codec, data: &[u8]) -> Block {
+        let mut buffer = block_buffer(data.len());
+        buffer.extend_from_slice(data);
+        Block::encode(codec, buffer).0
+    }
+
+    fn pack(blocks: Vec<Block>) -> Vec<Packed> {
+        let mut packer = Packer::new(SLOT, CAPACITY);
+        let mut done = Vec::new();
+        for block in blocks {
+            packer.push(block, &mut done);
+        }
+        done.extend(packer.take());
+        done
+    }
+
+    fn restore(chunks: &[Packed]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            assert!(chunk.data.len() as u64 <= CAPACITY);
+            let pieces = decode(&chunk.data, SLOT).unwrap();
+            let len: usize = pieces.iter().map(Bytes::len).sum();
+            assert_eq!(len as u64, chunk.original);
+            pieces.iter().for_each(|p| out.extend_from_slice(p));
+        }
+        out
+    }
+
+    fn log(bytes: usize, seed: u64) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut out = Vec::with_capacity(bytes + 100);
+        while out.len() < bytes {
+            out.extend_from_slice(
+                format!(
+                    "{}.{}.{}.{} - - [01/Nov/2026:00:00:01 +0000] \"GET /{} HTTP/1.1\" 200 {}\n",
+                    rng.u8(..),
+                    rng.u8(..),
+                    rng.u8(..),
+                    rng.u8(..),
+                    rng.u32(..100),
+                    rng.u32(..60000)
+                )
+                .as_bytes(),
+            );
+        }
+        out.truncate(bytes);
+        out
+    }
+
+    #[test]
+    fn compressed_blocks_fill_chunks_and_restore_exactly() {
+        let data = log(12 << 20, 1);
+        let blocks = data.chunks(BLOCK).map(|b| block(Codec::Zstd, b)).collect();
+        let chunks = pack(blocks);
+        assert_eq!(restore(&chunks), data);
+        for chunk in &chunks[..chunks.len() - 1] {
+            // Full up to less than a block, or at the limit of original bytes.
+            assert!(
+                chunk.data.len() as u64 > CAPACITY * 7 / 8 || chunk.original > MAX_ORIGINAL - BLOCK as u64,
+                "{} bytes for {}",
+                chunk.data.len(),
+                chunk.original
+            );
+        }
+    }
+
+    #[test]
+    fn raw_blocks_of_a_chunks_capacity_are_chunks_as_they_are() {
+        let data = log(3 << 20, 2);
+        let raw = (CAPACITY as usize) - HEADER;
+        let chunks = pack(data.chunks(raw).map(|b| block(Codec::Raw, b)).collect());
+        assert_eq!(chunks.len(), 4);
+        assert!(chunks[..3].iter().all(|c| c.data.len() as u64 == CAPACITY));
+        assert_eq!(restore(&chunks), data);
+    }
+
+    #[test]
+    fn blocks_that_do_not_fit_are_split_into_raw_bytes() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        // Compresses a little: every other byte random.
+        let data: Vec<u8> = (0..5 << 20)
+            .map(|i| if i % 2 == 0 { rng.u8(..) } else { b'a' })
+            .collect();
+        let blocks: Vec<Block> = data.chunks(BLOCK).map(|b| block(Codec::Zstd, b)).collect();
+        assert!(blocks.iter().all(|b| b.original.is_some()), "all compressed");
+        let chunks = pack(blocks);
+        for chunk in &chunks[..chunks.len() - 1] {
+            assert!(chunk.data.len() as u64 > CAPACITY - MIN_SPLIT as u64);
+        }
+        assert_eq!(restore(&chunks), data);
+    }
+
+    #[test]
+    fn damaged_chunks_are_refused_with_a_reason() {
+        let data = log(BLOCK, 4);
+        let good = pack(vec![block(Codec::Lz4, &data)]).remove(0).data;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![], "empty"),
+            (good[..5].to_vec(), "cut short"),
+            ([&[9u8][..], &good[1..]].concat(), "unknown codec"),
+            (good[..good.len() - 1].to_vec(), "past the chunk's end"),
+            ([&good[..], &[0, 1, 0, 0, 0, 2, 0, 0, 0, 7, 7][..]].concat(), "two lengths"),
+        ];
+        for (chunk, expected) in cases {
+            let error = decode(&Bytes::from(chunk), SLOT).unwrap_err();
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+        }
+        let mut huge = good.to_vec();
+        huge[1..5].copy_from_slice(&(BLOCK as u32 + 1).to_le_bytes());
+        assert!(decode(&Bytes::from(huge), SLOT).unwrap_err().contains("too many bytes"));
+    }
+}

@@ -1,0 +1,313 @@
+//! Turns a sender's input into chunks: a reader cuts it into blocks and
+//! hashes the original bytes, blocks are compressed on the blocking pool
+//! (several at once on several cores), and a [`Packer`] fills chunks with
+//! them in order. The sender only writes what comes out.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use crate::error::Error;
+use crate::transfer::chunk::{self, Block, Packed, Packer};
+use crate::transfer::codec::{Codec, Compression};
+
+/// Bytes read from a file's start to recognise compressed content.
+const HEAD: usize = 8192;
+/// Blocks in a row that do not shrink after which the rest of a file is
+/// sent raw: it is compressed already (or encrypted), whatever its type.
+const GIVE_UP_AFTER: u32 = 8;
+
+/// What the encoder passes to the uploader.
+pub(crate) enum Encoded {
+    Chunk(Packed),
+    /// The input ended: its size and the digest of all its original bytes.
+    End { size: u64, digest: blake3::Hash },
+}
+
+/// What a reader passes to the encoder.
+enum Input {
+    /// Original bytes after [`chunk::HEADER`] bytes of room.
+    Block(Vec<u8>),
+    End { size: u64, digest: blake3::Hash },
+}
+
+/// How a file is cut and stored.
+#[derive(Clone, Copy)]
+pub(crate) struct Layout {
+    /// The allocation each chunk's value gets in Redis.
+    pub(crate) slot: u64,
+    /// The most bytes a chunk may have to stay in that allocation.
+    pub(crate) capacity: u64,
+    pub(crate) codec: Codec,
+}
+
+impl Layout {
+    /// Original bytes per block read.
+    fn block_len(&self) -> usize {
+        let packer = Packer::new(self.slot, self.capacity);
+        if self.codec == Codec::Raw {
+            packer.raw_block_len()
+        } else {
+            packer.block_len()
+        }
+    }
+}
+
+/// The codec for the file `file` given `compression`, from its first
+/// bytes; says so when the file is compressed already.
+pub(crate) fn codec_for_file(
+    compression: Compression,
+    file: &std::fs::File,
+    name: &str,
+) -> std::io::Result<Codec> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0; HEAD];
+    let len = file.read_at(&mut head, 0)?;
+    let (codec, kind) = compression.codec_for(&head[..len]);
+    if let Some(kind) = kind {
+        tracing::debug!("{name}: {kind} data, sent as it is");
+    }
+    Ok(codec)
+}
+
+/// Encodes `file` from byte `offset` on (`hasher` covers the bytes before
+/// it), checking at the end that it is still the file `expected`
+/// describes. Returns the chunks as they come and the tasks producing
+/// them.
+pub(crate) fn encode_file(
+    file: std::fs::File,
+    path: &Path,
+    offset: u64,
+    hasher: blake3::Hasher,
+    expected: Snapshot,
+    layout: Layout,
+) -> (mpsc::Receiver<std::io::Result<Encoded>>, Tasks) {
+    let (blocks, input) = mpsc::channel(2);
+    let path = path.to_owned();
+    let reading = tokio::task::spawn_blocking(move || {
+        read_file(file, &path, offset, hasher, expected, layout, blocks);
+    });
+    let (out, encoded) = mpsc::channel(2);
+    let encoding = tokio::spawn(encode(input, layout, out));
+    (encoded, Tasks(vec![reading, encoding]))
+}
+
+/// Encodes everything `reader` yields, recognising compressed content from
+/// its first bytes.
+pub(crate) fn encode_stream<R: AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+    compression: Compression,
+    layout: Layout,
+) -> (mpsc::Receiver<std::io::Result<Encoded>>, Tasks) {
+    let (blocks, input) = mpsc::channel(2);
+    let (out, encoded) = mpsc::channel(2);
+    let (settled, layout_rx) = tokio::sync::oneshot::channel();
+    let reading = tokio::spawn(read_stream(reader, compression, layout, blocks, settled));
+    let encoding = tokio::spawn(async move {
+        if let Ok(layout) = layout_rx.await {
+            encode(input, layout, out).await;
+        }
+    });
+    (encoded, Tasks(vec![reading, encoding]))
+}
+
+/// The tasks of one encoding; dropping them stops them.
+pub(crate) struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
+/// Compresses blocks in parallel and packs them in order.
+async fn encode(
+    mut input: mpsc::Receiver<std::io::Result<Input>>,
+    layout: Layout,
+    out: mpsc::Sender<std::io::Result<Encoded>>,
+) {
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut packer = Packer::new(layout.slot, layout.capacity);
+    let mut codec = layout.codec;
+    let mut misses = 0;
+    let mut pending = FuturesOrdered::new();
+    let mut end = None;
+    let mut done = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            encoded = pending.next(), if !pending.is_empty() => {
+                let Some(Ok((block, compressed))) = encoded else { return };
+                if codec != Codec::Raw {
+                    misses = if compressed { 0 } else { misses + 1 };
+                    if misses >= GIVE_UP_AFTER {
+                        codec = Codec::Raw;
+                    }
+                }
+                packer.push(block, &mut done);
+            }
+            next = input.recv(), if end.is_none() && pending.len() < parallel => match next {
+                Some(Ok(Input::Block(buffer))) => {
+                    pending.push_back(tokio::task::spawn_blocking(move || Block::encode(codec, buffer)));
+                }
+                Some(Ok(Input::End { size, digest })) => end = Some(Encoded::End { size, digest }),
+                Some(Err(error)) => {
+                    let _ = out.send(Err(error)).await;
+                    return;
+                }
+                None => return, // the reader was stopped
+            },
+            else => break,
+        }
+        for packed in done.drain(..) {
+            if out.send(Ok(Encoded::Chunk(packed))).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let Some(last) = packer.take() {
+        let _ = out.send(Ok(Encoded::Chunk(last))).await;
+    }
+    if let Some(end) = end {
+        let _ = out.send(Ok(end)).await;
+    }
+}
+
+/// Reads a file in blocks on a blocking thread: plain reads straight into
+/// each block's buffer, hashing as it goes.
+fn read_file(
+    mut file: std::fs::File,
+    path: &Path,
+    offset: u64,
+    mut hasher: blake3::Hasher,
+    expected: Snapshot,
+    layout: Layout,
+    out: mpsc::Sender<std::io::Result<Input>>,
+) {
+    let size = layout.block_len();
+    let mut total = offset;
+    loop {
+        let mut buffer = chunk::block_buffer(size);
+        if let Err(error) = (&mut file).take(size as u64).read_to_end(&mut buffer) {
+            let _ = out.blocking_send(Err(error));
+            return;
+        }
+        let len = buffer.len() - chunk::HEADER;
+        total += len as u64;
+        let last = len < size;
+        if last && let Some(reason) = expected.changed(&file, total) {
+            // Before the last block goes out: a file cut short or grown
+            // while read must not be finished as if it were whole.
+            let error = Error::SourceChanged {
+                path: path.to_owned(),
+                reason,
+            };
+            let _ = out.blocking_send(Err(std::io::Error::other(error)));
+            return;
+        }
+        hasher.update(&buffer[chunk::HEADER..]);
+        if len > 0 && out.blocking_send(Ok(Input::Block(buffer))).is_err() {
+            return;
+        }
+        if last {
+            let digest = hasher.finalize();
+            let _ = out.blocking_send(Ok(Input::End {
+                size: total,
+                digest,
+            }));
+            return;
+        }
+    }
+}
+
+/// Reads a stream in blocks; the first decides the codec (and so the
+/// layout the encoder is told through `settled`).
+async fn read_stream<R: AsyncRead + Unpin>(
+    mut reader: R,
+    compression: Compression,
+    mut layout: Layout,
+    out: mpsc::Sender<std::io::Result<Input>>,
+    settled: tokio::sync::oneshot::Sender<Layout>,
+) {
+    let mut settled = Some(settled);
+    let mut hasher = blake3::Hasher::new();
+    let mut total = 0u64;
+    loop {
+        let size = layout.block_len();
+        let mut buffer = chunk::block_buffer(size);
+        let mut len = 0;
+        while len < size {
+            match (&mut reader)
+                .take((size - len) as u64)
+                .read_to_end(&mut buffer)
+                .await
+            {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(error) => {
+                    let _ = out.send(Err(error)).await;
+                    return;
+                }
+            }
+        }
+        if let Some(settled) = settled.take() {
+            let (codec, kind) = compression.codec_for(&buffer[chunk::HEADER..]);
+            if let Some(kind) = kind {
+                tracing::debug!("the stream is {kind} data, sent as it is");
+            }
+            layout.codec = codec;
+            let _ = settled.send(layout);
+        }
+        hasher.update(&buffer[chunk::HEADER..]);
+        total += len as u64;
+        if len > 0 && out.send(Ok(Input::Block(buffer))).await.is_err() {
+            return;
+        }
+        if len < size {
+            let digest = hasher.finalize();
+            let _ = out.send(Ok(Input::End { size: total, digest })).await;
+            return;
+        }
+    }
+}
+
+/// What a file looked like when it was opened, to tell whether it changed
+/// while it was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Snapshot {
+    pub(crate) fn of(metadata: &std::fs::Metadata) -> Self {
+        Snapshot {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        }
+    }
+
+    /// Why `file`, read to its end after `read` bytes, is no longer the
+    /// file that was opened, if it is not.
+    fn changed(&self, file: &std::fs::File, read: u64) -> Option<String> {
+        let now = match file.metadata() {
+            Ok(metadata) => Snapshot::of(&metadata),
+            Err(error) => return Some(format!("it could not be checked ({error})")),
+        };
+        if read != self.len || now.len != self.len {
+            Some(format!(
+                "its size changed from {} to {} bytes ({read} read)",
+                self.len, now.len
+            ))
+        } else if now.modified != self.modified {
+            Some("it was modified".to_owned())
+        } else {
+            None
+        }
+    }
+}
