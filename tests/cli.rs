@@ -12,6 +12,8 @@ use common::{
     write,
 };
 use redistribute::redis::LocalRedisOptions;
+use redistribute::redis::memory::KEY_COST;
+use redistribute::transfer::sender::raw_chunk_capacity;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -921,8 +923,9 @@ fn a_source_cut_short_while_it_is_sent_is_abandoned_not_delivered_short() {
             .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
             .arg(&source),
     );
+    // Full: no room for one more chunk (16 KiB and its key).
     wait_for_status(&server, "cut", "the sender to fill the budget", |s| {
-        s["bytes_held"].as_u64() == Some(64 << 10)
+        s["bytes_held"].as_u64().unwrap() + 16_384 + KEY_COST > 64 << 10
     });
     std::fs::write(&path, noise(100_000, 4)).unwrap();
     let out = work.path().join("out");
@@ -1117,7 +1120,7 @@ fn malformed_records_are_parked_naming_the_key_and_the_receiver_goes_on() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("rd:{poison}:f:2: its record has no chunk size"),
+        stderr.contains("rd:{poison}:f:2: its record has no valid chunk size"),
         "{stderr}"
     );
     // The healthy files arrived; a restart finds nothing left to fail on.
@@ -1194,14 +1197,15 @@ fn a_tampered_chunk_never_reaches_stdout_is_supplied_again_and_nothing_is_printe
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    let x = noise(5 * 16_384, 8);
+    let per_chunk = raw_chunk_capacity(16_384) as usize;
+    let x = noise(5 * per_chunk, 8);
     write(&source, "x", &x);
     write(&source, "y", b"after the damaged file\n");
     let sender = spawn(
         server
             .command()
             .args(["send", "--channel", "t", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB"])
+            .args(["--chunk-size", "16KiB", "--compress", "none"])
             .arg(&source),
     );
     wait_for_status(&server, "t", "both files uploaded", |s| {
@@ -1232,9 +1236,9 @@ fn a_tampered_chunk_never_reaches_stdout_is_supplied_again_and_nothing_is_printe
     );
     // The verified chunks before the damage, once; the next file; then the
     // rest of the damaged one, from its upload again.
-    let mut expected = x[..2 * 16_384].to_vec();
+    let mut expected = x[..2 * per_chunk].to_vec();
     expected.extend_from_slice(b"after the damaged file\n");
-    expected.extend_from_slice(&x[2 * 16_384..]);
+    expected.extend_from_slice(&x[2 * per_chunk..]);
     assert!(
         received.stdout == expected,
         "{} bytes on stdout",

@@ -7,6 +7,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use redistribute::transfer::sender::raw_chunk_capacity;
+
 use common::{
     Cluster, Running, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait,
     write,
@@ -178,7 +180,7 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
     loop {
         let status = run(cluster.command().args(["status", "--json"]), T);
         let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
-        if status[0]["channel"] == "parked" && status[0]["bytes_held"] == 2 << 20 {
+        if status[0]["channel"] == "parked" && status[0]["bytes_sent"] == 2 << 20 {
             break;
         }
         assert!(
@@ -198,7 +200,12 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
         .collect();
     assert_eq!(bytes.len(), 3, "{status}");
     assert!(bytes.iter().all(|&b| b > 0), "{status}");
-    assert_eq!(bytes.iter().sum::<u64>(), 2 << 20, "{status}");
+    // Chunks hold the data and their block headers.
+    assert_eq!(
+        bytes.iter().sum::<u64>(),
+        status[0]["bytes_stored"].as_u64().unwrap(),
+        "{status}"
+    );
     let text = succeeded_stdout(&run(
         cluster.command().args(["status", "--channel", "parked"]),
         T,
@@ -581,7 +588,8 @@ fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
     let cluster = Cluster::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    write(&source, "spread.bin", &noise(96 * 16_384, 9));
+    let size = 96 * raw_chunk_capacity(16_384);
+    write(&source, "spread.bin", &noise(size as usize, 9));
     // No receiver: the whole backlog stays while we look.
     let mut sender = spawn(
         cluster
@@ -593,7 +601,7 @@ fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
     let deadline = std::time::Instant::now() + T;
     let status = loop {
         let status = channel_status(&cluster, "spread");
-        if status[0]["bytes_held"] == 96 * 16_384 {
+        if status[0]["bytes_sent"] == size {
             break status;
         }
         assert!(
@@ -604,8 +612,11 @@ fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
     };
     sender.kill().unwrap();
     sender.wait().unwrap();
-    for master in status[0]["bytes_per_master"].as_array().unwrap() {
-        let share = master["bytes"].as_f64().unwrap() / (96.0 * 16_384.0);
+    let masters = status[0]["bytes_per_master"].as_array().unwrap();
+    let stored: f64 = masters.iter().map(|m| m["bytes"].as_f64().unwrap()).sum();
+    assert_eq!(stored, 96.0 * 16_372.0, "96 full chunks: {status}");
+    for master in masters {
+        let share = master["bytes"].as_f64().unwrap() / stored;
         assert!((0.21..=0.45).contains(&share), "{status}");
     }
 }

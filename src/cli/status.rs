@@ -53,6 +53,13 @@ fn print_status(s: &ChannelStatus) {
         size(s.bytes_held),
         size(s.limit),
     );
+    if let Some(ratio) = s.compression_ratio {
+        println!(
+            "  sent {} stored as {} (compression {ratio:.1}:1)",
+            size(s.bytes_sent),
+            size(s.bytes_stored)
+        );
+    }
     if !s.bytes_per_master.is_empty() {
         let each: Vec<String> = s
             .bytes_per_master

@@ -18,6 +18,7 @@
 
 use bytes::Bytes;
 
+use crate::redis::memory;
 use crate::transfer::codec::{self, Codec};
 
 /// Bytes of a block's header.
@@ -131,6 +132,11 @@ impl Packer {
     /// Original bytes of a raw block that exactly fills a chunk.
     pub(crate) fn raw_block_len(&self) -> usize {
         self.capacity - HEADER
+    }
+
+    /// Original bytes one chunk in a `slot`-byte allocation holds raw.
+    pub(crate) fn raw_capacity(slot: u64) -> u64 {
+        memory::capacity_of(slot) - HEADER as u64
     }
 
     /// Original bytes of a block to compress (no more than a raw one).

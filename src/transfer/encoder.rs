@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
@@ -18,6 +18,10 @@ use crate::transfer::codec::{Codec, Compression};
 
 /// Bytes read from a file's start to recognise compressed content.
 const HEAD: usize = 8192;
+/// How long a stream may pause before what it sent so far goes out as a
+/// chunk of its own, so receivers of a slow pipe are not kept waiting for
+/// a full chunk.
+const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// Blocks in a row that do not shrink after which the rest of a file is
 /// sent raw: it is compressed already (or encrypted), whatever its type.
 const GIVE_UP_AFTER: u32 = 8;
@@ -33,6 +37,8 @@ pub(crate) enum Encoded {
 enum Input {
     /// Original bytes after [`chunk::HEADER`] bytes of room.
     Block(Vec<u8>),
+    /// Close the chunk being filled: the input paused.
+    Flush,
     End { size: u64, digest: blake3::Hash },
 }
 
@@ -142,19 +148,26 @@ async fn encode(
         tokio::select! {
             biased;
             encoded = pending.next(), if !pending.is_empty() => {
-                let Some(Ok((block, compressed))) = encoded else { return };
-                if codec != Codec::Raw {
-                    misses = if compressed { 0 } else { misses + 1 };
-                    if misses >= GIVE_UP_AFTER {
-                        codec = Codec::Raw;
+                match encoded {
+                    Some(Ok(Some((block, compressed)))) => {
+                        if codec != Codec::Raw {
+                            misses = if compressed { 0 } else { misses + 1 };
+                            if misses >= GIVE_UP_AFTER {
+                                codec = Codec::Raw;
+                            }
+                        }
+                        packer.push(block, &mut done);
                     }
+                    Some(Ok(None)) => done.extend(packer.take()),
+                    _ => return,
                 }
-                packer.push(block, &mut done);
             }
             next = input.recv(), if end.is_none() && pending.len() < parallel => match next {
                 Some(Ok(Input::Block(buffer))) => {
-                    pending.push_back(tokio::task::spawn_blocking(move || Block::encode(codec, buffer)));
+                    pending.push_back(tokio::task::spawn_blocking(move || Some(Block::encode(codec, buffer))));
                 }
+                // In order with the blocks before it.
+                Some(Ok(Input::Flush)) => pending.push_back(tokio::task::spawn_blocking(|| None)),
                 Some(Ok(Input::End { size, digest })) => end = Some(Encoded::End { size, digest }),
                 Some(Err(error)) => {
                     let _ = out.send(Err(error)).await;
@@ -241,15 +254,19 @@ async fn read_stream<R: AsyncRead + Unpin>(
         let size = layout.block_len();
         let mut buffer = chunk::block_buffer(size);
         let mut len = 0;
+        let mut paused = false;
         while len < size {
-            match (&mut reader)
-                .take((size - len) as u64)
-                .read_to_end(&mut buffer)
-                .await
-            {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(error) => {
+            let mut rest = (&mut reader).take((size - len) as u64);
+            // Reads are cancellation safe: a timeout loses nothing.
+            match tokio::time::timeout(FLUSH_AFTER, rest.read_buf(&mut buffer)).await {
+                Err(_) if len > 0 => {
+                    paused = true;
+                    break;
+                }
+                Err(_) => continue,
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => len += n,
+                Ok(Err(error)) => {
                     let _ = out.send(Err(error)).await;
                     return;
                 }
@@ -267,6 +284,12 @@ async fn read_stream<R: AsyncRead + Unpin>(
         total += len as u64;
         if len > 0 && out.send(Ok(Input::Block(buffer))).await.is_err() {
             return;
+        }
+        if paused {
+            if out.send(Ok(Input::Flush)).await.is_err() {
+                return;
+            }
+            continue;
         }
         if len < size {
             let digest = hasher.finalize();

@@ -769,7 +769,7 @@ impl Receiver {
             .unwrap_or(0);
         if slot < 4096 {
             return self
-                .set_aside(fid, entry, &key, "its record has no valid chunk slot".into())
+                .set_aside(fid, entry, &key, "its record has no valid chunk size".into())
                 .await;
         }
         let origin = field("origin")

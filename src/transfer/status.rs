@@ -30,6 +30,13 @@ pub struct ChannelStatus {
     pub bytes_held: u64,
     /// The channel's budget in bytes.
     pub limit: u64,
+    /// Bytes of the files uploaded completely, as they are on disk.
+    pub bytes_sent: u64,
+    /// Bytes their chunks took in Redis (compressed).
+    pub bytes_stored: u64,
+    /// `bytes_sent / bytes_stored`: how many times more data the budget
+    /// holds thanks to compression; absent before a file is uploaded.
+    pub compression_ratio: Option<f64>,
     /// Every receiver or worker that joined.
     pub receivers: Vec<ReceiverStatus>,
     /// Files given up on.
@@ -157,6 +164,10 @@ pub async fn channel_status(
         files_in_flight: active,
         bytes_held: meta.number("held"),
         limit: meta.number("limit"),
+        bytes_sent: meta.number("original"),
+        bytes_stored: meta.number("stored"),
+        compression_ratio: (meta.number("stored") > 0)
+            .then(|| meta.number("original") as f64 / meta.number("stored") as f64),
         receivers,
         parked,
         bytes_per_master,
