@@ -88,7 +88,7 @@ pub struct SendArgs {
     /// Redis memory each chunk takes (native: rounded down to an allocator size class).
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     pub chunk_size: u64,
-    /// Compression in transit: auto (zstd, except data compressed already), zstd, lz4 or none.
+    /// Compression in transit: auto (lz4, except data compressed already), zstd (smaller, more CPU), lz4 or none.
     #[arg(long, default_value = "auto", value_name = "CODEC")]
     pub compress: Compression,
     /// Keep watching directories for new files (log rotation); never ends the input.

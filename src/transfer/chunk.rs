@@ -197,15 +197,56 @@ impl Packer {
     }
 }
 
-/// Restores the original bytes of a chunk from a `slot`-byte allocation,
-/// block by block.
+/// Restores the original bytes of a chunk from a `slot`-byte allocation:
+/// raw blocks as slices of it, compressed ones into one buffer.
 ///
 /// # Errors
 ///
 /// A description of the first thing wrong with it: chunks are checked
 /// against their digest first, so this means a sender wrote nonsense.
 pub(crate) fn decode(chunk: &Bytes, slot: u64) -> Result<Vec<Bytes>, String> {
-    let mut pieces = Vec::new();
+    let blocks = parse(chunk, slot)?;
+    let restored_len = blocks
+        .iter()
+        .filter(|b| b.codec != Codec::Raw)
+        .map(|b| b.original)
+        .sum();
+    let restored = if restored_len == 0 {
+        Bytes::new()
+    } else {
+        let mut restored = Restored::with_len(restored_len);
+        let mut at = 0;
+        for block in blocks.iter().filter(|b| b.codec != Codec::Raw) {
+            let out = &mut restored.0[at..at + block.original];
+            codec::decompress_into(block.codec, &chunk[block.stored.clone()], out)?;
+            at += block.original;
+        }
+        Bytes::from_owner(restored)
+    };
+    let mut at = 0;
+    Ok(blocks
+        .into_iter()
+        .map(|block| {
+            if block.codec == Codec::Raw {
+                return chunk.slice(block.stored);
+            }
+            at += block.original;
+            restored.slice(at - block.original..at)
+        })
+        .collect())
+}
+
+/// One block as its header describes it.
+struct Parsed {
+    codec: Codec,
+    original: usize,
+    /// Where its stored bytes are in the chunk.
+    stored: std::ops::Range<usize>,
+}
+
+/// Reads and checks every block header of a chunk.
+fn parse(chunk: &[u8], slot: u64) -> Result<Vec<Parsed>, String> {
+    let mut blocks = Vec::new();
     let mut at = 0;
     let mut total = 0u64;
     while at < chunk.len() {
@@ -225,17 +266,54 @@ pub(crate) fn decode(chunk: &Bytes, slot: u64) -> Result<Vec<Bytes>, String> {
         if total > max_original(slot) || (codec != Codec::Raw && original > BLOCK) {
             return Err(format!("a block at byte {at} restores to too many bytes"));
         }
-        pieces.push(match codec {
-            Codec::Raw if original == stored => chunk.slice(start..end),
-            Codec::Raw => return Err(format!("a raw block at byte {at} has two lengths")),
-            _ => Bytes::from(codec::decompress(codec, &chunk[start..end], original)?),
+        if codec == Codec::Raw && original != stored {
+            return Err(format!("a raw block at byte {at} has two lengths"));
+        }
+        blocks.push(Parsed {
+            codec,
+            original,
+            stored: start..end,
         });
         at = end;
     }
-    if pieces.is_empty() {
+    if blocks.is_empty() {
         return Err("the chunk is empty".into());
     }
-    Ok(pieces)
+    Ok(blocks)
+}
+
+/// Restored bytes in a buffer that goes back to [`POOL`] once every
+/// slice of it is dropped: a fresh allocation of megabytes for each chunk
+/// costs more in page faults and zeroing than decompressing it.
+struct Restored(Vec<u8>);
+
+/// Buffers of restored chunks, kept for the next ones.
+static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// Buffers [`POOL`] keeps: as many as chunks a receiver holds restored.
+const POOLED: usize = 2;
+
+impl Restored {
+    /// A buffer of `len` bytes whose content is left over from earlier use.
+    fn with_len(len: usize) -> Self {
+        let mut buffer = POOL.lock().expect("pool").pop().unwrap_or_default();
+        buffer.resize(len, 0);
+        Restored(buffer)
+    }
+}
+
+impl AsRef<[u8]> for Restored {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        let mut pool = POOL.lock().expect("pool");
+        if pool.len() < POOLED {
+            pool.push(std::mem::take(&mut self.0));
+        }
+    }
 }
 
 #[cfg(test)]

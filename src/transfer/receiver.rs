@@ -893,8 +893,8 @@ struct Fetch {
 
 /// A chunk as read from Redis.
 enum Fetched {
-    /// Its original bytes: it matched its digest.
-    Decoded(Vec<Bytes>),
+    /// It matched its digest.
+    Verified(Bytes),
     /// Not checked yet: its digest was not known, or did not match.
     Unchecked(Bytes),
     /// Not in Redis.
@@ -912,11 +912,33 @@ fn decode_chunk(data: &Bytes, slot: u64) -> std::result::Result<Vec<Bytes>, Stri
     chunk::decode(data, slot)
 }
 
-/// Runs `work` on the blocking pool.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::io("decoding a chunk", std::io::Error::other(e)))?
+/// The original bytes passed on so far.
+#[derive(Default)]
+struct Delivered {
+    hasher: blake3::Hasher,
+    received: u64,
+}
+
+impl Delivered {
+    /// Passes on a restored chunk's bytes once restored. Returns whether
+    /// the reader still wants them.
+    async fn pass_on(
+        &mut self,
+        restored: tokio::task::JoinHandle<Result<Vec<Bytes>>>,
+        out: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Result<bool> {
+        let pieces = restored
+            .await
+            .map_err(|e| Error::io("restoring a chunk", std::io::Error::other(e)))??;
+        for piece in pieces {
+            self.hasher.update(&piece);
+            self.received += piece.len() as u64;
+            if out.send(Ok(piece)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// What the upload log says so far.
@@ -948,12 +970,14 @@ impl Fetch {
         // delete chunks we are about to read again.
         self.report(0, true).await?;
         self.poll_log(&mut progress, None).await?;
-        let mut hasher = blake3::Hasher::new();
-        let mut received = 0u64;
+        let mut delivered = Delivered::default();
         let mut requested = 0u64;
         let mut consumed = 0u64;
         let mut reported = 0u64;
         let mut in_flight = FuturesOrdered::new();
+        // The chunk being restored while the one before goes out: at most
+        // two restored chunks in memory, however many are being fetched.
+        let mut restoring: Option<tokio::task::JoinHandle<Result<Vec<Bytes>>>> = None;
         loop {
             if let Some(reason) = &progress.aborted {
                 return Err(self.corrupt(format!("the sender abandoned it: {reason}")));
@@ -964,6 +988,11 @@ impl Fetch {
                 requested += 1;
             }
             let Some(data) = in_flight.next().await else {
+                if let Some(restored) = restoring.take()
+                    && !delivered.pass_on(restored, out).await?
+                {
+                    return Ok(()); // the reader went away; nothing to verify for
+                }
                 if progress.end.is_some() {
                     break;
                 }
@@ -977,12 +1006,9 @@ impl Fetch {
                 }
                 continue;
             };
-            let pieces = match data? {
-                Fetched::Decoded(pieces) => pieces,
-                Fetched::Unchecked(data) => {
-                    let data = self.checked(consumed, data, &progress).await?;
-                    self.decode(data).await?
-                }
+            let data = match data? {
+                Fetched::Verified(data) => data,
+                Fetched::Unchecked(data) => self.checked(consumed, data, &progress).await?,
                 Fetched::Missing => return Err(self.missing(consumed).await),
             };
             consumed += 1;
@@ -990,14 +1016,17 @@ impl Fetch {
                 self.report(consumed, false).await?;
                 reported = consumed;
             }
-            for piece in pieces {
-                hasher.update(&piece);
-                received += piece.len() as u64;
-                if out.send(Ok(piece)).await.is_err() {
-                    return Ok(()); // the reader went away; nothing to verify for
-                }
+            let (slot, name) = (self.slot, self.name.clone());
+            let next = tokio::task::spawn_blocking(move || {
+                decode_chunk(&data, slot).map_err(|reason| Error::Corrupt { name, reason })
+            });
+            if let Some(restored) = restoring.replace(next)
+                && !delivered.pass_on(restored, out).await?
+            {
+                return Ok(());
             }
         }
+        let Delivered { hasher, received } = delivered;
         let (size, digest) = progress.end.clone().unwrap_or_default();
         if received != size {
             return Err(self.corrupt(format!("received {received} bytes, the sender sent {size}")));
@@ -1088,15 +1117,14 @@ impl Fetch {
         }
     }
 
-    /// Reads a chunk, and when it matches `expected` decodes it, both on
-    /// the blocking pool beside the task hashing the whole file.
+    /// Reads a chunk and checks it against `expected` on the blocking pool,
+    /// beside the task hashing the whole file.
     fn get_checked_chunk(
         &self,
         index: u64,
         expected: Option<blake3::Hash>,
     ) -> impl Future<Output = Result<Fetched>> + use<> {
         let read = self.get_chunk(index);
-        let (slot, name) = (self.slot, self.name.clone());
         async move {
             let Some(data) = read.await? else {
                 return Ok(Fetched::Missing);
@@ -1104,25 +1132,16 @@ impl Fetch {
             let Some(expected) = expected else {
                 return Ok(Fetched::Unchecked(data));
             };
-            blocking(move || {
-                if blake3::hash(&data) != expected {
-                    return Ok(Fetched::Unchecked(data));
+            tokio::task::spawn_blocking(move || {
+                if blake3::hash(&data) == expected {
+                    Fetched::Verified(data)
+                } else {
+                    Fetched::Unchecked(data)
                 }
-                decode_chunk(&data, slot)
-                    .map(Fetched::Decoded)
-                    .map_err(|reason| Error::Corrupt { name, reason })
             })
             .await
+            .map_err(|e| Error::io("checking a chunk", std::io::Error::other(e)))
         }
-    }
-
-    /// Restores a checked chunk's original bytes on the blocking pool.
-    async fn decode(&self, data: Bytes) -> Result<Vec<Bytes>> {
-        let (slot, name) = (self.slot, self.name.clone());
-        blocking(move || {
-            decode_chunk(&data, slot).map_err(|reason| Error::Corrupt { name, reason })
-        })
-        .await
     }
 
     fn get_chunk(&self, index: u64) -> impl Future<Output = Result<Option<Bytes>>> + use<> {
