@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use redistribute::{Compression, Decode};
 use redistribute::job::logline::LogFormat;
 use redistribute::job::report::Dimension;
+use redistribute::{Compression, Decode};
 
 /// Distribute files through Redis to many machines and process them while
 /// they stream.

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Codec 0 is raw, 1 an lz4 block, 2 a zstd frame. A compressed block
-//! restores to at most [`BLOCK`] bytes; a chunk to at most
+//! restores to at most [`MAX_BLOCK`] bytes; a chunk to at most
 //! [`max_original`]. Chunks are packed up to the capacity of their
 //! allocator size class (see [`crate::redis::memory`]), so every chunk but
 //! a file's last costs Redis exactly its slot. Each chunk's BLAKE3 digest,
@@ -23,20 +23,30 @@ use crate::transfer::codec::{self, Codec};
 
 /// Bytes of a block's header.
 pub(crate) const HEADER: usize = 9;
-/// Original bytes per compressed block: large enough for zstd and lz4 to
-/// compress well, small enough to spread over cores and pack tightly.
-pub(crate) const BLOCK: usize = 256 << 10;
+/// Most original bytes of a compressed block.
+pub(crate) const MAX_BLOCK: usize = 128 << 10;
+/// Original bytes a sender reads at a time, compressed as several blocks
+/// by one task.
+pub(crate) const READ: usize = 256 << 10;
 /// Most original bytes a chunk of compressed blocks restores to, which
 /// bounds a receiver's memory.
 const MAX_ORIGINAL: u64 = 8 << 20;
-/// Room below which a chunk is closed instead of splitting a compressed
-/// block that does not fit into raw bytes.
-const MIN_SPLIT: usize = 64 << 10;
 
 /// The most original bytes a chunk with a `slot`-byte allocation may
 /// restore to.
 pub(crate) fn max_original(slot: u64) -> u64 {
     MAX_ORIGINAL.max(slot)
+}
+
+/// Original bytes per compressed block: what each codec needs to compress
+/// well (lz4 looks back 64 KiB at most), and small against a chunk, since
+/// a block that does not fit the rest of a chunk opens the next one.
+fn block_len(codec: Codec, capacity: usize) -> usize {
+    let best = match codec {
+        Codec::Zstd => MAX_BLOCK,
+        _ => 64 << 10,
+    };
+    best.min(capacity / 8).max(1024)
 }
 
 /// A buffer for `len` original bytes, with room for the header in front.
@@ -46,52 +56,52 @@ pub(crate) fn block_buffer(len: usize) -> Vec<u8> {
     buffer
 }
 
-/// One block, framed and ready to pack.
+/// One block, framed: header and stored bytes.
 pub(crate) struct Block {
-    /// Header and stored bytes.
     frame: Vec<u8>,
-    /// The original bytes behind their header room, kept for a compressed
-    /// block so it can be split as raw bytes at the end of a chunk.
-    original: Option<Vec<u8>>,
     /// Original length.
     len: usize,
 }
 
 impl Block {
     /// Frames the original bytes in `buffer` (after [`HEADER`] bytes of
-    /// room, see [`block_buffer`]), compressed with `codec` when that makes
-    /// them smaller. Returns the block and whether it was compressed.
-    pub(crate) fn encode(codec: Codec, buffer: Vec<u8>) -> (Block, bool) {
-        let len = buffer.len() - HEADER;
-        if codec != Codec::Raw {
-            let mut frame = Vec::with_capacity(HEADER + len / 4);
-            frame.resize(HEADER, 0);
-            if codec::compress(codec, &buffer[HEADER..], &mut frame) {
-                write_header(&mut frame, codec, len);
-                let block = Block {
-                    frame,
-                    original: Some(buffer),
-                    len,
-                };
-                return (block, true);
-            }
+    /// room, see [`block_buffer`]) for a chunk of `capacity` bytes: raw as
+    /// they are, or compressed with `codec` in blocks of a few dozen KiB,
+    /// each block raw when it does not get smaller. Returns the blocks and
+    /// whether any was compressed.
+    pub(crate) fn encode(codec: Codec, buffer: Vec<u8>, capacity: usize) -> (Vec<Block>, bool) {
+        if codec == Codec::Raw {
+            return (vec![Block::raw(buffer)], false);
         }
-        (Block::raw(buffer), false)
+        let mut compressed = false;
+        let blocks = buffer[HEADER..]
+            .chunks(block_len(codec, capacity))
+            .map(|data| {
+                let mut frame = Vec::with_capacity(HEADER + data.len() / 2);
+                frame.resize(HEADER, 0);
+                if codec::compress(codec, data, &mut frame) {
+                    compressed = true;
+                    write_header(&mut frame, codec, data.len());
+                    return Block {
+                        frame,
+                        len: data.len(),
+                    };
+                }
+                frame.extend_from_slice(data);
+                Block::raw(frame)
+            })
+            .collect();
+        (blocks, compressed)
     }
 
     fn raw(mut buffer: Vec<u8>) -> Block {
         let len = buffer.len() - HEADER;
         write_header(&mut buffer, Codec::Raw, len);
-        Block {
-            frame: buffer,
-            original: None,
-            len,
-        }
+        Block { frame: buffer, len }
     }
 
-    /// The original bytes.
-    fn original(&self) -> &[u8] {
-        &self.original.as_ref().unwrap_or(&self.frame)[HEADER..]
+    fn codec(&self) -> u8 {
+        self.frame[0]
     }
 }
 
@@ -129,27 +139,29 @@ impl Packer {
         }
     }
 
-    /// Original bytes of a raw block that exactly fills a chunk.
-    pub(crate) fn raw_block_len(&self) -> usize {
-        self.capacity - HEADER
-    }
-
     /// Original bytes one chunk in a `slot`-byte allocation holds raw.
     pub(crate) fn raw_capacity(slot: u64) -> u64 {
         memory::capacity_of(slot) - HEADER as u64
     }
 
-    /// Original bytes of a block to compress (no more than a raw one).
-    pub(crate) fn block_len(&self) -> usize {
-        BLOCK.min(self.raw_block_len())
+    /// Original bytes to read at a time: for raw data exactly a chunk.
+    pub(crate) fn read_len(&self, codec: Codec) -> usize {
+        let raw = self.capacity - HEADER;
+        if codec == Codec::Raw {
+            raw
+        } else {
+            READ.min(raw)
+        }
     }
 
-    /// Adds the next block, moving the chunks it completes to `done`.
+    /// Adds the next block, moving the chunks it completes to `done`. A
+    /// raw block is split to fill a chunk; a compressed one that does not
+    /// fit opens the next chunk.
     pub(crate) fn push(&mut self, mut block: Block, done: &mut Vec<Packed>) {
         loop {
             let room = self.capacity - self.chunk.len();
-            let fits = block.frame.len() <= room
-                && self.original + block.len as u64 <= self.max_original;
+            let fits =
+                block.frame.len() <= room && self.original + block.len as u64 <= self.max_original;
             if fits {
                 if self.chunk.is_empty() && block.frame.len() + HEADER >= room {
                     self.chunk = block.frame; // fills the chunk: no copy
@@ -163,18 +175,17 @@ impl Packer {
                 }
                 return;
             }
-            let at_limit = self.original + (MIN_SPLIT as u64) > self.max_original;
-            if room < MIN_SPLIT || at_limit {
+            let split = (room.saturating_sub(HEADER) as u64).min(self.max_original - self.original)
+                as usize;
+            if block.codec() != Codec::Raw as u8 || split == 0 {
                 done.extend(self.take());
                 continue;
             }
-            // Fill the chunk with raw bytes from the block's start; the rest
-            // opens the next chunk, raw (compressing it again is not worth it).
-            let split = room - HEADER;
+            let data = &block.frame[HEADER..];
             let mut head = block_buffer(split);
-            head.extend_from_slice(&block.original()[..split]);
+            head.extend_from_slice(&data[..split]);
             let mut tail = block_buffer(block.len - split);
-            tail.extend_from_slice(&block.original()[split..]);
+            tail.extend_from_slice(&data[split..]);
             let head = Block::raw(head);
             self.chunk.reserve_exact(room);
             self.chunk.extend_from_slice(&head.frame);
@@ -263,7 +274,7 @@ fn parse(chunk: &[u8], slot: u64) -> Result<Vec<Parsed>, String> {
             return Err(format!("a block at byte {at} runs past the chunk's end"));
         }
         total += original as u64;
-        if total > max_original(slot) || (codec != Codec::Raw && original > BLOCK) {
+        if total > max_original(slot) || (codec != Codec::Raw && original > MAX_BLOCK) {
             return Err(format!("a block at byte {at} restores to too many bytes"));
         }
         if codec == Codec::Raw && original != stored {
@@ -321,12 +332,16 @@ mod tests {
     use super::*;
 
     const SLOT: u64 = 1 << 20;
-    const CAPACITY: u64 = SLOT - 16;
+    const CAPACITY: u64 = SLOT - 12;
 
-    fn block(codec: Codec, data: &[u8]) -> Block {
-        let mut buffer = block_buffer(data.len());
-        buffer.extend_from_slice(data);
-        Block::encode(codec, buffer).0
+    fn blocks(codec: Codec, data: &[u8]) -> Vec<Block> {
+        data.chunks(READ)
+            .flat_map(|read| {
+                let mut buffer = block_buffer(read.len());
+                buffer.extend_from_slice(read);
+                Block::encode(codec, buffer, CAPACITY as usize).0
+            })
+            .collect()
     }
 
     fn pack(blocks: Vec<Block>) -> Vec<Packed> {
@@ -373,65 +388,98 @@ mod tests {
     }
 
     #[test]
-    fn compressed_blocks_fill_chunks_and_restore_exactly() {
-        let data = log(12 << 20, 1);
-        let blocks = data.chunks(BLOCK).map(|b| block(Codec::Zstd, b)).collect();
-        let chunks = pack(blocks);
-        assert_eq!(restore(&chunks), data);
-        for chunk in &chunks[..chunks.len() - 1] {
-            // Full up to less than a block, or at the limit of original bytes.
-            assert!(
-                chunk.data.len() as u64 > CAPACITY * 7 / 8 || chunk.original > MAX_ORIGINAL - BLOCK as u64,
-                "{} bytes for {}",
-                chunk.data.len(),
-                chunk.original
-            );
+    fn compressed_blocks_fill_chunks_to_their_size_class_and_restore_exactly() {
+        for codec in [Codec::Lz4, Codec::Zstd] {
+            let data = log(24 << 20, 1);
+            let chunks = pack(blocks(codec, &data));
+            assert_eq!(restore(&chunks), data);
+            for chunk in &chunks[..chunks.len() - 1] {
+                // In the slot's size class, or at the limit of original bytes.
+                let cost = memory::chunk_cost(chunk.data.len() as u64);
+                assert!(
+                    cost == SLOT + memory::KEY_COST || chunk.original > MAX_ORIGINAL - 128 * 1024,
+                    "{codec:?}: {} bytes for {}",
+                    chunk.data.len(),
+                    chunk.original
+                );
+            }
         }
     }
 
     #[test]
-    fn raw_blocks_of_a_chunks_capacity_are_chunks_as_they_are() {
+    fn raw_reads_of_a_chunks_capacity_are_chunks_as_they_are() {
         let data = log(3 << 20, 2);
         let raw = (CAPACITY as usize) - HEADER;
-        let chunks = pack(data.chunks(raw).map(|b| block(Codec::Raw, b)).collect());
+        let chunks = pack(
+            data.chunks(raw)
+                .map(|read| {
+                    let mut buffer = block_buffer(read.len());
+                    buffer.extend_from_slice(read);
+                    Block::raw(buffer)
+                })
+                .collect(),
+        );
         assert_eq!(chunks.len(), 4);
         assert!(chunks[..3].iter().all(|c| c.data.len() as u64 == CAPACITY));
         assert_eq!(restore(&chunks), data);
     }
 
     #[test]
-    fn blocks_that_do_not_fit_are_split_into_raw_bytes() {
-        let mut rng = fastrand::Rng::with_seed(3);
-        // Compresses a little: every other byte random.
-        let data: Vec<u8> = (0..5 << 20)
-            .map(|i| if i % 2 == 0 { rng.u8(..) } else { b'a' })
-            .collect();
-        let blocks: Vec<Block> = data.chunks(BLOCK).map(|b| block(Codec::Zstd, b)).collect();
-        assert!(blocks.iter().all(|b| b.original.is_some()), "all compressed");
-        let chunks = pack(blocks);
+    fn incompressible_blocks_are_stored_raw_and_split_to_fill_chunks() {
+        let data = common_noise(5 << 20);
+        let (encoded, compressed) = Block::encode(
+            Codec::Zstd,
+            {
+                let mut buffer = block_buffer(READ);
+                buffer.extend_from_slice(&data[..READ]);
+                buffer
+            },
+            CAPACITY as usize,
+        );
+        assert!(!compressed && encoded.iter().all(|b| b.codec() == 0));
+        let chunks = pack(blocks(Codec::Lz4, &data));
         for chunk in &chunks[..chunks.len() - 1] {
-            assert!(chunk.data.len() as u64 > CAPACITY - MIN_SPLIT as u64);
+            assert_eq!(chunk.data.len() as u64, CAPACITY);
         }
         assert_eq!(restore(&chunks), data);
     }
 
+    fn common_noise(len: usize) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(3);
+        (0..len).map(|_| rng.u8(..)).collect()
+    }
+
     #[test]
     fn damaged_chunks_are_refused_with_a_reason() {
-        let data = log(BLOCK, 4);
-        let good = pack(vec![block(Codec::Lz4, &data)]).remove(0).data;
+        let data = log(64 << 10, 4);
+        let good = pack(blocks(Codec::Lz4, &data)).remove(0).data;
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![], "empty"),
             (good[..5].to_vec(), "cut short"),
             ([&[9u8][..], &good[1..]].concat(), "unknown codec"),
             (good[..good.len() - 1].to_vec(), "past the chunk's end"),
-            ([&good[..], &[0, 1, 0, 0, 0, 2, 0, 0, 0, 7, 7][..]].concat(), "two lengths"),
+            (
+                [&good[..], &[0, 1, 0, 0, 0, 2, 0, 0, 0, 7, 7][..]].concat(),
+                "two lengths",
+            ),
         ];
         for (chunk, expected) in cases {
             let error = decode(&Bytes::from(chunk), SLOT).unwrap_err();
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
         }
         let mut huge = good.to_vec();
-        huge[1..5].copy_from_slice(&(BLOCK as u32 + 1).to_le_bytes());
-        assert!(decode(&Bytes::from(huge), SLOT).unwrap_err().contains("too many bytes"));
+        huge[1..5].copy_from_slice(&(MAX_BLOCK as u32 + 1).to_le_bytes());
+        assert!(
+            decode(&Bytes::from(huge), SLOT)
+                .unwrap_err()
+                .contains("too many bytes")
+        );
+        let mut wrong = good.to_vec();
+        wrong[1..5].copy_from_slice(&(64u32 << 10).wrapping_sub(1).to_le_bytes());
+        let error = decode(&Bytes::from(wrong), SLOT).unwrap_err();
+        assert!(
+            !error.is_empty(),
+            "a block one byte short is refused: {error}"
+        );
     }
 }

@@ -113,7 +113,10 @@ pub(crate) fn compress(codec: Codec, data: &[u8], out: &mut Vec<u8>) -> bool {
     let written = match codec {
         Codec::Raw => return false,
         Codec::Lz4 => {
-            out.resize(start + lz4_flex::block::get_maximum_output_size(data.len()), 0);
+            out.resize(
+                start + lz4_flex::block::get_maximum_output_size(data.len()),
+                0,
+            );
             lz4_flex::block::compress_into(data, &mut out[start..]).ok()
         }
         Codec::Zstd => ZSTD_COMPRESSOR.with_borrow_mut(|slot| {
@@ -232,10 +235,7 @@ mod tests {
         let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0x24, 0, 0, 0];
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
         for (head, kind) in [(&gzip[..], "gz"), (&zstd[..], "zst"), (&png[..], "png")] {
-            assert_eq!(
-                Compression::Auto.codec_for(head),
-                (Codec::Raw, Some(kind))
-            );
+            assert_eq!(Compression::Auto.codec_for(head), (Codec::Raw, Some(kind)));
             assert_eq!(Compression::Zstd.codec_for(head), (Codec::Zstd, None));
         }
         assert_eq!(Compression::Auto.codec_for(LOG), (Codec::Lz4, None));

@@ -22,15 +22,18 @@ const HEAD: usize = 8192;
 /// chunk of its own, so receivers of a slow pipe are not kept waiting for
 /// a full chunk.
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
-/// Blocks in a row that do not shrink after which the rest of a file is
-/// sent raw: it is compressed already (or encrypted), whatever its type.
+/// Reads in a row none of whose blocks shrink after which the rest of a
+/// file is sent raw: it is compressed already (or encrypted), whatever its type.
 const GIVE_UP_AFTER: u32 = 8;
 
 /// What the encoder passes to the uploader.
 pub(crate) enum Encoded {
     Chunk(Packed),
     /// The input ended: its size and the digest of all its original bytes.
-    End { size: u64, digest: blake3::Hash },
+    End {
+        size: u64,
+        digest: blake3::Hash,
+    },
 }
 
 /// What a reader passes to the encoder.
@@ -39,7 +42,10 @@ enum Input {
     Block(Vec<u8>),
     /// Close the chunk being filled: the input paused.
     Flush,
-    End { size: u64, digest: blake3::Hash },
+    End {
+        size: u64,
+        digest: blake3::Hash,
+    },
 }
 
 /// How a file is cut and stored.
@@ -53,14 +59,9 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// Original bytes per block read.
-    fn block_len(&self) -> usize {
-        let packer = Packer::new(self.slot, self.capacity);
-        if self.codec == Codec::Raw {
-            packer.raw_block_len()
-        } else {
-            packer.block_len()
-        }
+    /// Original bytes read at a time.
+    fn read_len(&self) -> usize {
+        Packer::new(self.slot, self.capacity).read_len(self.codec)
     }
 }
 
@@ -149,14 +150,16 @@ async fn encode(
             biased;
             encoded = pending.next(), if !pending.is_empty() => {
                 match encoded {
-                    Some(Ok(Some((block, compressed)))) => {
+                    Some(Ok(Some((blocks, compressed)))) => {
                         if codec != Codec::Raw {
                             misses = if compressed { 0 } else { misses + 1 };
                             if misses >= GIVE_UP_AFTER {
                                 codec = Codec::Raw;
                             }
                         }
-                        packer.push(block, &mut done);
+                        for block in blocks {
+                            packer.push(block, &mut done);
+                        }
                     }
                     Some(Ok(None)) => done.extend(packer.take()),
                     _ => return,
@@ -164,7 +167,10 @@ async fn encode(
             }
             next = input.recv(), if end.is_none() && pending.len() < parallel => match next {
                 Some(Ok(Input::Block(buffer))) => {
-                    pending.push_back(tokio::task::spawn_blocking(move || Some(Block::encode(codec, buffer))));
+                    let capacity = layout.capacity as usize;
+                    pending.push_back(tokio::task::spawn_blocking(move || {
+                        Some(Block::encode(codec, buffer, capacity))
+                    }));
                 }
                 // In order with the blocks before it.
                 Some(Ok(Input::Flush)) => pending.push_back(tokio::task::spawn_blocking(|| None)),
@@ -202,7 +208,7 @@ fn read_file(
     layout: Layout,
     out: mpsc::Sender<std::io::Result<Input>>,
 ) {
-    let size = layout.block_len();
+    let size = layout.read_len();
     let mut total = offset;
     loop {
         let mut buffer = chunk::block_buffer(size);
@@ -251,7 +257,7 @@ async fn read_stream<R: AsyncRead + Unpin>(
     let mut hasher = blake3::Hasher::new();
     let mut total = 0u64;
     loop {
-        let size = layout.block_len();
+        let size = layout.read_len();
         let mut buffer = chunk::block_buffer(size);
         let mut len = 0;
         let mut paused = false;
@@ -293,7 +299,12 @@ async fn read_stream<R: AsyncRead + Unpin>(
         }
         if len < size {
             let digest = hasher.finalize();
-            let _ = out.send(Ok(Input::End { size: total, digest })).await;
+            let _ = out
+                .send(Ok(Input::End {
+                    size: total,
+                    digest,
+                }))
+                .await;
             return;
         }
     }

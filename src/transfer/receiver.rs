@@ -769,7 +769,12 @@ impl Receiver {
             .unwrap_or(0);
         if slot < 4096 {
             return self
-                .set_aside(fid, entry, &key, "its record has no valid chunk size".into())
+                .set_aside(
+                    fid,
+                    entry,
+                    &key,
+                    "its record has no valid chunk size".into(),
+                )
                 .await;
         }
         let origin = field("origin")

@@ -361,14 +361,8 @@ impl Sender {
             self.report_progress(prefix);
         }
         let layout = self.layout(&announced, codec);
-        let (incoming, reading) = encoder::encode_file(
-            file,
-            path,
-            prefix,
-            hasher,
-            Snapshot::of(&metadata),
-            layout,
-        );
+        let (incoming, reading) =
+            encoder::encode_file(file, path, prefix, hasher, Snapshot::of(&metadata), layout);
         let uploaded = self
             .upload(&announced, name, incoming)
             .await
@@ -411,8 +405,7 @@ impl Sender {
             .insert(name.to_owned(), Source::Stream);
         let announced = self.announce(name, "stream", false, None).await?;
         let layout = self.layout(&announced, Codec::Raw);
-        let (incoming, _reading) =
-            encoder::encode_stream(reader, self.options.compress, layout);
+        let (incoming, _reading) = encoder::encode_stream(reader, self.options.compress, layout);
         self.upload(&announced, name, incoming).await
     }
 
