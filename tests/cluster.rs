@@ -595,7 +595,7 @@ fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
         cluster
             .command()
             .args(["send", "--channel", "spread", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB"])
+            .args(["--chunk-size", "16KiB", "--compress", "none"])
             .arg(&source),
     );
     let deadline = std::time::Instant::now() + T;

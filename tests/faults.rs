@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::killer::ConnectionKiller;
-use common::{Running, Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
+use common::{
+    Running, Server, assert_same_tree, log_text, noise, run, spawn, succeeded, wait, write,
+};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -26,11 +28,24 @@ fn broadcast_receivers(server: &Server, channel: &str, dir: &std::path::Path) ->
         .collect()
 }
 
-/// `count` files of varied sizes, several chunks each at 16 KiB chunks.
+/// `count` files of varied sizes, several chunks each at 16 KiB chunks;
+/// every other one compresses.
 fn write_files(dir: &std::path::Path, count: u64) {
     for i in 0..count {
-        let size = 1 + (i * 37_000) % 300_000;
-        write(dir, &format!("f{i:03}.bin"), &noise(size as usize, i));
+        write(
+            dir,
+            &format!("f{i:03}.bin"),
+            &varied(1 + (i * 37_000) % 300_000, i),
+        );
+    }
+}
+
+/// `len` bytes of log text for even seeds, of noise for odd ones.
+fn varied(len: u64, seed: u64) -> Vec<u8> {
+    if seed % 2 == 0 {
+        log_text(len as usize, seed)
+    } else {
+        noise(len as usize, seed)
     }
 }
 
@@ -123,7 +138,7 @@ fn workers_killed_mid_file_with_a_backlog_many_times_the_budget_lose_nothing() {
     let source = work.path().join("in");
     // 40 files of 200 KiB against a 512 KiB budget: a backlog 15 times it.
     for i in 0..40u64 {
-        write(&source, &format!("f{i:03}.bin"), &noise(200 << 10, i));
+        write(&source, &format!("f{i:03}.bin"), &varied(200 << 10, i));
     }
     let out = work.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -173,13 +188,15 @@ fn files_larger_than_the_budget_survive_kills_of_receivers_and_sender_under_drop
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
-    // Two files of 1.5 MiB and a few small ones against a 256 KiB budget:
+    // Two large files and a few small ones against a 256 KiB budget:
     // the large ones can only stream through, their chunks released as
     // soon as both receivers read them.
-    write(&source, "big-a.bin", &noise(3 << 19, 1));
+    // One of each size compresses (its chunks hold several times more),
+    // the other does not.
+    write(&source, "big-a.log", &log_text(3 << 20, 1));
     write(&source, "big-b.bin", &noise(3 << 19, 2));
     for i in 0..6u64 {
-        write(&source, &format!("small{i}.bin"), &noise(40_000, 10 + i));
+        write(&source, &format!("small{i}.bin"), &varied(40_000, 10 + i));
     }
     let send = || {
         spawn(

@@ -1011,10 +1011,21 @@ impl Fetch {
                 }
                 continue;
             };
-            let data = match data? {
-                Fetched::Verified(data) => data,
-                Fetched::Unchecked(data) => self.checked(consumed, data, &progress).await?,
-                Fetched::Missing => return Err(self.missing(consumed).await),
+            let data = match data {
+                Ok(Fetched::Verified(data)) => Ok(data),
+                Ok(Fetched::Unchecked(data)) => self.checked(consumed, data, &progress).await,
+                Ok(Fetched::Missing) => Err(self.missing(consumed).await),
+                Err(error) => Err(error),
+            };
+            let data = match data {
+                Ok(data) => data,
+                Err(error) => {
+                    // What was verified before still goes out.
+                    if let Some(restored) = restoring.take() {
+                        delivered.pass_on(restored, out).await?;
+                    }
+                    return Err(error);
+                }
             };
             consumed += 1;
             if consumed.is_multiple_of(REPORT_EVERY) {

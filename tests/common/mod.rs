@@ -242,6 +242,27 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     (0..len).map(|_| rng.u8(..)).collect()
 }
 
+/// `len` bytes of access-log-like text, which compresses several times.
+pub fn log_text(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = Vec::with_capacity(len + 128);
+    while out.len() < len {
+        let line = format!(
+            "{}.{}.{}.{} - - [0{}/Nov/2026:12:00:00 +0000] \"GET /item/{} HTTP/1.1\" 200 {}\n",
+            rng.u8(1..224),
+            rng.u8(..),
+            rng.u8(..),
+            rng.u8(..),
+            rng.u8(1..10),
+            rng.u32(..500),
+            rng.u32(..90_000)
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// Relative path → contents of every file under `dir`.
 pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(dir)
