@@ -243,6 +243,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// The channel was created by a version of redistribute that speaks
+    /// another schema.
+    #[error(
+        "channel {channel} was made by another version of redistribute (schema {found}, this one speaks {expected}): run one version on every machine, or let the channel drain and `purge` it"
+    )]
+    SchemaMismatch {
+        /// The channel.
+        channel: String,
+        /// The schema it has.
+        found: String,
+        /// The schema this build speaks.
+        expected: &'static str,
+    },
+
     /// The state kept in Redis is not what this version of the protocol writes.
     #[error(
         "unexpected data in Redis at {key}: {reason} (was the key written by another program? `purge` the channel)"

@@ -1504,3 +1504,40 @@ fn retry_offers_parked_files_again_and_the_next_sender_uploads_them_from_their_s
                 .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["files_behind"] == 0))
     });
 }
+
+#[test]
+fn a_channel_made_by_another_version_is_refused_in_one_line_by_every_side() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let file = write(work.path(), "a.log", b"one line\n");
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("rd:{old}:meta")
+        .arg(&["version", "4", "mode", "broadcast", "receivers", "0"])
+        .query(&mut con)
+        .unwrap();
+    let receive = run(
+        server
+            .command()
+            .args(["receive", "--channel", "old", "--id", "0", "--stdout"]),
+        T,
+    );
+    let send = run(
+        server
+            .command()
+            .args(["send", "--channel", "old", "--receivers", "1"])
+            .arg(&file),
+        T,
+    );
+    for output in [receive, send] {
+        let line = failed_with_one_line(&output);
+        assert!(
+            line.contains("channel old was made by another version")
+                && line.contains("schema 4, this one speaks 5"),
+            "{line}"
+        );
+    }
+}

@@ -76,13 +76,10 @@ impl Channel {
         }
         let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
         if field("version") != protocol::VERSION {
-            return Err(Error::Protocol {
-                key,
-                reason: format!(
-                    "schema version {:?}, expected {}",
-                    field("version"),
-                    protocol::VERSION
-                ),
+            return Err(Error::SchemaMismatch {
+                channel: self.keys.channel().to_owned(),
+                found: field("version").to_owned(),
+                expected: protocol::VERSION,
             });
         }
         let audience =

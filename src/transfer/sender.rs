@@ -946,12 +946,19 @@ async fn create_channel(channel: &Channel, options: &SendOptions, limit: u64) ->
         )
         .await?;
     if let [mode, receivers] = mismatch.as_slice() {
+        if let Some(found) = mode.strip_prefix("version ") {
+            return Err(Error::SchemaMismatch {
+                channel: options.channel.clone(),
+                found: found.to_owned(),
+                expected: protocol::VERSION,
+            });
+        }
         return Err(Error::ChannelMismatch {
             channel: options.channel.clone(),
             existing: match mode.as_str() {
                 "workers" => "as a work queue".to_owned(),
                 "broadcast" => format!("as a broadcast to {receivers}"),
-                other => format!("with schema {other}, not {}", protocol::VERSION),
+                other => format!("with mode {other}"),
             },
         });
     }
