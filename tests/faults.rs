@@ -42,7 +42,7 @@ fn write_files(dir: &std::path::Path, count: u64) {
 
 /// `len` bytes of log text for even seeds, of noise for odd ones.
 fn varied(len: u64, seed: u64) -> Vec<u8> {
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         log_text(len as usize, seed)
     } else {
         noise(len as usize, seed)

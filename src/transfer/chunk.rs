@@ -19,6 +19,7 @@
 use bytes::Bytes;
 
 use crate::redis::memory;
+use crate::transfer::buffers::{CHUNKS, Pool, RESTORED};
 use crate::transfer::codec::{self, Codec};
 
 /// Bytes of a block's header.
@@ -49,9 +50,10 @@ fn block_len(codec: Codec, capacity: usize) -> usize {
     best.min(capacity / 8).max(1024)
 }
 
-/// A buffer for `len` original bytes, with room for the header in front.
-pub(crate) fn block_buffer(len: usize) -> Vec<u8> {
-    let mut buffer = Vec::with_capacity(HEADER + len);
+/// A buffer from `pool` for `len` original bytes, with room for the
+/// header in front.
+pub(crate) fn block_buffer(pool: &Pool, len: usize) -> Vec<u8> {
+    let mut buffer = pool.take(HEADER + len);
     buffer.resize(HEADER, 0);
     buffer
 }
@@ -64,37 +66,38 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    /// Frames the original bytes in `buffer` (after [`HEADER`] bytes of
-    /// room, see [`block_buffer`]) for a chunk of `capacity` bytes: raw as
-    /// they are, or compressed with `codec` in blocks of a few dozen KiB,
-    /// each block raw when it does not get smaller. Returns the blocks and
-    /// whether any was compressed.
-    pub(crate) fn encode(codec: Codec, buffer: Vec<u8>, capacity: usize) -> (Vec<Block>, bool) {
-        if codec == Codec::Raw {
-            return (vec![Block::raw(buffer)], false);
-        }
+    /// Compresses `data` with `codec` for a chunk of `capacity` bytes, in
+    /// blocks of a few dozen KiB, each stored raw when it does not get
+    /// smaller. Returns the blocks and whether any was compressed.
+    pub(crate) fn compress(codec: Codec, data: &[u8], capacity: usize) -> (Vec<Block>, bool) {
         let mut compressed = false;
-        let blocks = buffer[HEADER..]
+        let blocks = data
             .chunks(block_len(codec, capacity))
             .map(|data| {
-                let mut frame = Vec::with_capacity(HEADER + data.len() / 2);
-                frame.resize(HEADER, 0);
-                if codec::compress(codec, data, &mut frame) {
-                    compressed = true;
-                    write_header(&mut frame, codec, data.len());
-                    return Block {
-                        frame,
-                        len: data.len(),
+                SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.clear();
+                    scratch.resize(HEADER, 0);
+                    let codec = if codec::compress(codec, data, scratch) {
+                        compressed = true;
+                        codec
+                    } else {
+                        scratch.extend_from_slice(data);
+                        Codec::Raw
                     };
-                }
-                frame.extend_from_slice(data);
-                Block::raw(frame)
+                    write_header(scratch, codec, data.len());
+                    Block {
+                        frame: scratch.clone(),
+                        len: data.len(),
+                    }
+                })
             })
             .collect();
         (blocks, compressed)
     }
 
-    fn raw(mut buffer: Vec<u8>) -> Block {
+    /// Frames the original bytes in `buffer`, after [`HEADER`] bytes of
+    /// room (see [`block_buffer`]), as they are.
+    pub(crate) fn raw(mut buffer: Vec<u8>) -> Block {
         let len = buffer.len() - HEADER;
         write_header(&mut buffer, Codec::Raw, len);
         Block { frame: buffer, len }
@@ -103,6 +106,12 @@ impl Block {
     fn codec(&self) -> u8 {
         self.frame[0]
     }
+}
+
+thread_local! {
+    /// Where blocks are compressed: room for the worst case, reused, so
+    /// each block then takes an allocation of its compressed size only.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn write_header(frame: &mut [u8], codec: Codec, original: usize) {
@@ -166,7 +175,9 @@ impl Packer {
                 if self.chunk.is_empty() && block.frame.len() + HEADER >= room {
                     self.chunk = block.frame; // fills the chunk: no copy
                 } else {
-                    self.chunk.reserve_exact(self.capacity - self.chunk.len());
+                    if self.chunk.is_empty() {
+                        self.chunk = CHUNKS.take(self.capacity);
+                    }
                     self.chunk.extend_from_slice(&block.frame);
                 }
                 self.original += block.len as u64;
@@ -182,13 +193,16 @@ impl Packer {
                 continue;
             }
             let data = &block.frame[HEADER..];
-            let mut head = block_buffer(split);
+            let mut head = block_buffer(&CHUNKS, split);
             head.extend_from_slice(&data[..split]);
-            let mut tail = block_buffer(block.len - split);
+            let mut tail = block_buffer(&CHUNKS, block.len - split);
             tail.extend_from_slice(&data[split..]);
             let head = Block::raw(head);
-            self.chunk.reserve_exact(room);
+            if self.chunk.is_empty() {
+                self.chunk = CHUNKS.take(self.capacity);
+            }
             self.chunk.extend_from_slice(&head.frame);
+            CHUNKS.give(head.frame);
             self.original += split as u64;
             done.extend(self.take());
             block = Block::raw(tail);
@@ -202,7 +216,7 @@ impl Packer {
         }
         let original = std::mem::take(&mut self.original);
         Some(Packed {
-            data: Bytes::from(std::mem::take(&mut self.chunk)),
+            data: CHUNKS.bytes(std::mem::take(&mut self.chunk)),
             original,
         })
     }
@@ -225,14 +239,14 @@ pub(crate) fn decode(chunk: &Bytes, slot: u64) -> Result<Vec<Bytes>, String> {
     let restored = if restored_len == 0 {
         Bytes::new()
     } else {
-        let mut restored = Restored::with_len(restored_len);
+        let mut restored = RESTORED.take_len(restored_len);
         let mut at = 0;
         for block in blocks.iter().filter(|b| b.codec != Codec::Raw) {
-            let out = &mut restored.0[at..at + block.original];
+            let out = &mut restored[at..at + block.original];
             codec::decompress_into(block.codec, &chunk[block.stored.clone()], out)?;
             at += block.original;
         }
-        Bytes::from_owner(restored)
+        RESTORED.bytes(restored)
     };
     let mut at = 0;
     Ok(blocks
@@ -293,40 +307,6 @@ fn parse(chunk: &[u8], slot: u64) -> Result<Vec<Parsed>, String> {
     Ok(blocks)
 }
 
-/// Restored bytes in a buffer that goes back to [`POOL`] once every
-/// slice of it is dropped: a fresh allocation of megabytes for each chunk
-/// costs more in page faults and zeroing than decompressing it.
-struct Restored(Vec<u8>);
-
-/// Buffers of restored chunks, kept for the next ones.
-static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-/// Buffers [`POOL`] keeps: as many as chunks a receiver holds restored.
-const POOLED: usize = 2;
-
-impl Restored {
-    /// A buffer of `len` bytes whose content is left over from earlier use.
-    fn with_len(len: usize) -> Self {
-        let mut buffer = POOL.lock().expect("pool").pop().unwrap_or_default();
-        buffer.resize(len, 0);
-        Restored(buffer)
-    }
-}
-
-impl AsRef<[u8]> for Restored {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Restored {
-    fn drop(&mut self) {
-        let mut pool = POOL.lock().expect("pool");
-        if pool.len() < POOLED {
-            pool.push(std::mem::take(&mut self.0));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,11 +316,7 @@ mod tests {
 
     fn blocks(codec: Codec, data: &[u8]) -> Vec<Block> {
         data.chunks(READ)
-            .flat_map(|read| {
-                let mut buffer = block_buffer(read.len());
-                buffer.extend_from_slice(read);
-                Block::encode(codec, buffer, CAPACITY as usize).0
-            })
+            .flat_map(|read| Block::compress(codec, read, CAPACITY as usize).0)
             .collect()
     }
 
@@ -413,7 +389,7 @@ mod tests {
         let chunks = pack(
             data.chunks(raw)
                 .map(|read| {
-                    let mut buffer = block_buffer(read.len());
+                    let mut buffer = block_buffer(&CHUNKS, read.len());
                     buffer.extend_from_slice(read);
                     Block::raw(buffer)
                 })
@@ -427,15 +403,7 @@ mod tests {
     #[test]
     fn incompressible_blocks_are_stored_raw_and_split_to_fill_chunks() {
         let data = common_noise(5 << 20);
-        let (encoded, compressed) = Block::encode(
-            Codec::Zstd,
-            {
-                let mut buffer = block_buffer(READ);
-                buffer.extend_from_slice(&data[..READ]);
-                buffer
-            },
-            CAPACITY as usize,
-        );
+        let (encoded, compressed) = Block::compress(Codec::Zstd, &data[..READ], CAPACITY as usize);
         assert!(!compressed && encoded.iter().all(|b| b.codec() == 0));
         let chunks = pack(blocks(Codec::Lz4, &data));
         for chunk in &chunks[..chunks.len() - 1] {

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
+use crate::transfer::buffers::{CHUNKS, Pool, READS};
 use crate::transfer::chunk::{self, Block, Packed, Packer};
 use crate::transfer::codec::{Codec, Compression};
 
@@ -62,6 +63,15 @@ impl Layout {
     /// Original bytes read at a time.
     fn read_len(&self) -> usize {
         Packer::new(self.slot, self.capacity).read_len(self.codec)
+    }
+
+    /// Where read buffers come from: raw reads become chunks as they are.
+    fn pool(&self) -> &'static Pool {
+        if self.codec == Codec::Raw {
+            &CHUNKS
+        } else {
+            &READS
+        }
     }
 }
 
@@ -169,7 +179,12 @@ async fn encode(
                 Some(Ok(Input::Block(buffer))) => {
                     let capacity = layout.capacity as usize;
                     pending.push_back(tokio::task::spawn_blocking(move || {
-                        Some(Block::encode(codec, buffer, capacity))
+                        if codec == Codec::Raw {
+                            return Some((vec![Block::raw(buffer)], false));
+                        }
+                        let blocks = Block::compress(codec, &buffer[chunk::HEADER..], capacity);
+                        READS.give(buffer);
+                        Some(blocks)
                     }));
                 }
                 // In order with the blocks before it.
@@ -209,9 +224,10 @@ fn read_file(
     out: mpsc::Sender<std::io::Result<Input>>,
 ) {
     let size = layout.read_len();
+    let pool = layout.pool();
     let mut total = offset;
     loop {
-        let mut buffer = chunk::block_buffer(size);
+        let mut buffer = chunk::block_buffer(pool, size);
         if let Err(error) = (&mut file).take(size as u64).read_to_end(&mut buffer) {
             let _ = out.blocking_send(Err(error));
             return;
@@ -258,7 +274,7 @@ async fn read_stream<R: AsyncRead + Unpin>(
     let mut total = 0u64;
     loop {
         let size = layout.read_len();
-        let mut buffer = chunk::block_buffer(size);
+        let mut buffer = chunk::block_buffer(layout.pool(), size);
         let mut len = 0;
         let mut paused = false;
         while len < size {

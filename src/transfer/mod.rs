@@ -6,6 +6,7 @@
 //! [`sender`] and [`receiver`] are the two parties; [`status`],
 //! [`retry`] and [`purge`] are for operators.
 
+pub(crate) mod buffers;
 pub(crate) mod channel;
 pub(crate) mod chunk;
 pub mod codec;

@@ -18,7 +18,7 @@
 //! | `P:{C}:wanted` | hash | file name → `fid identity round origin receivers`: files whose data left Redis before these receivers could read it, for the sender to upload again |
 //! | `P:{C}:members` | set | ids of receivers and workers that joined |
 //! | `P:{C}:lease:ROLE` | string, expiring | who holds a role (`sender`, `r:ID`, `w:ID`): `host pid since_ms nonce` |
-//! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data, in the format of [`super::chunk`] |
+//! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data, in the chunk format of `docs/protocol.md` |
 //!
 //! All control keys share the hash tag `{C}`, so every state change below
 //! is one Lua script on one slot, legal on Redis Cluster. Chunk keys carry
