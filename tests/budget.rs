@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_same_tree, run, spawn, succeeded, wait};
+use common::{Server, assert_same_tree, log_text, noise, run, spawn, succeeded, wait, write};
 use redistribute::redis::memory::KEY_COST;
 
 const T: Duration = Duration::from_secs(60);
@@ -142,4 +143,86 @@ fn a_full_channel_costs_redis_its_limit_and_holds_several_times_more_logs() {
     assert!(ratio > 3.0, "{done}");
     let chunks: Vec<String> = redis::cmd("KEYS").arg("rd:c:*").query(&mut con).unwrap();
     assert!(chunks.is_empty(), "{chunks:?}");
+}
+
+/// Sends `source` with `--compress MODE` on a channel of its own to one
+/// receiver writing into `out`; returns the channel's status once both
+/// exited, and what the sender said at `-v`.
+fn send_with(
+    server: &Server,
+    mode: &str,
+    source: &Path,
+    out: &Path,
+) -> (serde_json::Value, String) {
+    let channel = format!("{mode}-{}", out.file_name().unwrap().to_string_lossy());
+    let receiver = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", &channel, "--id", "0", "--out"])
+            .arg(out),
+    );
+    let said = succeeded(&run(
+        server
+            .command()
+            .args(["-v", "send", "--channel", &channel, "--receivers", "1"])
+            .args(["--compress", mode])
+            .arg(source),
+        T,
+    ));
+    succeeded(&wait(receiver, T));
+    let output = run(
+        server
+            .command()
+            .args(["status", "--json", "--channel", &channel]),
+        T,
+    );
+    let status = serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap();
+    (status[0].clone(), said)
+}
+
+#[test]
+fn every_compression_delivers_the_original_bytes_and_stores_what_it_should() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let logs = work.path().join("logs");
+    write(&logs, "a.log", &log_text(3 << 20, 1));
+    write(&logs, "empty.log", b"");
+    write(&logs, "one.log", b"x");
+    let incompressible = work.path().join("noise");
+    write(&incompressible, "random.bin", &noise(3 << 20, 2));
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzip, &log_text(6 << 20, 3)).unwrap();
+    // Named as if it were text: recognised by its content.
+    write(&incompressible, "looks-plain.txt", &gzip.finish().unwrap());
+    let mut ratios = Vec::new();
+    for mode in ["auto", "lz4", "zstd", "none"] {
+        let out = work.path().join(format!("out-{mode}"));
+        let (logs_status, _) = send_with(&server, mode, &logs, &out.join("logs"));
+        assert_same_tree(&logs, &out.join("logs"));
+        let ratio = logs_status["compression_ratio"].as_f64().unwrap();
+        ratios.push(ratio);
+        let (noise_status, said) = send_with(&server, mode, &incompressible, &out.join("noise"));
+        assert_same_tree(&incompressible, &out.join("noise"));
+        assert_eq!(
+            said.contains("looks-plain.txt: gz data, sent as it is"),
+            mode == "auto",
+            "{said}"
+        );
+        // Data that does not compress costs its size and block headers
+        // only: 9 bytes per chunk or per 64 KiB block tried.
+        let (sent, stored) = (
+            noise_status["bytes_sent"].as_u64().unwrap(),
+            noise_status["bytes_stored"].as_u64().unwrap(),
+        );
+        assert!(
+            stored >= sent && stored < sent + sent / 500,
+            "{mode}: {noise_status}"
+        );
+        eprintln!("{mode}: logs compress {ratio:.2}:1; noise and gzip {sent} -> {stored}");
+    }
+    let [auto, lz4, zstd, none] = ratios[..] else {
+        unreachable!()
+    };
+    assert_eq!(auto, lz4, "auto is lz4 for plain text");
+    assert!(lz4 > 3.0 && zstd > lz4 && none < 1.0, "{ratios:?}");
 }
