@@ -17,6 +17,7 @@ use redistribute::redis::{
     LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions, Redis,
 };
 use redistribute::transfer::purge::purge;
+use redistribute::transfer::status;
 use redistribute::{
     Audience, Decode, Error, ReceiveOptions, Receiver, Result, SendOptions, Sender, Sink,
 };
@@ -139,12 +140,16 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         }
     }
     let redis = Redis::connect(&url).await?;
+    let stored = status::channel_status(&redis, &options.prefix, &channel)
+        .await?
+        .map_or(0, |s| s.bytes_stored);
     let leftover = purge(&redis, &options.prefix, &channel).await?;
     let seconds = elapsed.as_secs_f64();
     println!(
-        "demo: {} files, {} sent once and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
+        "demo: {} files, {} sent once (stored in Redis as {}: plain logs compressed, gzip'd ones as they are) and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
         files.len(),
         bytesize::ByteSize(total),
+        bytesize::ByteSize(stored),
         ids.len(),
         seconds,
         bytesize::ByteSize((total as f64 / seconds) as u64),

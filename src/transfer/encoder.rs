@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use futures_util::future::{Either, ready};
 use futures_util::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -126,9 +127,9 @@ pub(crate) fn encode_stream<R: AsyncRead + Unpin + Send + 'static>(
     let (settled, layout_rx) = tokio::sync::oneshot::channel();
     let reading = tokio::spawn(read_stream(reader, compression, layout, blocks, settled));
     let encoding = tokio::spawn(async move {
-        if let Ok(layout) = layout_rx.await {
-            encode(input, layout, out).await;
-        }
+        // Without a layout the reader failed first: its error still goes out.
+        let layout = layout_rx.await.unwrap_or(layout);
+        encode(input, layout, out).await;
     });
     (encoded, Tasks(vec![reading, encoding]))
 }
@@ -176,19 +177,19 @@ async fn encode(
                 }
             }
             next = input.recv(), if end.is_none() && pending.len() < parallel => match next {
+                Some(Ok(Input::Block(buffer))) if codec == Codec::Raw => {
+                    pending.push_back(Either::Right(ready(Ok(Some((vec![Block::raw(buffer)], false))))));
+                }
                 Some(Ok(Input::Block(buffer))) => {
                     let capacity = layout.capacity as usize;
-                    pending.push_back(tokio::task::spawn_blocking(move || {
-                        if codec == Codec::Raw {
-                            return Some((vec![Block::raw(buffer)], false));
-                        }
+                    pending.push_back(Either::Left(tokio::task::spawn_blocking(move || {
                         let blocks = Block::compress(codec, &buffer[chunk::HEADER..], capacity);
                         READS.give(buffer);
                         Some(blocks)
-                    }));
+                    })));
                 }
                 // In order with the blocks before it.
-                Some(Ok(Input::Flush)) => pending.push_back(tokio::task::spawn_blocking(|| None)),
+                Some(Ok(Input::Flush)) => pending.push_back(Either::Right(ready(Ok(None)))),
                 Some(Ok(Input::End { size, digest })) => end = Some(Encoded::End { size, digest }),
                 Some(Err(error)) => {
                     let _ = out.send(Err(error)).await;
