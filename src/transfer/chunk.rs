@@ -19,7 +19,7 @@
 use bytes::Bytes;
 
 use crate::redis::memory;
-use crate::transfer::buffers::{CHUNKS, Pool, RESTORED};
+use crate::transfer::buffers::{CHUNKS, Pool, READS, RESTORED};
 use crate::transfer::codec::{self, Codec};
 
 /// Bytes of a block's header.
@@ -58,7 +58,7 @@ pub(crate) fn block_buffer(pool: &Pool, len: usize) -> Vec<u8> {
     buffer
 }
 
-/// One block, framed: header and stored bytes.
+/// A read of raw bytes, framed as one block.
 pub(crate) struct Block {
     frame: Vec<u8>,
     /// Original length.
@@ -66,35 +66,6 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    /// Compresses `data` with `codec` for a chunk of `capacity` bytes, in
-    /// blocks of a few dozen KiB, each stored raw when it does not get
-    /// smaller. Returns the blocks and whether any was compressed.
-    pub(crate) fn compress(codec: Codec, data: &[u8], capacity: usize) -> (Vec<Block>, bool) {
-        let mut compressed = false;
-        let blocks = data
-            .chunks(block_len(codec, capacity))
-            .map(|data| {
-                SCRATCH.with_borrow_mut(|scratch| {
-                    scratch.clear();
-                    scratch.resize(HEADER, 0);
-                    let codec = if codec::compress(codec, data, scratch) {
-                        compressed = true;
-                        codec
-                    } else {
-                        scratch.extend_from_slice(data);
-                        Codec::Raw
-                    };
-                    write_header(scratch, codec, data.len());
-                    Block {
-                        frame: scratch.clone(),
-                        len: data.len(),
-                    }
-                })
-            })
-            .collect();
-        (blocks, compressed)
-    }
-
     /// Frames the original bytes in `buffer`, after [`HEADER`] bytes of
     /// room (see [`block_buffer`]), as they are.
     pub(crate) fn raw(mut buffer: Vec<u8>) -> Block {
@@ -102,16 +73,42 @@ impl Block {
         write_header(&mut buffer, Codec::Raw, len);
         Block { frame: buffer, len }
     }
-
-    fn codec(&self) -> u8 {
-        self.frame[0]
-    }
 }
 
-thread_local! {
-    /// Where blocks are compressed: room for the worst case, reused, so
-    /// each block then takes an allocation of its compressed size only.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// A read compressed into blocks, framed one after the other in one buffer.
+pub(crate) struct Compressed {
+    frames: Vec<u8>,
+    /// Where each block's frame ends, its original length, and whether it
+    /// is stored raw (it did not shrink).
+    blocks: Vec<(usize, usize, bool)>,
+}
+
+impl Compressed {
+    /// Compresses `data` with `codec` for a chunk of `capacity` bytes, in
+    /// blocks of a few dozen KiB, each stored raw when it does not get
+    /// smaller.
+    pub(crate) fn new(codec: Codec, data: &[u8], capacity: usize) -> Self {
+        let mut frames = READS.take(data.len() + data.len() / 8);
+        let mut blocks = Vec::new();
+        for data in data.chunks(block_len(codec, capacity)) {
+            let start = frames.len();
+            frames.resize(start + HEADER, 0);
+            let stored = if codec::compress(codec, data, &mut frames) {
+                codec
+            } else {
+                frames.extend_from_slice(data);
+                Codec::Raw
+            };
+            write_header(&mut frames[start..], stored, data.len());
+            blocks.push((frames.len(), data.len(), stored == Codec::Raw));
+        }
+        Compressed { frames, blocks }
+    }
+
+    /// Whether any block got smaller.
+    pub(crate) fn shrank(&self) -> bool {
+        self.blocks.iter().any(|&(_, _, raw)| !raw)
+    }
 }
 
 fn write_header(frame: &mut [u8], codec: Codec, original: usize) {
@@ -163,50 +160,77 @@ impl Packer {
         }
     }
 
-    /// Adds the next block, moving the chunks it completes to `done`. A
-    /// raw block is split to fill a chunk; a compressed one that does not
-    /// fit opens the next chunk.
-    pub(crate) fn push(&mut self, mut block: Block, done: &mut Vec<Packed>) {
-        loop {
-            let room = self.capacity - self.chunk.len();
-            let fits =
-                block.frame.len() <= room && self.original + block.len as u64 <= self.max_original;
-            if fits {
-                if self.chunk.is_empty() && block.frame.len() + HEADER >= room {
-                    self.chunk = block.frame; // fills the chunk: no copy
-                } else {
-                    if self.chunk.is_empty() {
-                        self.chunk = CHUNKS.take(self.capacity);
-                    }
-                    self.chunk.extend_from_slice(&block.frame);
+    /// Adds a raw read, moving the chunks it completes to `done`. A read
+    /// that fills a chunk becomes that chunk without a copy.
+    pub(crate) fn push(&mut self, block: Block, done: &mut Vec<Packed>) {
+        let fills = block.frame.len() <= self.capacity
+            && block.frame.len() + HEADER >= self.capacity
+            && block.len as u64 <= self.max_original;
+        if self.chunk.is_empty() && fills {
+            self.chunk = block.frame;
+            self.original = block.len as u64;
+            done.extend(self.take());
+            return;
+        }
+        self.push_raw(&block.frame[HEADER..], done);
+        CHUNKS.give(block.frame);
+    }
+
+    /// Adds a compressed read's blocks, moving the chunks they complete to
+    /// `done`, and gives its buffer back.
+    pub(crate) fn push_compressed(&mut self, read: Compressed, done: &mut Vec<Packed>) {
+        let mut start = 0;
+        for &(end, len, raw) in &read.blocks {
+            let frame = &read.frames[start..end];
+            if raw {
+                self.push_raw(&frame[HEADER..], done);
+            } else {
+                // A compressed block does not split: it opens the next chunk.
+                let room = self.capacity - self.chunk.len();
+                if frame.len() > room || self.original + len as u64 > self.max_original {
+                    done.extend(self.take());
                 }
-                self.original += block.len as u64;
+                self.append(frame, len);
                 if self.capacity - self.chunk.len() <= HEADER {
                     done.extend(self.take());
                 }
-                return;
             }
-            let split = (room.saturating_sub(HEADER) as u64).min(self.max_original - self.original)
-                as usize;
-            if block.codec() != Codec::Raw as u8 || split == 0 {
+            start = end;
+        }
+        READS.give(read.frames);
+    }
+
+    /// Adds raw bytes, split to fill each chunk exactly.
+    fn push_raw(&mut self, mut data: &[u8], done: &mut Vec<Packed>) {
+        while !data.is_empty() {
+            let room = (self.capacity - self.chunk.len()).saturating_sub(HEADER);
+            let n = room
+                .min((self.max_original - self.original) as usize)
+                .min(data.len());
+            if n == 0 {
                 done.extend(self.take());
                 continue;
             }
-            let data = &block.frame[HEADER..];
-            let mut head = block_buffer(&CHUNKS, split);
-            head.extend_from_slice(&data[..split]);
-            let mut tail = block_buffer(&CHUNKS, block.len - split);
-            tail.extend_from_slice(&data[split..]);
-            let head = Block::raw(head);
-            if self.chunk.is_empty() {
-                self.chunk = CHUNKS.take(self.capacity);
+            let mut header = [0; HEADER];
+            header[0] = Codec::Raw as u8;
+            header[1..5].copy_from_slice(&(n as u32).to_le_bytes());
+            header[5..9].copy_from_slice(&(n as u32).to_le_bytes());
+            self.append(&header, 0);
+            self.append(&data[..n], n);
+            data = &data[n..];
+            if self.capacity - self.chunk.len() <= HEADER {
+                done.extend(self.take());
             }
-            self.chunk.extend_from_slice(&head.frame);
-            CHUNKS.give(head.frame);
-            self.original += split as u64;
-            done.extend(self.take());
-            block = Block::raw(tail);
         }
+    }
+
+    /// Appends bytes holding `original` bytes of the file.
+    fn append(&mut self, bytes: &[u8], original: usize) {
+        if self.chunk.is_empty() {
+            self.chunk = CHUNKS.take(self.capacity);
+        }
+        self.chunk.extend_from_slice(bytes);
+        self.original += original as u64;
     }
 
     /// The last, partly filled chunk, if any.
@@ -314,10 +338,14 @@ mod tests {
     const SLOT: u64 = 1 << 20;
     const CAPACITY: u64 = SLOT - 12;
 
-    fn blocks(codec: Codec, data: &[u8]) -> Vec<Block> {
-        data.chunks(READ)
-            .flat_map(|read| Block::compress(codec, read, CAPACITY as usize).0)
-            .collect()
+    fn pack_compressed(codec: Codec, data: &[u8]) -> Vec<Packed> {
+        let mut packer = Packer::new(SLOT, CAPACITY);
+        let mut done = Vec::new();
+        for read in data.chunks(READ) {
+            packer.push_compressed(Compressed::new(codec, read, CAPACITY as usize), &mut done);
+        }
+        done.extend(packer.take());
+        done
     }
 
     fn pack(blocks: Vec<Block>) -> Vec<Packed> {
@@ -367,7 +395,7 @@ mod tests {
     fn compressed_blocks_fill_chunks_to_their_size_class_and_restore_exactly() {
         for codec in [Codec::Lz4, Codec::Zstd] {
             let data = log(24 << 20, 1);
-            let chunks = pack(blocks(codec, &data));
+            let chunks = pack_compressed(codec, &data);
             assert_eq!(restore(&chunks), data);
             for chunk in &chunks[..chunks.len() - 1] {
                 // In the slot's size class, or at the limit of original bytes.
@@ -403,9 +431,8 @@ mod tests {
     #[test]
     fn incompressible_blocks_are_stored_raw_and_split_to_fill_chunks() {
         let data = common_noise(5 << 20);
-        let (encoded, compressed) = Block::compress(Codec::Zstd, &data[..READ], CAPACITY as usize);
-        assert!(!compressed && encoded.iter().all(|b| b.codec() == 0));
-        let chunks = pack(blocks(Codec::Lz4, &data));
+        assert!(!Compressed::new(Codec::Zstd, &data[..READ], CAPACITY as usize).shrank());
+        let chunks = pack_compressed(Codec::Lz4, &data);
         for chunk in &chunks[..chunks.len() - 1] {
             assert_eq!(chunk.data.len() as u64, CAPACITY);
         }
@@ -420,7 +447,7 @@ mod tests {
     #[test]
     fn damaged_chunks_are_refused_with_a_reason() {
         let data = log(64 << 10, 4);
-        let good = pack(blocks(Codec::Lz4, &data)).remove(0).data;
+        let good = pack_compressed(Codec::Lz4, &data).remove(0).data;
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![], "empty"),
             (good[..5].to_vec(), "cut short"),

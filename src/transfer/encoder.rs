@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::transfer::buffers::{CHUNKS, Pool, READS};
-use crate::transfer::chunk::{self, Block, Packed, Packer};
+use crate::transfer::chunk::{self, Block, Compressed, Packed, Packer};
 use crate::transfer::codec::{Codec, Compression};
 
 /// Bytes read from a file's start to recognise compressed content.
@@ -36,6 +36,12 @@ pub(crate) enum Encoded {
         size: u64,
         digest: blake3::Hash,
     },
+}
+
+/// A read, ready to pack.
+enum Encoding {
+    Raw(Block),
+    Compressed(Compressed),
 }
 
 /// What a reader passes to the encoder.
@@ -161,16 +167,13 @@ async fn encode(
             biased;
             encoded = pending.next(), if !pending.is_empty() => {
                 match encoded {
-                    Some(Ok(Some((blocks, compressed)))) => {
-                        if codec != Codec::Raw {
-                            misses = if compressed { 0 } else { misses + 1 };
-                            if misses >= GIVE_UP_AFTER {
-                                codec = Codec::Raw;
-                            }
+                    Some(Ok(Some(Encoding::Raw(block)))) => packer.push(block, &mut done),
+                    Some(Ok(Some(Encoding::Compressed(read)))) => {
+                        misses = if read.shrank() { 0 } else { misses + 1 };
+                        if misses >= GIVE_UP_AFTER {
+                            codec = Codec::Raw;
                         }
-                        for block in blocks {
-                            packer.push(block, &mut done);
-                        }
+                        packer.push_compressed(read, &mut done);
                     }
                     Some(Ok(None)) => done.extend(packer.take()),
                     _ => return,
@@ -178,14 +181,14 @@ async fn encode(
             }
             next = input.recv(), if end.is_none() && pending.len() < parallel => match next {
                 Some(Ok(Input::Block(buffer))) if codec == Codec::Raw => {
-                    pending.push_back(Either::Right(ready(Ok(Some((vec![Block::raw(buffer)], false))))));
+                    pending.push_back(Either::Right(ready(Ok(Some(Encoding::Raw(Block::raw(buffer)))))));
                 }
                 Some(Ok(Input::Block(buffer))) => {
                     let capacity = layout.capacity as usize;
                     pending.push_back(Either::Left(tokio::task::spawn_blocking(move || {
-                        let blocks = Block::compress(codec, &buffer[chunk::HEADER..], capacity);
+                        let read = Compressed::new(codec, &buffer[chunk::HEADER..], capacity);
                         READS.give(buffer);
-                        Some(blocks)
+                        Some(Encoding::Compressed(read))
                     })));
                 }
                 // In order with the blocks before it.
