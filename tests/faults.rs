@@ -370,8 +370,22 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
         failure(&mut server);
     }
     let mut received = 0;
+    let mut sender = Some(sender);
     for receiver in receivers {
-        let stderr = succeeded(&wait(receiver, T));
+        // A receiver that never ends may be waiting on the sender: show
+        // what the sender said too.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait(receiver, T)));
+        let output = outcome.unwrap_or_else(|panic| {
+            let mut running = sender.take().expect("one sender");
+            running.kill().unwrap();
+            let said = wait(running, T);
+            eprintln!(
+                "the sender said:\n{}",
+                String::from_utf8_lossy(&said.stderr)
+            );
+            std::panic::resume_unwind(panic)
+        });
+        let stderr = succeeded(&output);
         let count = stderr.matches("received f").count();
         if mode == Mode::Broadcast {
             // Each file once, even when Redis forgot an acknowledgement.
@@ -379,7 +393,7 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
         }
         received += count;
     }
-    succeeded(&wait(sender, T));
+    succeeded(&wait(sender.expect("still running"), T));
     match mode {
         Mode::Broadcast => {
             for i in 0..2 {
