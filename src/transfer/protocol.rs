@@ -247,6 +247,14 @@ local function account(meta, f)
   redis.call('HSET', f, 'acct', now)
   redis.call('HINCRBY', meta, 'held', now - old)
 end
+-- Whether file `fid` (record `f`) is the oldest in flight while newer
+-- files hold the room: after Redis lost writes, or when a sender resumes
+-- an older file after newer ones, receivers wait for it before any of
+-- those, so only it going first can free room.
+local function starved(base, fid, f, held, cost)
+  local oldest = redis.call('ZRANGE', base .. 'active', 0, 0)[1]
+  return oldest == tostring(fid) and held - tonumber(redis.call('HGET', f, 'acct') or '0') >= cost
+end
 local function reclaim_list(base)
   local out = {}
   for _, fid in ipairs(redis.call('SMEMBERS', base .. 'reclaim')) do
@@ -594,8 +602,15 @@ local reserved = tonumber(redis.call('HGET', f, 'reserved'))
 local want = tonumber(ARGV[3])
 if want <= reserved then return {reserved, last_id} end
 local held = tonumber(redis.call('HGET', meta, 'held'))
-local n = math.floor((tonumber(ARGV[4]) - held) / chunk_cost(f))
+local cost = chunk_cost(f)
+local limit = tonumber(ARGV[4])
+local n = math.floor((limit - held) / cost)
 if n <= 0 and held <= 0 then n = 1 end
+-- A starved file gets a chunk beyond the limit, up to a limit of its own.
+if n <= 0 and starved(base, ARGV[2], f, held, cost)
+    and tonumber(redis.call('HGET', f, 'acct') or '0') + cost <= limit then
+  n = 1
+end
 n = math.min(n, want - reserved)
 if n > 0 then
   redis.call('HSET', f, 'reserved', reserved + n)
@@ -776,8 +791,13 @@ for _, fid in ipairs(redis.call('ZRANGE', base .. 'active', 0, -1)) do
   -- itself (less than a chunk held by all others): it is larger than the
   -- budget and can only stream through. Any other file fits, and waiting
   -- for its receivers to finish it frees room without losing a byte.
-  local alone = held - tonumber(redis.call('HGET', f, 'acct') or '0') < (chunk_cost(f) or 0)
-  if redis.call('HGET', f, 'state') ~= 'uploading' or not alone then freed = -1 end
+  local cost = chunk_cost(f) or 0
+  local alone = held - tonumber(redis.call('HGET', f, 'acct') or '0') < cost
+  -- A starved file (see `starved`) cannot wait for newer ones either.
+  if redis.call('HGET', f, 'state') ~= 'uploading'
+      or not (alone or starved(base, fid, f, held, cost)) then
+    freed = -1
+  end
   local published = tonumber(redis.call('HGET', f, 'published') or '0')
   local low = nil
   if mode == 'workers' then

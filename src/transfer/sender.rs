@@ -504,7 +504,7 @@ impl Sender {
     /// those receivers when it cannot be read again. Returns the names of
     /// wanted files that are not among this run's inputs (so far).
     pub async fn resupply(&self) -> Result<Vec<String>> {
-        self.repair_after_restart().await?;
+        self.repair_after_restart(None).await?;
         let wanted: HashMap<String, String> = self
             .channel
             .redis
@@ -562,7 +562,7 @@ impl Sender {
         if self.asked.load(Ordering::Acquire) {
             self.resupply().await?;
         } else {
-            self.repair_after_restart().await?;
+            self.repair_after_restart(None).await?;
         }
         Ok(())
     }
@@ -571,8 +571,9 @@ impl Sender {
     /// latest writes: finds what it lost of this run's work and does it
     /// again (the channel, files whose upload it no longer records as
     /// complete, the end-of-input mark). What receivers lost comes back
-    /// through their requests ([`Sender::resupply`]).
-    async fn repair_after_restart(&self) -> Result<()> {
+    /// through their requests ([`Sender::resupply`]). `uploading` is the
+    /// file this sender is uploading now, if any: it repairs itself.
+    async fn repair_after_restart(&self, uploading: Option<&str>) -> Result<()> {
         let redis = &self.channel.redis;
         let reconnections = redis.reconnections();
         if self.watch.lock().expect("watch").0 == reconnections {
@@ -602,7 +603,7 @@ impl Sender {
         }
         let entries: Vec<Option<String>> = redis.query_pipe("checking sent files", &pipe).await?;
         for ((name, source), entry) in sources.iter().zip(entries) {
-            if entry.is_some_and(|e| e.ends_with(" sent")) {
+            if entry.is_some_and(|e| e.ends_with(" sent")) || uploading == Some(name.as_str()) {
                 continue;
             }
             match source {
@@ -757,6 +758,9 @@ impl Sender {
                     "{name}: channel full ({}); waiting for receivers",
                     bytesize::ByteSize(self.limit)
                 );
+                // Receivers may be waiting for an older file Redis lost in a
+                // restart, which nothing but this sender uploads again.
+                Box::pin(self.repair_after_restart(Some(name))).await?;
                 if !self.release(true).await? {
                     self.wait_for_event(&last_event).await?;
                 }
