@@ -902,3 +902,84 @@ return out
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::{LocalRedis, LocalRedisOptions, Redis};
+    use crate::transfer::channel::Channel;
+
+    const SLOT: u64 = 4096;
+    const COST: u64 = SLOT + memory::KEY_COST;
+    const LIMIT: u64 = 4 * COST;
+
+    async fn run<T: redis::FromRedisValue>(
+        channel: &Channel,
+        script: &'static Script,
+        args: &[&str],
+    ) -> T {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        channel.run("testing", script, &args).await.unwrap()
+    }
+
+    async fn announce(channel: &Channel, name: &str) -> String {
+        let slot = SLOT.to_string();
+        let (fid, ..): (String, String, u64, u64, u64, u64, u64) = run(
+            channel,
+            &ANNOUNCE,
+            &[name, "stream", "0", &slot, "1", "", "", "", "1"],
+        )
+        .await;
+        fid
+    }
+
+    async fn reserve(channel: &Channel, fid: &str, want: u64, published: u64) -> i64 {
+        let (want, limit, published) = (want.to_string(), LIMIT.to_string(), published.to_string());
+        let (reserved, _): (i64, String) =
+            run(channel, &RESERVE, &[fid, &want, &limit, &published]).await;
+        reserved
+    }
+
+    /// After Redis lost writes, the file receivers read (the oldest) can be
+    /// unfinished while newer files fill the budget: it must still get
+    /// room, or nobody ever frees any.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_oldest_file_gets_room_that_newer_files_hold_and_no_more() {
+        let server = LocalRedis::start(LocalRedisOptions::default()).unwrap();
+        let redis = Redis::connect(&server.url()).await.unwrap();
+        let channel = Channel::new(redis, Keys::new("rd", "t"));
+        let (limit, slot) = (LIMIT.to_string(), SLOT.to_string());
+        let _: Vec<String> = run(
+            &channel,
+            &OPEN,
+            &["broadcast", "r", &limit, &slot, "0", VERSION],
+        )
+        .await;
+        let old = announce(&channel, "old").await;
+        assert_eq!(reserve(&channel, &old, 1, 0).await, 1);
+        let new = announce(&channel, "new").await;
+        assert_eq!(
+            reserve(&channel, &new, 8, 0).await,
+            3,
+            "the rest of the budget"
+        );
+        // Full. The newer file waits; the older one goes on, chunk by chunk,
+        // until it alone would fill a budget.
+        assert_eq!(reserve(&channel, &new, 8, 0).await, 3);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 2);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 3);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 4);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 4, "a limit of its own");
+        // Its consumed prefix is released early, as if it were alone.
+        let fid = old.as_str();
+        let _: i64 = run(&channel, &CONSUME, &[fid, "r", "2", "0"]).await;
+        let _: i64 = run(
+            &channel,
+            &PUBLISH,
+            &[fid, "0", "4", &"0".repeat(256), "4", "4"],
+        )
+        .await;
+        let plan: Vec<String> = run(&channel, &RELEASE_PLAN, &["1"]).await;
+        assert_eq!(plan, [fid, "0", "2"]);
+    }
+}
