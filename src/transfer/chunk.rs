@@ -33,6 +33,21 @@ pub(crate) const READ: usize = 256 << 10;
 /// bounds a receiver's memory.
 const MAX_ORIGINAL: u64 = 8 << 20;
 
+/// Original bytes one chunk in a `slot`-byte allocation holds raw.
+pub(crate) fn raw_capacity(slot: u64) -> u64 {
+    memory::capacity_of(slot) - HEADER as u64
+}
+
+/// Original bytes a sender reads at a time: for raw data exactly a chunk.
+pub(crate) fn read_len(slot: u64, codec: Codec) -> usize {
+    let raw = raw_capacity(slot) as usize;
+    if codec == Codec::Raw {
+        raw
+    } else {
+        READ.min(raw)
+    }
+}
+
 /// The most original bytes a chunk with a `slot`-byte allocation may
 /// restore to.
 pub(crate) fn max_original(slot: u64) -> u64 {
@@ -42,12 +57,12 @@ pub(crate) fn max_original(slot: u64) -> u64 {
 /// Original bytes per compressed block: what each codec needs to compress
 /// well (lz4 looks back 64 KiB at most), and small against a chunk, since
 /// a block that does not fit the rest of a chunk opens the next one.
-fn block_len(codec: Codec, capacity: usize) -> usize {
+fn block_len(codec: Codec, slot: u64) -> usize {
     let best = match codec {
         Codec::Zstd => MAX_BLOCK,
         _ => 64 << 10,
     };
-    best.min(capacity / 8).max(1024)
+    best.min(memory::capacity_of(slot) as usize / 8).max(1024)
 }
 
 /// A buffer from `pool` for `len` original bytes, with room for the
@@ -84,13 +99,13 @@ pub(crate) struct Compressed {
 }
 
 impl Compressed {
-    /// Compresses `data` with `codec` for a chunk of `capacity` bytes, in
-    /// blocks of a few dozen KiB, each stored raw when it does not get
-    /// smaller.
-    pub(crate) fn new(codec: Codec, data: &[u8], capacity: usize) -> Self {
+    /// Compresses `data` with `codec` for chunks in `slot`-byte
+    /// allocations, in blocks of a few dozen KiB, each stored raw when it
+    /// does not get smaller.
+    pub(crate) fn new(codec: Codec, data: &[u8], slot: u64) -> Self {
         let mut frames = READS.take(data.len() + data.len() / 8);
         let mut blocks = Vec::new();
-        for data in data.chunks(block_len(codec, capacity)) {
+        for data in data.chunks(block_len(codec, slot)) {
             let start = frames.len();
             frames.resize(start + HEADER, 0);
             let stored = if codec::compress(codec, data, &mut frames) {
@@ -134,29 +149,13 @@ pub(crate) struct Packer {
 }
 
 impl Packer {
-    /// A packer for chunks in `slot`-byte allocations holding up to
-    /// `capacity` bytes each.
-    pub(crate) fn new(slot: u64, capacity: u64) -> Self {
+    /// A packer for chunks in `slot`-byte allocations.
+    pub(crate) fn new(slot: u64) -> Self {
         Packer {
-            capacity: capacity as usize,
+            capacity: memory::capacity_of(slot) as usize,
             max_original: max_original(slot),
             chunk: Vec::new(),
             original: 0,
-        }
-    }
-
-    /// Original bytes one chunk in a `slot`-byte allocation holds raw.
-    pub(crate) fn raw_capacity(slot: u64) -> u64 {
-        memory::capacity_of(slot) - HEADER as u64
-    }
-
-    /// Original bytes to read at a time: for raw data exactly a chunk.
-    pub(crate) fn read_len(&self, codec: Codec) -> usize {
-        let raw = self.capacity - HEADER;
-        if codec == Codec::Raw {
-            raw
-        } else {
-            READ.min(raw)
         }
     }
 
@@ -254,6 +253,12 @@ impl Packer {
 /// A description of the first thing wrong with it: chunks are checked
 /// against their digest first, so this means a sender wrote nonsense.
 pub(crate) fn decode(chunk: &Bytes, slot: u64) -> Result<Vec<Bytes>, String> {
+    if chunk.len() as u64 > memory::capacity_of(slot) {
+        return Err(format!(
+            "a chunk of {} bytes is larger than its slot",
+            chunk.len()
+        ));
+    }
     let blocks = parse(chunk, slot)?;
     let restored_len = blocks
         .iter()
@@ -339,17 +344,17 @@ mod tests {
     const CAPACITY: u64 = SLOT - 12;
 
     fn pack_compressed(codec: Codec, data: &[u8]) -> Vec<Packed> {
-        let mut packer = Packer::new(SLOT, CAPACITY);
+        let mut packer = Packer::new(SLOT);
         let mut done = Vec::new();
         for read in data.chunks(READ) {
-            packer.push_compressed(Compressed::new(codec, read, CAPACITY as usize), &mut done);
+            packer.push_compressed(Compressed::new(codec, read, SLOT), &mut done);
         }
         done.extend(packer.take());
         done
     }
 
     fn pack(blocks: Vec<Block>) -> Vec<Packed> {
-        let mut packer = Packer::new(SLOT, CAPACITY);
+        let mut packer = Packer::new(SLOT);
         let mut done = Vec::new();
         for block in blocks {
             packer.push(block, &mut done);
@@ -431,7 +436,7 @@ mod tests {
     #[test]
     fn incompressible_blocks_are_stored_raw_and_split_to_fill_chunks() {
         let data = common_noise(5 << 20);
-        assert!(!Compressed::new(Codec::Zstd, &data[..READ], CAPACITY as usize).shrank());
+        assert!(!Compressed::new(Codec::Zstd, &data[..READ], SLOT).shrank());
         let chunks = pack_compressed(Codec::Lz4, &data);
         for chunk in &chunks[..chunks.len() - 1] {
             assert_eq!(chunk.data.len() as u64, CAPACITY);

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
+use crate::files::incoming::AbortOnDrop;
 use crate::transfer::buffers::{CHUNKS, Pool, READS};
 use crate::transfer::chunk::{self, Block, Compressed, Packed, Packer};
 use crate::transfer::codec::{Codec, Compression};
@@ -61,15 +62,13 @@ enum Input {
 pub(crate) struct Layout {
     /// The allocation each chunk's value gets in Redis.
     pub(crate) slot: u64,
-    /// The most bytes a chunk may have to stay in that allocation.
-    pub(crate) capacity: u64,
     pub(crate) codec: Codec,
 }
 
 impl Layout {
     /// Original bytes read at a time.
     fn read_len(&self) -> usize {
-        Packer::new(self.slot, self.capacity).read_len(self.codec)
+        chunk::read_len(self.slot, self.codec)
     }
 
     /// Where read buffers come from: raw reads become chunks as they are.
@@ -118,7 +117,7 @@ pub(crate) fn encode_file(
     });
     let (out, encoded) = mpsc::channel(2);
     let encoding = tokio::spawn(encode(input, layout, out));
-    (encoded, Tasks(vec![reading, encoding]))
+    (encoded, [AbortOnDrop(reading), AbortOnDrop(encoding)])
 }
 
 /// Encodes everything `reader` yields, recognising compressed content from
@@ -137,17 +136,11 @@ pub(crate) fn encode_stream<R: AsyncRead + Unpin + Send + 'static>(
         let layout = layout_rx.await.unwrap_or(layout);
         encode(input, layout, out).await;
     });
-    (encoded, Tasks(vec![reading, encoding]))
+    (encoded, [AbortOnDrop(reading), AbortOnDrop(encoding)])
 }
 
-/// The tasks of one encoding; dropping them stops them.
-pub(crate) struct Tasks(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        self.0.iter().for_each(tokio::task::JoinHandle::abort);
-    }
-}
+/// The reading and encoding tasks of one input; dropping them stops them.
+pub(crate) type Tasks = [AbortOnDrop; 2];
 
 /// Compresses blocks in parallel and packs them in order.
 async fn encode(
@@ -156,7 +149,7 @@ async fn encode(
     out: mpsc::Sender<std::io::Result<Encoded>>,
 ) {
     let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut packer = Packer::new(layout.slot, layout.capacity);
+    let mut packer = Packer::new(layout.slot);
     let mut codec = layout.codec;
     let mut misses = 0;
     let mut pending = FuturesOrdered::new();
@@ -184,9 +177,8 @@ async fn encode(
                     pending.push_back(Either::Right(ready(Ok(Some(Encoding::Raw(Block::raw(buffer)))))));
                 }
                 Some(Ok(Input::Block(buffer))) => {
-                    let capacity = layout.capacity as usize;
                     pending.push_back(Either::Left(tokio::task::spawn_blocking(move || {
-                        let read = Compressed::new(codec, &buffer[chunk::HEADER..], capacity);
+                        let read = Compressed::new(codec, &buffer[chunk::HEADER..], layout.slot);
                         READS.give(buffer);
                         Some(Encoding::Compressed(read))
                     })));

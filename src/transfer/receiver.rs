@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::files::incoming::{AbortOnDrop, IncomingFile, Ticket};
 use crate::files::names;
 use crate::files::source::{Failure, FileSource};
-use crate::redis::{BLOCK, Redis, memory};
+use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::{Channel, Meta};
 use crate::transfer::chunk;
 use crate::transfer::lease::Lease;
@@ -906,17 +906,6 @@ enum Fetched {
     Missing,
 }
 
-/// Restores a chunk's original bytes, refusing one larger than its slot.
-fn decode_chunk(data: &Bytes, slot: u64) -> std::result::Result<Vec<Bytes>, String> {
-    if data.len() as u64 > memory::capacity_of(slot) {
-        return Err(format!(
-            "a chunk of {} bytes is larger than its slot",
-            data.len()
-        ));
-    }
-    chunk::decode(data, slot)
-}
-
 /// The original bytes passed on so far.
 #[derive(Default)]
 struct Delivered {
@@ -1034,7 +1023,7 @@ impl Fetch {
             }
             let (slot, name) = (self.slot, self.name.clone());
             let next = tokio::task::spawn_blocking(move || {
-                decode_chunk(&data, slot).map_err(|reason| Error::Corrupt { name, reason })
+                chunk::decode(&data, slot).map_err(|reason| Error::Corrupt { name, reason })
             });
             if let Some(restored) = restoring.replace(next)
                 && !delivered.pass_on(restored, out).await?

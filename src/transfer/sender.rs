@@ -21,7 +21,7 @@ use crate::redis::memory;
 use crate::redis::shards::Shards;
 use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::Channel;
-use crate::transfer::chunk::{Packed, Packer};
+use crate::transfer::chunk::{self, Packed};
 use crate::transfer::codec::{Codec, Compression};
 use crate::transfer::encoder::{self, Encoded, Layout, Snapshot};
 use crate::transfer::lease::Lease;
@@ -33,7 +33,7 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
 /// How many bytes of a file one chunk of `chunk_size` holds when they
 /// travel uncompressed (`--compress none`, or data compressed already).
 pub fn raw_chunk_capacity(chunk_size: u64) -> u64 {
-    Packer::raw_capacity(memory::slot_for(chunk_size))
+    chunk::raw_capacity(memory::slot_for(chunk_size))
 }
 
 /// Default memory budget of a channel.
@@ -413,7 +413,6 @@ impl Sender {
     fn layout(&self, announced: &Announced, codec: Codec) -> Layout {
         Layout {
             slot: announced.slot,
-            capacity: memory::capacity_of(announced.slot),
             codec,
         }
     }
