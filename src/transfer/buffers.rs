@@ -20,7 +20,7 @@ pub(crate) static READS: Pool = Pool::new(8);
 /// Chunks a sender writes (and raw reads, which become chunks).
 pub(crate) static CHUNKS: Pool = Pool::new(8);
 /// Chunks a receiver restored.
-pub(crate) static RESTORED: Pool = Pool::new(1);
+pub(crate) static RESTORED: Pool = Pool::new(3);
 
 impl Pool {
     const fn new(keep: usize) -> Self {
