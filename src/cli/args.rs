@@ -277,6 +277,9 @@ pub struct GenerateArgs {
     /// Number of files.
     #[arg(long, default_value_t = 8)]
     pub files: u32,
+    /// Line layout: combined (Apache/nginx) or book (`IP DAY ...`).
+    #[arg(long, value_parser = choice::<LogFormat>(), default_value = "combined")]
+    pub format: LogFormat,
 }
 
 /// Parses sizes such as `64MiB`, `1GiB`, `1.5GB` or `131072`.

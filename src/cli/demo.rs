@@ -89,7 +89,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     );
     let dir = source.clone();
     let size = options.size;
-    tokio::task::spawn_blocking(move || loggen::write_log_dir(&dir, size, 8))
+    tokio::task::spawn_blocking(move || loggen::write_log_dir(&dir, size, 8, LogFormat::Combined))
         .await
         .map_err(|e| Error::io(&source, std::io::Error::other(e)))?
         .map_err(|e| Error::io(&source, e))?;

@@ -1,11 +1,14 @@
 //! Generator of realistic web access logs, for the demo and the benchmark.
 //!
-//! Lines are in the Apache/nginx combined format with a day's worth of
-//! increasing timestamps, a skewed mix of paths, statuses and user agents,
-//! and visitor addresses spread over the IPv4 space.
+//! Lines are in the Apache/nginx combined format (or the book's `IP DAY
+//! ...`) with a day's worth of increasing timestamps, a skewed mix of paths,
+//! statuses and user agents, and visitor addresses spread over the IPv4
+//! space.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use redistribute::job::logline::LogFormat;
 
 const PATHS: &[&str] = &[
     "/",
@@ -34,7 +37,13 @@ const MONTHS: &[&str] = &[
 
 /// Writes about `bytes` of log lines for day `day` (1-based, November 2026)
 /// to `out`.
-pub fn write_log(out: &mut impl Write, bytes: u64, day: u32, seed: u64) -> io::Result<()> {
+pub fn write_log(
+    out: &mut impl Write,
+    bytes: u64,
+    day: u32,
+    seed: u64,
+    format: LogFormat,
+) -> io::Result<()> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut written = 0u64;
     let mut second = 0u32;
@@ -46,23 +55,23 @@ pub fn write_log(out: &mut impl Write, bytes: u64, day: u32, seed: u64) -> io::R
         let status = *rng
             .choice(&[200, 200, 200, 200, 304, 301, 404, 500])
             .unwrap_or(&200);
-        let _ = writeln!(
-            line,
-            "{}.{}.{}.{} - - [{:02}/{}/2026:{:02}:{:02}:{:02} +0000] \"GET {} HTTP/1.1\" {} {} \"-\" \"{}\"",
-            rng.u8(1..=223),
-            rng.u8(..),
-            rng.u8(..),
-            rng.u8(1..255),
-            day,
-            MONTHS[10],
-            second / 3600,
-            second / 60 % 60,
-            second % 60,
-            rng.choice(PATHS).unwrap_or(&"/"),
-            status,
-            rng.u32(200..60_000),
-            rng.choice(AGENTS).unwrap_or(&"-"),
-        );
+        let ip = [rng.u8(1..=223), rng.u8(..), rng.u8(..), rng.u8(1..255)];
+        let (hour, minute, second) = (second / 3600, second / 60 % 60, second % 60);
+        let path = rng.choice(PATHS).unwrap_or(&"/");
+        let size = rng.u32(200..60_000);
+        let agent = rng.choice(AGENTS).unwrap_or(&"-");
+        let [a, b, c, d] = ip;
+        let _ = match format {
+            LogFormat::Combined => writeln!(
+                line,
+                "{a}.{b}.{c}.{d} - - [{day:02}/{}/2026:{hour:02}:{minute:02}:{second:02} +0000] \"GET {path} HTTP/1.1\" {status} {size} \"-\" \"{agent}\"",
+                MONTHS[10],
+            ),
+            LogFormat::Book => writeln!(
+                line,
+                "{a}.{b}.{c}.{d} 2026-11-{day:02} {hour:02}:{minute:02}:{second:02} GET {path} {status} {size} \"{agent}\"",
+            ),
+        };
         out.write_all(line.as_bytes())?;
         written += line.len() as u64;
     }
@@ -72,7 +81,12 @@ pub fn write_log(out: &mut impl Write, bytes: u64, day: u32, seed: u64) -> io::R
 /// Writes a directory of `files` logs of `total` bytes (uncompressed) in
 /// all; every third file is gzip'd, the first of those in two gzip members.
 /// Returns the paths written.
-pub fn write_log_dir(dir: &Path, total: u64, files: u32) -> io::Result<Vec<PathBuf>> {
+pub fn write_log_dir(
+    dir: &Path,
+    total: u64,
+    files: u32,
+    format: LogFormat,
+) -> io::Result<Vec<PathBuf>> {
     let per_file = total / u64::from(files.max(1));
     let mut written = Vec::new();
     for i in 0..files {
@@ -93,13 +107,14 @@ pub fn write_log_dir(dir: &Path, total: u64, files: u32) -> io::Result<Vec<PathB
                     per_file / members,
                     day,
                     u64::from(i * 10) + member,
+                    format,
                 )?;
                 encoder.finish()?;
             }
             file.flush()?;
         } else {
             let mut file = file;
-            write_log(&mut file, per_file, day, u64::from(i * 10))?;
+            write_log(&mut file, per_file, day, u64::from(i * 10), format)?;
             file.flush()?;
         }
         written.push(path);

@@ -46,9 +46,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(url, args).await,
         Command::Geo(GeoCommand::Import(args)) => geo::import(url, prefix, args).await,
         Command::Geo(GeoCommand::Lookup(args)) => geo::lookup(url, prefix, args).await,
-        Command::GenerateLogs(args) => loggen::write_log_dir(&args.dir, args.size, args.files)
-            .map(|_| ())
-            .map_err(|e| Error::io(&args.dir, e)),
+        Command::GenerateLogs(args) => {
+            loggen::write_log_dir(&args.dir, args.size, args.files, args.format)
+                .map(|_| ())
+                .map_err(|e| Error::io(&args.dir, e))
+        }
     }
 }
 

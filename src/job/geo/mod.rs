@@ -6,9 +6,9 @@
 //! the range holding an address is the last one starting at or before it.
 //! Each range names its place by a `u32` id into a list of distinct places,
 //! so a worker can count per id and turn ids into names once per file.
-//! IPv4 lookups start from an index on the address's top 16 bits, which
-//! leaves a binary search over a few ranges (`benches/lookup.rs` measures
-//! it); IPv4-mapped IPv6 addresses are looked up as the IPv4 they carry.
+//! Lookups go through a radix index over the address bits (`index.rs`;
+//! `benches/lookup.rs` measures it); IPv4-mapped IPv6 addresses are looked
+//! up as the IPv4 they carry.
 //!
 //! Tables come from files ([`GeoTable::from_files`], formats in `parse.rs`),
 //! from the built-in country table ([`GeoTable::builtin`], `data/geo/`), or
@@ -17,6 +17,7 @@
 
 mod binary;
 mod build;
+mod index;
 mod parse;
 mod storage;
 
@@ -25,6 +26,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use index::RangeIndex;
 
 pub use storage::{current_version, load, store};
 
@@ -60,9 +62,9 @@ pub struct GeoTable {
     places: Vec<Place>,
     v4: Ranges<u32>,
     v6: Ranges<u128>,
-    /// `v4_buckets[b]` is the index of the first IPv4 range starting at or
-    /// after `b << 16`; 65,537 entries, so `b + 1` always exists.
-    v4_buckets: Vec<u32>,
+    /// What lookups search, built from `v4` and `v6` (see `index.rs`).
+    v4_index: RangeIndex<u32>,
+    v6_index: RangeIndex<u128>,
 }
 
 /// The built-in country table, gzip'd CSV as shipped by ip-location-db.
@@ -112,37 +114,28 @@ impl GeoTable {
         ])
     }
 
-    /// Puts checked parts together and builds the IPv4 index.
+    /// Puts checked parts together and builds the lookup indexes.
     fn from_parts(places: Vec<Place>, v4: Ranges<u32>, v6: Ranges<u128>) -> GeoTable {
-        let v4_buckets = (0..=1u64 << 16)
-            .map(|bucket| {
-                v4.starts
-                    .partition_point(|&start| u64::from(start) < bucket << 16)
-                    as u32
-            })
-            .collect();
         GeoTable {
             places,
+            v4_index: RangeIndex::new(&v4),
+            v6_index: RangeIndex::new(&v6),
             v4,
             v6,
-            v4_buckets,
         }
     }
 
     /// The id of the place of the IPv4 address `ip` (as a big-endian
     /// integer, `u32::from(Ipv4Addr)`), or `None` if no range holds it.
     pub fn lookup_v4(&self, ip: u32) -> Option<u32> {
-        let bucket = (ip >> 16) as usize;
-        let low = self.v4_buckets[bucket] as usize;
-        let high = self.v4_buckets[bucket + 1] as usize;
-        self.v4.find(ip, low, high)
+        self.v4_index.find(ip)
     }
 
     /// The id of the place of the IPv6 address `ip` (`u128::from(Ipv6Addr)`),
     /// or `None`. IPv4-mapped addresses are not translated here; see
     /// [`GeoTable::lookup`].
     pub fn lookup_v6(&self, ip: u128) -> Option<u32> {
-        self.v6.find(ip, 0, self.v6.starts.len())
+        self.v6_index.find(ip)
     }
 
     /// The place of any address, IPv4-mapped IPv6 (`::ffff:1.2.3.4`) looked
@@ -212,9 +205,22 @@ impl fmt::Debug for GeoTable {
 
 /// An IPv4 (`u32`) or IPv6 (`u128`) address as an integer: what range
 /// handling needs of both.
-trait Address: Copy + Ord + std::ops::Sub<Output = Self> + From<u8> {
+trait Address:
+    Copy
+    + Ord
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Shl<u32, Output = Self>
+    + From<u8>
+{
     /// Its size in the binary form.
     const BYTES: usize;
+    /// Its width.
+    const BITS: u32;
+    /// A small number (an index radix slot) as an address.
+    fn from_index(index: usize) -> Self;
+    /// The `width` bits of it above the lowest `shift`, as an index.
+    fn bits(self, shift: u32, width: u32) -> usize;
     /// The address after this one, `None` after the last.
     fn checked_next(self) -> Option<Self>;
     /// Reads exactly [`Address::BYTES`] little-endian bytes.
@@ -226,6 +232,13 @@ trait Address: Copy + Ord + std::ops::Sub<Output = Self> + From<u8> {
 
 impl Address for u32 {
     const BYTES: usize = 4;
+    const BITS: u32 = 32;
+    fn from_index(index: usize) -> Self {
+        index as u32
+    }
+    fn bits(self, shift: u32, width: u32) -> usize {
+        (self >> shift & ((1 << width) - 1)) as usize
+    }
     fn checked_next(self) -> Option<Self> {
         self.checked_add(1)
     }
@@ -242,6 +255,13 @@ impl Address for u32 {
 
 impl Address for u128 {
     const BYTES: usize = 16;
+    const BITS: u32 = 128;
+    fn from_index(index: usize) -> Self {
+        index as u128
+    }
+    fn bits(self, shift: u32, width: u32) -> usize {
+        (self >> shift & ((1 << width) - 1)) as usize
+    }
     fn checked_next(self) -> Option<Self> {
         self.checked_add(1)
     }
@@ -266,16 +286,18 @@ struct Ranges<A> {
 }
 
 impl<A: Address> Ranges<A> {
-    /// The place of the range holding `ip`, given that every range before
-    /// `low` starts at or before `ip` and every range from `high` on starts
-    /// after it.
-    fn find(&self, ip: A, low: usize, high: usize) -> Option<u32> {
-        let after = low + self.starts[low..high].partition_point(|&start| start <= ip);
-        let candidate = after.checked_sub(1)?;
+    /// The place of the range holding `ip` by a plain binary search: what
+    /// the index must agree with.
+    #[cfg(test)]
+    fn find(&self, ip: A) -> Option<u32> {
+        let candidate = self
+            .starts
+            .partition_point(|&start| start <= ip)
+            .checked_sub(1)?;
         (ip <= self.ends[candidate]).then(|| self.places[candidate])
     }
 
-    /// Whether the ranges keep the invariants [`Ranges::find`] relies on
+    /// Whether the ranges keep the invariants lookups rely on
     /// and name only places `0..places`.
     fn check(&self, places: usize) -> Result<(), String> {
         let len = self.starts.len();

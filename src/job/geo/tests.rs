@@ -396,13 +396,34 @@ fn indexed_lookups_agree_with_a_plain_binary_search() {
     let mut rng = fastrand::Rng::with_seed(3);
     for _ in 0..200_000 {
         let ip = rng.u32(..);
-        let plain = table.v4.find(ip, 0, table.v4.starts.len());
+        let plain = table.v4.find(ip);
         assert_eq!(
             table.lookup_v4(ip),
             plain,
             "{}",
             std::net::Ipv4Addr::from(ip)
         );
+    }
+    // IPv6 is sparse: random addresses would nearly all miss. Try each
+    // range's edges and a random address inside, over every range.
+    let v6 = &table.v6;
+    for i in 0..v6.starts.len() {
+        let (start, end) = (v6.starts[i], v6.ends[i]);
+        let inside = start + rng.u128(..=end - start);
+        for ip in [
+            start.wrapping_sub(1),
+            start,
+            inside,
+            end,
+            end.wrapping_add(1),
+        ] {
+            assert_eq!(
+                table.lookup_v6(ip),
+                v6.find(ip),
+                "{}",
+                std::net::Ipv6Addr::from(ip)
+            );
+        }
     }
 }
 
