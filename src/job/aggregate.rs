@@ -11,10 +11,10 @@
 //! acknowledging) add nothing twice, key by key.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use redis::Script;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::error::{Error, Result};
 use crate::files::decode::Decode;
@@ -133,58 +133,60 @@ impl FileCounts {
         self.last_day
     }
 
+    /// Counts the lines of a block of whole lines (the last block of a
+    /// file may end without a newline).
+    fn add_block(&mut self, table: &GeoTable, format: LogFormat, block: &[u8]) {
+        let mut start = 0;
+        for newline in memchr::memchr_iter(b'\n', block) {
+            self.add_line(table, format, &block[start..newline]);
+            start = newline + 1;
+        }
+        if start < block.len() {
+            self.add_line(table, format, &block[start..]);
+        }
+    }
+
     /// Reads a whole file's (decoded) lines.
     pub async fn count_file(
         file: &mut IncomingFile,
-        table: &GeoTable,
+        table: Arc<GeoTable>,
         format: LogFormat,
     ) -> Result<Self> {
         let name = file.name().to_owned();
-        let mut counts = FileCounts::new(table);
-        let mut reader = file.decoded(Decode::Auto);
-        let mut carry: Vec<u8> = Vec::new();
-        let mut overlong = false;
-        loop {
-            let buffer = reader.fill_buf().await.map_err(|e| Error::Processing {
-                name: name.clone(),
+        FileCounts::count_lines(file.decoded(Decode::Auto), table, format)
+            .await
+            .map_err(|e| Error::Processing {
+                name,
                 reason: e.to_string(),
-            })?;
-            if buffer.is_empty() {
-                break;
+            })
+    }
+
+    /// Counts the lines `reader` gives. Reading and decoding stay on this
+    /// task while a blocking thread parses and counts blocks of whole
+    /// lines, so the two overlap; a few blocks in flight bound the memory.
+    async fn count_lines(
+        reader: impl AsyncBufRead + Unpin,
+        table: Arc<GeoTable>,
+        format: LogFormat,
+    ) -> std::io::Result<Self> {
+        let (blocks, mut to_count) = tokio::sync::mpsc::channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+        let (give_back, returned) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let counter = tokio::task::spawn_blocking(move || {
+            let mut counts = FileCounts::new(&table);
+            while let Some(mut block) = to_count.blocking_recv() {
+                counts.add_block(&table, format, &block);
+                block.clear();
+                let _ = give_back.send(block);
             }
-            let length = buffer.len();
-            let mut rest = buffer;
-            while let Some(newline) = memchr::memchr(b'\n', rest) {
-                let line = &rest[..newline];
-                if overlong {
-                    overlong = false;
-                    counts.lines += 1;
-                    counts.unparsed += 1;
-                } else if carry.is_empty() {
-                    counts.add_line(table, format, line);
-                } else {
-                    carry.extend_from_slice(line);
-                    counts.add_line(table, format, &carry);
-                    carry.clear();
-                }
-                rest = &rest[newline + 1..];
-            }
-            if !overlong {
-                carry.extend_from_slice(rest);
-                if carry.len() > MAX_LINE {
-                    overlong = true;
-                    carry.clear();
-                }
-            }
-            reader.as_mut().consume(length);
-        }
-        if overlong {
-            counts.lines += 1;
-            counts.unparsed += 1;
-        } else if !carry.is_empty() {
-            counts.add_line(table, format, &carry);
-        }
-        counts.flush(table);
+            counts.flush(&table);
+            counts
+        });
+        let read = read_blocks(reader, &blocks, returned).await;
+        drop(blocks);
+        let mut counts = counter.await.map_err(std::io::Error::other)?;
+        let overlong = read?;
+        counts.lines += overlong;
+        counts.unparsed += overlong;
         Ok(counts)
     }
 
@@ -235,6 +237,69 @@ impl FileCounts {
         }
         Ok(())
     }
+}
+
+/// Decoded bytes of a file travel to the counter in blocks of about this
+/// many bytes, cut after a newline.
+const BLOCK: usize = 256 << 10;
+/// Blocks read ahead of the counter.
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+/// Sends what `reader` gives to `blocks` as blocks of whole lines,
+/// reusing the buffers that come back on `returned`. Lines longer than
+/// [`MAX_LINE`] are skipped as they stream by rather than gathered; returns
+/// how many there were.
+async fn read_blocks(
+    mut reader: impl AsyncBufRead + Unpin,
+    blocks: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    mut returned: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) -> std::io::Result<u64> {
+    let mut fresh = || {
+        returned
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK + BLOCK / 4))
+    };
+    let mut block = fresh();
+    let mut overlong = 0;
+    let mut skipping = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        let length = buffer.len();
+        if length == 0 {
+            break;
+        }
+        let mut data = buffer;
+        if skipping {
+            match memchr::memchr(b'\n', data) {
+                Some(newline) => {
+                    skipping = false;
+                    data = &data[newline + 1..];
+                }
+                None => data = &[],
+            }
+        }
+        block.extend_from_slice(data);
+        std::pin::Pin::new(&mut reader).consume(length);
+        if block.len() >= BLOCK {
+            let cut = memchr::memrchr(b'\n', &block).map_or(0, |newline| newline + 1);
+            let mut next = fresh();
+            if block.len() - cut > MAX_LINE {
+                overlong += 1;
+                skipping = true;
+            } else {
+                next.extend_from_slice(&block[cut..]);
+            }
+            block.truncate(cut);
+            let full = std::mem::replace(&mut block, next);
+            if !full.is_empty() && blocks.send(full).await.is_err() {
+                break; // the counter is gone; its error says why
+            }
+        }
+    }
+    if !block.is_empty() {
+        let _ = blocks.send(block).await;
+    }
+    Ok(overlong)
 }
 
 /// The sorted-set member a place counts under: `CC`, `CC/region` or
@@ -313,7 +378,7 @@ pub async fn run<S: FileSource>(
             (table, source) = load_table(redis, prefix, &options.table_files).await?;
         }
         let name = file.name().to_owned();
-        let counts = match FileCounts::count_file(&mut file, &table, options.format).await {
+        let counts = match FileCounts::count_file(&mut file, table.clone(), options.format).await {
             Ok(counts) => counts,
             Err(error) => {
                 // Said only once the source recorded it: a source that
@@ -361,18 +426,85 @@ async fn load_table(
     redis: &Redis,
     prefix: &str,
     files: &[std::path::PathBuf],
-) -> Result<(GeoTable, Source)> {
+) -> Result<(Arc<GeoTable>, Source)> {
     if !files.is_empty() {
-        return Ok((GeoTable::from_files(files)?, Source::Files));
+        return Ok((Arc::new(GeoTable::from_files(files)?), Source::Files));
     }
     match geo::load(redis, prefix).await? {
         Some((version, table)) => {
             tracing::info!("using location table version {version} from Redis");
-            Ok((table, Source::Redis(version)))
+            Ok((Arc::new(table), Source::Redis(version)))
         }
         None => {
             tracing::info!("no location table imported; using the built-in country table");
-            Ok((GeoTable::builtin()?, Source::Builtin))
+            Ok((Arc::new(GeoTable::builtin()?), Source::Builtin))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per day and country, what counting `lines` one by one must give.
+    fn expected(table: &GeoTable, lines: &[String]) -> HashMap<(String, String), u64> {
+        let mut visits = HashMap::new();
+        for line in lines.iter().filter(|line| line.len() <= MAX_LINE) {
+            let Some(visit) = logline::parse(LogFormat::Book, line.as_bytes()) else {
+                continue;
+            };
+            let Address::V4(ip) = visit.address else {
+                panic!("the test writes IPv4 addresses only");
+            };
+            let member = table.lookup_v4(ip).map_or(UNKNOWN.to_owned(), |id| {
+                member(table, id, Dimension::Country)
+            });
+            let day = String::from_utf8_lossy(visit.day.as_bytes()).into_owned();
+            *visits.entry((day, member)).or_default() += 1;
+        }
+        visits
+    }
+
+    #[tokio::test]
+    async fn lines_stay_whole_whatever_the_reads_and_overlong_ones_count_as_unparsed() {
+        let table = Arc::new(GeoTable::builtin().unwrap());
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut lines: Vec<String> = (0..30_000)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(rng.u32(..));
+                format!("{ip} 2026-11-0{} GET /{i} 200", 1 + i % 3)
+            })
+            .collect();
+        // Longer than a line may be, one of them longer than a block.
+        lines.insert(100, "x".repeat(MAX_LINE + 1));
+        lines.insert(
+            20_000,
+            format!("1.2.3.4 2026-11-01 {}", "y".repeat(BLOCK * 2)),
+        );
+        lines.insert(25_000, "not a log line".into());
+        // The last line has no newline.
+        let text = lines.join("\n").into_bytes();
+        let want = expected(&table, &lines);
+        for capacity in [7, 4096, 1 << 20] {
+            let reader = tokio::io::BufReader::with_capacity(capacity, &text[..]);
+            let counts = FileCounts::count_lines(reader, table.clone(), LogFormat::Book)
+                .await
+                .unwrap();
+            assert_eq!(counts.lines, lines.len() as u64, "reads of {capacity}");
+            assert_eq!(counts.unparsed, 3, "reads of {capacity}");
+            let mut got = HashMap::new();
+            for (day, members) in counts.by(&table, Dimension::Country) {
+                for (member, visits) in members {
+                    let day = String::from_utf8_lossy(day).into_owned();
+                    got.insert((day, member), visits);
+                }
+            }
+            let wrong: Vec<_> = want
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(v))
+                .collect();
+            assert!(wrong.is_empty(), "reads of {capacity}: {wrong:?} differ");
+            assert_eq!(got.len(), want.len(), "reads of {capacity}");
         }
     }
 }
