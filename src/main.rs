@@ -60,6 +60,8 @@ async fn main() -> std::process::ExitCode {
                 // cron job can tell it from a failure to run.
                 redistribute::Error::FilesParked { .. }
                 | redistribute::Error::NotSupplied { .. } => std::process::ExitCode::from(3),
+                // As clap does for the command lines it rejects itself.
+                redistribute::Error::Usage(_) => std::process::ExitCode::from(2),
                 _ => std::process::ExitCode::FAILURE,
             }
         }

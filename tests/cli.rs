@@ -412,6 +412,65 @@ fn bad_input_gets_one_clear_line_and_a_failing_exit_code() {
 }
 
 #[test]
+fn usage_errors_exit_with_2_and_say_what_was_meant() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    write(work.path(), "logs/a.log", b"x");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["send", "--channel", "c", "--workers", "3", "logs"],
+            "--workers takes no number",
+        ),
+        (
+            &[
+                "receive",
+                "--channel",
+                "c",
+                "--id",
+                "0",
+                "--protocol",
+                "classic",
+                "--follow",
+                "--stdout",
+            ],
+            "does not support --follow",
+        ),
+        (
+            &["send", "--channel", "c", "--workerz", "logs"],
+            "unexpected argument",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = run(server.command().current_dir(work.path()).args(args), T);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn passwords_stay_out_of_help_and_errors_even_with_a_raw_at_sign() {
+    let server = Server::start();
+    let mut help = server.command();
+    help.env("REDIS_URL", "redis://:hunter2@127.0.0.1:1")
+        .args(["send", "--help"]);
+    let output = run(&mut help, T);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("REDIS_URL") && !text.contains("hunter2"),
+        "{text}"
+    );
+
+    let mut status = server.command();
+    status
+        .env("REDIS_URL", "redis://:top@secret@127.0.0.1:1")
+        .arg("status");
+    let line = failed_with_one_line(&run(&mut status, T));
+    assert!(!line.contains("top") && !line.contains("secret"), "{line}");
+}
+
+#[test]
 fn a_wrong_password_and_an_unknown_receiver_are_one_line_errors() {
     let server = Server::with(LocalRedisOptions {
         password: Some("right".into()),

@@ -20,6 +20,7 @@ pub struct Cli {
         long,
         global = true,
         env = "REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis: String,

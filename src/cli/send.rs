@@ -13,6 +13,7 @@ use super::args::{Protocol, SendArgs};
 use super::progress;
 
 pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result<()> {
+    check_workers(&args)?;
     if args.protocol == Protocol::Classic {
         return send_classic(url, quiet, args).await;
     }
@@ -65,6 +66,20 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
         count: parked.len() as u64,
         detail: format!(": {}", detail.join("; ")),
     })
+}
+
+/// `--workers` is a switch, so in `send --workers 3 logs/` the `3` would
+/// be taken for a file: say what was meant instead.
+fn check_workers(args: &SendArgs) -> Result<()> {
+    let Some(first) = args.paths.first().and_then(|p| p.to_str()) else {
+        return Ok(());
+    };
+    if args.workers && first.parse::<u32>().is_ok() && !args.paths[0].exists() {
+        return Err(Error::Usage(format!(
+            "--workers takes no number: any number of workers may join the channel, and `{first}` is not a file; drop it (send --workers --channel C DIR)"
+        )));
+    }
+    Ok(())
 }
 
 fn audience(args: &SendArgs) -> Result<Audience> {

@@ -119,7 +119,11 @@ impl Redis {
         for one in &urls {
             redis::Client::open(one.as_str()).map_err(|e| Error::InvalidUrl {
                 url: shown.clone(),
-                reason: e.to_string(),
+                reason: if one.matches('@').count() > 1 {
+                    format!("{e}; write an @ inside a password as %40")
+                } else {
+                    e.to_string()
+                },
             })?;
         }
         let started = Instant::now();
@@ -575,13 +579,16 @@ fn connect_error(url: &str, source: RedisError) -> Error {
 
 /// Removes passwords from a URL so it can be printed: the `user:pass@`
 /// part and `pass`/`password` query parameters (as `unix://` URLs use).
+/// Credentials end at the last `@`, so a password with a raw `@` in it is
+/// masked whole.
 pub(crate) fn redacted(url: &str) -> String {
     let (address, query) = match url.split_once('?') {
         Some((address, query)) => (address, Some(query)),
         None => (url, None),
     };
     let mut shown = match address.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
+        Some((scheme, _)) if scheme.starts_with("unix") => address.to_owned(),
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((credentials, host)) => {
                 let user = credentials.split(':').next().unwrap_or("");
                 format!("{scheme}://{user}:***@{host}")
@@ -611,6 +618,9 @@ mod tests {
     fn passwords_never_reach_messages() {
         assert_eq!(redacted("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redacted("redis://h:1"), "redis://h:1");
+        assert_eq!(redacted("redis://u:p@ss:w@rd@h:1"), "redis://u:***@h:1");
+        assert_eq!(redacted("rediss://:p@ss@h:1"), "rediss://:***@h:1");
+        assert_eq!(redacted("unix:///run/a@b.sock"), "unix:///run/a@b.sock");
         assert_eq!(redacted("unix:///tmp/r.sock"), "unix:///tmp/r.sock");
         assert_eq!(
             redacted("unix:///tmp/r.sock?db=1&pass=secret"),
