@@ -1600,3 +1600,23 @@ fn a_channel_made_by_another_version_is_refused_in_one_line_by_every_side() {
         );
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_definition() {
+    let server = Server::start();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = run(server.command().args(["completions", shell]), T);
+        succeeded(&output);
+        let script = String::from_utf8_lossy(&output.stdout);
+        for word in ["redistribute", "aggregate", "channel"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let output = run(server.command().arg("man"), T);
+    succeeded(&output);
+    let page = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        page.contains(".TH redistribute 1") && page.contains("aggregate"),
+        "{page}"
+    );
+}

@@ -63,6 +63,20 @@ pub enum Command {
     /// Location tables for IP lookups.
     #[command(subcommand)]
     Geo(GeoCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        redistribute completions bash > /etc/bash_completion.d/redistribute\n  \
+        redistribute completions zsh > \"${fpath[1]}/_redistribute\"\n  \
+        redistribute completions fish > ~/.config/fish/completions/redistribute.fish")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    #[command(after_help = "Examples:\n  \
+        redistribute man | man -l -\n  \
+        redistribute man > /usr/local/share/man/man1/redistribute.1")]
+    Man,
     /// Write sample access logs (for benchmarks).
     #[command(hide = true)]
     GenerateLogs(GenerateArgs),

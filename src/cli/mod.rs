@@ -46,6 +46,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(url, args).await,
         Command::Geo(GeoCommand::Import(args)) => geo::import(url, prefix, args).await,
         Command::Geo(GeoCommand::Lookup(args)) => geo::lookup(url, prefix, args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "redistribute", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            page.render(&mut std::io::stdout())
+                .map_err(|e| Error::io("standard output", e))
+        }
         Command::GenerateLogs(args) => {
             loggen::write_log_dir(&args.dir, args.size, args.files, args.format)
                 .map(|_| ())
