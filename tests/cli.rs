@@ -1017,13 +1017,19 @@ fn a_source_cut_short_while_it_is_sent_is_abandoned_not_delivered_short() {
 }
 
 /// Starts a broadcast of `source` to receiver `0` on channel `channel`.
+/// Returns once the channel exists, so a receiver started next has no
+/// wait to mention.
 fn send_to_one(server: &Server, channel: &str, source: &std::path::Path) -> Running {
-    spawn(
+    let sender = spawn(
         server
             .command()
             .args(["send", "--channel", channel, "--receivers", "1"])
             .arg(source),
-    )
+    );
+    wait_for_status(server, channel, "the first announcement", |s| {
+        s["files_announced"].as_u64() >= Some(1)
+    });
+    sender
 }
 
 /// After a broken sink: nothing was parked or acknowledged, and a receiver
@@ -1618,5 +1624,88 @@ fn completions_and_the_manual_page_come_from_the_command_definition() {
     assert!(
         page.contains(".TH redistribute 1") && page.contains("aggregate"),
         "{page}"
+    );
+}
+
+/// Polls a file a process writes its stderr to until it holds `text`.
+fn wait_for_text(path: &std::path::Path, text: &str) -> String {
+    let deadline = Instant::now() + T;
+    loop {
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        if written.contains(text) {
+            return written;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never said {text:?}; said:\n{written}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn waits_say_what_they_wait_for_and_who_is_behind() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let data = noise(6 << 20, 9);
+    let file = write(work.path(), "big.bin", &data);
+    let sender_said = work.path().join("sender.err");
+    let mut sender = server
+        .command()
+        .args([
+            "send",
+            "--channel",
+            "logs",
+            "--receivers",
+            "a,b",
+            "--limit",
+            "2MiB",
+        ])
+        .args(["--compress", "none"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&sender_said).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_text(
+        &sender_said,
+        "big.bin: the channel holds its limit (2.0 MiB); waiting for a (never connected), b (never connected)",
+    );
+
+    let lost_said = work.path().join("lost.err");
+    let mut lost = server
+        .command()
+        .args(["receive", "--channel", "lgos", "--id", "a", "--stdout"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&lost_said).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_text(
+        &lost_said,
+        "channel lgos does not exist yet; waiting for a sender (existing channels: logs)",
+    );
+    kill(&mut lost);
+
+    let receivers: Vec<Running> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            spawn(
+                server
+                    .command()
+                    .args(["receive", "--channel", "logs", "--id", id, "--out"])
+                    .arg(work.path().join(id)),
+            )
+        })
+        .collect();
+    for (receiver, id) in receivers.into_iter().zip(["a", "b"]) {
+        succeeded(&wait(receiver, T));
+        let got = std::fs::read(work.path().join(id).join("big.bin")).unwrap();
+        assert!(got == data, "receiver {id} got other bytes");
+    }
+    let status = sender.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&sender_said).unwrap()
     );
 }

@@ -91,7 +91,11 @@ fn print_status(s: &ChannelStatus) {
             behind,
             r.files_parked,
             r.lines_unparsed,
-            r.last_file.as_deref().unwrap_or("-"),
+            match (&r.last_file, r.joined) {
+                (Some(last), _) => last.as_str(),
+                (None, false) => "(never connected)",
+                (None, true) => "-",
+            },
         );
     }
     for p in &s.parked {

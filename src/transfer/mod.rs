@@ -12,6 +12,7 @@ pub(crate) mod chunk;
 pub mod codec;
 pub(crate) mod encoder;
 pub mod lease;
+pub(crate) mod notice;
 pub mod protocol;
 pub mod purge;
 pub mod receiver;

@@ -26,7 +26,9 @@ use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::{Channel, Meta};
 use crate::transfer::chunk;
 use crate::transfer::lease::Lease;
+use crate::transfer::notice::WaitNotice;
 use crate::transfer::protocol::{self, Audience, Keys};
+use crate::transfer::status;
 
 /// Chunk reads kept in flight while streaming a file.
 const PREFETCH: usize = 4;
@@ -400,14 +402,23 @@ impl Receiver {
         if let Some(audience) = &self.audience {
             return Ok(audience.clone());
         }
+        let mut notice = WaitNotice::at_once();
         let meta = loop {
             if let Some(meta) = self.channel.meta().await? {
                 break meta;
             }
-            tracing::debug!(
-                "channel {} does not exist yet; waiting for a sender",
-                self.options.channel
-            );
+            if notice.due() {
+                let others = status::channels(&self.channel.redis, &self.options.prefix).await?;
+                tracing::info!(
+                    "channel {} does not exist yet; waiting for a sender ({})",
+                    self.options.channel,
+                    if others.is_empty() {
+                        "no channel exists yet".to_owned()
+                    } else {
+                        format!("existing channels: {}", others.join(", "))
+                    }
+                );
+            }
             self.channel
                 .redis
                 .wait::<redis::Value>(

@@ -25,6 +25,7 @@ use crate::transfer::chunk::{self, Packed};
 use crate::transfer::codec::{Codec, Compression};
 use crate::transfer::encoder::{self, Encoded, Layout, Snapshot};
 use crate::transfer::lease::Lease;
+use crate::transfer::notice::WaitNotice;
 use crate::transfer::protocol::{self, Audience, Keys};
 use crate::transfer::status::{self, ParkedFile};
 
@@ -437,6 +438,7 @@ impl Sender {
     /// upload again (it was not given them).
     pub async fn wait_until_done(&self) -> Result<()> {
         let mut last_event = "0-0".to_owned();
+        let mut notice = WaitNotice::new();
         loop {
             let unserved = self.resupply().await?;
             self.release(false).await?;
@@ -480,6 +482,12 @@ impl Sender {
                     }),
                 };
             }
+            if notice.due() {
+                tracing::info!(
+                    "every file is uploaded; waiting for {}",
+                    self.awaited().await?
+                );
+            }
             if let Some(id) = newest.ids.into_iter().next().map(|e| e.id) {
                 if id == last_event {
                     self.wait_for_event(&last_event).await?;
@@ -489,6 +497,17 @@ impl Sender {
                 self.wait_for_event(&last_event).await?;
             }
         }
+    }
+
+    /// Who the channel waits for, for a wait notice.
+    async fn awaited(&self) -> Result<String> {
+        let status = status::channel_status(
+            &self.channel.redis,
+            &self.options.prefix,
+            &self.options.channel,
+        )
+        .await?;
+        Ok(status.map_or_else(|| "receivers".into(), |status| status.awaited()))
     }
 
     /// Files of this channel that receivers or workers gave up on (by
@@ -708,6 +727,7 @@ impl Sender {
         let mut in_flight = FuturesOrdered::new();
         let mut last_event = "0-0".to_owned();
         let mut end = None;
+        let mut notice = WaitNotice::new();
         // Chunks written but not yet published, oldest first: each is
         // published with its digest, so receivers check every chunk
         // before a byte of it reaches their output.
@@ -753,10 +773,13 @@ impl Sender {
                 if end.is_some() {
                     break;
                 }
-                tracing::debug!(
-                    "{name}: channel full ({}); waiting for receivers",
-                    bytesize::ByteSize(self.limit)
-                );
+                if notice.due() {
+                    tracing::info!(
+                        "{name}: the channel holds its limit ({}); waiting for {}",
+                        bytesize::ByteSize(self.limit),
+                        self.awaited().await?
+                    );
+                }
                 // Receivers may be waiting for an older file Redis lost in a
                 // restart, which nothing but this sender uploads again.
                 Box::pin(self.repair_after_restart(Some(name))).await?;
@@ -765,6 +788,7 @@ impl Sender {
                 }
                 continue;
             }
+            notice.over();
             tokio::select! {
                 done = in_flight.next(), if !in_flight.is_empty() => {
                     written.push(done.expect("in flight")?);

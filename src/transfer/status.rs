@@ -67,6 +67,8 @@ pub struct ReceiverStatus {
     pub bytes_done: u64,
     /// Files it parked.
     pub files_parked: u64,
+    /// Whether it ever joined the channel.
+    pub joined: bool,
     /// Lines the aggregation job could not parse.
     pub lines_unparsed: u64,
     /// Broadcast: files announced that it has not finished yet.
@@ -84,6 +86,35 @@ pub struct ParkedFile {
     pub receiver: String,
     /// Why, as the last failure said.
     pub reason: String,
+}
+
+impl ChannelStatus {
+    /// Who the channel waits for, as a wait notice names them:
+    /// `slow (3 files behind), b (never connected)`; for a work queue, the
+    /// files in flight.
+    pub fn awaited(&self) -> String {
+        if self.mode == "workers" {
+            return match self.files_in_flight {
+                1 => "workers (1 file in flight)".into(),
+                n => format!("workers ({n} files in flight)"),
+            };
+        }
+        let behind: Vec<String> = self
+            .receivers
+            .iter()
+            .filter_map(|r| match (r.joined, r.files_behind.unwrap_or(0)) {
+                (false, _) => Some(format!("{} (never connected)", r.id)),
+                (true, 0) => None,
+                (true, 1) => Some(format!("{} (1 file behind)", r.id)),
+                (true, n) => Some(format!("{} ({n} files behind)", r.id)),
+            })
+            .collect();
+        if behind.is_empty() {
+            "receivers to release what they read".into()
+        } else {
+            behind.join(", ")
+        }
+    }
 }
 
 /// Names of all channels under `prefix`, sorted.
@@ -119,7 +150,7 @@ pub async fn channel_status(
         .await?;
     let mut ids = match &meta.audience {
         Audience::Broadcast(ids) => ids.clone(),
-        Audience::Workers => members,
+        Audience::Workers => members.clone(),
     };
     ids.sort();
     ids.dedup();
@@ -139,6 +170,7 @@ pub async fn channel_status(
         let (done, parked_files) = (number("files"), number("parked"));
         let settled = done + parked_files + number("moved");
         receivers.push(ReceiverStatus {
+            joined: members.contains(&id),
             files_behind: matches!(meta.audience, Audience::Broadcast(_))
                 .then(|| (first_uploads + number("owed")).saturating_sub(settled)),
             id,
