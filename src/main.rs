@@ -44,11 +44,25 @@ async fn main() -> std::process::ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        eprintln!("redistribute: cannot handle SIGTERM (no signal support in this environment)");
+        return std::process::ExitCode::FAILURE;
+    };
+    // Either signal drops the command's future: a file in progress is
+    // abandoned (its temporary copy removed, its command killed), never
+    // acknowledged, and delivered again to the next run.
     let outcome = tokio::select! {
         outcome = cli::run(cli) => outcome,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("redistribute: interrupted; unfinished work resumes when the same command runs again");
             return std::process::ExitCode::from(130);
+        }
+        _ = terminate.recv() => {
+            // A service manager asked: stopping is success.
+            eprintln!("redistribute: stopped by SIGTERM; a file in progress was abandoned and is delivered again when the same command runs again");
+            return std::process::ExitCode::SUCCESS;
         }
     };
     match outcome {

@@ -1709,3 +1709,74 @@ fn waits_say_what_they_wait_for_and_who_is_behind() {
         std::fs::read_to_string(&sender_said).unwrap()
     );
 }
+
+#[test]
+fn sigterm_abandons_the_file_in_progress_cleanly_and_exits_0() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let (first, rest) = (noise(300_000, 11), noise(200_000, 12));
+    // A stream that pauses halfway: its first part reaches the receiver.
+    let mut sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "term",
+                "--receivers",
+                "1",
+                "--name",
+                "s.log",
+                "-",
+            ])
+            .stdin(Stdio::piped()),
+    );
+    let mut input = sender.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, &first).unwrap();
+    let receiver = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", "term", "--id", "0", "--out"])
+            .arg(&out),
+    );
+    let partial = || {
+        std::fs::read_dir(&out)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(".rd-partial"))
+    };
+    let deadline = Instant::now() + T;
+    while partial().is_none_or(|p| p.metadata().unwrap().len() < first.len() as u64) {
+        assert!(Instant::now() < deadline, "the first part never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = receiver.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = wait(receiver, T);
+    let stderr = succeeded(&output);
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(partial().is_none(), "the temporary copy was left behind");
+
+    std::io::Write::write_all(&mut input, &rest).unwrap();
+    drop(input);
+    succeeded(&run(
+        server
+            .command()
+            .args(["receive", "--channel", "term", "--id", "0", "--out"])
+            .arg(&out),
+        T,
+    ));
+    succeeded(&wait(sender, T));
+    assert_eq!(
+        std::fs::read(out.join("s.log")).unwrap(),
+        [first, rest].concat()
+    );
+}

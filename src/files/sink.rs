@@ -237,19 +237,35 @@ async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<(
         out,
     } = opened;
     let mut out = tokio::fs::File::from_std(out);
-    let result = async {
-        pump(name, file, &mut out)
-            .await
-            .map_err(|side| side.into_error(&shown))?;
-        out.sync_all().await.map_err(|e| broken(&shown, e))?;
-        rustix::fs::renameat(&parent, &partial, &parent, &base)
-            .map_err(|e| broken(&shown, e.into()))
+    let mut temporary = Temporary {
+        parent: &parent,
+        name: &partial,
+        kept: false,
+    };
+    pump(name, file, &mut out)
+        .await
+        .map_err(|side| side.into_error(&shown))?;
+    out.sync_all().await.map_err(|e| broken(&shown, e))?;
+    rustix::fs::renameat(&parent, &partial, &parent, &base)
+        .map_err(|e| broken(&shown, e.into()))?;
+    temporary.kept = true;
+    Ok(())
+}
+
+/// Removes the temporary file unless it was renamed into place: after an
+/// error, and when the copy is abandoned midway (the receiver was stopped).
+struct Temporary<'a> {
+    parent: &'a OwnedFd,
+    name: &'a str,
+    kept: bool,
+}
+
+impl Drop for Temporary<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = rustix::fs::unlinkat(self.parent, self.name, rustix::fs::AtFlags::empty());
+        }
     }
-    .await;
-    if result.is_err() {
-        let _ = rustix::fs::unlinkat(&parent, &partial, rustix::fs::AtFlags::empty());
-    }
-    result
 }
 
 /// A temporary file open for writing, and how to rename it into place.
