@@ -2,13 +2,13 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 /// mimalloc reuses the megabyte-sized chunk buffers instead of mapping and
 /// zeroing fresh pages for each one, which glibc's allocator did.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use cli::args::Cli;
+use cli::args::{Cli, ColorWhen};
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v3, the version
 /// `libmimalloc-sys` builds; its bindings lack the name).
@@ -25,7 +25,13 @@ async fn main() -> std::process::ExitCode {
     // SAFETY: sets an option mimalloc reads on each purge; no memory is
     // touched.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let color = ColorWhen::from_args(&args);
+    let command = Cli::command().color(color.for_clap());
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let level = if cli.quiet {
         "warn"
     } else if cli.verbose {
@@ -40,7 +46,7 @@ async fn main() -> std::process::ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(color.for_stderr())
         .with_target(false)
         .without_time()
         .init();

@@ -1780,3 +1780,29 @@ fn sigterm_abandons_the_file_in_progress_cleanly_and_exits_0() {
         [first, rest].concat()
     );
 }
+
+#[test]
+fn color_follows_the_color_option_and_no_color() {
+    let server = Server::start();
+    let colored = |extra: &[&str], no_color: bool| {
+        let mut command = server.command();
+        command.args(["purge", "--channel", "none"]).args(extra);
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let stderr = succeeded(&run(&mut command, T));
+        assert!(stderr.contains("purged channel none"), "{stderr}");
+        stderr.contains('\u{1b}')
+    };
+    // Not a terminal: plain unless asked for.
+    assert!(!colored(&[], false));
+    assert!(colored(&["--color", "always"], false));
+    assert!(
+        colored(&["--color=always"], true),
+        "an explicit choice beats NO_COLOR"
+    );
+    assert!(!colored(&["--color", "never"], false));
+    let usage = run(server.command().args(["--color", "always", "--bogus"]), T);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains('\u{1b}'));
+}
