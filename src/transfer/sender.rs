@@ -177,8 +177,9 @@ pub struct Sender {
     progress: Option<Arc<dyn Progress>>,
     /// The channel's one sender is this one.
     lease: Lease,
-    /// Every input of this run by name, to upload again on request.
-    sources: Mutex<HashMap<String, Source>>,
+    /// Every input of this run by name, to upload again on request, with
+    /// the order it came in.
+    sources: Mutex<HashMap<String, (usize, Source)>>,
     /// Connection replacements and the server's run id when last looked
     /// at, to notice a Redis that restarted.
     watch: Mutex<(u64, Option<String>)>,
@@ -273,10 +274,7 @@ impl Sender {
         names::check_file_name(name)?;
         self.lease.check(SENDER)?;
         self.before_each_file().await?;
-        self.sources
-            .lock()
-            .expect("sources")
-            .insert(name.to_owned(), Source::File(path.to_owned()));
+        self.remember(name, Source::File(path.to_owned()));
         Ok(match self.send_path(path, name, None).await? {
             Some(bytes) => Sent::Uploaded { bytes },
             None => Sent::AlreadySent,
@@ -400,10 +398,7 @@ impl Sender {
         names::check_file_name(name)?;
         self.lease.check(SENDER)?;
         self.before_each_file().await?;
-        self.sources
-            .lock()
-            .expect("sources")
-            .insert(name.to_owned(), Source::Stream);
+        self.remember(name, Source::Stream);
         let announced = self.announce(name, "stream", false, None).await?;
         let layout = self.layout(&announced, Codec::Raw);
         let (incoming, _reading) = encoder::encode_stream(reader, self.options.compress, layout);
@@ -538,7 +533,12 @@ impl Sender {
                     .await?;
                 continue;
             };
-            let source = self.sources.lock().expect("sources").get(&name).cloned();
+            let source = self
+                .sources
+                .lock()
+                .expect("sources")
+                .get(&name)
+                .map(|(_, source)| source.clone());
             match source {
                 None => unserved.push(name),
                 Some(Source::Stream) => {
@@ -608,12 +608,20 @@ impl Sender {
         }
         tracing::warn!("Redis restarted; checking whether it lost any of this run's work");
         create_channel(&self.channel, &self.options, self.limit).await?;
-        let sources: Vec<(String, Source)> = self
+        // In the order they came: receivers read files in that order, so
+        // the one they wait for goes first, not after newer files that
+        // would fill the budget.
+        let mut sources: Vec<(usize, String, Source)> = self
             .sources
             .lock()
             .expect("sources")
             .iter()
-            .map(|(name, source)| (name.clone(), source.clone()))
+            .map(|(name, (order, source))| (*order, name.clone(), source.clone()))
+            .collect();
+        sources.sort_by_key(|(order, ..)| *order);
+        let sources: Vec<(String, Source)> = sources
+            .into_iter()
+            .map(|(_, name, source)| (name, source))
             .collect();
         let mut pipe = redis::pipe();
         for (name, _) in &sources {
@@ -638,6 +646,13 @@ impl Sender {
             self.finish().await?;
         }
         Ok(())
+    }
+
+    /// Remembers an input of this run, to upload it again if asked.
+    fn remember(&self, name: &str, source: Source) {
+        let mut sources = self.sources.lock().expect("sources");
+        let order = sources.len();
+        sources.insert(name.to_owned(), (order, source));
     }
 
     /// Parks a wanted file for the receivers that wanted it.
