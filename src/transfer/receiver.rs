@@ -314,6 +314,7 @@ impl Receiver {
         // than a blocking read lasts, and whose empty answer, unlike a cut
         // wait's, proves that nothing new is waiting.
         let mut cut_short = false;
+        let mut idle = WaitNotice::new();
         loop {
             if !self.pending_done {
                 match self.read("0", None).await?.0 {
@@ -344,6 +345,7 @@ impl Receiver {
             }
             match entry {
                 Some(entry) => {
+                    idle.over();
                     if let Some(file) = self.handle(&entry).await? {
                         return Ok(Some(file));
                     }
@@ -360,7 +362,22 @@ impl Receiver {
                 }
                 // Idle: look at our own pending entries again next time, in
                 // case a reply carrying one was lost with a connection.
-                None => self.pending_done = false,
+                None => {
+                    self.pending_done = false;
+                    // Following, idling is the normal state: said at -v.
+                    if idle.due() {
+                        let what = if ended_before {
+                            "for files announced again (the sender's input ended; others have not finished)"
+                        } else {
+                            "for the sender to announce more files"
+                        };
+                        if self.options.follow {
+                            tracing::debug!("waiting {what}");
+                        } else {
+                            tracing::info!("waiting {what}");
+                        }
+                    }
+                }
             }
         }
     }
@@ -980,6 +997,7 @@ impl Fetch {
         let mut consumed = 0u64;
         let mut reported = 0u64;
         let mut in_flight = FuturesOrdered::new();
+        let mut waiting = WaitNotice::new();
         // The chunk being restored while the one before goes out: at most
         // two restored chunks in memory, however many are being fetched.
         let mut restoring: Option<tokio::task::JoinHandle<Result<Vec<Bytes>>>> = None;
@@ -1006,11 +1024,19 @@ impl Fetch {
                     self.report(consumed, false).await?;
                     reported = consumed;
                 }
+                if waiting.due() {
+                    tracing::info!(
+                        "{}: waiting for the sender to upload more ({consumed} of {} chunks published so far read)",
+                        self.name,
+                        progress.published
+                    );
+                }
                 if !self.poll_log(&mut progress, Some(BLOCK)).await? {
                     self.check_record().await?;
                 }
                 continue;
             };
+            waiting.over();
             let data = match data {
                 Ok(Fetched::Verified(data)) => Ok(data),
                 Ok(Fetched::Unchecked(data)) => self.checked(consumed, data, &progress).await,
