@@ -1806,3 +1806,85 @@ fn color_follows_the_color_option_and_no_color() {
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains('\u{1b}'));
 }
+
+#[test]
+fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_channels() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let small = write(work.path(), "small/a.log", b"done soon");
+    let old = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "old", "--receivers", "1"])
+            .arg(&small),
+    );
+    succeeded(&run(
+        server
+            .command()
+            .args(["receive", "--channel", "old", "--id", "0", "--stdout"]),
+        T,
+    ));
+    succeeded(&wait(old, T));
+
+    let big = write(work.path(), "big.bin", &noise(4 << 20, 3));
+    let mut sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "busy",
+                "--receivers",
+                "a,b",
+                "--limit",
+                "1MiB",
+            ])
+            .args(["--compress", "none"])
+            .arg(&big),
+    );
+    let mut a =
+        spawn(
+            server
+                .command()
+                .args(["receive", "--channel", "busy", "--id", "a", "--stdout"]),
+        );
+    wait_for_status(&server, "busy", "receiver a running", |s| {
+        s["receivers"][0]["process"].is_string() && s["sender"].is_string()
+    });
+    kill(&mut a);
+    wait_for_status(&server, "busy", "receiver a stopped", |s| {
+        let receivers = &s["receivers"];
+        receivers[0]["id"] == "a"
+            && receivers[0]["joined"] == true
+            && receivers[0]["process"].is_null()
+            && receivers[1]["id"] == "b"
+            && receivers[1]["joined"] == false
+    });
+    let text = run(server.command().args(["status", "--channel", "busy"]), T);
+    succeeded(&text);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("sender running: pid"), "{text}");
+    for (id, state) in [("a", "stopped"), ("b", "never connected")] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(id) && l.contains(state)),
+            "{id} not {state}: {text}"
+        );
+    }
+
+    let all = run(server.command().args(["status", "--json"]), T);
+    succeeded(&all);
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let active = run(server.command().args(["status", "--json", "--active"]), T);
+    succeeded(&active);
+    let active: serde_json::Value = serde_json::from_slice(&active.stdout).unwrap();
+    let names: Vec<&str> = active
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["busy"]);
+    kill(&mut sender);
+}

@@ -307,6 +307,9 @@ pub struct StatusArgs {
     /// Show only this channel.
     #[arg(long)]
     pub channel: Option<String>,
+    /// Hide channels whose work is finished (input ended, nothing in flight, nothing parked).
+    #[arg(long, conflicts_with = "channel")]
+    pub active: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

@@ -24,6 +24,9 @@ pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
             None => {}
         }
     }
+    if args.active {
+        found.retain(|s| !(s.ended && s.files_in_flight == 0 && s.parked.is_empty()));
+    }
     if args.json {
         println!(
             "{}",
@@ -53,6 +56,10 @@ fn print_status(s: &ChannelStatus) {
         size(s.bytes_held),
         size(s.limit),
     );
+    match &s.sender {
+        Some(process) => println!("  sender running: {process}"),
+        None => println!("  no sender running"),
+    }
     if let Some(ratio) = s.compression_ratio {
         println!(
             "  sent {} stored as {} (compression {ratio:.1}:1)",
@@ -70,8 +77,8 @@ fn print_status(s: &ChannelStatus) {
     }
     let bars = std::io::stdout().is_terminal();
     println!(
-        "  {:<12} {:>7} {:>11} {:>7} {:>7} {:>9}  last file",
-        "receiver", "done", "bytes", "behind", "parked", "unparsed"
+        "  {:<12} {:<15} {:>7} {:>11} {:>7} {:>7} {:>9}  last file",
+        "receiver", "state", "done", "bytes", "behind", "parked", "unparsed"
     );
     for r in &s.receivers {
         let behind = r.files_behind.map_or("-".to_owned(), |b| b.to_string());
@@ -83,19 +90,20 @@ fn print_status(s: &ChannelStatus) {
             }
             _ => String::new(),
         };
+        let state = match (&r.process, r.joined) {
+            (Some(_), _) => "running",
+            (None, true) => "stopped",
+            (None, false) => "never connected",
+        };
         println!(
-            "  {:<12} {:>7} {:>11} {:>7} {:>7} {:>9}  {bar}{}",
+            "  {:<12} {state:<15} {:>7} {:>11} {:>7} {:>7} {:>9}  {bar}{}",
             r.id,
             r.files_done,
             size(r.bytes_done),
             behind,
             r.files_parked,
             r.lines_unparsed,
-            match (&r.last_file, r.joined) {
-                (Some(last), _) => last.as_str(),
-                (None, false) => "(never connected)",
-                (None, true) => "-",
-            },
+            r.last_file.as_deref().unwrap_or("-"),
         );
     }
     for p in &s.parked {

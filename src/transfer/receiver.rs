@@ -869,7 +869,7 @@ fn stream_id(id: &str) -> (u64, u64) {
 }
 
 /// The lease name of a receiver's role, and how messages name it.
-fn role_of(audience: &Audience, id: &str) -> (String, String) {
+pub(crate) fn role_of(audience: &Audience, id: &str) -> (String, String) {
     match audience {
         Audience::Broadcast(_) => (format!("r:{id}"), format!("receiver {id}")),
         Audience::Workers => (format!("w:{id}"), format!("worker {id}")),

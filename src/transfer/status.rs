@@ -10,6 +10,7 @@ use crate::files::names;
 use crate::redis::Redis;
 use crate::transfer::channel::Channel;
 use crate::transfer::protocol::{Audience, Keys};
+use crate::transfer::{lease, receiver};
 
 /// The state of one channel, as `status --json` prints it.
 #[derive(Debug, Serialize)]
@@ -20,6 +21,9 @@ pub struct ChannelStatus {
     pub mode: &'static str,
     /// Whether the sender set its end-of-input mark.
     pub ended: bool,
+    /// The process running the channel's sender (`pid P on host H, for
+    /// N s`), if one runs.
+    pub sender: Option<String>,
     /// Files the sender announced.
     pub files_announced: u64,
     /// Files everyone who needed them finished.
@@ -69,6 +73,10 @@ pub struct ReceiverStatus {
     pub files_parked: u64,
     /// Whether it ever joined the channel.
     pub joined: bool,
+    /// The process running it (`pid P on host H, for N s`), if one runs:
+    /// its lease lapses 15 s after the process stops renewing it, at once
+    /// when it stopped cleanly or `status` runs on its host.
+    pub process: Option<String>,
     /// Lines the aggregation job could not parse.
     pub lines_unparsed: u64,
     /// Broadcast: files announced that it has not finished yet.
@@ -169,8 +177,10 @@ pub async fn channel_status(
         let number = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0u64);
         let (done, parked_files) = (number("files"), number("parked"));
         let settled = done + parked_files + number("moved");
+        let process = lease::holder_of(&channel, &receiver::role_of(&meta.audience, &id).0).await?;
         receivers.push(ReceiverStatus {
             joined: members.contains(&id),
+            process,
             files_behind: matches!(meta.audience, Audience::Broadcast(_))
                 .then(|| (first_uploads + number("owed")).saturating_sub(settled)),
             id,
@@ -191,6 +201,7 @@ pub async fn channel_status(
         channel: name.to_owned(),
         mode: meta.audience.mode(),
         ended: meta.ended,
+        sender: lease::holder_of(&channel, "sender").await?,
         files_announced: announced,
         files_finished: meta.number("finished"),
         files_in_flight: active,
