@@ -200,7 +200,9 @@ pub enum Error {
     /// The work finished, but files failed repeatedly and were parked: not
     /// everyone who needed them got them. The binary exits with 3.
     #[error(
-        "{count} files failed repeatedly and were parked{detail}; see `redistribute status --channel {channel}`"
+        "{} failed repeatedly and {} parked{detail}; see `redistribute status --channel {channel}`",
+        crate::text::counted(*.count, "file", "files"),
+        if *.count == 1 { "was" } else { "were" }
     )]
     FilesParked {
         /// The channel.

@@ -3,6 +3,7 @@
 use redistribute::classic::ClassicReceiver;
 use redistribute::job::aggregate::{self, AggregateOptions};
 use redistribute::redis::Redis;
+use redistribute::text::counted;
 use redistribute::{FileSource, Receiver, Result};
 
 use super::args::{AggregateArgs, Protocol, SourceArgs};
@@ -37,8 +38,8 @@ async fn count(
     options: &AggregateOptions,
     source: &SourceArgs,
 ) -> Result<()> {
-    let counted = aggregate::run(redis, &mut files, options).await?;
+    let files_counted = aggregate::run(redis, &mut files, options).await?;
     super::check_nothing_parked(&files, source)?;
-    tracing::info!("done: counted {counted} files");
+    tracing::info!("done: counted {}", counted(files_counted, "file", "files"));
     Ok(())
 }

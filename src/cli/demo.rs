@@ -16,6 +16,7 @@ use redistribute::job::report::{self, DaySelection, Dimension, ReportQuery};
 use redistribute::redis::{
     LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions, Redis,
 };
+use redistribute::text::counted;
 use redistribute::transfer::purge::purge;
 use redistribute::transfer::status;
 use redistribute::{
@@ -118,8 +119,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     say(
         &options,
         &format!(
-            "sending {} files ({}) to receivers {}",
-            files.len(),
+            "sending {} ({}) to receivers {}",
+            counted(files.len() as u64, "file", "files"),
             bytesize::ByteSize(total),
             ids.join(", ")
         ),
@@ -146,8 +147,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let leftover = purge(&redis, &options.prefix, &channel).await?;
     let seconds = elapsed.as_secs_f64();
     println!(
-        "demo: {} files, {} sent once (stored in Redis as {}: plain logs compressed, gzip'd ones as they are) and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
-        files.len(),
+        "demo: {}, {} sent once (stored in Redis as {}: plain logs compressed, gzip'd ones as they are) and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
+        counted(files.len() as u64, "file", "files"),
         bytesize::ByteSize(total),
         bytesize::ByteSize(stored),
         ids.len(),

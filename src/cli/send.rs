@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redistribute::classic::{self, ClassicSender};
 use redistribute::files::inputs::{self, Input};
+use redistribute::text::counted;
 use redistribute::{Audience, Error, Result, SendOptions, Sender, Sent};
 
 use super::args::{Protocol, SendArgs};
@@ -47,7 +48,8 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
     sender.finish().await?;
     bar.finish_and_clear();
     tracing::info!(
-        "sent {count} files ({}) in {:.1} s; waiting for receivers to finish",
+        "sent {} ({}) in {:.1} s; waiting for receivers to finish",
+        counted(count as u64, "file", "files"),
         bytesize::ByteSize(bytes),
         started.elapsed().as_secs_f64()
     );
@@ -131,7 +133,10 @@ async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
 async fn follow(sender: &Sender, dirs: &[PathBuf], settle: Duration) -> Result<()> {
     let mut known: HashSet<(String, u64, Option<SystemTime>)> = HashSet::new();
     let mut refused: HashSet<String> = HashSet::new();
-    tracing::info!("following {} directories for new files", dirs.len());
+    tracing::info!(
+        "following {} for new files",
+        counted(dirs.len() as u64, "directory", "directories")
+    );
     loop {
         let listed = inputs::list(dirs, None).unwrap_or_else(|error| {
             tracing::warn!("{error}; listing again shortly");
@@ -222,8 +227,8 @@ async fn send_classic(url: &str, quiet: bool, args: SendArgs) -> Result<()> {
     sender.finish().await?;
     bar.finish_and_clear();
     tracing::info!(
-        "sent {} files and `:done`; deleting each file once every receiver counted it",
-        files.len()
+        "sent {} and `:done`; deleting each file once every receiver counted it",
+        counted(files.len() as u64, "file", "files")
     );
     sender.wait_until_done().await
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::files::names;
 use crate::redis::Redis;
+use crate::text::counted;
 use crate::transfer::channel::Channel;
 use crate::transfer::protocol::{Audience, Keys};
 use crate::transfer::{lease, receiver};
@@ -102,10 +103,10 @@ impl ChannelStatus {
     /// files in flight.
     pub fn awaited(&self) -> String {
         if self.mode == "workers" {
-            return match self.files_in_flight {
-                1 => "workers (1 file in flight)".into(),
-                n => format!("workers ({n} files in flight)"),
-            };
+            return format!(
+                "workers ({} in flight)",
+                counted(self.files_in_flight, "file", "files")
+            );
         }
         let behind: Vec<String> = self
             .receivers
@@ -113,8 +114,7 @@ impl ChannelStatus {
             .filter_map(|r| match (r.joined, r.files_behind.unwrap_or(0)) {
                 (false, _) => Some(format!("{} (never connected)", r.id)),
                 (true, 0) => None,
-                (true, 1) => Some(format!("{} (1 file behind)", r.id)),
-                (true, n) => Some(format!("{} ({n} files behind)", r.id)),
+                (true, n) => Some(format!("{} ({} behind)", r.id, counted(n, "file", "files"))),
             })
             .collect();
         if behind.is_empty() {
