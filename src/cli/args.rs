@@ -43,10 +43,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send files or directories into a channel.
+    #[command(after_help = "Examples:\n  \
+        redistribute send --channel logs --receivers 3 /var/log/nginx/archive   # to receivers 0, 1, 2\n  \
+        redistribute send --channel logs --receivers eu,us access.log.1         # to named receivers\n  \
+        redistribute send --channel jobs --workers /data/incoming               # each file to one worker\n  \
+        redistribute send --channel logs --receivers 3 --follow /var/log/rotated # keep sending new files\n  \
+        zcat big.gz | redistribute send --channel logs --receivers 3 --name big.log -\n\n\
+        It exits once every receiver finished every file (0), or with 3 when some were parked.")]
     Send(SendArgs),
     /// Receive files from a channel and write, pipe or print each one.
+    #[command(after_help = "Examples:\n  \
+        redistribute receive --channel logs --id 0 --out /srv/logs        # byte-identical copies\n  \
+        redistribute receive --channel logs --id 1 --stdout | grep ' 500 ' # everything, decompressed, in order\n  \
+        redistribute receive --channel jobs --id \"$(hostname)\" --exec 'exec ./process.sh'\n  \
+        redistribute receive --channel logs --id 0 --follow --out /srv/logs  # keep waiting for files\n\n\
+        --exec runs the command once per file with the file on stdin and its name in\n\
+        $REDISTRIBUTE_NAME; a file is acknowledged only after the command exits with 0.")]
     Receive(ReceiveArgs),
-    /// Show channels: files in flight, memory held, receivers' progress.
+    /// Show channels: who runs, files in flight, memory held, receivers' progress.
+    #[command(after_help = "Examples:\n  \
+        redistribute status                    # every channel\n  \
+        redistribute status --active           # only channels at work\n  \
+        redistribute status --channel logs --json | jq '.[0].receivers'")]
     Status(StatusArgs),
     /// Offer parked files again: the sender uploads them again for the receivers that gave up.
     #[command(after_help = "Examples:\n  \
@@ -56,12 +74,29 @@ pub enum Command {
         Receivers that already exited must be started again to get them.")]
     Retry(RetryArgs),
     /// Delete every key of a channel.
+    #[command(after_help = "Examples:\n  \
+        redistribute purge --channel logs\n\n\
+        Stop its sender and receivers first: they would find their state gone.")]
     Purge(PurgeArgs),
     /// Run the whole job end to end on a private redis-server.
+    #[command(after_help = "Examples:\n  \
+        redistribute demo                 # needs redis-server on the PATH\n  \
+        redistribute demo --size 1GiB     # more logs\n  \
+        redistribute demo --cluster       # on a private 3-master Redis Cluster")]
     Demo(DemoArgs),
     /// Count visits per day by country, region and city from logs as they arrive.
+    #[command(after_help = "Examples:\n  \
+        redistribute send --channel weblogs --workers /var/log/nginx/archive\n  \
+        redistribute aggregate --channel weblogs --id \"$(hostname)\" --log-format combined\n  \
+        redistribute aggregate --channel weblogs --id w1 --log-format combined --by country,region,city\n  \
+        redistribute report --by country\n\n\
+        Without `geo import` the built-in country table is used.")]
     Aggregate(AggregateArgs),
     /// Print the top countries, regions or cities per day (table, JSON, CSV, SVG chart).
+    #[command(after_help = "Examples:\n  \
+        redistribute report --by country --top 10\n  \
+        redistribute report --by city --day 2026-11-24 --csv\n  \
+        redistribute report --from 2026-11-01 --to 2026-11-30 --chart visits.svg")]
     Report(ReportArgs),
     /// Location tables for IP lookups.
     #[command(subcommand)]
@@ -276,8 +311,15 @@ pub struct ReportArgs {
 #[derive(Debug, Subcommand)]
 pub enum GeoCommand {
     /// Load a location table into Redis: range CSV, MaxMind GeoLite2 CSV or the legacy GeoLiteCity CSV (.gz accepted).
+    #[command(after_help = "Examples:\n  \
+        redistribute geo import GeoLite2-City-Blocks-IPv4.csv GeoLite2-City-Blocks-IPv6.csv GeoLite2-City-Locations-en.csv\n  \
+        redistribute geo import dbip-country-ipv4.csv.gz dbip-country-ipv6.csv.gz\n\n\
+        Running workers switch to the new table between files.")]
     Import(GeoImportArgs),
     /// Print country, region and city of addresses.
+    #[command(after_help = "Examples:\n  \
+        redistribute geo lookup 1.1.1.1 2001:4860:4860::8888\n  \
+        redistribute geo lookup --table GeoLite2-Country-Blocks-IPv4.csv 8.8.8.8")]
     Lookup(GeoLookupArgs),
 }
 
@@ -423,5 +465,33 @@ impl Choice for Dimension {
             Dimension::City => ("city", "CC/region/city"),
             _ => unreachable!("only values in ALL are described"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command a user can run shows examples in its `--help`.
+    #[test]
+    fn every_command_has_examples() {
+        fn check(command: &clap::Command, path: &str) {
+            for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.has_subcommands() {
+                    check(sub, &path);
+                } else {
+                    let help = sub
+                        .get_after_help()
+                        .map(|h| h.to_string())
+                        .unwrap_or_default();
+                    assert!(
+                        help.contains("Examples:"),
+                        "`{path} --help` shows no examples"
+                    );
+                }
+            }
+        }
+        check(&super::Cli::command(), "redistribute");
     }
 }
