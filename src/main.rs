@@ -32,24 +32,8 @@ async fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let level = if cli.quiet {
-        "warn"
-    } else if cli.verbose {
-        "debug"
-    } else {
-        "info"
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REDISTRIBUTE_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(format!("redistribute={level}"))
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(color.for_stderr())
-        .with_target(false)
-        .without_time()
-        .init();
+    let json = cli.log_json;
+    init_logging(&cli, color);
     let Ok(mut terminate) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     else {
@@ -62,19 +46,19 @@ async fn main() -> std::process::ExitCode {
     let outcome = tokio::select! {
         outcome = cli::run(cli) => outcome,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("redistribute: interrupted; unfinished work resumes when the same command runs again");
+            last_word(json, "interrupted; unfinished work resumes when the same command runs again");
             return std::process::ExitCode::from(130);
         }
         _ = terminate.recv() => {
             // A service manager asked: stopping is success.
-            eprintln!("redistribute: stopped by SIGTERM; a file in progress was abandoned and is delivered again when the same command runs again");
+            last_word(json, "stopped by SIGTERM; a file in progress was abandoned and is delivered again when the same command runs again");
             return std::process::ExitCode::SUCCESS;
         }
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("redistribute: {error}");
+            last_word(json, &error.to_string());
             match error {
                 // Done, but not everything was delivered: distinct, so a
                 // cron job can tell it from a failure to run.
@@ -85,5 +69,39 @@ async fn main() -> std::process::ExitCode {
                 _ => std::process::ExitCode::FAILURE,
             }
         }
+    }
+}
+
+/// Log lines on stderr: plain (`-q`, `-v`, colored per `--color`), or one
+/// JSON object a line with a timestamp (`--log-json`); `REDISTRIBUTE_LOG`
+/// overrides the level.
+fn init_logging(cli: &Cli, color: ColorWhen) {
+    let level = if cli.quiet {
+        "warn"
+    } else if cli.verbose {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REDISTRIBUTE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("redistribute={level}")));
+    let lines = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if cli.log_json {
+        lines.json().init();
+    } else {
+        lines.with_ansi(color.for_stderr()).without_time().init();
+    }
+}
+
+/// The line a run ends with when it did not succeed: `redistribute: WHY`,
+/// or with `--log-json` an error event like every other line.
+fn last_word(json: bool, message: &str) {
+    if json {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("redistribute: {message}");
     }
 }

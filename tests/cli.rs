@@ -1888,3 +1888,52 @@ fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_cha
     assert_eq!(names, ["busy"]);
     kill(&mut sender);
 }
+
+#[test]
+fn log_json_writes_one_json_object_a_line_with_a_timestamp_errors_included() {
+    let server = Server::start();
+    let events = |output: &std::process::Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    };
+    let purged = run(
+        server
+            .command()
+            .args(["--log-json", "purge", "--channel", "x"]),
+        T,
+    );
+    succeeded(&purged);
+    let purged = events(&purged);
+    assert_eq!(purged.len(), 1, "{purged:?}");
+    assert_eq!(purged[0]["level"], "INFO");
+    assert!(
+        purged[0]["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20"))
+    );
+    assert!(
+        purged[0]["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("purged channel x")
+    );
+
+    let missing = run(
+        server
+            .command()
+            .args(["status", "--channel", "nope", "--log-json"]),
+        T,
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    let missing = events(&missing);
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0]["level"], "ERROR");
+    assert!(
+        missing[0]["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no channel named")
+    );
+}

@@ -33,6 +33,9 @@ pub struct Cli {
     /// Print more detail about each step.
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Log lines as JSON objects with timestamps (for log collectors); no progress bars.
+    #[arg(long, global = true)]
+    pub log_json: bool,
     /// Color log lines and help: auto (on a terminal, unless NO_COLOR is set), always or never.
     #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,

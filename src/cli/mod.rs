@@ -21,7 +21,9 @@ use args::{Cli, Command, GeoCommand, Protocol, SourceArgs};
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
-    let (url, prefix, quiet) = (cli.redis.as_str(), cli.prefix.as_str(), cli.quiet);
+    // Progress bars and log lines share stderr: JSON lines go without bars.
+    let quiet = cli.quiet || cli.log_json;
+    let (url, prefix) = (cli.redis.as_str(), cli.prefix.as_str());
     match cli.command {
         Command::Send(args) => send::run(url, prefix, quiet, args).await,
         Command::Receive(args) => receive::run(url, prefix, quiet, args).await,
