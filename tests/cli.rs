@@ -1848,8 +1848,13 @@ fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_cha
                 .command()
                 .args(["receive", "--channel", "busy", "--id", "a", "--stdout"]),
         );
-    wait_for_status(&server, "busy", "receiver a running", |s| {
-        s["receivers"][0]["process"].is_string() && s["sender"].is_string()
+    wait_for_status(&server, "busy", "receiver a reading", |s| {
+        let a = &s["receivers"][0];
+        a["process"].is_string()
+            && s["sender"].is_string()
+            && a["current_file"] == "big.bin"
+            && a["bytes_into_current"].as_u64() > Some(0)
+            && a["last_seen_ms"].as_u64() <= s["time_ms"].as_u64()
     });
     kill(&mut a);
     wait_for_status(&server, "busy", "receiver a stopped", |s| {
@@ -1864,6 +1869,10 @@ fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_cha
     succeeded(&text);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("sender running: pid"), "{text}");
+    assert!(
+        text.contains("reading big.bin (") && text.contains("s ago"),
+        "{text}"
+    );
     for (id, state) in [("a", "stopped"), ("b", "never connected")] {
         assert!(
             text.lines()

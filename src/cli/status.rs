@@ -1,7 +1,7 @@
 //! `redistribute status`: channels, memory held, each receiver's progress.
 
 use redistribute::redis::Redis;
-use redistribute::transfer::status::{self, ChannelStatus};
+use redistribute::transfer::status::{self, ChannelStatus, ReceiverStatus};
 use redistribute::{Error, Result};
 
 use super::args::StatusArgs;
@@ -40,6 +40,33 @@ pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a receiver is doing and how fast, when it said: `reading NAME
+/// (12.0 MiB in) at 45.0 MiB/s, 1.2 GiB behind, about 27 s left; last
+/// report 3 s ago`.
+fn pace(r: &ReceiverStatus, now_ms: u64) -> Option<String> {
+    let seen = r.last_seen_ms?;
+    let size = |b: u64| bytesize::ByteSize(b).to_string();
+    let mut parts = Vec::new();
+    if let (Some(name), Some(into)) = (&r.current_file, r.bytes_into_current) {
+        parts.push(format!("reading {name} ({} in)", size(into)));
+    }
+    if r.rate > 0 {
+        parts.push(format!("at {}/s", size(r.rate)));
+    }
+    if let Some(behind) = r.bytes_behind.filter(|b| *b > 0) {
+        parts.push(format!("{} behind", size(behind)));
+    }
+    if let Some(eta) = r.eta_seconds.filter(|_| r.bytes_behind.unwrap_or(0) > 0) {
+        parts.push(format!("about {eta} s left"));
+    }
+    let ago = now_ms.saturating_sub(seen) / 1000;
+    Some(
+        format!("{}; last report {ago} s ago", parts.join(", "))
+            .trim_start_matches("; ")
+            .to_owned(),
+    )
 }
 
 fn print_status(s: &ChannelStatus) {
@@ -105,6 +132,9 @@ fn print_status(s: &ChannelStatus) {
             r.lines_unparsed,
             r.last_file.as_deref().unwrap_or("-"),
         );
+        if let Some(line) = pace(r, s.time_ms) {
+            println!("  {:<12} {line}", "");
+        }
     }
     for p in &s.parked {
         println!(

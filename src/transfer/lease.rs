@@ -191,7 +191,8 @@ impl std::fmt::Display for Holder {
     }
 }
 
-fn now_ms() -> u128 {
+/// The time as Unix milliseconds.
+pub(crate) fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())

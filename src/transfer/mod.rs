@@ -15,6 +15,7 @@ pub mod lease;
 pub(crate) mod notice;
 pub mod protocol;
 pub mod purge;
+pub(crate) mod rate;
 pub mod receiver;
 pub mod retry;
 pub mod sender;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,9 +25,10 @@ use crate::files::source::{Failure, FileSource};
 use crate::redis::{BLOCK, Redis};
 use crate::transfer::channel::{Channel, Meta};
 use crate::transfer::chunk;
-use crate::transfer::lease::Lease;
+use crate::transfer::lease::{self, Lease};
 use crate::transfer::notice::WaitNotice;
 use crate::transfer::protocol::{self, Audience, Keys};
+use crate::transfer::rate::RateMeter;
 use crate::transfer::status;
 
 /// Chunk reads kept in flight while streaming a file.
@@ -100,6 +101,8 @@ pub struct Receiver {
     acknowledged: Remembered,
     /// The files it asked for again and waits for, as last said.
     awaited: std::sync::Mutex<Vec<String>>,
+    /// Its pace, for `status`.
+    rate: Arc<RateMeter>,
 }
 
 /// A bounded set of the newest acknowledged files.
@@ -155,6 +158,7 @@ impl Receiver {
             lease: None,
             acknowledged: Remembered::default(),
             awaited: std::sync::Mutex::new(Vec::new()),
+            rate: Arc::default(),
         })
     }
 }
@@ -185,6 +189,21 @@ impl FileSource for Receiver {
         let (fid, entry) = native(&file)?;
         self.attempts.remove(&entry);
         self.acknowledge(fid, &entry, "done", "", file.received())
+            .await?;
+        let key = self.channel.keys.receiver(&self.options.id);
+        self.channel
+            .redis
+            .query_pipe::<()>(
+                "reporting progress",
+                redis::pipe()
+                    .hdel(&key, &["current", "at"])
+                    .ignore()
+                    .hset_multiple(
+                        &key,
+                        &[("seen", lease::now_ms() as u64), ("rate", self.rate.add(0))],
+                    )
+                    .ignore(),
+            )
             .await?;
         if let Ticket::Native { identity, .. } = file.ticket() {
             self.acknowledged
@@ -838,6 +857,8 @@ impl Receiver {
             slot,
             verified: verified.clone(),
             gone: gone.clone(),
+            rate: self.rate.clone(),
+            rated: AtomicU64::new(0),
         };
         let mut tasks = vec![AbortOnDrop(tokio::spawn(fetch.run(sender)))];
         if self.audience == Some(Audience::Workers) {
@@ -922,6 +943,9 @@ struct Fetch {
     /// Set when chunks are gone from Redis (or stay damaged): the file is
     /// then asked for again instead of counting as a failure.
     gone: Arc<AtomicBool>,
+    rate: Arc<RateMeter>,
+    /// Bytes of this file counted into `rate` so far.
+    rated: AtomicU64,
 }
 
 /// A chunk as read from Redis.
@@ -990,7 +1014,7 @@ impl Fetch {
         };
         // Reading from the start: our old position must not let a sender
         // delete chunks we are about to read again.
-        self.report(0, true).await?;
+        self.report(0, true, 0).await?;
         self.poll_log(&mut progress, None).await?;
         let mut delivered = Delivered::default();
         let mut requested = 0u64;
@@ -1021,7 +1045,7 @@ impl Fetch {
                 }
                 if reported < consumed {
                     // About to wait: a sender short of room may free what we consumed.
-                    self.report(consumed, false).await?;
+                    self.report(consumed, false, delivered.received).await?;
                     reported = consumed;
                 }
                 if waiting.due() {
@@ -1055,7 +1079,7 @@ impl Fetch {
             };
             consumed += 1;
             if consumed.is_multiple_of(REPORT_EVERY) {
-                self.report(consumed, false).await?;
+                self.report(consumed, false, delivered.received).await?;
                 reported = consumed;
             }
             let (slot, name) = (self.slot, self.name.clone());
@@ -1069,6 +1093,8 @@ impl Fetch {
             }
         }
         let Delivered { hasher, received } = delivered;
+        self.rate
+            .add(received.saturating_sub(self.rated.swap(received, Ordering::Relaxed)));
         let (size, digest) = progress.end.clone().unwrap_or_default();
         if received != size {
             return Err(self.corrupt(format!("received {received} bytes, the sender sent {size}")));
@@ -1108,8 +1134,10 @@ impl Fetch {
         }
     }
 
-    /// Records how many chunks we consumed (see [`protocol::CONSUME`]).
-    async fn report(&self, consumed: u64, restart: bool) -> Result<()> {
+    /// Records how many chunks we consumed (see [`protocol::CONSUME`]),
+    /// and for `status` the file, how far into it we are (`delivered`
+    /// bytes passed on), when, and our pace.
+    async fn report(&self, consumed: u64, restart: bool, delivered: u64) -> Result<()> {
         self.channel
             .run::<i64>(
                 "reporting progress",
@@ -1122,7 +1150,24 @@ impl Fetch {
                 ],
             )
             .await?;
-        Ok(())
+        let before = self.rated.swap(delivered, Ordering::Relaxed);
+        let rate = self.rate.add(delivered.saturating_sub(before));
+        self.channel
+            .redis
+            .query::<()>(
+                "reporting progress",
+                redis::cmd("HSET")
+                    .arg(self.channel.keys.receiver(&self.receiver))
+                    .arg("current")
+                    .arg(&self.name)
+                    .arg("at")
+                    .arg(delivered)
+                    .arg("seen")
+                    .arg(lease::now_ms() as u64)
+                    .arg("rate")
+                    .arg(rate),
+            )
+            .await
     }
 
     fn corrupt(&self, reason: String) -> Error {

@@ -18,6 +18,8 @@ use crate::transfer::{lease, receiver};
 pub struct ChannelStatus {
     /// The channel's name.
     pub channel: String,
+    /// When this status was read (Unix ms).
+    pub time_ms: u64,
     /// `broadcast` or `workers`.
     pub mode: &'static str,
     /// Whether the sender set its end-of-input mark.
@@ -84,6 +86,19 @@ pub struct ReceiverStatus {
     pub files_behind: Option<u64>,
     /// The last file it acknowledged.
     pub last_file: Option<String>,
+    /// The file it is reading, as of its last progress report.
+    pub current_file: Option<String>,
+    /// How many bytes of that file it has passed on.
+    pub bytes_into_current: Option<u64>,
+    /// When it last reported progress or finished a file (Unix ms).
+    pub last_seen_ms: Option<u64>,
+    /// Bytes a second it passed on over the minute before that report.
+    pub rate: u64,
+    /// Broadcast: bytes of completely uploaded files it has not passed on
+    /// yet (approximate: uploads again count twice).
+    pub bytes_behind: Option<u64>,
+    /// `bytes_behind / rate`, when both are known.
+    pub eta_seconds: Option<u64>,
 }
 
 /// A file given up on.
@@ -176,12 +191,20 @@ pub async fn channel_status(
             .await?;
         let number = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0u64);
         let (done, parked_files) = (number("files"), number("parked"));
+        let broadcast = matches!(meta.audience, Audience::Broadcast(_));
+        let current_file = fields.get("current").cloned();
+        let into = current_file.as_ref().map(|_| number("at"));
+        let behind = broadcast.then(|| {
+            meta.number("original")
+                .saturating_sub(number("bytes") + into.unwrap_or(0))
+        });
+        let rate = number("rate");
         let settled = done + parked_files + number("moved");
         let process = lease::holder_of(&channel, &receiver::role_of(&meta.audience, &id).0).await?;
         receivers.push(ReceiverStatus {
             joined: members.contains(&id),
             process,
-            files_behind: matches!(meta.audience, Audience::Broadcast(_))
+            files_behind: broadcast
                 .then(|| (first_uploads + number("owed")).saturating_sub(settled)),
             id,
             files_done: done,
@@ -189,6 +212,12 @@ pub async fn channel_status(
             files_parked: parked_files,
             lines_unparsed: number("unparsed"),
             last_file: fields.get("last").cloned(),
+            current_file,
+            bytes_into_current: into,
+            last_seen_ms: fields.get("seen").and_then(|v| v.parse().ok()),
+            rate,
+            bytes_behind: behind,
+            eta_seconds: behind.filter(|_| rate > 0).map(|b| b / rate),
         });
     }
     let parked = parse_parked(parked);
@@ -199,6 +228,7 @@ pub async fn channel_status(
     };
     Ok(Some(ChannelStatus {
         channel: name.to_owned(),
+        time_ms: lease::now_ms() as u64,
         mode: meta.audience.mode(),
         ended: meta.ended,
         sender: lease::holder_of(&channel, "sender").await?,
