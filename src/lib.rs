@@ -59,6 +59,7 @@ pub mod error;
 pub mod files;
 pub mod job;
 pub mod redis;
+pub mod telemetry;
 pub mod text;
 pub mod transfer;
 

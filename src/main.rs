@@ -51,7 +51,7 @@ async fn main() -> std::process::ExitCode {
         }
         _ = terminate.recv() => {
             // A service manager asked: stopping is success.
-            last_word(json, "stopped by SIGTERM; a file in progress was abandoned and is delivered again when the same command runs again");
+            last_word(json, "stopped by SIGTERM; a file in progress, if any, was abandoned and is delivered again when the same command runs again");
             return std::process::ExitCode::SUCCESS;
         }
     };

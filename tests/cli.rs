@@ -1946,3 +1946,87 @@ fn log_json_writes_one_json_object_a_line_with_a_timestamp_errors_included() {
             .contains("no channel named")
     );
 }
+
+/// The samples of a Prometheus text exposition, by metric name.
+fn scrape(address: &str) -> BTreeMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_text_format_and_count_what_was_received() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    let sizes = [100_000, 1, 2_500_000];
+    for (i, size) in sizes.iter().enumerate() {
+        write(&source, &format!("f{i}"), &noise(*size, i as u64));
+    }
+    let address = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let receiver = spawn(
+        server
+            .command()
+            .args([
+                "receive",
+                "--channel",
+                "m",
+                "--id",
+                "0",
+                "--follow",
+                "--out",
+            ])
+            .arg(work.path().join("out"))
+            .args(["--metrics", &address]),
+    );
+    succeeded(&run(
+        server
+            .command()
+            .args(["send", "--channel", "m", "--receivers", "1"])
+            .arg(&source),
+        T,
+    ));
+    let deadline = Instant::now() + T;
+    let samples = loop {
+        let samples = scrape(&address);
+        if samples.get("redistribute_files_received_total") == Some(&3.0) {
+            break samples;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never counted 3 files: {samples:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let total: usize = sizes.iter().sum();
+    assert_eq!(samples["redistribute_bytes_received_total"], total as f64);
+    assert_eq!(samples.get("redistribute_files_parked_total"), None);
+    let pid = receiver.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    succeeded(&wait(receiver, T));
+    assert_same_tree(&source, &work.path().join("out"));
+}

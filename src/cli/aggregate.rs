@@ -9,6 +9,7 @@ use redistribute::{FileSource, Receiver, Result};
 use super::args::{AggregateArgs, Protocol, SourceArgs};
 
 pub async fn run(url: &str, prefix: &str, args: AggregateArgs) -> Result<()> {
+    super::serve_metrics(args.source.metrics)?;
     let source = &args.source;
     let options = AggregateOptions {
         prefix: prefix.to_owned(),

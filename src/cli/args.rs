@@ -129,6 +129,9 @@ pub struct SendArgs {
     /// Channel to send into.
     #[arg(long)]
     pub channel: String,
+    /// Serve metrics in Prometheus' text format on this address (e.g. 127.0.0.1:9187) while running.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Wire format: native, or classic (the book's, to feed its receivers).
     #[arg(long, value_enum, default_value_t = Protocol::Native)]
     pub protocol: Protocol,
@@ -189,6 +192,9 @@ pub struct SourceArgs {
     /// Channel to receive from.
     #[arg(long)]
     pub channel: String,
+    /// Serve metrics in Prometheus' text format on this address (e.g. 127.0.0.1:9187) while running.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Wire format: native, or classic (the book's, to read from its sender).
     #[arg(long, value_enum, default_value_t = Protocol::Native)]
     pub protocol: Protocol,

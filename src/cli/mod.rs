@@ -66,6 +66,21 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Serves the library's metrics (`redistribute::telemetry`) over HTTP in
+/// Prometheus' text format, when asked to.
+fn serve_metrics(address: Option<std::net::SocketAddr>) -> Result<()> {
+    let Some(address) = address else {
+        return Ok(());
+    };
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(address)
+        .install()
+        .map_err(|e| Error::Usage(format!("--metrics {address}: {e}")))?;
+    redistribute::telemetry::describe();
+    tracing::info!("serving metrics on http://{address}/metrics");
+    Ok(())
+}
+
 impl SourceArgs {
     /// Refuses what the chosen wire format cannot do, before connecting.
     fn check(&self) -> Result<()> {

@@ -8,6 +8,7 @@ use super::args::{Protocol, ReceiveArgs};
 use super::progress;
 
 pub async fn run(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Result<()> {
+    super::serve_metrics(args.source.metrics)?;
     let sink = match (&args.out, &args.exec) {
         (Some(dir), _) => Sink::Dir(dir.clone()),
         (_, Some(command)) => Sink::Exec(command.clone()),

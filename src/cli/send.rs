@@ -15,6 +15,7 @@ use super::progress;
 
 pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result<()> {
     check_workers(&args)?;
+    super::serve_metrics(args.metrics)?;
     if args.protocol == Protocol::Classic {
         return send_classic(url, quiet, args).await;
     }

@@ -389,6 +389,7 @@ pub async fn run<S: FileSource>(
                 continue;
             }
         };
+        crate::telemetry::lines_counted(counts.lines, counts.unparsed);
         let token = file.token(prefix, &options.channel);
         counts
             .apply(redis, &table, &options.dimensions, &token)

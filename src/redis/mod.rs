@@ -484,6 +484,7 @@ where
                         source,
                     });
                 }
+                crate::telemetry::redis_retry();
                 if !warned {
                     tracing::warn!("Redis connection problem during {what}: {source}; retrying");
                     warned = true;

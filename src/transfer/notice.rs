@@ -52,9 +52,10 @@ impl WaitNotice {
     }
 
     /// The wait is over; the next one starts afresh, but is not mentioned
-    /// sooner than 30 s after the last mention.
-    pub(crate) fn over(&mut self) {
-        self.began = None;
+    /// sooner than 30 s after the last mention. Returns whether a wait was
+    /// going on.
+    pub(crate) fn over(&mut self) -> bool {
+        self.began.take().is_some()
     }
 }
 

@@ -23,6 +23,7 @@ use crate::files::incoming::{AbortOnDrop, IncomingFile, Ticket};
 use crate::files::names;
 use crate::files::source::{Failure, FileSource};
 use crate::redis::{BLOCK, Redis};
+use crate::telemetry;
 use crate::transfer::channel::{Channel, Meta};
 use crate::transfer::chunk;
 use crate::transfer::lease::{self, Lease};
@@ -190,6 +191,7 @@ impl FileSource for Receiver {
         self.attempts.remove(&entry);
         self.acknowledge(fid, &entry, "done", "", file.received())
             .await?;
+        telemetry::file_received();
         let key = self.channel.keys.receiver(&self.options.id);
         self.channel
             .redis
@@ -215,52 +217,9 @@ impl FileSource for Receiver {
     /// Reports that processing a file failed. It is offered again up to
     /// [`MAX_FAILURES`] attempts in all, then parked.
     async fn fail(&mut self, file: IncomingFile, error: Error) -> Result<Failure> {
-        let reason = &error.to_string();
-        let audience = self.join().await?;
-        let (fid, entry) = native(&file)?;
-        if let Ticket::Native { gone, .. } = file.ticket()
-            && gone.load(Ordering::Acquire)
-        {
-            return self.request_again(fid, &entry, file.name(), reason).await;
-        }
-        match audience {
-            Audience::Workers => {
-                let outcome: String = self
-                    .channel
-                    .run(
-                        "reporting a failure",
-                        &protocol::FAILED,
-                        &[
-                            fid.to_string(),
-                            self.options.id.clone(),
-                            entry.clone(),
-                            "0".into(),
-                            MAX_FAILURES.to_string(),
-                            reason.to_owned(),
-                        ],
-                    )
-                    .await?;
-                if outcome == "parked" {
-                    self.parked += 1;
-                    return Ok(Failure::Parked);
-                }
-                Ok(Failure::WillRetry)
-            }
-            Audience::Broadcast(_) => {
-                let attempts = self.attempts.entry(entry.clone()).or_insert(0);
-                *attempts += 1;
-                if *attempts >= MAX_FAILURES {
-                    let reason = format!("{reason} (failed {attempts} times)");
-                    self.attempts.remove(&entry);
-                    self.acknowledge(fid, &entry, "parked", &reason, 0).await?;
-                    self.parked += 1;
-                    Ok(Failure::Parked)
-                } else {
-                    self.retry = Some((entry, fid, *attempts));
-                    Ok(Failure::WillRetry)
-                }
-            }
-        }
+        let failure = self.settle_failure(file, error).await?;
+        telemetry::file_failed(matches!(failure, Failure::Parked));
+        Ok(failure)
     }
 
     /// How many files this receiver parked since it connected: failed too
@@ -396,6 +355,57 @@ impl Receiver {
                             tracing::info!("waiting {what}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Records a failed attempt at a file: offered again, or parked after
+    /// [`MAX_FAILURES`] attempts in all.
+    async fn settle_failure(&mut self, file: IncomingFile, error: Error) -> Result<Failure> {
+        let reason = &error.to_string();
+        let audience = self.join().await?;
+        let (fid, entry) = native(&file)?;
+        if let Ticket::Native { gone, .. } = file.ticket()
+            && gone.load(Ordering::Acquire)
+        {
+            return self.request_again(fid, &entry, file.name(), reason).await;
+        }
+        match audience {
+            Audience::Workers => {
+                let outcome: String = self
+                    .channel
+                    .run(
+                        "reporting a failure",
+                        &protocol::FAILED,
+                        &[
+                            fid.to_string(),
+                            self.options.id.clone(),
+                            entry.clone(),
+                            "0".into(),
+                            MAX_FAILURES.to_string(),
+                            reason.to_owned(),
+                        ],
+                    )
+                    .await?;
+                if outcome == "parked" {
+                    self.parked += 1;
+                    return Ok(Failure::Parked);
+                }
+                Ok(Failure::WillRetry)
+            }
+            Audience::Broadcast(_) => {
+                let attempts = self.attempts.entry(entry.clone()).or_insert(0);
+                *attempts += 1;
+                if *attempts >= MAX_FAILURES {
+                    let reason = format!("{reason} (failed {attempts} times)");
+                    self.attempts.remove(&entry);
+                    self.acknowledge(fid, &entry, "parked", &reason, 0).await?;
+                    self.parked += 1;
+                    Ok(Failure::Parked)
+                } else {
+                    self.retry = Some((entry, fid, *attempts));
+                    Ok(Failure::WillRetry)
                 }
             }
         }
@@ -979,6 +989,7 @@ impl Delivered {
         for piece in pieces {
             self.hasher.update(&piece);
             self.received += piece.len() as u64;
+            telemetry::bytes_received(piece.len() as u64);
             if out.send(Ok(piece)).await.is_err() {
                 return Ok(false);
             }

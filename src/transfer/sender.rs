@@ -20,6 +20,7 @@ use crate::files::progress::Progress;
 use crate::redis::memory;
 use crate::redis::shards::Shards;
 use crate::redis::{BLOCK, Redis};
+use crate::telemetry;
 use crate::transfer::channel::Channel;
 use crate::transfer::chunk::{self, Packed};
 use crate::transfer::codec::{Codec, Compression};
@@ -557,6 +558,7 @@ impl Sender {
                             format!("receivers {}", request.receivers)
                         }
                     );
+                    telemetry::file_sent_again();
                     match self.send_path(&path, &name, Some(&request)).await {
                         Ok(_) => {}
                         Err(error @ (Error::SourceChanged { .. } | Error::Io { .. })) => {
@@ -788,6 +790,7 @@ impl Sender {
                 if end.is_some() {
                     break;
                 }
+                telemetry::waiting_for_room(true);
                 if notice.due() {
                     tracing::info!(
                         "{name}: the channel holds its limit ({}); waiting for {}",
@@ -803,7 +806,9 @@ impl Sender {
                 }
                 continue;
             }
-            notice.over();
+            if notice.over() {
+                telemetry::waiting_for_room(false);
+            }
             tokio::select! {
                 done = in_flight.next(), if !in_flight.is_empty() => {
                     written.push(done.expect("in flight")?);
@@ -865,6 +870,7 @@ impl Sender {
             bytesize::ByteSize(size),
             bytesize::ByteSize(totals.stored)
         );
+        telemetry::file_sent(size, totals.stored);
         Ok(size)
     }
 
