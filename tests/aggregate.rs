@@ -409,3 +409,51 @@ fn a_geolite2_city_table_imported_into_redis_gives_regions_and_cities() {
     );
     assert!(svg.contains("AU/Victoria/Melbourne"));
 }
+
+#[test]
+fn with_a_prefix_the_counts_go_under_it_and_report_reads_them_there() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    let expected = book_logs(&work.path().join("logs"), 2, 50);
+    let sender = spawn(
+        server
+            .command()
+            .args(["--prefix", "team", "send", "--channel", "logs", "--workers"])
+            .arg(work.path().join("logs")),
+    );
+    let worker = spawn(&mut aggregate(&server, &table, "w1", &["--prefix", "team"]));
+    succeeded(&wait(worker, T));
+    succeeded(&wait(sender, T));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ours, books) = rt.block_on(async {
+        (
+            server.keys("team:daily:country:*").await,
+            server.keys("daily:*").await,
+        )
+    });
+    assert!(!ours.is_empty() && books.is_empty(), "{ours:?} {books:?}");
+
+    let report = |extra: &[&str]| -> f64 {
+        let output = run(
+            server
+                .command()
+                .args(["report", "--by", "country", "--top", "0", "--json"])
+                .args(extra),
+            T,
+        );
+        succeeded(&output);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        report
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|day| day["total"].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        report(&["--prefix", "team"]),
+        expected.values().sum::<f64>()
+    );
+    assert_eq!(report(&[]), 0.0, "the book's keys hold nothing");
+}

@@ -21,9 +21,17 @@ async fn visits(server: &Server, by: &str, day: &str, members: &[(&str, u64)]) {
 
 async fn report(server: &Server, by: Dimension, days: DaySelection, top: usize) -> Report {
     let redis = Redis::connect(&server.url()).await.unwrap();
-    gather(&redis, &ReportQuery { by, days, top })
-        .await
-        .unwrap()
+    gather(
+        &redis,
+        &ReportQuery {
+            by,
+            days,
+            top,
+            namespace: String::new(),
+        },
+    )
+    .await
+    .unwrap()
 }
 
 fn one(day: &str) -> DaySelection {
@@ -184,6 +192,7 @@ async fn bad_days_are_refused_before_reading_redis() {
             by: Dimension::Country,
             days: days.clone(),
             top: 3,
+            namespace: String::new(),
         };
         let result = gather(&redis, &query).await;
         assert!(
@@ -208,6 +217,7 @@ async fn a_day_key_that_is_not_a_sorted_set_names_the_key() {
         by: Dimension::Country,
         days: DaySelection::All,
         top: 3,
+        namespace: String::new(),
     };
 
     let error = gather(&redis, &query).await.unwrap_err();

@@ -8,7 +8,7 @@ use redistribute::{FileSource, Receiver, Result};
 
 use super::args::{AggregateArgs, Protocol, SourceArgs};
 
-pub async fn run(url: &str, prefix: &str, args: AggregateArgs) -> Result<()> {
+pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs) -> Result<()> {
     super::serve_metrics(args.source.metrics)?;
     let source = &args.source;
     let options = AggregateOptions {
@@ -18,6 +18,7 @@ pub async fn run(url: &str, prefix: &str, args: AggregateArgs) -> Result<()> {
         dimensions: args.by.clone(),
         format: args.log_format,
         table_files: args.table.clone(),
+        namespace,
     };
     source.check()?;
     let redis = Redis::connect(url).await?;

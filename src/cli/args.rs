@@ -24,9 +24,10 @@ pub struct Cli {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis: String,
-    /// Prefix of every key this tool writes.
-    #[arg(long, global = true, default_value = "rd")]
-    pub prefix: String,
+    /// Prefix of every key this tool writes [default: rd]. The job's `daily:*` sorted sets are the
+    /// book's and have none, unless this is given: then they are `PREFIX:daily:*`.
+    #[arg(long, global = true)]
+    pub prefix: Option<String>,
     /// Print only warnings and errors; no progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,

@@ -192,6 +192,7 @@ async fn aggregate_by_country(
             dimensions: vec![Dimension::Country],
             format: LogFormat::Combined,
             table_files: Vec::new(),
+            namespace: String::new(),
         };
         let redis = Redis::connect(url).await?;
         let mut files = Receiver::connect(url, receive).await?;
@@ -218,6 +219,7 @@ async fn aggregate_by_country(
             to: format!("2026-11-{days:02}"),
         },
         top: 5,
+        namespace: String::new(),
     };
     let report = report::gather(&redis, &query).await?;
     let visits: u64 = report.days.iter().map(|d| d.total).sum();

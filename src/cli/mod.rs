@@ -19,11 +19,21 @@ use redistribute::{Error, FileSource, ReceiveOptions, Result};
 
 use args::{Cli, Command, GeoCommand, Protocol, SourceArgs};
 
+/// What channel and table keys start with when `--prefix` is not given.
+const DEFAULT_PREFIX: &str = "rd";
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     // Progress bars and log lines share stderr: JSON lines go without bars.
     let quiet = cli.quiet || cli.log_json;
-    let (url, prefix) = (cli.redis.as_str(), cli.prefix.as_str());
+    let url = cli.redis.as_str();
+    let prefix = cli.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+    // The job's keys are the book's unless a prefix was asked for.
+    let namespace = cli
+        .prefix
+        .as_ref()
+        .map(|p| format!("{p}:"))
+        .unwrap_or_default();
     match cli.command {
         Command::Send(args) => send::run(url, prefix, quiet, args).await,
         Command::Receive(args) => receive::run(url, prefix, quiet, args).await,
@@ -44,8 +54,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             })
             .await
         }
-        Command::Aggregate(args) => aggregate::run(url, prefix, args).await,
-        Command::Report(args) => report::run(url, args).await,
+        Command::Aggregate(args) => aggregate::run(url, prefix, namespace, args).await,
+        Command::Report(args) => report::run(url, namespace, args).await,
         Command::Geo(GeoCommand::Import(args)) => geo::import(url, prefix, args).await,
         Command::Geo(GeoCommand::Lookup(args)) => geo::lookup(url, prefix, args).await,
         Command::Completions { shell } => {

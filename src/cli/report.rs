@@ -7,7 +7,7 @@ use redistribute::{Error, Result};
 
 use super::args::ReportArgs;
 
-pub async fn run(url: &str, args: ReportArgs) -> Result<()> {
+pub async fn run(url: &str, namespace: String, args: ReportArgs) -> Result<()> {
     let days = match (args.day, args.from, args.to) {
         (Some(day), _, _) => DaySelection::One(day),
         (None, Some(from), Some(to)) => DaySelection::Range { from, to },
@@ -21,6 +21,7 @@ pub async fn run(url: &str, args: ReportArgs) -> Result<()> {
             by: args.by,
             days,
             top: args.top,
+            namespace,
         },
     )
     .await?;

@@ -215,13 +215,13 @@ impl FileCounts {
         &self,
         redis: &Redis,
         table: &GeoTable,
-        dimensions: &[Dimension],
+        options: &AggregateOptions,
         token: &str,
     ) -> Result<()> {
-        for &dimension in dimensions {
+        for &dimension in &options.dimensions {
             for (day, members) in self.by(table, dimension) {
                 let day = String::from_utf8_lossy(day);
-                let key = dimension.day_key(&day);
+                let key = dimension.day_key(&options.namespace, &day);
                 let marker = format!("{{{key}}}:applied");
                 redis
                     .retry("adding counts", |mut con| {
@@ -340,6 +340,9 @@ pub struct AggregateOptions {
     pub format: LogFormat,
     /// Read the location table from these files instead of Redis.
     pub table_files: Vec<std::path::PathBuf>,
+    /// What the counts' keys start with: empty for the book's `daily:*`,
+    /// `P:` to keep them apart (see [`Dimension::day_key`]).
+    pub namespace: String,
 }
 
 /// Where the location table came from, so a newer import can be picked up
@@ -391,9 +394,7 @@ pub async fn run<S: FileSource>(
         };
         crate::telemetry::lines_counted(counts.lines, counts.unparsed);
         let token = file.token(prefix, &options.channel);
-        counts
-            .apply(redis, &table, &options.dimensions, &token)
-            .await?;
+        counts.apply(redis, &table, options, &token).await?;
         if std::env::var_os("REDISTRIBUTE_TEST_DIE_BEFORE_ACK").is_some() {
             // Test-only failure point: counts written, file not acknowledged.
             std::process::exit(86);

@@ -50,9 +50,10 @@ impl Dimension {
         }
     }
 
-    /// The name of the sorted set holding one day's visits.
-    pub fn day_key(self, day: &str) -> String {
-        format!("daily:{}:{day}", self.key())
+    /// The name of the sorted set holding one day's visits, under
+    /// `namespace`: empty for the book's own keys, `P:` to keep them apart.
+    pub fn day_key(self, namespace: &str, day: &str) -> String {
+        format!("{namespace}daily:{}:{day}", self.key())
     }
 
     fn plural(self) -> &'static str {
@@ -116,6 +117,9 @@ pub struct ReportQuery {
     /// Members shown per day, highest visits first; 0 shows every member
     /// (for a complete CSV export).
     pub top: usize,
+    /// What the keys start with: empty for the book's `daily:*`, `P:` for
+    /// a job run with `--prefix P` (see [`Dimension::day_key`]).
+    pub namespace: String,
 }
 
 /// The top members per day, as gathered from Redis.
@@ -194,10 +198,10 @@ pub async fn gather(redis: &Redis, query: &ReportQuery) -> Result<Report> {
     query.days.check()?;
     let days = match &query.days {
         DaySelection::One(day) => vec![day.clone()],
-        DaySelection::All => stored_days(redis, query.by, |_| true).await?,
+        DaySelection::All => stored_days(redis, query, |_| true).await?,
         DaySelection::Range { from, to } => {
             // Day names sort like dates, so a range is a string comparison.
-            stored_days(redis, query.by, |day| {
+            stored_days(redis, query, |day| {
                 from.as_str() <= day && day <= to.as_str()
             })
             .await?
@@ -205,7 +209,7 @@ pub async fn gather(redis: &Redis, query: &ReportQuery) -> Result<Report> {
     };
     let keep_empty = matches!(query.days, DaySelection::One(_));
     let days: Vec<DayReport> = futures_util::stream::iter(days)
-        .map(|day| read_day(redis, query.by, query.top, day))
+        .map(|day| read_day(redis, query, day))
         .buffered(DAYS_IN_FLIGHT)
         .try_filter(|day| std::future::ready(keep_empty || day.members > 0))
         .try_collect()
@@ -221,11 +225,11 @@ pub async fn gather(redis: &Redis, query: &ReportQuery) -> Result<Report> {
 /// Keys whose day part is not a date (someone else's) are ignored.
 async fn stored_days(
     redis: &Redis,
-    by: Dimension,
+    query: &ReportQuery,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>> {
-    let pattern = by.day_key("*");
-    let prefix = by.day_key("");
+    let pattern = query.by.day_key(&query.namespace, "*");
+    let prefix = query.by.day_key(&query.namespace, "");
     let keys = redis.scan("listing report days", &pattern).await?;
     let days: BTreeSet<String> = keys
         .iter()
@@ -240,8 +244,9 @@ async fn stored_days(
 /// Members are read as bytes so a stray non-UTF-8 member cannot fail the report.
 type DayReply = (u64, String, Vec<(Vec<u8>, f64)>);
 
-async fn read_day(redis: &Redis, by: Dimension, top: usize, day: String) -> Result<DayReport> {
-    let key = by.day_key(&day);
+async fn read_day(redis: &Redis, query: &ReportQuery, day: String) -> Result<DayReport> {
+    let (by, top) = (query.by, query.top);
+    let key = by.day_key(&query.namespace, &day);
     let mut invocation = DAY.prepare_invoke();
     invocation.key(&key).arg(top);
     let invocation = &invocation;
