@@ -43,7 +43,7 @@ pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
 }
 
 /// What a receiver is doing and how fast, when it said: `reading NAME
-/// (12.0 MiB in) at 45.0 MiB/s, 1.2 GiB behind, about 27 s left; last
+/// (12.0 MiB in), at 45.0 MiB/s, 1.2 GiB behind, about 27 s left; last
 /// report 3 s ago`.
 fn pace(r: &ReceiverStatus, now_ms: u64) -> Option<String> {
     let seen = r.last_seen_ms?;
