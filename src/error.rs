@@ -31,6 +31,19 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// The TLS handshake with Redis failed: a certificate was refused, by
+    /// us or by the server.
+    #[error("TLS with Redis at {url} failed: {source} ({hint})")]
+    Tls {
+        /// The URL, password masked.
+        url: String,
+        /// What to check.
+        hint: &'static str,
+        /// The client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// Redis rejected the credentials.
     #[error(
         "Redis at {url} refused the credentials: {source} (check the user and password in the URL)"

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -2029,4 +2029,95 @@ fn metrics_are_served_in_prometheus_text_format_and_count_what_was_received() {
     );
     succeeded(&wait(receiver, T));
     assert_same_tree(&source, &work.path().join("out"));
+}
+
+/// PEM files for a private CA, a server certificate for 127.0.0.1 and a
+/// client certificate, all signed by the CA, written under `dir`.
+fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Names of their own: a leaf named like its issuer looks self-signed.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "redistribute test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let signed = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &names[0]);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server, server_key) = signed(vec!["127.0.0.1".into(), "localhost".into()]);
+    let (client, client_key) = signed(vec!["client".into()]);
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server),
+        ("server.key", server_key),
+        ("client.pem", client),
+        ("client.key", client_key),
+    ];
+    files.map(|(name, text)| write(dir, name, text.as_bytes()))
+}
+
+#[test]
+fn tls_with_a_private_ca_and_client_certificates_works_and_its_errors_say_what_to_check() {
+    let work = tempfile::tempdir().unwrap();
+    let [ca, server_cert, server_key, client_cert, client_key] = certificates(work.path());
+    let server = Server::with(LocalRedisOptions {
+        tls: Some(redistribute::redis::LocalTls {
+            cert: server_cert,
+            key: server_key,
+            ca: ca.clone(),
+        }),
+        ..LocalRedisOptions::default()
+    });
+    let source = work.path().join("in");
+    for i in 0..3 {
+        write(&source, &format!("f{i}"), &noise(200_000 * i + 1, i as u64));
+    }
+    let tls = |command: &mut Command| {
+        command
+            .arg("--tls-ca-cert")
+            .arg(&ca)
+            .arg("--tls-cert")
+            .arg(&client_cert)
+            .arg("--tls-key")
+            .arg(&client_key);
+    };
+    let mut send = server.command();
+    tls(&mut send);
+    let sender = spawn(
+        send.args(["send", "--channel", "t", "--receivers", "1"])
+            .arg(&source),
+    );
+    // The same files through environment variables instead of options.
+    let out = work.path().join("out");
+    let mut receive = server.command();
+    receive
+        .env("REDIS_TLS_CA_CERT", &ca)
+        .env("REDIS_TLS_CERT", &client_cert)
+        .env("REDIS_TLS_KEY", &client_key)
+        .args(["receive", "--channel", "t", "--id", "0", "--out"])
+        .arg(&out);
+    succeeded(&run(&mut receive, T));
+    succeeded(&wait(sender, T));
+    assert_same_tree(&source, &out);
+
+    // Without the CA the server is a stranger; without a client
+    // certificate the server hangs up.
+    let line = failed_with_one_line(&run(server.command().arg("status"), T));
+    assert!(
+        line.contains("TLS") && line.contains("--tls-ca-cert"),
+        "{line}"
+    );
+    let mut anonymous = server.command();
+    anonymous.arg("--tls-ca-cert").arg(&ca).arg("status");
+    let line = failed_with_one_line(&run(&mut anonymous, T));
+    assert!(line.contains("--tls-cert"), "{line}");
 }

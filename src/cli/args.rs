@@ -24,6 +24,15 @@ pub struct Cli {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis: String,
+    /// With rediss://: trust this CA (PEM) instead of the system's.
+    #[arg(long, global = true, env = "REDIS_TLS_CA_CERT", value_name = "FILE")]
+    pub tls_ca_cert: Option<String>,
+    /// With rediss://: present this client certificate (PEM), with --tls-key.
+    #[arg(long, global = true, env = "REDIS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// With rediss://: the client certificate's key (PEM).
+    #[arg(long, global = true, env = "REDIS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<String>,
     /// Prefix of every key this tool writes [default: rd]. The job's `daily:*` sorted sets are the
     /// book's and have none, unless this is given: then they are `PREFIX:daily:*`.
     #[arg(long, global = true)]

@@ -19,6 +19,32 @@ use redistribute::{Error, FileSource, ReceiveOptions, Result};
 
 use args::{Cli, Command, GeoCommand, Protocol, SourceArgs};
 
+/// The URL with the `--tls-*` files added as the parameters the library
+/// reads (`tls_ca_cert`, `tls_cert`, `tls_key`), for each node of a
+/// comma-separated list.
+fn with_tls_files(cli: &Cli) -> String {
+    let files = [
+        ("tls_ca_cert", &cli.tls_ca_cert),
+        ("tls_cert", &cli.tls_cert),
+        ("tls_key", &cli.tls_key),
+    ];
+    let parameters: Vec<String> = files
+        .iter()
+        .filter_map(|(key, file)| file.as_ref().map(|file| format!("{key}={file}")))
+        .collect();
+    if parameters.is_empty() {
+        return cli.redis.clone();
+    }
+    cli.redis
+        .split(',')
+        .map(|node| {
+            let joint = if node.contains('?') { '&' } else { '?' };
+            format!("{}{joint}{}", node.trim(), parameters.join("&"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What channel and table keys start with when `--prefix` is not given.
 const DEFAULT_PREFIX: &str = "rd";
 
@@ -26,7 +52,7 @@ const DEFAULT_PREFIX: &str = "rd";
 pub async fn run(cli: Cli) -> Result<()> {
     // Progress bars and log lines share stderr: JSON lines go without bars.
     let quiet = cli.quiet || cli.log_json;
-    let url = cli.redis.as_str();
+    let url = &with_tls_files(&cli);
     let prefix = cli.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
     // The job's keys are the book's unless a prefix was asked for.
     let namespace = cli

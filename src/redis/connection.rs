@@ -9,8 +9,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
-    RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, RedisError, RedisFuture,
+    RedisResult, TlsCertificates, Value,
 };
 
 /// How to open connections: to one server, or to a cluster through any of
@@ -29,31 +29,40 @@ pub(crate) struct Timeouts {
 }
 
 impl Connector {
-    /// A connector for `urls`: a cluster when there are several, or when
-    /// `cluster` says the one server is a cluster node.
-    pub(crate) fn new(urls: &[String], cluster: bool, timeouts: Timeouts) -> RedisResult<Self> {
-        if cluster || urls.len() > 1 {
-            let nodes = urls
-                .iter()
-                .map(|url| url.as_str().into_connection_info())
-                .collect::<RedisResult<Vec<_>>>()?;
-            Self::cluster(nodes, timeouts)
+    /// A connector for `nodes`: a cluster when there are several, or when
+    /// `cluster` says the one server is a cluster node. `certs` are the
+    /// TLS certificates the nodes' addresses carry, which a cluster also
+    /// needs for the nodes it discovers.
+    pub(crate) fn new(
+        nodes: &[ConnectionInfo],
+        cluster: bool,
+        certs: Option<&TlsCertificates>,
+        timeouts: Timeouts,
+    ) -> RedisResult<Self> {
+        if cluster || nodes.len() > 1 {
+            Self::cluster(nodes.to_vec(), certs, timeouts)
         } else {
             Ok(Connector::Single(Box::new(redis::Client::open(
-                urls[0].as_str(),
+                nodes[0].clone(),
             )?)))
         }
     }
 
-    fn cluster(nodes: Vec<ConnectionInfo>, timeouts: Timeouts) -> RedisResult<Self> {
+    fn cluster(
+        nodes: Vec<ConnectionInfo>,
+        certs: Option<&TlsCertificates>,
+        timeouts: Timeouts,
+    ) -> RedisResult<Self> {
         // Few retries inside the client: ours (on a fresh connection,
         // with backoff and a give-up time) drive recovery instead.
-        let client = ClusterClient::builder(nodes)
+        let mut builder = ClusterClient::builder(nodes)
             .connection_timeout(timeouts.connect)
             .response_timeout(timeouts.response)
-            .retries(2)
-            .build()?;
-        Ok(Connector::Cluster(Box::new(client)))
+            .retries(2);
+        if let Some(certs) = certs {
+            builder = builder.certs(certs.clone());
+        }
+        Ok(Connector::Cluster(Box::new(builder.build()?)))
     }
 
     /// A cluster connector that knows every node `connection` reaches,
@@ -61,13 +70,13 @@ impl Connector {
     /// can then start from any node that is up, not only from the one the
     /// user named, which may be the master that just failed.
     pub(crate) async fn every_node(
-        url: &str,
+        named: &ConnectionInfo,
         connection: &mut Connection,
+        certs: Option<&TlsCertificates>,
         timeouts: Timeouts,
     ) -> RedisResult<Self> {
-        let named = url.into_connection_info()?;
         let Connection::Cluster(con) = connection else {
-            return Self::cluster(vec![named], timeouts);
+            return Self::cluster(vec![named.clone()], certs, timeouts);
         };
         let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(con).await?;
         let tls = matches!(named.addr(), ConnectionAddr::TcpTls { .. });
@@ -93,7 +102,7 @@ impl Connector {
             };
             infos.push(named.clone().set_addr(addr));
         }
-        Self::cluster(infos, timeouts)
+        Self::cluster(infos, certs, timeouts)
     }
 
     /// Opens a connection whose answers may take up to `response`.

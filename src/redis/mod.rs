@@ -21,11 +21,12 @@ mod local_cluster;
 mod local_server;
 pub mod memory;
 pub(crate) mod shards;
+mod tls;
 
 pub use connection::Connection;
 use connection::{Connector, Timeouts};
 pub use local_cluster::{LocalCluster, LocalClusterOptions};
-pub use local_server::{LocalRedis, LocalRedisOptions};
+pub use local_server::{LocalRedis, LocalRedisOptions, LocalTls};
 
 /// How long a blocking read waits before the caller looks around again.
 /// Kept well below the blocking connection's response timeout.
@@ -115,20 +116,25 @@ impl Redis {
             // rustls needs a process-wide crypto provider; one may already be set.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let urls: Vec<String> = url.split(',').map(|u| u.trim().to_owned()).collect();
-        for one in &urls {
-            redis::Client::open(one.as_str()).map_err(|e| Error::InvalidUrl {
-                url: shown.clone(),
-                reason: if one.matches('@').count() > 1 {
-                    format!("{e}; write an @ inside a password as %40")
-                } else {
-                    e.to_string()
-                },
-            })?;
+        let mut nodes = Vec::new();
+        let mut certs = None;
+        for one in url.split(',').map(str::trim) {
+            let (one, these) = tls::split(one)?;
+            certs = certs.or(these);
+            let info =
+                tls::connection_info(&one, certs.as_ref()).map_err(|e| Error::InvalidUrl {
+                    url: shown.clone(),
+                    reason: if one.matches('@').count() > 1 {
+                        format!("{e}; write an @ inside a password as %40")
+                    } else {
+                        e.to_string()
+                    },
+                })?;
+            nodes.push(info);
         }
         let started = Instant::now();
         loop {
-            match Self::open(&urls, &shown).await {
+            match Self::open(&nodes, certs.as_ref(), &shown).await {
                 Ok(redis) => return Ok(redis),
                 // A connection cut while it was being set up says nothing
                 // about the server (a proxy restarting, a killed client):
@@ -147,7 +153,11 @@ impl Redis {
     }
 
     /// Opens both connections and checks the credentials with a PING.
-    async fn open(urls: &[String], shown: &str) -> redis::RedisResult<Self> {
+    async fn open(
+        nodes: &[redis::ConnectionInfo],
+        certs: Option<&redis::TlsCertificates>,
+        shown: &str,
+    ) -> redis::RedisResult<Self> {
         let commands = Timeouts {
             connect: CONNECT_TIMEOUT,
             response: RESPONSE_TIMEOUT,
@@ -156,10 +166,10 @@ impl Redis {
             connect: CONNECT_TIMEOUT,
             response: BLOCK + Duration::from_secs(10),
         };
-        let mut cluster = urls.len() > 1;
+        let mut cluster = nodes.len() > 1;
         if !cluster {
             // A wrong password may only show on the first command.
-            let mut con = Connector::new(urls, false, commands)?
+            let mut con = Connector::new(nodes, false, certs, commands)?
                 .open(commands)
                 .await?;
             cluster = match redis::cmd("INFO")
@@ -174,10 +184,10 @@ impl Redis {
                 Err(error) => return Err(error),
             };
         }
-        let mut connector = Connector::new(urls, cluster, commands)?;
+        let mut connector = Connector::new(nodes, cluster, certs, commands)?;
         if cluster {
             let mut first = connector.open(commands).await?;
-            connector = Connector::every_node(&urls[0], &mut first, commands).await?;
+            connector = Connector::every_node(&nodes[0], &mut first, certs, commands).await?;
         }
         let commands = Healing::open(&connector, commands).await?;
         let blocking = Healing::open(&connector, blocking).await?;
@@ -565,6 +575,13 @@ pub(crate) fn is_out_of_memory(error: &RedisError) -> bool {
 fn connect_error(url: &str, source: RedisError) -> Error {
     let auth = source.kind() == ErrorKind::AuthenticationFailed
         || matches!(source.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+    if let Some(hint) = tls_hint(url, &source) {
+        return Error::Tls {
+            url: url.to_owned(),
+            hint,
+            source,
+        };
+    }
     if auth {
         Error::Auth {
             url: url.to_owned(),
@@ -575,6 +592,27 @@ fn connect_error(url: &str, source: RedisError) -> Error {
             url: url.to_owned(),
             source,
         }
+    }
+}
+
+/// What to check when opening a `rediss://` connection failed in its
+/// handshake: rustls names a certificate it refused, or the server's alert
+/// (or hang-up) says it refused ours.
+fn tls_hint(url: &str, source: &RedisError) -> Option<&'static str> {
+    if !url.starts_with("rediss://") || source.is_connection_refusal() {
+        return None;
+    }
+    let said = source.to_string();
+    if said.contains("peer certificate") {
+        Some(
+            "the server's certificate is not trusted: give the CA that signed it with --tls-ca-cert or REDIS_TLS_CA_CERT, and check that the URL's host is a name in it",
+        )
+    } else if said.contains("alert") || said.contains("reset") || said.contains("closed") {
+        Some(
+            "the server refused the handshake: it may want a client certificate (--tls-cert and --tls-key, or REDIS_TLS_CERT and REDIS_TLS_KEY) signed by a CA it trusts",
+        )
+    } else {
+        None
     }
 }
 
