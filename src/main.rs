@@ -87,7 +87,7 @@ fn init_logging(cli: &Cli, color: ColorWhen) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("redistribute={level}")));
     let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| cli::progress::LogLines)
         .with_target(false);
     if cli.log_json {
         lines.json().init();

@@ -2121,3 +2121,65 @@ fn tls_with_a_private_ca_and_client_certificates_works_and_its_errors_say_what_t
     let line = failed_with_one_line(&run(&mut anonymous, T));
     assert!(line.contains("--tls-cert"), "{line}");
 }
+
+#[test]
+fn on_a_terminal_log_lines_are_written_around_the_progress_bar() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..4 {
+        write(&source, &format!("f{i}"), &noise(3 << 20, i));
+    }
+    let receiver = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", "tty", "--id", "0", "--out"])
+            .arg(work.path().join("out")),
+    );
+    // `script` (util-linux, on every Debian) gives the sender a terminal.
+    let send = server
+        .command()
+        .args([
+            "send",
+            "--channel",
+            "tty",
+            "--receivers",
+            "1",
+            "--limit",
+            "2MiB",
+        ])
+        .args(["--compress", "none", "--chunk-size", "256KiB"])
+        .arg(&source)
+        .get_args()
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let typescript = work.path().join("typescript");
+    let mut script = Command::new("script");
+    script
+        .args([
+            "-qfec",
+            &format!("{} {send}", env!("CARGO_BIN_EXE_redistribute")),
+        ])
+        .arg(&typescript)
+        .env("REDIS_URL", server.url());
+    succeeded(&run(&mut script, T));
+    succeeded(&wait(receiver, T));
+    let screen = std::fs::read_to_string(&typescript).unwrap();
+    assert!(screen.contains("sending"), "no bar was drawn: {screen:?}");
+    let lines: Vec<&str> = screen
+        .match_indices("INFO")
+        .map(|(at, _)| &screen[..at])
+        .collect();
+    assert!(lines.len() >= 5, "{screen:?}");
+    for before in lines {
+        // On the terminal line the log line starts on, no bar is left:
+        // the bar was wiped first (a carriage return, then clearing).
+        let line_start = before.rfind(['\n', '\r']).map_or(0, |at| at + 1);
+        assert!(
+            !before[line_start..].contains("sending"),
+            "a log line drawn over the bar: {:?}",
+            &before[before.len().saturating_sub(160)..]
+        );
+    }
+}

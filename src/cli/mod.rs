@@ -7,7 +7,7 @@ pub mod args;
 mod demo;
 mod geo;
 mod loggen;
-mod progress;
+pub mod progress;
 mod purge;
 mod receive;
 mod report;

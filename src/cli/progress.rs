@@ -1,9 +1,31 @@
 //! Progress bars, drawn only on a terminal.
 //!
 //! indicatif's stderr target draws nothing when stderr is not a terminal,
-//! so scripts and CI logs get plain log lines only.
+//! so scripts and CI logs get plain log lines only. On a terminal, log
+//! lines are written while the bars are lifted off the screen
+//! ([`LogLines`]), so the scrollback holds no frozen copies of a bar.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
+use std::sync::LazyLock;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Every bar of this process.
+static BARS: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+
+/// Where log lines go: stderr, around the bars.
+pub struct LogLines;
+
+impl Write for LogLines {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        BARS.suspend(|| std::io::stderr().write(line))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// A bar counting bytes towards `total` (or a spinner when `total` is 0).
 pub fn bytes(total: u64, quiet: bool, message: &str) -> ProgressBar {
@@ -27,7 +49,7 @@ pub fn bytes(total: u64, quiet: bool, message: &str) -> ProgressBar {
         )
     };
     bar.set_message(message.to_owned());
-    bar
+    BARS.add(bar)
 }
 
 /// Reports a sender's or receiver's bytes to `bar`.

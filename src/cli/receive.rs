@@ -2,6 +2,7 @@
 //! command or stdout, in either wire format.
 
 use redistribute::classic::ClassicReceiver;
+use redistribute::text::counted;
 use redistribute::{FileSource, Receiver, Result, Sink};
 
 use super::args::{Protocol, ReceiveArgs};
@@ -44,6 +45,6 @@ async fn receive_all(
         )
         .await?;
     bar.finish_and_clear();
-    tracing::info!("done: {received} files received");
+    tracing::info!("done: {} received", counted(received, "file", "files"));
     super::check_nothing_parked(&files, &args.source)
 }

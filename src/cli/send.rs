@@ -31,7 +31,6 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
     let bar = progress::bytes(total, quiet, "sending");
     sender.set_progress(progress::reporter(&bar));
     let started = Instant::now();
-    let count = inputs.len();
     if args.follow {
         // Named files and stdin go now; directories' files once they settle.
         let (dirs, others): (Vec<PathBuf>, Vec<PathBuf>) =
@@ -42,9 +41,13 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
         bar.finish_and_clear();
         return follow(&sender, &dirs, args.settle).await;
     }
-    let mut bytes = 0;
+    let (mut bytes, mut count) = (0, 0);
     for input in &inputs {
-        bytes += send_one(&sender, input).await?;
+        match send_one(&sender, input).await? {
+            Some(sent) => (bytes, count) = (bytes + sent, count + 1),
+            // Sent by an earlier run: not part of what is left to do.
+            None => bar.set_length(bar.length().unwrap_or(0).saturating_sub(input.size)),
+        }
     }
     sender.finish().await?;
     bar.finish_and_clear();
@@ -107,14 +110,15 @@ fn audience(args: &SendArgs) -> Result<Audience> {
     Ok(Audience::Broadcast(ids))
 }
 
-async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
+/// Sends one input; `None` when an earlier run sent it already.
+async fn send_one(sender: &Sender, input: &Input) -> Result<Option<u64>> {
     match &input.path {
         Some(path) => match sender.send_file(path, &input.name).await? {
             Sent::Uploaded { bytes } => {
                 tracing::info!("sent {} ({})", input.name, bytesize::ByteSize(bytes));
-                Ok(bytes)
+                Ok(Some(bytes))
             }
-            Sent::AlreadySent => Ok(0),
+            Sent::AlreadySent => Ok(None),
         },
         None => {
             let bytes = sender.send_reader(&input.name, tokio::io::stdin()).await?;
@@ -123,7 +127,7 @@ async fn send_one(sender: &Sender, input: &Input) -> Result<u64> {
                 input.name,
                 bytesize::ByteSize(bytes)
             );
-            Ok(bytes)
+            Ok(Some(bytes))
         }
     }
 }
