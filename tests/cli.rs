@@ -2183,3 +2183,58 @@ fn on_a_terminal_log_lines_are_written_around_the_progress_bar() {
         );
     }
 }
+
+#[test]
+fn a_receivers_progress_moves_while_a_file_streams_in() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let (first, rest) = (noise(300_000, 21), noise(200_000, 22));
+    let mut sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "sp",
+                "--receivers",
+                "1",
+                "--name",
+                "s.log",
+                "-",
+            ])
+            .stdin(Stdio::piped()),
+    );
+    let mut input = sender.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, &first).unwrap();
+    let typescript = work.path().join("typescript");
+    let out = work.path().join("out");
+    // `script` (util-linux, on every Debian) gives the receiver a terminal.
+    let receiver = spawn(
+        Command::new("script")
+            .args([
+                "-qfec",
+                &format!(
+                    "{} receive --channel sp --id 0 --out '{}'",
+                    env!("CARGO_BIN_EXE_redistribute"),
+                    out.display()
+                ),
+            ])
+            .arg(&typescript)
+            .env("REDIS_URL", server.url()),
+    );
+    // The first part arrives and shows in the bar before the file ends.
+    wait_for_text(&typescript, "292.97 KiB");
+    std::io::Write::write_all(&mut input, &rest).unwrap();
+    drop(input);
+    succeeded(&wait(sender, T));
+    succeeded(&wait(receiver, T));
+    let screen = std::fs::read_to_string(&typescript).unwrap();
+    let done = screen
+        .find("received s.log")
+        .expect("the file was received");
+    assert!(screen[..done].contains("292.97 KiB"), "{screen:?}");
+    assert_eq!(
+        std::fs::read(out.join("s.log")).unwrap(),
+        [first, rest].concat()
+    );
+}

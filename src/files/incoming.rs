@@ -8,7 +8,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -70,7 +70,8 @@ impl Drop for AbortOnDrop {
 pub struct IncomingFile {
     name: String,
     ticket: Ticket,
-    received: u64,
+    /// Shared, so progress can be watched while the file is being read.
+    received: Arc<AtomicU64>,
     chunks: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
     verified: Arc<AtomicBool>,
@@ -90,7 +91,7 @@ impl IncomingFile {
         IncomingFile {
             name,
             ticket,
-            received: 0,
+            received: Arc::default(),
             chunks,
             current: Bytes::new(),
             verified,
@@ -132,7 +133,13 @@ impl IncomingFile {
 
     /// Bytes received so far (all of them once read to the end).
     pub fn received(&self) -> u64 {
-        self.received
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// A handle on [`IncomingFile::received`] that can be read while the
+    /// file itself is busy being read, to show progress within a file.
+    pub fn received_so_far(&self) -> Arc<AtomicU64> {
+        self.received.clone()
     }
 
     /// The contents, decompressed as `decode` and the name say.
@@ -154,7 +161,8 @@ impl AsyncBufRead for IncomingFile {
         while this.current.is_empty() {
             match ready!(this.chunks.poll_recv(cx)) {
                 Some(Ok(data)) => {
-                    this.received += data.len() as u64;
+                    this.received
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     this.current = data;
                 }
                 Some(Err(error)) => return Poll::Ready(Err(error)),

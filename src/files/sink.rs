@@ -30,10 +30,14 @@ pub enum Sink {
     Stdout,
 }
 
+/// How often progress within a file is reported.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Sink {
     /// Processes every file `files` hands out until it ends, acknowledging
     /// each once its output is committed and reporting each failure to
-    /// `files`. Tells `progress` the bytes of every file done. Returns the
+    /// `files`. Tells `progress` the bytes received, a few times a second
+    /// (a failed attempt's bytes stay counted). Returns the
     /// number of files processed; [`FileSource::parked`] tells those given
     /// up on.
     ///
@@ -58,7 +62,24 @@ impl Sink {
             let name = file.name().to_owned();
             let key = file.token("", "");
             let already = printed.entry(key.clone()).or_default();
-            let outcome = self.process_after(&mut file, decode, already).await;
+            let so_far = file.received_so_far();
+            let mut reported = 0;
+            let outcome = {
+                // Progress within a file too, a few times a second.
+                let processing = self.process_after(&mut file, decode, already);
+                tokio::pin!(processing);
+                let mut tick = tokio::time::interval(PROGRESS_EVERY);
+                loop {
+                    tokio::select! {
+                        outcome = &mut processing => break outcome,
+                        _ = tick.tick() => if let Some(progress) = progress {
+                            let now = so_far.load(std::sync::atomic::Ordering::Relaxed);
+                            progress.advance(now.saturating_sub(reported));
+                            reported = now;
+                        }
+                    }
+                }
+            };
             if outcome.is_ok() {
                 printed.remove(&key);
             }
@@ -74,7 +95,7 @@ impl Sink {
                     files.ack(file).await?;
                     done += 1;
                     if let Some(progress) = progress {
-                        progress.advance(bytes);
+                        progress.advance(bytes.saturating_sub(reported));
                     }
                     tracing::info!("received {name} ({})", bytesize::ByteSize(bytes));
                 }
