@@ -1865,10 +1865,19 @@ fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_cha
             && receivers[1]["id"] == "b"
             && receivers[1]["joined"] == false
     });
+    // The budget is full of what b must read: the sender waits for room.
+    wait_for_status(&server, "busy", "the sender waiting for room", |s| {
+        s["sender_waiting_since_ms"].as_u64() <= s["time_ms"].as_u64()
+            && s["sender_waiting_since_ms"].is_u64()
+    });
     let text = run(server.command().args(["status", "--channel", "busy"]), T);
     succeeded(&text);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("sender running: pid"), "{text}");
+    assert!(
+        text.contains("waiting for room for") && text.contains("b (never connected)"),
+        "{text}"
+    );
     assert!(
         text.contains("reading big.bin (") && text.contains("s ago"),
         "{text}"
@@ -1895,6 +1904,25 @@ fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_cha
         .map(|s| s["channel"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["busy"]);
+
+    let watching = spawn(
+        server
+            .command()
+            .args(["status", "--watch", "--channel", "busy"]),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = watching.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let watched = wait(watching, T);
+    succeeded(&watched);
+    let shown = String::from_utf8_lossy(&watched.stdout);
+    assert!(shown.matches("channel busy:").count() >= 2, "{shown}");
     kill(&mut sender);
 }
 

@@ -371,6 +371,9 @@ pub struct StatusArgs {
     /// Hide channels whose work is finished (input ended, nothing in flight, nothing parked).
     #[arg(long, conflicts_with = "channel")]
     pub active: bool,
+    /// Show it again every second (redrawn on a terminal) until interrupted.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

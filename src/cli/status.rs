@@ -7,14 +7,42 @@ use redistribute::{Error, Result};
 use super::args::StatusArgs;
 
 pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
+    use std::io::IsTerminal;
     let redis = Redis::connect(url).await?;
+    loop {
+        let found = gather(&redis, prefix, &args).await?;
+        if args.watch && std::io::stdout().is_terminal() {
+            print!("\x1b[H\x1b[2J"); // from the top of a cleared screen
+        }
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&found).expect("status serializes")
+            );
+        } else if found.is_empty() {
+            println!("no channels");
+        } else {
+            for status in &found {
+                print_status(status);
+            }
+        }
+        if !args.watch {
+            return Ok(());
+        }
+        println!();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// The status of the channels `args` asks for.
+async fn gather(redis: &Redis, prefix: &str, args: &StatusArgs) -> Result<Vec<ChannelStatus>> {
     let names = match &args.channel {
         Some(name) => vec![name.clone()],
-        None => status::channels(&redis, prefix).await?,
+        None => status::channels(redis, prefix).await?,
     };
     let mut found = Vec::new();
     for name in &names {
-        match status::channel_status(&redis, prefix, name).await? {
+        match status::channel_status(redis, prefix, name).await? {
             Some(status) => found.push(status),
             None if args.channel.is_some() => {
                 return Err(Error::Usage(format!(
@@ -27,19 +55,7 @@ pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
     if args.active {
         found.retain(|s| !(s.ended && s.files_in_flight == 0 && s.parked.is_empty()));
     }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&found).expect("status serializes")
-        );
-    } else if found.is_empty() {
-        println!("no channels");
-    } else {
-        for status in &found {
-            print_status(status);
-        }
-    }
-    Ok(())
+    Ok(found)
 }
 
 /// What a receiver is doing and how fast, when it said: `reading NAME
@@ -83,9 +99,14 @@ fn print_status(s: &ChannelStatus) {
         size(s.bytes_held),
         size(s.limit),
     );
-    match &s.sender {
-        Some(process) => println!("  sender running: {process}"),
-        None => println!("  no sender running"),
+    match (&s.sender, s.sender_waiting_since_ms) {
+        (Some(process), Some(since)) => println!(
+            "  sender running: {process}; waiting for room for {} s, for {}",
+            s.time_ms.saturating_sub(since) / 1000,
+            s.awaited()
+        ),
+        (Some(process), None) => println!("  sender running: {process}"),
+        (None, _) => println!("  no sender running"),
     }
     if let Some(ratio) = s.compression_ratio {
         println!(

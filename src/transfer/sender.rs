@@ -25,7 +25,7 @@ use crate::transfer::channel::Channel;
 use crate::transfer::chunk::{self, Packed};
 use crate::transfer::codec::{Codec, Compression};
 use crate::transfer::encoder::{self, Encoded, Layout, Snapshot};
-use crate::transfer::lease::Lease;
+use crate::transfer::lease::{self, Lease};
 use crate::transfer::notice::WaitNotice;
 use crate::transfer::protocol::{self, Audience, Keys};
 use crate::transfer::status::{self, ParkedFile};
@@ -231,6 +231,14 @@ impl Sender {
         };
         let channel = Channel::new(redis, Keys::new(&options.prefix, &options.channel));
         create_channel(&channel, &options, limit).await?;
+        // A wait an earlier run left marked is over.
+        channel
+            .redis
+            .query::<()>(
+                "telling status about a wait",
+                redis::cmd("HDEL").arg(channel.keys.meta()).arg("waiting"),
+            )
+            .await?;
         let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
         let lease = Lease::take(&channel, "sender", SENDER).await?;
         let shards = channel
@@ -495,6 +503,28 @@ impl Sender {
         }
     }
 
+    /// Tells `status` since when this sender waits for room (meta field
+    /// `waiting`, Unix ms), or that it no longer does.
+    async fn mark_waiting(&self, waiting: bool) -> Result<()> {
+        let meta = self.channel.keys.meta();
+        let command = if waiting {
+            let mut command = redis::cmd("HSET");
+            command
+                .arg(&meta)
+                .arg("waiting")
+                .arg(lease::now_ms() as u64);
+            command
+        } else {
+            let mut command = redis::cmd("HDEL");
+            command.arg(&meta).arg("waiting");
+            command
+        };
+        self.channel
+            .redis
+            .query::<()>("telling status about a wait", &command)
+            .await
+    }
+
     /// Who the channel waits for, for a wait notice.
     async fn awaited(&self) -> Result<String> {
         let status = status::channel_status(
@@ -745,6 +775,8 @@ impl Sender {
         let mut last_event = "0-0".to_owned();
         let mut end = None;
         let mut notice = WaitNotice::new();
+        // Whether `status` was told that we wait for room.
+        let mut said_waiting = false;
         // Chunks written but not yet published, oldest first: each is
         // published with its digest, so receivers check every chunk
         // before a byte of it reaches their output.
@@ -792,6 +824,10 @@ impl Sender {
                 }
                 telemetry::waiting_for_room(true);
                 if notice.due() {
+                    if !said_waiting {
+                        said_waiting = true;
+                        self.mark_waiting(true).await?;
+                    }
                     tracing::info!(
                         "{name}: the channel holds its limit ({}); waiting for {}",
                         bytesize::ByteSize(self.limit),
@@ -808,6 +844,9 @@ impl Sender {
             }
             if notice.over() {
                 telemetry::waiting_for_room(false);
+            }
+            if std::mem::take(&mut said_waiting) {
+                self.mark_waiting(false).await?;
             }
             tokio::select! {
                 done = in_flight.next(), if !in_flight.is_empty() => {

@@ -27,6 +27,10 @@ pub struct ChannelStatus {
     /// The process running the channel's sender (`pid P on host H, for
     /// N s`), if one runs.
     pub sender: Option<String>,
+    /// Since when that sender waits for room in the channel's budget (Unix
+    /// ms; set once a wait lasted a second); [`ChannelStatus::awaited`]
+    /// says for whom.
+    pub sender_waiting_since_ms: Option<u64>,
     /// Files the sender announced.
     pub files_announced: u64,
     /// Files everyone who needed them finished.
@@ -226,12 +230,16 @@ pub async fn channel_status(
     } else {
         Vec::new()
     };
+    let sender = lease::holder_of(&channel, "sender").await?;
     Ok(Some(ChannelStatus {
         channel: name.to_owned(),
         time_ms: lease::now_ms() as u64,
         mode: meta.audience.mode(),
         ended: meta.ended,
-        sender: lease::holder_of(&channel, "sender").await?,
+        sender_waiting_since_ms: (meta.number("waiting") > 0)
+            .then(|| meta.number("waiting"))
+            .filter(|_| sender.is_some()),
+        sender,
         files_announced: announced,
         files_finished: meta.number("finished"),
         files_in_flight: active,
