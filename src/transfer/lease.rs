@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 use crate::files::incoming::AbortOnDrop;
 use crate::transfer::channel::Channel;
-use crate::transfer::protocol;
+use crate::transfer::protocol::{self, Audience};
 
 /// How long a lease outlives its last renewal.
 pub const TTL: Duration = Duration::from_secs(15);
@@ -120,6 +120,15 @@ async fn renew(channel: Channel, role: String, holder: String, lost: Arc<AtomicB
             lost.store(true, Ordering::Release);
             return;
         }
+    }
+}
+
+/// The lease name of a receiver's or worker's role, and how messages
+/// name it.
+pub(crate) fn role_of(audience: &Audience, id: &str) -> (String, String) {
+    match audience {
+        Audience::Broadcast(_) => (format!("r:{id}"), format!("receiver {id}")),
+        Audience::Workers => (format!("w:{id}"), format!("worker {id}")),
     }
 }
 

@@ -277,7 +277,7 @@ impl Receiver {
     async fn next_in_channel(&mut self) -> Result<Option<IncomingFile>> {
         let audience = self.join().await?;
         if let Some(lease) = &self.lease {
-            lease.check(&role_of(&audience, &self.options.id).1)?;
+            lease.check(&lease::role_of(&audience, &self.options.id).1)?;
         }
         if let Some((entry, fid, attempt)) = self.retry.take() {
             // Seconds, growing: a failure that passes (a busy disk, a
@@ -496,7 +496,7 @@ impl Receiver {
                     .arg(&self.options.id),
             )
             .await?;
-        let (role, shown) = role_of(&meta.audience, &self.options.id);
+        let (role, shown) = lease::role_of(&meta.audience, &self.options.id);
         self.lease = Some(Lease::take(&self.channel, &role, &shown).await?);
         self.epoch = meta.fields.get("created_ms").cloned().unwrap_or_default();
         self.audience = Some(meta.audience.clone());
@@ -897,14 +897,6 @@ impl Receiver {
 fn stream_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-}
-
-/// The lease name of a receiver's role, and how messages name it.
-pub(crate) fn role_of(audience: &Audience, id: &str) -> (String, String) {
-    match audience {
-        Audience::Broadcast(_) => (format!("r:{id}"), format!("receiver {id}")),
-        Audience::Workers => (format!("w:{id}"), format!("worker {id}")),
-    }
 }
 
 /// The file id and announcement of a file this receiver handed out.

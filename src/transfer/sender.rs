@@ -232,13 +232,7 @@ impl Sender {
         let channel = Channel::new(redis, Keys::new(&options.prefix, &options.channel));
         create_channel(&channel, &options, limit).await?;
         // A wait an earlier run left marked is over.
-        channel
-            .redis
-            .query::<()>(
-                "telling status about a wait",
-                redis::cmd("HDEL").arg(channel.keys.meta()).arg("waiting"),
-            )
-            .await?;
+        mark_waiting(&channel, false).await?;
         let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
         let lease = Lease::take(&channel, "sender", SENDER).await?;
         let shards = channel
@@ -501,28 +495,6 @@ impl Sender {
                 self.wait_for_event(&last_event).await?;
             }
         }
-    }
-
-    /// Tells `status` since when this sender waits for room (meta field
-    /// `waiting`, Unix ms), or that it no longer does.
-    async fn mark_waiting(&self, waiting: bool) -> Result<()> {
-        let meta = self.channel.keys.meta();
-        let command = if waiting {
-            let mut command = redis::cmd("HSET");
-            command
-                .arg(&meta)
-                .arg("waiting")
-                .arg(lease::now_ms() as u64);
-            command
-        } else {
-            let mut command = redis::cmd("HDEL");
-            command.arg(&meta).arg("waiting");
-            command
-        };
-        self.channel
-            .redis
-            .query::<()>("telling status about a wait", &command)
-            .await
     }
 
     /// Who the channel waits for, for a wait notice.
@@ -826,7 +798,7 @@ impl Sender {
                 if notice.due() {
                     if !said_waiting {
                         said_waiting = true;
-                        self.mark_waiting(true).await?;
+                        mark_waiting(&self.channel, true).await?;
                     }
                     tracing::info!(
                         "{name}: the channel holds its limit ({}); waiting for {}",
@@ -846,7 +818,7 @@ impl Sender {
                 telemetry::waiting_for_room(false);
             }
             if std::mem::take(&mut said_waiting) {
-                self.mark_waiting(false).await?;
+                mark_waiting(&self.channel, false).await?;
             }
             tokio::select! {
                 done = in_flight.next(), if !in_flight.is_empty() => {
@@ -1009,6 +981,28 @@ impl Sender {
             .await?;
         Ok(())
     }
+}
+
+/// Tells `status` since when the channel's sender waits for room (meta
+/// field `waiting`, Unix ms), or that it no longer does.
+async fn mark_waiting(channel: &Channel, waiting: bool) -> Result<()> {
+    let meta = channel.keys.meta();
+    let command = if waiting {
+        let mut command = redis::cmd("HSET");
+        command
+            .arg(&meta)
+            .arg("waiting")
+            .arg(lease::now_ms() as u64);
+        command
+    } else {
+        let mut command = redis::cmd("HDEL");
+        command.arg(&meta).arg("waiting");
+        command
+    };
+    channel
+        .redis
+        .query::<()>("telling status about a wait", &command)
+        .await
 }
 
 /// Creates the channel, or checks that the existing one has the same

@@ -10,8 +10,8 @@ use crate::files::names;
 use crate::redis::Redis;
 use crate::text::counted;
 use crate::transfer::channel::Channel;
+use crate::transfer::lease;
 use crate::transfer::protocol::{Audience, Keys};
-use crate::transfer::{lease, receiver};
 
 /// The state of one channel, as `status --json` prints it.
 #[derive(Debug, Serialize)]
@@ -204,7 +204,7 @@ pub async fn channel_status(
         });
         let rate = number("rate");
         let settled = done + parked_files + number("moved");
-        let process = lease::holder_of(&channel, &receiver::role_of(&meta.audience, &id).0).await?;
+        let process = lease::holder_of(&channel, &lease::role_of(&meta.audience, &id).0).await?;
         receivers.push(ReceiverStatus {
             joined: members.contains(&id),
             process,
