@@ -1752,14 +1752,7 @@ fn sigterm_abandons_the_file_in_progress_cleanly_and_exits_0() {
         assert!(Instant::now() < deadline, "the first part never arrived");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = receiver.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&receiver);
     let output = wait(receiver, T);
     let stderr = succeeded(&output);
     assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
@@ -1911,19 +1904,17 @@ fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_cha
             .args(["status", "--watch", "--channel", "busy"]),
     );
     std::thread::sleep(Duration::from_millis(2500));
-    let pid = watching.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&watching);
     let watched = wait(watching, T);
     succeeded(&watched);
     let shown = String::from_utf8_lossy(&watched.stdout);
     assert!(shown.matches("channel busy:").count() >= 2, "{shown}");
+    // Killed -9 while it waits: its mark stays in Redis, yet status shows
+    // neither a sender nor a wait.
     kill(&mut sender);
+    wait_for_status(&server, "busy", "the killed sender gone", |s| {
+        s["sender"].is_null() && s["sender_waiting_since_ms"].is_null()
+    });
 }
 
 #[test]
@@ -2047,14 +2038,7 @@ fn metrics_are_served_in_prometheus_text_format_and_count_what_was_received() {
     let total: usize = sizes.iter().sum();
     assert_eq!(samples["redistribute_bytes_received_total"], total as f64);
     assert_eq!(samples.get("redistribute_files_parked_total"), None);
-    let pid = receiver.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&receiver);
     succeeded(&wait(receiver, T));
     assert_same_tree(&source, &work.path().join("out"));
 }
@@ -2164,34 +2148,20 @@ fn on_a_terminal_log_lines_are_written_around_the_progress_bar() {
             .args(["receive", "--channel", "tty", "--id", "0", "--out"])
             .arg(work.path().join("out")),
     );
-    // `script` (util-linux, on every Debian) gives the sender a terminal.
-    let send = server
-        .command()
-        .args([
-            "send",
-            "--channel",
-            "tty",
-            "--receivers",
-            "1",
-            "--limit",
-            "2MiB",
-        ])
-        .args(["--compress", "none", "--chunk-size", "256KiB"])
-        .arg(&source)
-        .get_args()
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
     let typescript = work.path().join("typescript");
-    let mut script = Command::new("script");
-    script
-        .args([
-            "-qfec",
-            &format!("{} {send}", env!("CARGO_BIN_EXE_redistribute")),
-        ])
-        .arg(&typescript)
-        .env("REDIS_URL", server.url());
-    succeeded(&run(&mut script, T));
+    let mut send = server.command();
+    send.args([
+        "send",
+        "--channel",
+        "tty",
+        "--receivers",
+        "1",
+        "--limit",
+        "2MiB",
+    ])
+    .args(["--compress", "none", "--chunk-size", "256KiB"])
+    .arg(&source);
+    succeeded(&run(&mut on_a_terminal(&send, &typescript), T));
     succeeded(&wait(receiver, T));
     let screen = std::fs::read_to_string(&typescript).unwrap();
     assert!(screen.contains("sending"), "no bar was drawn: {screen:?}");
@@ -2236,20 +2206,11 @@ fn a_receivers_progress_moves_while_a_file_streams_in() {
     std::io::Write::write_all(&mut input, &first).unwrap();
     let typescript = work.path().join("typescript");
     let out = work.path().join("out");
-    // `script` (util-linux, on every Debian) gives the receiver a terminal.
-    let receiver = spawn(
-        Command::new("script")
-            .args([
-                "-qfec",
-                &format!(
-                    "{} receive --channel sp --id 0 --out '{}'",
-                    env!("CARGO_BIN_EXE_redistribute"),
-                    out.display()
-                ),
-            ])
-            .arg(&typescript)
-            .env("REDIS_URL", server.url()),
-    );
+    let mut receive = server.command();
+    receive
+        .args(["receive", "--channel", "sp", "--id", "0", "--out"])
+        .arg(&out);
+    let receiver = spawn(&mut on_a_terminal(&receive, &typescript));
     // The first part arrives and shows in the bar before the file ends.
     wait_for_text(&typescript, "292.97 KiB");
     std::io::Write::write_all(&mut input, &rest).unwrap();
@@ -2265,4 +2226,32 @@ fn a_receivers_progress_moves_while_a_file_streams_in() {
         std::fs::read(out.join("s.log")).unwrap(),
         [first, rest].concat()
     );
+}
+
+/// Sends SIGTERM to a process a test started.
+fn terminate(process: &Running) {
+    let pid = process.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+}
+
+/// `command` run on a terminal: `script` (util-linux, on every Debian)
+/// gives it one and records what it drew in `typescript`.
+fn on_a_terminal(command: &Command, typescript: &std::path::Path) -> Command {
+    let words: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|word| format!("'{}'", word.to_string_lossy()))
+        .collect();
+    let mut script = Command::new("script");
+    script.args(["-qfec", &words.join(" ")]).arg(typescript);
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    script
 }
