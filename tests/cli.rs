@@ -416,10 +416,27 @@ fn usage_errors_exit_with_2_and_say_what_was_meant() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     write(work.path(), "logs/a.log", b"x");
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["send", "--channel", "c", "--workers", "3", "logs"],
             "--workers takes no number",
+        ),
+        (
+            &["report", "--from", "2024-01-01"],
+            "--from needs --to or --last",
+        ),
+        (&["report", "--last", "0d"], "such as 7d or 2w"),
+        (
+            &[
+                "report",
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2024-01-09",
+                "--last",
+                "3d",
+            ],
+            "give two of them",
         ),
         (
             &[
@@ -2254,4 +2271,56 @@ fn on_a_terminal(command: &Command, typescript: &std::path::Path) -> Command {
         };
     }
     script
+}
+
+#[test]
+fn report_last_counts_days_back_from_today_or_from_either_end() {
+    let server = Server::start();
+    let today = jiff::ZonedDateTime::now().date();
+    let day = |back: i64| {
+        today
+            .checked_sub(jiff::Span::new().days(back))
+            .unwrap()
+            .to_string()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut con = server.connection().await;
+        for (key, member) in [
+            ("daily:country:2024-02-29", "DE"),
+            ("daily:country:2024-03-01", "FR"),
+            ("daily:country:2024-03-02", "JP"),
+            ("daily:country:2024-03-03", "US"),
+            (&*format!("daily:country:{}", day(0)), "AU"),
+            (&*format!("daily:country:{}", day(6)), "NZ"),
+            (&*format!("daily:country:{}", day(7)), "CA"),
+        ] {
+            let _: () = redis::cmd("ZADD")
+                .arg(key)
+                .arg(1)
+                .arg(member)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+    });
+    let days = |args: &[&str]| -> Vec<String> {
+        let output = run(server.command().args(["report", "--json"]).args(args), T);
+        succeeded(&output);
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|day| day["day"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        days(&["--last", "2d", "--to", "2024-03-02"]),
+        ["2024-03-01", "2024-03-02"]
+    );
+    assert_eq!(
+        days(&["--from", "2024-02-29", "--last", "2"]),
+        ["2024-02-29", "2024-03-01"]
+    );
+    assert_eq!(days(&["--last", "1w"]), [day(6), day(0)]);
 }

@@ -280,7 +280,7 @@ async fn json_is_an_array_of_days_with_their_rows() {
         value,
         serde_json::json!([
             {"day": "2024-01-01", "total": 4, "members": 2,
-             "rows": [{"rank": 1, "member": "DE", "visits": 3, "share": 75.0}]},
+             "rows": [{"rank": 1, "member": "DE", "name": "Germany", "visits": 3, "share": 75.0}]},
             {"day": "2024-01-02", "total": 2, "members": 1,
              "rows": [{"rank": 1, "member": "unknown", "visits": 2, "share": 100.0}]},
         ])
@@ -399,4 +399,200 @@ async fn an_empty_chart_is_still_a_valid_document() {
         .filter_map(|node| node.text())
         .collect();
     assert!(text.contains("No visits"), "{svg}");
+}
+
+#[tokio::test]
+async fn country_names_stand_beside_codes() {
+    let server = Server::start();
+    let day = [("GB", 5), ("KR", 4), ("AP", 2), ("unknown", 1)];
+    visits(&server, "country", "2024-01-01", &day).await;
+
+    let report = report(&server, Dimension::Country, DaySelection::All, 0).await;
+
+    let names: Vec<(&str, Option<&str>)> = report.days[0]
+        .rows
+        .iter()
+        .map(|row| (row.member.as_str(), row.name))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("GB", Some("United Kingdom")),
+            ("KR", Some("South Korea")),
+            ("AP", None),
+            ("unknown", None)
+        ]
+    );
+    let table = report.to_table();
+    assert!(table.contains("GB United Kingdom"), "{table}");
+    assert!(table.contains(" AP "), "{table}");
+    let svg = report.to_svg();
+    assert!(svg.contains(">KR South Korea</text>"), "{svg}");
+}
+
+#[tokio::test]
+async fn a_range_follows_the_top_members_on_every_day_even_outside_the_top() {
+    let server = Server::start();
+    visits(
+        &server,
+        "country",
+        "2024-03-01",
+        &[("DE", 50), ("FR", 40), ("US", 1)],
+    )
+    .await;
+    visits(&server, "country", "2024-03-02", &[("FR", 30), ("DE", 20)]).await;
+    // No visits on the 3rd: the lines must still place the 4th correctly.
+    visits(&server, "country", "2024-03-04", &[("US", 90), ("FR", 10)]).await;
+
+    let top1 = report(
+        &server,
+        Dimension::Country,
+        range("2024-03-01", "2024-03-04"),
+        1,
+    )
+    .await;
+
+    // Top 1 a day: DE (50), FR (30), US (90); followed: at most `top`
+    // members, chosen by their visits over the rows shown.
+    let series: Vec<(&str, &[u64])> = top1
+        .series
+        .iter()
+        .map(|series| (series.member.as_str(), series.visits.as_slice()))
+        .collect();
+    assert_eq!(series, [("US", &[1, 0, 90][..])]);
+
+    let report3 = report(
+        &server,
+        Dimension::Country,
+        range("2024-03-01", "2024-03-04"),
+        3,
+    )
+    .await;
+    let series: Vec<(&str, &[u64])> = report3
+        .series
+        .iter()
+        .map(|series| (series.member.as_str(), series.visits.as_slice()))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            ("US", &[1, 0, 90][..]),
+            ("FR", &[40, 30, 10][..]),
+            ("DE", &[50, 20, 0][..])
+        ]
+    );
+    assert_eq!(report3.series[1].name, Some("France"));
+
+    let one_day = report(&server, Dimension::Country, one("2024-03-01"), 3).await;
+    assert!(one_day.series.is_empty());
+}
+
+#[tokio::test]
+async fn over_a_range_the_chart_draws_a_line_per_followed_member_on_a_calendar() {
+    let server = Server::start();
+    let days = [
+        ("2024-03-01", [("DE", 50), ("FR", 40), ("unknown", 5)]),
+        ("2024-03-02", [("DE", 60), ("FR", 35), ("unknown", 6)]),
+        ("2024-03-05", [("DE", 90), ("FR", 20), ("unknown", 9)]),
+    ];
+    for (day, members) in &days {
+        visits(&server, "country", day, members).await;
+    }
+
+    let report = report(&server, Dimension::Country, DaySelection::All, 3).await;
+    let svg = report.to_svg();
+    let sample = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-lines.svg");
+    std::fs::write(&sample, &svg).unwrap();
+    let document = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+    let with_class = |class: &str| {
+        document
+            .descendants()
+            .filter(|node| node.attribute("class") == Some(class))
+            .collect::<Vec<_>>()
+    };
+    let points = |node: &roxmltree::Node| -> Vec<(f64, f64)> {
+        node.attribute("points")
+            .unwrap()
+            .split(' ')
+            .map(|pair| {
+                let (x, y) = pair.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect()
+    };
+
+    let lines = with_class("series");
+    let members: Vec<&str> = lines
+        .iter()
+        .map(|line| line.attribute("data-member").unwrap())
+        .collect();
+    assert_eq!(members.len(), 3, "{members:?}");
+    for member in ["DE", "FR", "unknown"] {
+        assert!(
+            members.contains(&member),
+            "{member} has no line: {members:?}"
+        );
+    }
+    let mut all: Vec<((f64, f64), u64)> = Vec::new();
+    for line in &lines {
+        let member = line.attribute("data-member").unwrap();
+        let series = report.series.iter().find(|s| s.member == member).unwrap();
+        let xy = points(line);
+        assert_eq!(xy.len(), 3, "{member}");
+        // Days sit on the calendar: Mar 2 to Mar 5 is three times Mar 1 to 2.
+        let (first, second) = (xy[1].0 - xy[0].0, xy[2].0 - xy[1].0);
+        assert!((second / first - 3.0).abs() < 0.01, "{xy:?}");
+        all.extend(xy.into_iter().zip(series.visits.iter().copied()));
+    }
+    // One scale for all lines: more visits is always higher on the page.
+    for &((_, y1), v1) in &all {
+        for &((_, y2), v2) in &all {
+            if v1 > v2 {
+                assert!(y1 < y2, "{v1} at {y1} is not above {v2} at {y2}");
+            }
+        }
+    }
+    let colour_of_line = |member: &str| {
+        lines
+            .iter()
+            .find(|l| l.attribute("data-member") == Some(member))
+            .unwrap()
+            .attribute("stroke")
+            .unwrap()
+    };
+    let bar_colour = |member: &str| {
+        with_class("bar")
+            .iter()
+            .find(|bar| {
+                bar.descendants()
+                    .filter_map(|n| n.text())
+                    .any(|t| t.starts_with(&format!("{member} ")))
+            })
+            .unwrap()
+            .attribute("fill")
+            .unwrap()
+    };
+    assert_eq!(colour_of_line("DE"), bar_colour("DE"));
+    assert_ne!(colour_of_line("DE"), colour_of_line("FR"));
+
+    let labels: Vec<&str> = with_class("series-label")
+        .iter()
+        .map(|node| node.text().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 3);
+    assert!(labels.contains(&"DE Germany"), "{labels:?}");
+
+    // The totals: 95, 101, 119 rise, and so does their trend.
+    let totals = points(&with_class("trend-total")[0]);
+    assert_eq!(totals.len(), 3);
+    let fit = &with_class("trend-fit")[0];
+    let y = |name: &str| fit.attribute(name).unwrap().parse::<f64>().unwrap();
+    assert!(y("y2") < y("y1"), "the trend of rising totals points up");
+    let trend: String = with_class("trend")[0].text().unwrap().into();
+    assert!(trend.starts_with("trend +"), "{trend}");
+    let x_labels: Vec<&str> = with_class("x-label")
+        .iter()
+        .map(|node| node.text().unwrap())
+        .collect();
+    assert_eq!(x_labels.first(), Some(&"Mar 1"), "{x_labels:?}");
 }

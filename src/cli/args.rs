@@ -109,6 +109,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         redistribute report --by country --top 10\n  \
         redistribute report --by city --day 2026-11-24 --csv\n  \
+        redistribute report --last 7d --chart week.svg\n  \
         redistribute report --from 2026-11-01 --to 2026-11-30 --chart visits.svg")]
     Report(ReportArgs),
     /// Location tables for IP lookups.
@@ -305,14 +306,17 @@ pub struct ReportArgs {
     #[arg(long, value_parser = choice::<Dimension>(), default_value = "country")]
     pub by: Dimension,
     /// Only this day (YYYY-MM-DD).
-    #[arg(long, conflicts_with_all = ["from", "to"])]
+    #[arg(long, conflicts_with_all = ["from", "to", "last"])]
     pub day: Option<String>,
-    /// First day of a range (YYYY-MM-DD), with --to.
-    #[arg(long, requires = "to")]
+    /// First day of a range (YYYY-MM-DD), with --to or --last.
+    #[arg(long)]
     pub from: Option<String>,
-    /// Last day of a range (YYYY-MM-DD), with --from.
-    #[arg(long, requires = "from")]
+    /// Last day of a range (YYYY-MM-DD), with --from or --last.
+    #[arg(long)]
     pub to: Option<String>,
+    /// A range of N days (7d, 2w) ending today (local date), or ending on --to, or starting on --from.
+    #[arg(long, value_name = "N[d|w]", value_parser = day_count)]
+    pub last: Option<u32>,
     /// Rows per day (0 for all).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
@@ -322,7 +326,7 @@ pub struct ReportArgs {
     /// Print CSV.
     #[arg(long)]
     pub csv: bool,
-    /// Also write a bar chart to this SVG file.
+    /// Also write a chart to this SVG file: the top members day by day over a range, bars per day.
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
 }
@@ -426,6 +430,23 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
         .map_err(|_| format!("{text:?} is not a size (examples: 131072, 64MiB, 1GiB)"))
+}
+
+/// `7`, `7d` or `2w`: a number of days for `report --last`.
+fn day_count(text: &str) -> Result<u32, String> {
+    let (number, per_unit) = match text.as_bytes().last() {
+        Some(b'd') => (&text[..text.len() - 1], 1),
+        Some(b'w') => (&text[..text.len() - 1], 7),
+        _ => (text, 1),
+    };
+    match number.parse::<u32>() {
+        Ok(count) if count > 0 => count
+            .checked_mul(per_unit)
+            .ok_or_else(|| format!("{text} is too many days")),
+        _ => Err(format!(
+            "expected a number of days or weeks, such as 7d or 2w, not {text:?}"
+        )),
+    }
 }
 
 /// A library enum offered as a closed list of values: the library stays

@@ -7,12 +7,35 @@ use redistribute::{Error, Result};
 
 use super::args::ReportArgs;
 
+/// The days asked for by `--day`, `--from`, `--to` and `--last` (clap has
+/// already refused `--day` with any other).
+fn days(
+    day: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    last: Option<u32>,
+) -> Result<DaySelection> {
+    let usage = |message: &str| Err(Error::Usage(message.into()));
+    match (day, from, to, last) {
+        (Some(day), ..) => Ok(DaySelection::One(day)),
+        (None, None, None, None) => Ok(DaySelection::All),
+        (None, Some(from), Some(to), None) => Ok(DaySelection::Range { from, to }),
+        (None, Some(from), None, Some(count)) => DaySelection::starting(&from, count),
+        (None, None, Some(to), Some(count)) => DaySelection::ending(&to, count),
+        (None, None, None, Some(count)) => {
+            let today = jiff::ZonedDateTime::now().date().to_string();
+            DaySelection::ending(&today, count)
+        }
+        (None, Some(_), Some(_), Some(_)) => {
+            usage("--from, --to and --last together over-determine the range: give two of them")
+        }
+        (None, Some(_), None, None) => usage("--from needs --to or --last to end the range"),
+        (None, None, Some(_), None) => usage("--to needs --from or --last to start the range"),
+    }
+}
+
 pub async fn run(url: &str, namespace: String, args: ReportArgs) -> Result<()> {
-    let days = match (args.day, args.from, args.to) {
-        (Some(day), _, _) => DaySelection::One(day),
-        (None, Some(from), Some(to)) => DaySelection::Range { from, to },
-        _ => DaySelection::All,
-    };
+    let days = days(args.day, args.from, args.to, args.last)?;
     days.check()?;
     let redis = Redis::connect(url).await?;
     let report = report::gather(

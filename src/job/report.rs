@@ -1,6 +1,7 @@
 //! `redistribute report`: the top places per day, read from the sorted sets
 //! the aggregation job fills, printed as a table, JSON or CSV, or drawn as
-//! an SVG bar chart (`report/chart.rs`).
+//! an SVG chart (`report/chart.rs`): over a range of days, the top members'
+//! visits day by day, then a bar chart per day.
 //!
 //! The keys are the book's, `daily:<dimension>:<day>`, without this tool's
 //! prefix, so a report also reads sets written by the book's own scripts.
@@ -12,19 +13,25 @@
 
 mod chart;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use futures_util::{StreamExt, TryStreamExt};
+use jiff::civil::Date;
 use redis::Script;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::job::geo::country_name;
 use crate::redis::Redis;
 
 /// How many days are read at once: enough to hide round trips on a long
 /// range, few enough not to crowd out other clients' commands.
 const DAYS_IN_FLIGHT: usize = 16;
+
+/// At most this many members are followed across a range of days: more
+/// lines than a reader can tell apart by colour.
+pub const MAX_SERIES: usize = 8;
 
 /// What visits are counted by; each has its own sorted set per day.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -83,6 +90,33 @@ pub enum DaySelection {
 }
 
 impl DaySelection {
+    /// The `count` days that end with `last`, both included: `--last 7d`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] for a malformed day, a count of 0, or a range
+    /// reaching before the calendar's start.
+    pub fn ending(last: &str, count: u32) -> Result<DaySelection> {
+        let first = shift(last, count, -1)?;
+        Ok(DaySelection::Range {
+            from: first,
+            to: last.to_owned(),
+        })
+    }
+
+    /// The `count` days that start with `first`, both included.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DaySelection::ending`].
+    pub fn starting(first: &str, count: u32) -> Result<DaySelection> {
+        let last = shift(first, count, 1)?;
+        Ok(DaySelection::Range {
+            from: first.to_owned(),
+            to: last,
+        })
+    }
+
     /// Checks that every day is a real calendar date and a range is not
     /// reversed, so a typo reports an error instead of an empty report.
     ///
@@ -105,6 +139,24 @@ impl DaySelection {
             }
         }
     }
+}
+
+/// The day `count - 1` days after (`direction` 1) or before (-1) `day`.
+fn shift(day: &str, count: u32, direction: i64) -> Result<String> {
+    let date = parse_day(day).ok_or_else(|| bad_day(day))?;
+    if count == 0 {
+        return Err(Error::Usage(
+            "a range of 0 days is empty: ask for at least 1 day".into(),
+        ));
+    }
+    let span = jiff::Span::new().try_days(direction * (i64::from(count) - 1));
+    let outside = || Error::Usage(format!("{count} days from {day} leave the calendar"));
+    let other = span
+        .and_then(|span| date.checked_add(span))
+        .map_err(|_| outside())?
+        .to_string();
+    // Years before 1 or after 9999 are dates, but not `YYYY-MM-DD` days.
+    parse_day(&other).map(|_| other).ok_or_else(outside)
 }
 
 /// What to report.
@@ -132,6 +184,23 @@ pub struct Report {
     /// In date order; days without any visits are left out, except a day
     /// asked for by [`DaySelection::One`].
     pub days: Vec<DayReport>,
+    /// The members followed across the days, the most visited first: over
+    /// two days or more, the top members of all the days' rows together
+    /// (at most [`MAX_SERIES`], and no more than `top`); none for one day.
+    pub series: Vec<Series>,
+}
+
+/// One member's visits on every day of a report, including the days it
+/// was not among the top rows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Series {
+    /// As in [`Row::member`].
+    pub member: String,
+    /// As in [`Row::name`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
+    /// Visits per day, in the order of [`Report::days`].
+    pub visits: Vec<u64>,
 }
 
 /// One day of a report.
@@ -154,10 +223,43 @@ pub struct Row {
     pub rank: usize,
     /// A country code, `CC/region` or `CC/region/city`.
     pub member: String,
+    /// The country's English name, in reports by country, when the code
+    /// is a country's (`unknown` and registry codes have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
     /// Visits counted for it on this day.
     pub visits: u64,
     /// Percent of the day's total, rounded to two decimals.
     pub share: f64,
+}
+
+impl Row {
+    /// The member as people read it: `DE Germany` when the name is known.
+    pub fn title(&self) -> String {
+        title(&self.member, self.name)
+    }
+}
+
+impl Series {
+    /// As [`Row::title`].
+    pub fn title(&self) -> String {
+        title(&self.member, self.name)
+    }
+}
+
+fn title(member: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{member} {name}"),
+        None => member.to_owned(),
+    }
+}
+
+/// The name shown beside `member`: a country's, in reports by country.
+fn name_of(by: Dimension, member: &str) -> Option<&'static str> {
+    match by {
+        Dimension::Country => country_name(member),
+        _ => None,
+    }
 }
 
 /// Sums a day's scores and returns its top members in one call.
@@ -214,11 +316,61 @@ pub async fn gather(redis: &Redis, query: &ReportQuery) -> Result<Report> {
         .try_filter(|day| std::future::ready(keep_empty || day.members > 0))
         .try_collect()
         .await?;
+    let series = follow(redis, query, &days).await?;
     Ok(Report {
         by: query.by,
         top: query.top,
         days,
+        series,
     })
+}
+
+/// The [`Report::series`] of `days`: picks the members, then reads their
+/// visits on every day with one ZMSCORE a day.
+async fn follow(redis: &Redis, query: &ReportQuery, days: &[DayReport]) -> Result<Vec<Series>> {
+    if days.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut totals: HashMap<&str, u64> = HashMap::new();
+    for row in days.iter().flat_map(|day| &day.rows) {
+        *totals.entry(row.member.as_str()).or_default() += row.visits;
+    }
+    let mut members: Vec<(&str, u64)> = totals.into_iter().collect();
+    members.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let wanted = match query.top {
+        0 => MAX_SERIES,
+        top => top.min(MAX_SERIES),
+    };
+    let members: Vec<&str> = members.iter().take(wanted).map(|m| m.0).collect();
+    let per_day: Vec<Vec<Option<f64>>> = futures_util::stream::iter(days)
+        .map(|day| {
+            let key = query.by.day_key(&query.namespace, &day.day);
+            let members = &members;
+            async move {
+                redis
+                    .retry("reading the visits of the followed members", |mut con| {
+                        let mut command = redis::cmd("ZMSCORE");
+                        command.arg(&key).arg(members);
+                        async move { command.query_async(&mut con).await }
+                    })
+                    .await
+            }
+        })
+        .buffered(DAYS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(members
+        .iter()
+        .enumerate()
+        .map(|(index, member)| Series {
+            member: (*member).to_owned(),
+            name: name_of(query.by, member),
+            visits: per_day
+                .iter()
+                .map(|scores| visits(scores.get(index).copied().flatten().unwrap_or(0.0)))
+                .collect(),
+        })
+        .collect())
 }
 
 /// The days that have a sorted set for `by` and pass `wanted`, sorted.
@@ -270,9 +422,11 @@ async fn read_day(redis: &Redis, query: &ReportQuery, day: String) -> Result<Day
         .enumerate()
         .map(|(index, (member, score))| {
             let visits = visits(score);
+            let member = String::from_utf8_lossy(&member).into_owned();
             Row {
                 rank: index + 1,
-                member: String::from_utf8_lossy(&member).into_owned(),
+                name: name_of(by, &member),
+                member,
                 visits,
                 share: share(visits, total),
             }
@@ -307,14 +461,19 @@ fn share(visits: u64, total: u64) -> f64 {
 pub fn check_day(day: &str) -> Result<()> {
     match parse_day(day) {
         Some(_) => Ok(()),
-        None => Err(Error::Usage(format!(
-            "invalid day {day:?}: expected a date written YYYY-MM-DD, e.g. 2024-03-01"
-        ))),
+        None => Err(bad_day(day)),
     }
 }
 
-/// Year, month and day of a `YYYY-MM-DD` date that exists.
-fn parse_day(day: &str) -> Option<(u32, u32, u32)> {
+fn bad_day(day: &str) -> Error {
+    Error::Usage(format!(
+        "invalid day {day:?}: expected a date written YYYY-MM-DD, e.g. 2024-03-01"
+    ))
+}
+
+/// The date a `YYYY-MM-DD` day names, if it exists: the shape is checked
+/// first because a date parser also takes other ISO 8601 forms.
+fn parse_day(day: &str) -> Option<Date> {
     let bytes = day.as_bytes();
     let shape_ok = bytes.len() == 10
         && bytes[4] == b'-'
@@ -326,19 +485,7 @@ fn parse_day(day: &str) -> Option<(u32, u32, u32)> {
     if !shape_ok {
         return None;
     }
-    let number = |range: std::ops::Range<usize>| day[range].parse::<u32>().ok();
-    let (year, month, date) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    (1..=days_in_month)
-        .contains(&date)
-        .then_some((year, month, date))
+    day.parse().ok()
 }
 
 /// `1234567` as `1,234,567`, for people.
@@ -371,7 +518,7 @@ impl Report {
                     [
                         day.day.clone(),
                         row.rank.to_string(),
-                        row.member.clone(),
+                        row.title(),
                         thousands(row.visits),
                         format!("{:.1}%", row.share),
                     ]
@@ -467,6 +614,7 @@ mod tests {
             by: Dimension::City,
             top: 2,
             days,
+            series: Vec::new(),
         }
     }
 
@@ -481,6 +629,7 @@ mod tests {
                 .map(|(i, &(member, visits))| Row {
                     rank: i + 1,
                     member: member.into(),
+                    name: None,
                     visits,
                     share: share(visits, total),
                 })
@@ -506,6 +655,38 @@ mod tests {
         ] {
             assert!(parse_day(bad).is_none(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn ranges_count_whole_days_across_months_and_leap_days() {
+        let range = |from: &str, to: &str| DaySelection::Range {
+            from: from.into(),
+            to: to.into(),
+        };
+        assert_eq!(
+            DaySelection::ending("2024-03-02", 3).unwrap(),
+            range("2024-02-29", "2024-03-02")
+        );
+        assert_eq!(
+            DaySelection::starting("2023-12-31", 2).unwrap(),
+            range("2023-12-31", "2024-01-01")
+        );
+        assert_eq!(
+            DaySelection::ending("2024-03-02", 1).unwrap(),
+            range("2024-03-02", "2024-03-02")
+        );
+        assert!(matches!(
+            DaySelection::ending("2024-03-02", 0),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            DaySelection::ending("2024-02-30", 2),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            DaySelection::ending("0001-01-02", 5000),
+            Err(Error::Usage(_))
+        ));
     }
 
     #[test]

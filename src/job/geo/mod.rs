@@ -18,6 +18,7 @@
 mod binary;
 mod build;
 mod index;
+mod names;
 mod parse;
 mod storage;
 
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use index::RangeIndex;
 
+pub use names::country_name;
 pub use storage::{current_version, load, store};
 
 /// Where an address is, as precisely as the table that said so knows it.
