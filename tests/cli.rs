@@ -2324,3 +2324,49 @@ fn report_last_counts_days_back_from_today_or_from_either_end() {
     );
     assert_eq!(days(&["--last", "1w"]), [day(6), day(0)]);
 }
+
+#[test]
+fn status_shows_the_channels_rates_in_and_out_and_how_long_is_left() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    // 16 MiB of 8 KiB lines through a 1 MiB budget, read by a consumer that
+    // naps between lines: a steady trickle for several seconds.
+    let line = [vec![b'x'; 8191], vec![b'\n']].concat();
+    let logs = write(work.path(), "slow.log", &line.repeat(2048));
+    let mut sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "slow", "--receivers", "a"])
+            .args(["--limit", "1MiB", "--compress", "none"])
+            .arg(&logs),
+    );
+    let mut receiver = spawn(server.command().args([
+        "receive",
+        "--channel",
+        "slow",
+        "--id",
+        "a",
+        "--exec",
+        "while IFS= read -r line; do sleep 0.004; done",
+    ]));
+    wait_for_status(&server, "slow", "rates in and out and a time left", |s| {
+        s["rate_in"].as_u64() > Some(0)
+            && s["rate_out"].as_u64() > Some(0)
+            && s["eta_seconds"].is_u64()
+    });
+    let text = run(server.command().args(["status", "--channel", "slow"]), T);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("rate in ") && text.contains(" left for what was uploaded"),
+        "{text}"
+    );
+    // The receiver dies: nothing moves out, and no time left is promised.
+    kill(&mut receiver);
+    wait_for_status(&server, "slow", "no rate out once the receiver died", |s| {
+        s["rate_out"] == 0 && s["eta_seconds"].is_null()
+    });
+    kill(&mut sender);
+    wait_for_status(&server, "slow", "no rate in once the sender died", |s| {
+        s["rate_in"] == 0
+    });
+}

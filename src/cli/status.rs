@@ -75,7 +75,7 @@ fn pace(r: &ReceiverStatus, now_ms: u64) -> Option<String> {
         parts.push(format!("{} behind", size(behind)));
     }
     if let Some(eta) = r.eta_seconds.filter(|_| r.bytes_behind.unwrap_or(0) > 0) {
-        parts.push(format!("about {eta} s left"));
+        parts.push(format!("{} left", time_left(eta)));
     }
     let ago = now_ms.saturating_sub(seen) / 1000;
     Some(
@@ -83,6 +83,34 @@ fn pace(r: &ReceiverStatus, now_ms: u64) -> Option<String> {
             .trim_start_matches("; ")
             .to_owned(),
     )
+}
+
+/// `rate in 40.0 MiB/s, out 80.0 MiB/s, about 12 s left`, or nothing
+/// when nothing moves and nothing is left.
+fn channel_pace(s: &ChannelStatus) -> Option<String> {
+    let size = |b: u64| bytesize::ByteSize(b).to_string();
+    let mut parts = Vec::new();
+    if s.rate_in > 0 || s.rate_out > 0 {
+        parts.push(format!(
+            "rate in {}/s, out {}/s",
+            size(s.rate_in),
+            size(s.rate_out)
+        ));
+    }
+    if let Some(eta) = s.eta_seconds {
+        parts.push(format!("{} left for what was uploaded", time_left(eta)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// `under a second`, `about 45 s`, `about 12 min`, `about 3 h 20 min`.
+fn time_left(seconds: u64) -> String {
+    match seconds {
+        0 => "under a second".into(),
+        1..120 => format!("about {seconds} s"),
+        120..7200 => format!("about {} min", seconds / 60),
+        _ => format!("about {} h {} min", seconds / 3600, seconds / 60 % 60),
+    }
 }
 
 fn print_status(s: &ChannelStatus) {
@@ -107,6 +135,9 @@ fn print_status(s: &ChannelStatus) {
         ),
         (Some(process), None) => println!("  sender running: {process}"),
         (None, _) => println!("  no sender running"),
+    }
+    if let Some(pace) = channel_pace(s) {
+        println!("  {pace}");
     }
     if let Some(ratio) = s.compression_ratio {
         println!(
@@ -162,5 +193,18 @@ fn print_status(s: &ChannelStatus) {
             "  parked: {} (receiver {}): {}",
             p.file, p.receiver, p.reason
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_reads_in_the_unit_that_fits() {
+        assert_eq!(time_left(0), "under a second");
+        assert_eq!(time_left(45), "about 45 s");
+        assert_eq!(time_left(720), "about 12 min");
+        assert_eq!(time_left(12_000), "about 3 h 20 min");
     }
 }

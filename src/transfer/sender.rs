@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
@@ -28,6 +28,7 @@ use crate::transfer::encoder::{self, Encoded, Layout, Snapshot};
 use crate::transfer::lease::{self, Lease};
 use crate::transfer::notice::WaitNotice;
 use crate::transfer::protocol::{self, Audience, Keys};
+use crate::transfer::rate::RateMeter;
 use crate::transfer::status::{self, ParkedFile};
 
 /// Default size of one chunk.
@@ -194,6 +195,11 @@ pub struct Sender {
     /// On a Redis Cluster, the masters' room: a chunk for a master past
     /// half its `maxmemory` waits.
     shards: Option<Arc<Shards>>,
+    /// Bytes uploaded over the last minute: the channel's rate in, which
+    /// `status` shows (meta fields `rate` and `rate_at`).
+    rate: RateMeter,
+    /// When the rate was last written: at most once a second.
+    rate_written: Mutex<Option<Instant>>,
 }
 
 impl Sender {
@@ -231,8 +237,16 @@ impl Sender {
         };
         let channel = Channel::new(redis, Keys::new(&options.prefix, &options.channel));
         create_channel(&channel, &options, limit).await?;
-        // A wait an earlier run left marked is over.
+        // A wait an earlier run left marked is over, and so is its pace.
         mark_waiting(&channel, false).await?;
+        let forget = redis::cmd("HDEL")
+            .arg(channel.keys.meta())
+            .arg(&["rate", "rate_at"])
+            .clone();
+        channel
+            .redis
+            .query::<()>("forgetting an earlier sender's pace", &forget)
+            .await?;
         let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
         let lease = Lease::take(&channel, "sender", SENDER).await?;
         let shards = channel
@@ -251,6 +265,8 @@ impl Sender {
             highest_fid: AtomicU64::new(0),
             asked: AtomicBool::new(true),
             shards,
+            rate: RateMeter::default(),
+            rate_written: Mutex::new(None),
         })
     }
 
@@ -263,6 +279,30 @@ impl Sender {
         if let Some(progress) = &self.progress {
             progress.advance(bytes);
         }
+    }
+
+    /// Adds `bytes` uploaded to the rate, and writes the rate for `status`
+    /// when it was last written a second ago or more.
+    async fn note_rate(&self, bytes: u64) -> Result<()> {
+        let rate = self.rate.add(bytes);
+        {
+            let mut written = self.rate_written.lock().expect("rate time");
+            if written.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+                return Ok(());
+            }
+            *written = Some(Instant::now());
+        }
+        let command = redis::cmd("HSET")
+            .arg(self.channel.keys.meta())
+            .arg("rate")
+            .arg(rate)
+            .arg("rate_at")
+            .arg(lease::now_ms() as u64)
+            .clone();
+        self.channel
+            .redis
+            .query::<()>("telling status the upload rate", &command)
+            .await
     }
 
     /// The budget actually in force (after the `maxmemory` cap).
@@ -836,6 +876,7 @@ impl Sender {
                     self.publish(fid, published, count, &digests, &totals).await?;
                     published = count;
                     self.report_progress(bytes);
+                    self.note_rate(bytes).await?;
                 }
                 chunk = incoming.recv(), if may_read => match chunk {
                     Some(Ok(Encoded::Chunk(packed))) => {

@@ -13,6 +13,10 @@ use crate::transfer::channel::Channel;
 use crate::transfer::lease;
 use crate::transfer::protocol::{Audience, Keys};
 
+/// A sender's rate older than this is no rate: it uploaded nothing since
+/// (it writes the rate at most once a second while uploading).
+pub const RATE_FRESH_MS: u64 = 10_000;
+
 /// The state of one channel, as `status --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct ChannelStatus {
@@ -43,6 +47,15 @@ pub struct ChannelStatus {
     pub limit: u64,
     /// Bytes of the files uploaded completely, as they are on disk.
     pub bytes_sent: u64,
+    /// Bytes a second the sender uploaded over the last minute; 0 when no
+    /// sender runs, or it uploaded nothing in the last [`RATE_FRESH_MS`].
+    pub rate_in: u64,
+    /// Bytes a second the running receivers passed on, together.
+    pub rate_out: u64,
+    /// Seconds until the files uploaded so far are through, at `rate_out`
+    /// (broadcast: the slowest receiver); `None` when nothing is left or
+    /// someone who is behind is not moving.
+    pub eta_seconds: Option<u64>,
     /// Bytes their chunks took in Redis (compressed).
     pub bytes_stored: u64,
     /// `bytes_sent / bytes_stored`: how many times more data the budget
@@ -166,15 +179,16 @@ pub async fn channel_status(
         return Ok(None);
     };
     let keys = &channel.keys;
-    let (active, parked, members): (u64, HashMap<String, Vec<u8>>, Vec<String>) = redis
+    let (active, parked, members): (Vec<u64>, HashMap<String, Vec<u8>>, Vec<String>) = redis
         .query_pipe(
             "reading channel status",
             redis::pipe()
-                .zcard(keys.active())
+                .zrange(keys.active(), 0, -1)
                 .hgetall(keys.parked())
                 .smembers(keys.members()),
         )
         .await?;
+    let uploaded = meta.number("original") + uploading_bytes(redis, keys, &active).await?;
     let mut ids = match &meta.audience {
         Audience::Broadcast(ids) => ids.clone(),
         Audience::Workers => members.clone(),
@@ -198,10 +212,8 @@ pub async fn channel_status(
         let broadcast = matches!(meta.audience, Audience::Broadcast(_));
         let current_file = fields.get("current").cloned();
         let into = current_file.as_ref().map(|_| number("at"));
-        let behind = broadcast.then(|| {
-            meta.number("original")
-                .saturating_sub(number("bytes") + into.unwrap_or(0))
-        });
+        let behind =
+            broadcast.then(|| uploaded.saturating_sub(number("bytes") + into.unwrap_or(0)));
         let rate = number("rate");
         let settled = done + parked_files + number("moved");
         let process = lease::holder_of(&channel, &lease::role_of(&meta.audience, &id).0).await?;
@@ -231,9 +243,22 @@ pub async fn channel_status(
         Vec::new()
     };
     let sender = lease::holder_of(&channel, "sender").await?;
+    let now = lease::now_ms() as u64;
+    let rate_fresh = now.saturating_sub(meta.number("rate_at")) <= RATE_FRESH_MS;
+    let rate_in = match sender {
+        Some(_) if rate_fresh => meta.number("rate"),
+        _ => 0,
+    };
+    let rate_out = receivers
+        .iter()
+        .filter(|r| r.process.is_some())
+        .map(|r| r.rate)
+        .sum();
+    let broadcast = matches!(meta.audience, Audience::Broadcast(_));
+    let eta_seconds = eta(broadcast, &receivers, uploaded, rate_out);
     Ok(Some(ChannelStatus {
         channel: name.to_owned(),
-        time_ms: lease::now_ms() as u64,
+        time_ms: now,
         mode: meta.audience.mode(),
         ended: meta.ended,
         sender_waiting_since_ms: (meta.number("waiting") > 0)
@@ -242,10 +267,13 @@ pub async fn channel_status(
         sender,
         files_announced: announced,
         files_finished: meta.number("finished"),
-        files_in_flight: active,
+        files_in_flight: active.len() as u64,
         bytes_held: meta.number("held"),
         limit: meta.number("limit"),
         bytes_sent: meta.number("original"),
+        rate_in,
+        rate_out,
+        eta_seconds,
         bytes_stored: meta.number("stored"),
         compression_ratio: (meta.number("stored") > 0)
             .then(|| meta.number("original") as f64 / meta.number("stored") as f64),
@@ -253,6 +281,49 @@ pub async fn channel_status(
         parked,
         bytes_per_master,
     }))
+}
+
+/// The bytes published so far of the files among `active` still being
+/// uploaded (the channel's `original` counts files once uploaded).
+async fn uploading_bytes(redis: &Redis, keys: &Keys, active: &[u64]) -> Result<u64> {
+    if active.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    for &fid in active {
+        pipe.cmd("HMGET")
+            .arg(keys.file(fid))
+            .arg("state")
+            .arg("offset");
+    }
+    let files: Vec<(Option<String>, Option<u64>)> = redis
+        .query_pipe("reading uploads in progress", &pipe)
+        .await?;
+    Ok(files
+        .into_iter()
+        .filter(|(state, _)| state.as_deref() == Some("uploading"))
+        .filter_map(|(_, offset)| offset)
+        .sum())
+}
+
+/// See [`ChannelStatus::eta_seconds`]. `uploaded`: bytes of the files
+/// uploaded so far.
+fn eta(broadcast: bool, receivers: &[ReceiverStatus], uploaded: u64, rate_out: u64) -> Option<u64> {
+    if broadcast {
+        let behind = receivers.iter().filter(|r| r.bytes_behind.unwrap_or(0) > 0);
+        // A receiver that is not running is not moving, whatever it said last.
+        let etas: Option<Vec<u64>> = behind
+            .map(|r| r.process.as_ref().and(r.eta_seconds))
+            .collect();
+        etas?.into_iter().max()
+    } else {
+        let through: u64 = receivers
+            .iter()
+            .map(|r| r.bytes_done + r.bytes_into_current.unwrap_or(0))
+            .sum();
+        let left = uploaded.saturating_sub(through);
+        (left > 0 && rate_out > 0).then(|| left / rate_out)
+    }
 }
 
 /// Sums the lengths of the channel's chunk keys on each master.
@@ -309,4 +380,52 @@ fn parse_parked(fields: HashMap<String, Vec<u8>>) -> Vec<ParkedFile> {
         .collect();
     parked.sort_by(|a, b| (&a.file, &a.receiver).cmp(&(&b.file, &b.receiver)));
     parked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receiver(running: bool, done: u64, into: u64, behind: u64, rate: u64) -> ReceiverStatus {
+        ReceiverStatus {
+            id: "r".into(),
+            files_done: 0,
+            bytes_done: done,
+            files_parked: 0,
+            joined: true,
+            process: running.then(|| "pid 1".into()),
+            lines_unparsed: 0,
+            files_behind: None,
+            last_file: None,
+            current_file: None,
+            bytes_into_current: Some(into),
+            last_seen_ms: None,
+            rate,
+            bytes_behind: Some(behind),
+            eta_seconds: (rate > 0).then(|| behind / rate.max(1)),
+        }
+    }
+
+    #[test]
+    fn a_broadcast_ends_with_its_slowest_receiver_unless_one_behind_is_not_moving() {
+        let fast = receiver(true, 0, 0, 100, 50);
+        let slow = receiver(true, 0, 0, 100, 10);
+        let through = receiver(false, 0, 0, 0, 0);
+        assert_eq!(eta(true, &[fast, slow, through], 0, 60), Some(10));
+        let stopped = receiver(false, 0, 0, 100, 10);
+        let fast = receiver(true, 0, 0, 100, 50);
+        assert_eq!(eta(true, &[fast, stopped], 0, 50), None);
+        assert_eq!(eta(true, &[receiver(true, 0, 0, 0, 5)], 0, 5), None);
+    }
+
+    #[test]
+    fn a_work_queue_ends_when_its_workers_together_get_through_what_is_left() {
+        let workers = [
+            receiver(true, 300, 100, 0, 20),
+            receiver(true, 500, 0, 0, 30),
+        ];
+        assert_eq!(eta(false, &workers, 1900, 50), Some(20));
+        assert_eq!(eta(false, &workers, 900, 50), None, "nothing left");
+        assert_eq!(eta(false, &workers, 1900, 0), None, "nothing moves");
+    }
 }
