@@ -2370,3 +2370,46 @@ fn status_shows_the_channels_rates_in_and_out_and_how_long_is_left() {
         s["rate_in"] == 0
     });
 }
+
+#[test]
+fn a_receiver_shows_a_bar_per_file_with_its_size_when_the_sender_knew_it() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let line = [vec![b'y'; 8191], vec![b'\n']].concat();
+    let logs = write(
+        work.path(),
+        "long-name-of-a-daily-access.log",
+        &line.repeat(512),
+    );
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "bars", "--receivers", "1"])
+            .args(["--limit", "1MiB", "--compress", "none"])
+            .arg(&logs),
+    );
+    let typescript = work.path().join("typescript");
+    let mut receive = server.command();
+    receive.args([
+        "receive",
+        "--channel",
+        "bars",
+        "--id",
+        "0",
+        "--exec",
+        "while IFS= read -r line; do sleep 0.004; done",
+    ]);
+    let receiver = spawn(&mut on_a_terminal(&receive, &typescript));
+    // The file's own bar, named in a shortened form, counts towards its size.
+    wait_for_text(&typescript, "/4.00 MiB");
+    succeeded(&wait(sender, T));
+    succeeded(&wait(receiver, T));
+    let screen = std::fs::read_to_string(&typescript).unwrap();
+    let done = screen
+        .find("received long-name")
+        .expect("the file was received");
+    let drawn = &screen[..done];
+    assert!(drawn.contains("long-name-of…-access.log"), "{screen:?}");
+    assert!(drawn.contains("eta "), "{screen:?}");
+    assert!(drawn.contains("receiving"), "{screen:?}");
+}

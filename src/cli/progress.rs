@@ -6,7 +6,7 @@
 //! ([`LogLines`]), so the scrollback holds no frozen copies of a bar.
 
 use std::io::Write;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -50,6 +50,65 @@ pub fn bytes(total: u64, quiet: bool, message: &str) -> ProgressBar {
     };
     bar.set_message(message.to_owned());
     BARS.add(bar)
+}
+
+/// A receiver's display: a line for all it received, and under it a bar
+/// for the file it reads, with the file's total and an ETA when the sender
+/// knew its size (a spinner for a stream).
+pub struct Receiving {
+    all: ProgressBar,
+    file: Mutex<Option<ProgressBar>>,
+    quiet: bool,
+}
+
+impl Receiving {
+    pub fn new(quiet: bool) -> Self {
+        Receiving {
+            all: bytes(0, quiet, "receiving"),
+            file: Mutex::new(None),
+            quiet,
+        }
+    }
+
+    pub fn finish(&self) {
+        redistribute::Progress::file_ended(self);
+        self.all.finish_and_clear();
+    }
+}
+
+impl redistribute::Progress for Receiving {
+    fn advance(&self, bytes: u64) {
+        self.all.inc(bytes);
+        if let Some(bar) = &*self.file.lock().expect("file bar") {
+            bar.inc(bytes);
+        }
+    }
+
+    fn file_started(&self, name: &str, size: Option<u64>) {
+        let bar = self::bytes(size.unwrap_or(0), self.quiet, &shortened(name, 24));
+        if let Some(old) = self.file.lock().expect("file bar").replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn file_ended(&self) {
+        if let Some(bar) = self.file.lock().expect("file bar").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `name` in at most `max` characters, cut in the middle, where file
+/// names differ least (`access.log.2026-11-30.gz`).
+fn shortened(name: &str, max: usize) -> String {
+    let count = name.chars().count();
+    if count <= max {
+        return name.to_owned();
+    }
+    let tail = (max - 1) / 2;
+    let head: String = name.chars().take(max - 1 - tail).collect();
+    let end: String = name.chars().skip(count - tail).collect();
+    format!("{head}…{end}")
 }
 
 /// Reports a sender's or receiver's bytes to `bar`.

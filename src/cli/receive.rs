@@ -36,15 +36,12 @@ async fn receive_all(
     quiet: bool,
     args: &ReceiveArgs,
 ) -> Result<()> {
-    let bar = progress::bytes(0, quiet, "receiving");
+    let display = progress::Receiving::new(quiet);
     let received = sink
-        .receive_all(
-            &mut files,
-            args.decode,
-            Some(progress::reporter(&bar).as_ref()),
-        )
-        .await?;
-    bar.finish_and_clear();
+        .receive_all(&mut files, args.decode, Some(&display))
+        .await;
+    display.finish();
+    let received = received?;
     tracing::info!("done: {} received", counted(received, "file", "files"));
     super::check_nothing_parked(&files, &args.source)
 }

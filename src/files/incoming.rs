@@ -72,6 +72,8 @@ pub struct IncomingFile {
     ticket: Ticket,
     /// Shared, so progress can be watched while the file is being read.
     received: Arc<AtomicU64>,
+    /// The size the sender saw, when it knew one (not for a stream).
+    expected_size: Option<u64>,
     chunks: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
     verified: Arc<AtomicBool>,
@@ -92,6 +94,7 @@ impl IncomingFile {
             name,
             ticket,
             received: Arc::default(),
+            expected_size: None,
             chunks,
             current: Bytes::new(),
             verified,
@@ -129,6 +132,19 @@ impl IncomingFile {
     /// The file's name relative to what the sender was given, `/`-separated.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file as one whose sender saw `size` bytes (when it knew).
+    pub(crate) fn expecting(mut self, size: Option<u64>) -> Self {
+        self.expected_size = size;
+        self
+    }
+
+    /// The size the sender saw when it opened the file, to show how far
+    /// along a file is; `None` for a stream. A file still being written
+    /// to may turn out longer.
+    pub fn expected_size(&self) -> Option<u64> {
+        self.expected_size
     }
 
     /// Bytes received so far (all of them once read to the end).

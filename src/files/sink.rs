@@ -63,6 +63,9 @@ impl Sink {
             let key = file.token("", "");
             let already = printed.entry(key.clone()).or_default();
             let so_far = file.received_so_far();
+            if let Some(progress) = progress {
+                progress.file_started(&name, file.expected_size());
+            }
             let mut reported = 0;
             let outcome = {
                 // Progress within a file too, a few times a second.
@@ -83,6 +86,12 @@ impl Sink {
             if outcome.is_ok() {
                 printed.remove(&key);
             }
+            if let Some(progress) = progress {
+                if outcome.is_ok() {
+                    progress.advance(file.received().saturating_sub(reported));
+                }
+                progress.file_ended();
+            }
             match outcome {
                 // Every file would fail the same way: stop, acknowledging
                 // and parking nothing; the file comes back on the next run.
@@ -94,9 +103,6 @@ impl Sink {
                     let bytes = file.received();
                     files.ack(file).await?;
                     done += 1;
-                    if let Some(progress) = progress {
-                        progress.advance(bytes.saturating_sub(reported));
-                    }
                     tracing::info!("received {name} ({})", bytesize::ByteSize(bytes));
                 }
                 Err(error) => {

@@ -848,11 +848,7 @@ impl Receiver {
             tracing::info!(
                 "{name}: received already, before Redis restarted; acknowledging it again"
             );
-            let size = identity
-                .split(':')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let size = expected_size(&identity).unwrap_or(0);
             self.acknowledge(fid, entry, "done", "", size).await?;
             return Ok(None);
         }
@@ -879,6 +875,7 @@ impl Receiver {
                 (self.options.claim_after / 4).min(Duration::from_secs(1)),
             ))));
         }
+        let size = expected_size(&identity);
         let ticket = Ticket::Native {
             fid,
             entry: entry.to_owned(),
@@ -887,10 +884,16 @@ impl Receiver {
             identity,
             gone,
         };
-        Ok(Some(IncomingFile::new(
-            name, ticket, chunks, verified, tasks,
-        )))
+        Ok(Some(
+            IncomingFile::new(name, ticket, chunks, verified, tasks).expecting(size),
+        ))
     }
+}
+
+/// The size a file had when the sender opened it: the first part of its
+/// identity, `size:mtime`; `None` for a stream (identity `stream`).
+fn expected_size(identity: &str) -> Option<u64> {
+    identity.split_once(':')?.0.parse().ok()
 }
 
 /// A stream entry id (`ms-seq`) as numbers, to compare ids.
