@@ -1,13 +1,14 @@
 //! Log line parsing speed: nanoseconds per line on one thread, for the
-//! book's format and the combined one, with random IPv4 addresses (their
-//! varying lengths are what makes parsing branchy).
+//! book's format, the combined one and JSON lines, with random IPv4
+//! addresses (their varying lengths are what makes parsing branchy), read
+//! by the parser `--log-format auto` finds for them.
 //!
 //! `cargo bench --bench parse`; every figure is the median of 5 runs.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use redistribute::job::logline::{self, LogFormat};
+use redistribute::job::logline::{LineOptions, LineParser, LogFormat};
 
 const LINES: usize = 1_000_000;
 const RUNS: usize = 5;
@@ -23,6 +24,10 @@ fn lines(format: LogFormat) -> Vec<String> {
                 LogFormat::Combined => format!(
                     "{ip} - - [30/Nov/2026:{hour:02}:{minute:02}:00 +0000] \"GET /index.html HTTP/1.1\" 200 5120 \"-\" \"curl/8.5.0\""
                 ),
+                LogFormat::Json => format!(
+                    "{{\"time_iso8601\":\"2026-11-30T{hour:02}:{minute:02}:00+00:00\",\"remote_addr\":\"{ip}\",\"request\":\"GET /index.html HTTP/1.1\",\"status\":200,\"body_bytes_sent\":5120,\"http_user_agent\":\"curl/8.5.0\"}}"
+                ),
+                _ => unreachable!("only the formats main measures"),
             }
         })
         .collect()
@@ -30,13 +35,17 @@ fn lines(format: LogFormat) -> Vec<String> {
 
 fn nanoseconds_per_line(format: LogFormat) -> f64 {
     let lines = lines(format);
+    let start = lines[..100].join("\n");
+    let parser = LineParser::for_file(&LineOptions::default(), start.as_bytes())
+        .expect("auto finds the format");
+    assert_eq!(parser.describe().split(' ').next(), Some(format.name()));
     let mut runs: Vec<f64> = (0..RUNS)
         .map(|_| {
             let started = Instant::now();
             let mut parsed = 0usize;
             for line in &lines {
-                if let Some(visit) = logline::parse(format, line.as_bytes()) {
-                    parsed += visit.day.as_bytes().len();
+                if let Some(visit) = parser.parse(line.as_bytes()) {
+                    parsed += visit.day.len();
                     black_box(visit.address);
                 }
             }
@@ -49,9 +58,10 @@ fn nanoseconds_per_line(format: LogFormat) -> f64 {
 }
 
 fn main() {
-    for format in [LogFormat::Book, LogFormat::Combined] {
+    for format in [LogFormat::Book, LogFormat::Combined, LogFormat::Json] {
         println!(
-            "parse({format:?}): {:.1} ns a line ({LINES} lines, random IPv4 addresses)",
+            "parse({}): {:.1} ns a line ({LINES} lines, random IPv4 addresses)",
+            format.name(),
             nanoseconds_per_line(format)
         );
     }

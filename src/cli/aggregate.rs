@@ -2,9 +2,10 @@
 
 use redistribute::classic::ClassicReceiver;
 use redistribute::job::aggregate::{self, AggregateOptions};
+use redistribute::job::logline::{ClientIp, LineOptions};
 use redistribute::redis::Redis;
 use redistribute::text::counted;
-use redistribute::{FileSource, Receiver, Result};
+use redistribute::{Error, FileSource, Receiver, Result};
 
 use super::args::{AggregateArgs, Protocol, SourceArgs};
 
@@ -16,7 +17,7 @@ pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs
         channel: source.channel.clone(),
         id: source.id.clone(),
         dimensions: args.by.clone(),
-        format: args.log_format,
+        lines: line_options(&args)?,
         table_files: args.table.clone(),
         namespace,
     };
@@ -32,6 +33,27 @@ pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs
             count(&redis, files, &options, source).await
         }
     }
+}
+
+/// How `args` asks for log lines to be read.
+fn line_options(args: &AggregateArgs) -> Result<LineOptions> {
+    let client_ip = match args.client_ip.as_str() {
+        "forwarded" => ClientIp::Forwarded {
+            trusted: args.trusted_proxy.clone(),
+        },
+        _ if !args.trusted_proxy.is_empty() => {
+            return Err(Error::Usage(
+                "--trusted-proxy is for --client-ip forwarded: pass both".into(),
+            ));
+        }
+        _ => ClientIp::Remote,
+    };
+    Ok(LineOptions {
+        format: args.log_format.clone(),
+        client_ip,
+        ip_field: args.ip_field.clone(),
+        time_field: args.time_field.clone(),
+    })
 }
 
 async fn count(

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use redistribute::job::logline::LogFormat;
+use ipnet::IpNet;
+use redistribute::job::logline::{FormatChoice, LogFormat};
 use redistribute::job::report::Dimension;
 use redistribute::{Compression, Decode};
 
@@ -292,9 +293,24 @@ pub struct AggregateArgs {
     /// Dimensions to count, comma-separated.
     #[arg(long, value_parser = choice::<Dimension>(), value_delimiter = ',', default_value = "country")]
     pub by: Vec<Dimension>,
-    /// Log line layout: book (`IP DAY ...`) or combined (Apache/nginx).
-    #[arg(long, value_parser = choice::<LogFormat>(), default_value = "book")]
-    pub log_format: LogFormat,
+    /// Log line layout: auto (recognised per file), book, common, combined, vhost_combined,
+    /// json, or 'nginx:LAYOUT' in nginx's log_format syntax.
+    #[arg(long, value_name = "FORMAT", value_parser = format_choice, default_value = "auto")]
+    pub log_format: FormatChoice,
+    /// JSON logs: the field holding the visitor's address (default: remote_addr, client_ip, ip...).
+    #[arg(long, value_name = "NAME")]
+    pub ip_field: Option<String>,
+    /// JSON logs: the field holding the time (default: time_local, time_iso8601, timestamp...).
+    #[arg(long, value_name = "NAME")]
+    pub time_field: Option<String>,
+    /// Which address is the visitor: remote (the one that connected) or forwarded
+    /// (from X-Forwarded-For, behind a reverse proxy).
+    #[arg(long, value_name = "WHICH", value_parser = ["remote", "forwarded"], default_value = "remote")]
+    pub client_ip: String,
+    /// With --client-ip forwarded: networks of your proxies, skipped when walking
+    /// X-Forwarded-For back from the server (comma-separated CIDRs).
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = cidr)]
+    pub trusted_proxy: Vec<IpNet>,
     /// Read the location table from these files instead of Redis (or the built-in one).
     #[arg(long = "table", value_name = "FILE")]
     pub table: Vec<PathBuf>,
@@ -419,7 +435,7 @@ pub struct GenerateArgs {
     /// Number of files.
     #[arg(long, default_value_t = 8)]
     pub files: u32,
-    /// Line layout: combined (Apache/nginx) or book (`IP DAY ...`).
+    /// Line layout.
     #[arg(long, value_parser = choice::<LogFormat>(), default_value = "combined")]
     pub format: LogFormat,
 }
@@ -487,16 +503,53 @@ impl Choice for Decode {
 }
 
 impl Choice for LogFormat {
-    const ALL: &'static [Self] = &[LogFormat::Book, LogFormat::Combined];
+    const ALL: &'static [Self] = &[
+        LogFormat::Book,
+        LogFormat::Common,
+        LogFormat::Combined,
+        LogFormat::VhostCombined,
+        LogFormat::Json,
+    ];
     fn describe(&self) -> (&'static str, &'static str) {
-        match self {
-            LogFormat::Book => ("book", "`IP DAY ...`, as in Redis in Action"),
-            LogFormat::Combined => (
-                "combined",
-                "Apache/nginx combined: `IP - user [10/Oct/2000:13:55:36 -0700] ...`",
-            ),
-        }
+        let help = match self {
+            LogFormat::Book => "`IP DAY ...`, as in Redis in Action",
+            LogFormat::Common => {
+                "Apache/nginx common: `IP - user [10/Oct/2000:13:55:36 -0700] \"GET ...\" 200 2326`"
+            }
+            LogFormat::Combined => "common plus `\"referer\" \"user agent\"`",
+            LogFormat::VhostCombined => "`host:port` before a combined line",
+            LogFormat::Json => "one JSON object a line",
+            _ => unreachable!("only values in ALL are described"),
+        };
+        (self.name(), help)
     }
+}
+
+/// `auto`, a format's name, or `nginx:LAYOUT`.
+fn format_choice(text: &str) -> Result<FormatChoice, String> {
+    if text == "auto" {
+        return Ok(FormatChoice::Auto);
+    }
+    if let Some(layout) = text.strip_prefix("nginx:") {
+        return layout.parse().map(FormatChoice::Nginx);
+    }
+    LogFormat::ALL
+        .iter()
+        .find(|format| format.name() == text)
+        .map(|format| FormatChoice::Named(*format))
+        .ok_or_else(|| {
+            format!(
+                "expected auto, book, common, combined, vhost_combined, json or 'nginx:LAYOUT', \
+                 not {text:?}"
+            )
+        })
+}
+
+/// A network such as `10.0.0.0/8`, or one address.
+fn cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("expected a network such as 10.0.0.0/8 or an address, not {text:?}"))
 }
 
 impl Choice for Dimension {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use redistribute::files::inputs;
 use redistribute::job::aggregate::{self, AggregateOptions};
-use redistribute::job::logline::LogFormat;
+use redistribute::job::logline::{FormatChoice, LineOptions, LogFormat};
 use redistribute::job::report::{self, DaySelection, Dimension, ReportQuery};
 use redistribute::redis::{
     LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions, Redis,
@@ -190,7 +190,10 @@ async fn aggregate_by_country(
             channel: channel.clone(),
             id: id.to_owned(),
             dimensions: vec![Dimension::Country],
-            format: LogFormat::Combined,
+            lines: LineOptions {
+                format: FormatChoice::Named(LogFormat::Combined),
+                ..LineOptions::default()
+            },
             table_files: Vec::new(),
             namespace: String::new(),
         };

@@ -61,16 +61,32 @@ pub fn write_log(
         let size = rng.u32(200..60_000);
         let agent = rng.choice(AGENTS).unwrap_or(&"-");
         let [a, b, c, d] = ip;
+        let time = format!(
+            "{day:02}/{}/2026:{hour:02}:{minute:02}:{second:02} +0000",
+            MONTHS[10]
+        );
         let _ = match format {
             LogFormat::Combined => writeln!(
                 line,
-                "{a}.{b}.{c}.{d} - - [{day:02}/{}/2026:{hour:02}:{minute:02}:{second:02} +0000] \"GET {path} HTTP/1.1\" {status} {size} \"-\" \"{agent}\"",
-                MONTHS[10],
+                "{a}.{b}.{c}.{d} - - [{time}] \"GET {path} HTTP/1.1\" {status} {size} \"-\" \"{agent}\"",
+            ),
+            LogFormat::Common => writeln!(
+                line,
+                "{a}.{b}.{c}.{d} - - [{time}] \"GET {path} HTTP/1.1\" {status} {size}",
+            ),
+            LogFormat::VhostCombined => writeln!(
+                line,
+                "www.example.com:443 {a}.{b}.{c}.{d} - - [{time}] \"GET {path} HTTP/1.1\" {status} {size} \"-\" \"{agent}\"",
+            ),
+            LogFormat::Json => writeln!(
+                line,
+                "{{\"time_iso8601\":\"2026-11-{day:02}T{hour:02}:{minute:02}:{second:02}+00:00\",\"remote_addr\":\"{a}.{b}.{c}.{d}\",\"request\":\"GET {path} HTTP/1.1\",\"status\":{status},\"body_bytes_sent\":{size},\"http_user_agent\":\"{agent}\"}}",
             ),
             LogFormat::Book => writeln!(
                 line,
                 "{a}.{b}.{c}.{d} 2026-11-{day:02} {hour:02}:{minute:02}:{second:02} GET {path} {status} {size} \"{agent}\"",
             ),
+            _ => unreachable!("every format generate-logs offers is written"),
         };
         out.write_all(line.as_bytes())?;
         written += line.len() as u64;

@@ -21,7 +21,7 @@ use crate::files::decode::Decode;
 use crate::files::incoming::IncomingFile;
 use crate::files::source::FileSource;
 use crate::job::geo::{self, GeoTable};
-use crate::job::logline::{self, Address, LogFormat};
+use crate::job::logline::{self, Address, LineOptions, LineParser};
 use crate::job::report::Dimension;
 use crate::redis::Redis;
 use crate::transfer::protocol::Keys;
@@ -62,7 +62,16 @@ pub struct FileCounts {
     pub lines: u64,
     /// Lines that did not parse as the log format.
     pub unparsed: u64,
+    /// The first few lines that did not parse, to show and to tell what
+    /// they look like.
+    unparsed_lines: Vec<Vec<u8>>,
+    /// The format the lines were read as, for messages.
+    pub format: String,
 }
+
+/// Unparsed lines kept per file, each cut to [`KEPT_LINE`] bytes.
+const KEPT_LINES: usize = 16;
+const KEPT_LINE: usize = 512;
 
 /// IPv4 visits looked up per batch.
 const BATCH: usize = 256;
@@ -77,22 +86,73 @@ impl FileCounts {
             pending: Vec::with_capacity(BATCH),
             lines: 0,
             unparsed: 0,
+            unparsed_lines: Vec::new(),
+            format: String::new(),
+        }
+    }
+
+    /// One unparsed line, kept while few are.
+    fn unparsed(&mut self, line: &[u8]) {
+        self.unparsed += 1;
+        if self.unparsed_lines.len() < KEPT_LINES {
+            self.unparsed_lines
+                .push(line[..line.len().min(KEPT_LINE)].to_vec());
+        }
+    }
+
+    /// The share of lines that did not parse, and one of them, for the
+    /// warning a file with some gets.
+    pub fn unparsed_summary(&self) -> String {
+        let share = self.unparsed as f64 * 100.0 / self.lines.max(1) as f64;
+        let example = match self.unparsed_lines.first() {
+            Some(line) => format!(", such as {:?}", logline::shown(line)),
+            None => String::new(),
+        };
+        format!(
+            "{} of {} lines ({share:.1} %) did not parse as {}{example}",
+            self.unparsed, self.lines, self.format
+        )
+    }
+
+    /// Why a file most of whose lines did not parse is not counted:
+    /// which format its lines look like, if any.
+    fn mismatch(&self, options: &LineOptions) -> String {
+        let kept: Vec<&[u8]> = self.unparsed_lines.iter().map(Vec::as_slice).collect();
+        let looks = logline::detect(&kept, options)
+            .filter(|(_, fits)| *fits * 2 > kept.len())
+            .map(|(format, _)| format.name());
+        match looks {
+            Some(name) => format!(
+                "{} of {} lines do not parse: they look like {name}, not {}; pass --log-format {name}",
+                self.unparsed, self.lines, self.format
+            ),
+            None => format!(
+                "{} of {} lines do not parse as {} nor as any known log format, such as {:?}; \
+                 pass --log-format",
+                self.unparsed,
+                self.lines,
+                self.format,
+                self.unparsed_lines
+                    .first()
+                    .map(|l| logline::shown(l))
+                    .unwrap_or_default()
+            ),
         }
     }
 
     /// Counts one line (without its newline); IPv4 visits are counted when
     /// their batch is looked up ([`FileCounts::flush`]).
-    fn add_line(&mut self, table: &GeoTable, format: LogFormat, line: &[u8]) {
+    fn add_line(&mut self, table: &GeoTable, parser: &LineParser, line: &[u8]) {
         self.lines += 1;
         if line.len() > MAX_LINE {
             self.unparsed += 1;
             return;
         }
-        let Some(visit) = logline::parse(format, line) else {
-            self.unparsed += 1;
+        let Some(visit) = parser.parse(line) else {
+            self.unparsed(line);
             return;
         };
-        let day = self.day_index(visit.day.as_bytes());
+        let day = self.day_index(&visit.day);
         match visit.address {
             Address::V4(ip) => {
                 self.pending.push((ip, day));
@@ -135,55 +195,79 @@ impl FileCounts {
 
     /// Counts the lines of a block of whole lines (the last block of a
     /// file may end without a newline).
-    fn add_block(&mut self, table: &GeoTable, format: LogFormat, block: &[u8]) {
+    fn add_block(&mut self, table: &GeoTable, parser: &LineParser, block: &[u8]) {
         let mut start = 0;
         for newline in memchr::memchr_iter(b'\n', block) {
-            self.add_line(table, format, &block[start..newline]);
+            self.add_line(table, parser, &block[start..newline]);
             start = newline + 1;
         }
         if start < block.len() {
-            self.add_line(table, format, &block[start..]);
+            self.add_line(table, parser, &block[start..]);
         }
     }
 
     /// Reads a whole file's (decoded) lines.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Processing`] when the file cannot be read to its end, when
+    /// no known format fits its first lines (with `auto`), or when most of
+    /// its lines do not parse: counting a file read in the wrong format
+    /// would record a fraction of its visits as if that were all.
     pub async fn count_file(
         file: &mut IncomingFile,
         table: Arc<GeoTable>,
-        format: LogFormat,
+        options: &LineOptions,
     ) -> Result<Self> {
         let name = file.name().to_owned();
-        FileCounts::count_lines(file.decoded(Decode::Auto), table, format)
+        let processing = |reason: String| Error::Processing {
+            name: name.clone(),
+            reason,
+        };
+        let counts = FileCounts::count_lines(file.decoded(Decode::Auto), table, options)
             .await
-            .map_err(|e| Error::Processing {
-                name,
-                reason: e.to_string(),
-            })
+            .map_err(|e| processing(e.to_string()))?;
+        if counts.unparsed * 2 > counts.lines {
+            return Err(processing(counts.mismatch(options)));
+        }
+        Ok(counts)
     }
 
-    /// Counts the lines `reader` gives. Reading and decoding stay on this
+    /// Counts the lines `reader` gives, in the format `options` asks for
+    /// or the one its first block shows. Reading and decoding stay on this
     /// task while a blocking thread parses and counts blocks of whole
     /// lines, so the two overlap; a few blocks in flight bound the memory.
     async fn count_lines(
         reader: impl AsyncBufRead + Unpin,
         table: Arc<GeoTable>,
-        format: LogFormat,
+        options: &LineOptions,
     ) -> std::io::Result<Self> {
         let (blocks, mut to_count) = tokio::sync::mpsc::channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
         let (give_back, returned) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let options = options.clone();
         let counter = tokio::task::spawn_blocking(move || {
             let mut counts = FileCounts::new(&table);
+            let mut parser: Option<LineParser> = None;
             while let Some(mut block) = to_count.blocking_recv() {
-                counts.add_block(&table, format, &block);
+                let parser = match &mut parser {
+                    Some(parser) => parser,
+                    empty => {
+                        let found = LineParser::for_file(&options, &block)
+                            .map_err(std::io::Error::other)?;
+                        counts.format = found.describe();
+                        empty.insert(found)
+                    }
+                };
+                counts.add_block(&table, parser, &block);
                 block.clear();
                 let _ = give_back.send(block);
             }
             counts.flush(&table);
-            counts
+            Ok::<_, std::io::Error>(counts)
         });
         let read = read_blocks(reader, &blocks, returned).await;
         drop(blocks);
-        let mut counts = counter.await.map_err(std::io::Error::other)?;
+        let mut counts = counter.await.map_err(std::io::Error::other)??;
         let overlong = read?;
         counts.lines += overlong;
         counts.unparsed += overlong;
@@ -336,8 +420,8 @@ pub struct AggregateOptions {
     pub id: String,
     /// What to count visits by; each has its own sorted sets.
     pub dimensions: Vec<Dimension>,
-    /// How the log lines are laid out.
-    pub format: LogFormat,
+    /// How the log lines are read.
+    pub lines: LineOptions,
     /// Read the location table from these files instead of Redis.
     pub table_files: Vec<std::path::PathBuf>,
     /// What the counts' keys start with: empty for the book's `daily:*`,
@@ -381,7 +465,7 @@ pub async fn run<S: FileSource>(
             (table, source) = load_table(redis, prefix, &options.table_files).await?;
         }
         let name = file.name().to_owned();
-        let counts = match FileCounts::count_file(&mut file, table.clone(), options.format).await {
+        let counts = match FileCounts::count_file(&mut file, table.clone(), &options.lines).await {
             Ok(counts) => counts,
             Err(error) => {
                 // Said only once the source recorded it: a source that
@@ -399,13 +483,9 @@ pub async fn run<S: FileSource>(
             // Test-only failure point: counts written, file not acknowledged.
             std::process::exit(86);
         }
+        tracing::debug!("{name}: read as {}", counts.format);
         if counts.unparsed > 0 {
-            tracing::warn!(
-                "{name}: {} of {} lines did not parse as {:?} log lines",
-                counts.unparsed,
-                counts.lines,
-                options.format
-            );
+            tracing::warn!("{name}: {}", counts.unparsed_summary());
             let key = Keys::new(prefix, &options.channel).receiver(&options.id);
             redis
                 .query::<()>(
@@ -447,12 +527,68 @@ async fn load_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::logline::{FormatChoice, LogFormat};
+
+    async fn count(text: &str, format: FormatChoice) -> std::io::Result<FileCounts> {
+        let table = Arc::new(GeoTable::builtin().unwrap());
+        let options = LineOptions {
+            format,
+            ..LineOptions::default()
+        };
+        FileCounts::count_lines(text.as_bytes(), table, &options).await
+    }
+
+    #[tokio::test]
+    async fn a_few_unparsed_lines_are_summed_up_with_their_share_and_one_of_them() {
+        let mut text = "1.2.3.4 2026-11-01 x\n".repeat(99);
+        text.push_str("1.2.3.4 2026-11-31 a day that is not one\n");
+        let counts = count(&text, FormatChoice::Auto).await.unwrap();
+        assert_eq!((counts.lines, counts.unparsed), (100, 1));
+        assert_eq!(
+            counts.unparsed_summary(),
+            "1 of 100 lines (1.0 %) did not parse as book, such as \"1.2.3.4 2026-11-31 a day that is not one\""
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_in_another_format_than_asked_says_which_it_looks_like() {
+        let combined =
+            "1.2.3.4 - - [01/Nov/2026:00:00:00 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"ua\"\n";
+        let counts = count(&combined.repeat(10), FormatChoice::Named(LogFormat::Book))
+            .await
+            .unwrap();
+        assert_eq!(counts.unparsed, 10);
+        let why = counts.mismatch(&LineOptions::default());
+        assert_eq!(
+            why,
+            "10 of 10 lines do not parse: they look like combined, not book; pass --log-format combined"
+        );
+        let garbage = count(
+            "\u{1}\u{2}\n".repeat(3).as_str(),
+            FormatChoice::Named(LogFormat::Book),
+        )
+        .await
+        .unwrap();
+        assert!(
+            garbage
+                .mismatch(&LineOptions::default())
+                .contains("nor as any known log format")
+        );
+        // With auto, a file no format fits is refused at its first lines.
+        let Err(refused) = count("\u{1}\u{2}\n", FormatChoice::Auto).await else {
+            panic!("a file of garbage was counted");
+        };
+        assert!(
+            refused.to_string().contains("no known log format"),
+            "{refused}"
+        );
+    }
 
     /// Per day and country, what counting `lines` one by one must give.
     fn expected(table: &GeoTable, lines: &[String]) -> HashMap<(String, String), u64> {
         let mut visits = HashMap::new();
         for line in lines.iter().filter(|line| line.len() <= MAX_LINE) {
-            let Some(visit) = logline::parse(LogFormat::Book, line.as_bytes()) else {
+            let Some(visit) = LineParser::named(LogFormat::Book).parse(line.as_bytes()) else {
                 continue;
             };
             let Address::V4(ip) = visit.address else {
@@ -461,7 +597,7 @@ mod tests {
             let member = table.lookup_v4(ip).map_or(UNKNOWN.to_owned(), |id| {
                 member(table, id, Dimension::Country)
             });
-            let day = String::from_utf8_lossy(visit.day.as_bytes()).into_owned();
+            let day = String::from_utf8_lossy(&visit.day).into_owned();
             *visits.entry((day, member)).or_default() += 1;
         }
         visits
@@ -489,9 +625,10 @@ mod tests {
         let want = expected(&table, &lines);
         for capacity in [7, 4096, 1 << 20] {
             let reader = tokio::io::BufReader::with_capacity(capacity, &text[..]);
-            let counts = FileCounts::count_lines(reader, table.clone(), LogFormat::Book)
+            let counts = FileCounts::count_lines(reader, table.clone(), &LineOptions::default())
                 .await
                 .unwrap();
+            assert_eq!(counts.format, "book");
             assert_eq!(counts.lines, lines.len() as u64, "reads of {capacity}");
             assert_eq!(counts.unparsed, 3, "reads of {capacity}");
             let mut got = HashMap::new();
