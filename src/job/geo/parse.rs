@@ -20,8 +20,9 @@
 //!   and ip-location-db builds, read whole; see `mmdb.rs`.
 //!
 //! A file that starts with control bytes is binary: it must be a MaxMind
-//! DB, or it is refused in one line that names the formats accepted, never
-//! quoting what it holds.
+//! DB. A text file must have a header above, or a first field that looks
+//! like an address (range CSV). Anything else is refused in one line that
+//! names the formats accepted, never quoting what it holds.
 //!
 //! Location files are read before block files, whatever order they come in,
 //! so a block can be resolved as soon as it is read. Any row that cannot be
@@ -176,8 +177,8 @@ struct Opened<'a> {
 }
 
 impl<'a> Opened<'a> {
-    /// Reads the header of a text file, or its first row when it has none
-    /// (range CSV).
+    /// Reads the header of a text file, or its first row when that looks
+    /// like a range CSV's.
     fn detect(name: PathBuf, reader: Box<dyn BufRead + 'a>) -> Result<Self> {
         let mut file = Opened {
             name,
@@ -209,9 +210,15 @@ impl<'a> Opened<'a> {
             },
             b"startIpNum" => Format::LegacyBlocks,
             b"locId" => Format::LegacyLocations,
-            _ => {
+            first if looks_like_address(first) => {
                 file.row_pending = true;
                 Format::Ranges
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{}: not a location table: expected {ACCEPTED}",
+                    file.name.display()
+                )));
             }
         };
         Ok(file)
@@ -380,6 +387,19 @@ fn add_range(builder: &mut TableBuilder, start: Ip, end: Ip, place: u32) -> Resu
         _ => return Err("range starts and ends in different address families".into()),
     }
     Ok(())
+}
+
+/// Whether the first field of a headerless file could be the start of a
+/// range. Loose on purpose: a malformed address in a range CSV is a bad row,
+/// reported with its line, not a file of unknown format.
+fn looks_like_address(field: &[u8]) -> bool {
+    let field = field.trim_ascii();
+    field
+        .iter()
+        .any(|&byte| byte.is_ascii_digit() || byte == b':')
+        && field
+            .iter()
+            .all(|&byte| byte.is_ascii_hexdigit() || byte == b'.' || byte == b':')
 }
 
 /// A dotted IPv4, IPv6, or plain integer (IPv4, as the book writes them).

@@ -372,6 +372,9 @@ fn files_in_no_known_format_are_refused_in_one_line_naming_the_formats() {
         ),
         (&utf16, format!("binary data; {ACCEPTED}")),
         (&marker_too_early, format!("binary data; {ACCEPTED}")),
+        (b"name,age\nbob,3\n", ACCEPTED.to_owned()),
+        (b"Copyright 2026\nstart,end,country\n", ACCEPTED.to_owned()),
+        (b"\xff\xfe\xfd,1.0.0.0,AU\n", ACCEPTED.to_owned()),
     ];
     for (content, expected) in cases {
         let message = usage_message(table(&[("f", content)]));
