@@ -349,9 +349,10 @@ pub struct ReportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum GeoCommand {
-    /// Load a location table into Redis: range CSV, MaxMind GeoLite2 CSV or the legacy GeoLiteCity CSV (.gz accepted).
+    /// Load a location table into Redis: range CSV, MaxMind GeoLite2 CSV, the legacy GeoLiteCity CSV or a MaxMind DB (.mmdb), gzip'd or not.
     #[command(after_help = "Examples:\n  \
         redistribute geo import GeoLite2-City-Blocks-IPv4.csv GeoLite2-City-Blocks-IPv6.csv GeoLite2-City-Locations-en.csv\n  \
+        redistribute geo import GeoLite2-City.mmdb\n  \
         redistribute geo import dbip-country-ipv4.csv.gz dbip-country-ipv6.csv.gz\n\n\
         Running workers switch to the new table between files.")]
     Import(GeoImportArgs),

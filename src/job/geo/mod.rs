@@ -18,6 +18,7 @@
 mod binary;
 mod build;
 mod index;
+mod mmdb;
 mod names;
 mod parse;
 mod storage;
@@ -82,7 +83,8 @@ impl GeoTable {
     /// # Errors
     ///
     /// [`Error::Io`] when a file cannot be read; [`Error::Usage`] naming the
-    /// file and line of the first row that cannot be understood.
+    /// file and line of the first row that cannot be understood, or a file
+    /// in none of the formats.
     pub fn from_files(paths: &[PathBuf]) -> Result<GeoTable> {
         if paths.is_empty() {
             return Err(Error::Usage("no location table files given".into()));

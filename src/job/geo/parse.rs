@@ -1,6 +1,7 @@
-//! Reading location tables from files, gzip'd or not, in three formats told
-//! apart by content (gzip by its magic bytes, formats by their first rows),
-//! because downloaded files are often renamed:
+//! Reading location tables from files, gzip'd or not, in four formats told
+//! apart by content (gzip by its magic bytes, MaxMind DB by its metadata
+//! marker, CSV formats by their first rows), because downloaded files are
+//! often renamed:
 //!
 //! - **Range CSV**, no header: `start,end,country`, addresses dotted IPv4,
 //!   plain integers (IPv4) or IPv6, as ip-location-db publishes them.
@@ -15,6 +16,13 @@
 //!   line, header `startIpNum,endIpNum,locId`, quoted integers) plus
 //!   `GeoLiteCity-Location.csv` (copyright line, header
 //!   `locId,country,region,city,...`, latin-1).
+//! - **MaxMind DB** (`.mmdb`): GeoIP2 and GeoLite2 City and Country, DB-IP
+//!   and ip-location-db builds, read whole; see `mmdb.rs`.
+//!
+//! A file that starts with control bytes is binary: it must be a MaxMind
+//! DB. A text file must have a header above, or a first field that looks
+//! like an address (range CSV). Anything else is refused in one line that
+//! names the formats accepted, never quoting what it holds.
 //!
 //! Location files are read before block files, whatever order they come in,
 //! so a block can be resolved as soon as it is read. Any row that cannot be
@@ -22,7 +30,7 @@
 //! would quietly count visitors as unknown.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
@@ -31,6 +39,7 @@ use flate2::bufread::MultiGzDecoder;
 use super::GeoTable;
 use super::Place;
 use super::build::TableBuilder;
+use super::mmdb;
 use crate::error::{Error, Result};
 
 /// One file to read, by name (for messages) and content.
@@ -44,14 +53,78 @@ pub(super) fn read(inputs: Vec<Input<'_>>) -> Result<GeoTable> {
     let mut builder = TableBuilder::default();
     let mut opened = Vec::with_capacity(inputs.len());
     for input in inputs {
-        opened.push(Opened::detect(input)?);
+        opened.push(detect(input)?);
     }
-    opened.sort_by_key(|file| !file.format.is_locations());
+    opened.sort_by_key(|file| !file.is_locations());
     let mut locations = Locations::default();
     for file in opened {
-        file.read_rows(&mut builder, &mut locations)?;
+        match file {
+            Detected::Csv(file) => file.read_rows(&mut builder, &mut locations)?,
+            Detected::MaxMindDb { name, data } => mmdb::read(data, &mut builder)
+                .map_err(|reason| Error::Usage(format!("{}: {reason}", name.display())))?,
+        }
     }
     Ok(builder.finish())
+}
+
+/// The formats [`detect`] knows, for the message refusing anything else.
+const ACCEPTED: &str = "range CSV, GeoLite2 CSV, GeoLiteCity CSV or MaxMind .mmdb";
+
+/// An input whose format is known.
+enum Detected<'a> {
+    /// Read row by row.
+    Csv(Opened<'a>),
+    /// Read whole: the tree and its records are spread over the file.
+    MaxMindDb { name: PathBuf, data: Vec<u8> },
+}
+
+impl Detected<'_> {
+    fn is_locations(&self) -> bool {
+        matches!(self, Detected::Csv(file) if file.format.is_locations())
+    }
+}
+
+/// Decompresses gzip and tells a MaxMind DB from the CSV formats.
+fn detect(input: Input<'_>) -> Result<Detected<'_>> {
+    let Input { name, mut data } = input;
+    let gzip = data
+        .fill_buf()
+        .map_err(|e| Error::io(&name, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn BufRead + '_> = if gzip {
+        Box::new(BufReader::new(MultiGzDecoder::new(data)))
+    } else {
+        data
+    };
+    let start = reader.fill_buf().map_err(|e| Error::io(&name, e))?;
+    if !is_binary(start) {
+        return Opened::detect(name, reader).map(Detected::Csv);
+    }
+    let mut whole = Vec::new();
+    reader
+        .read_to_end(&mut whole)
+        .map_err(|e| Error::io(&name, e))?;
+    if mmdb::is_database(&whole) {
+        return Ok(Detected::MaxMindDb { name, data: whole });
+    }
+    let hint = if whole.get(257..262) == Some(b"ustar") {
+        "a tar archive (extract the .mmdb from it)"
+    } else {
+        "binary data"
+    };
+    Err(Error::Usage(format!(
+        "{}: not a location table: {hint}; expected {ACCEPTED}",
+        name.display()
+    )))
+}
+
+/// Whether a file starting with `start` is binary: the CSV formats hold no
+/// control bytes but tab, CR and LF, while a MaxMind DB starts with its
+/// search tree, whose first records are small numbers with zero bytes.
+fn is_binary(start: &[u8]) -> bool {
+    start
+        .iter()
+        .any(|&byte| byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r'))
 }
 
 /// What each kind of file says about a location id, by id.
@@ -104,17 +177,9 @@ struct Opened<'a> {
 }
 
 impl<'a> Opened<'a> {
-    fn detect(input: Input<'a>) -> Result<Self> {
-        let Input { name, mut data } = input;
-        let gzip = data
-            .fill_buf()
-            .map_err(|e| Error::io(&name, e))?
-            .starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn BufRead + 'a> = if gzip {
-            Box::new(BufReader::new(MultiGzDecoder::new(data)))
-        } else {
-            data
-        };
+    /// Reads the header of a text file, or its first row when that looks
+    /// like a range CSV's.
+    fn detect(name: PathBuf, reader: Box<dyn BufRead + 'a>) -> Result<Self> {
         let mut file = Opened {
             name,
             format: Format::Ranges,
@@ -145,9 +210,15 @@ impl<'a> Opened<'a> {
             },
             b"startIpNum" => Format::LegacyBlocks,
             b"locId" => Format::LegacyLocations,
-            _ => {
+            first if looks_like_address(first) => {
                 file.row_pending = true;
                 Format::Ranges
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{}: not a location table: expected {ACCEPTED}",
+                    file.name.display()
+                )));
             }
         };
         Ok(file)
@@ -316,6 +387,19 @@ fn add_range(builder: &mut TableBuilder, start: Ip, end: Ip, place: u32) -> Resu
         _ => return Err("range starts and ends in different address families".into()),
     }
     Ok(())
+}
+
+/// Whether the first field of a headerless file could be the start of a
+/// range. Loose on purpose: a malformed address in a range CSV is a bad row,
+/// reported with its line, not a file of unknown format.
+fn looks_like_address(field: &[u8]) -> bool {
+    let field = field.trim_ascii();
+    field
+        .iter()
+        .any(|&byte| byte.is_ascii_digit() || byte == b':')
+        && field
+            .iter()
+            .all(|&byte| byte.is_ascii_hexdigit() || byte == b'.' || byte == b':')
 }
 
 /// A dotted IPv4, IPv6, or plain integer (IPv4, as the book writes them).

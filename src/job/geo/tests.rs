@@ -354,6 +354,47 @@ fn bad_rows_are_reported_with_file_and_line() {
 }
 
 #[test]
+fn files_in_no_known_format_are_refused_in_one_line_naming_the_formats() {
+    const ACCEPTED: &str = "expected range CSV, GeoLite2 CSV, GeoLiteCity CSV or MaxMind .mmdb";
+    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let utf16: Vec<u8> = "start,end\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let mut marker_too_early = b"\0\0\x01\xAB\xCD\xEFMaxMind.com".to_vec();
+    marker_too_early.resize(200 * 1024, b'x');
+    let cases: &[(&[u8], String)] = &[
+        (&garbage, format!("binary data; {ACCEPTED}")),
+        (&gzip(&garbage), format!("binary data; {ACCEPTED}")),
+        (
+            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+            format!("binary data; {ACCEPTED}"),
+        ),
+        (&utf16, format!("binary data; {ACCEPTED}")),
+        (&marker_too_early, format!("binary data; {ACCEPTED}")),
+        (b"name,age\nbob,3\n", ACCEPTED.to_owned()),
+        (b"Copyright 2026\nstart,end,country\n", ACCEPTED.to_owned()),
+        (b"\xff\xfe\xfd,1.0.0.0,AU\n", ACCEPTED.to_owned()),
+    ];
+    for (content, expected) in cases {
+        let message = usage_message(table(&[("f", content)]));
+        assert_eq!(message, format!("f: not a location table: {expected}"));
+    }
+}
+
+#[test]
+fn a_damaged_maxmind_db_is_one_line_without_its_bytes() {
+    let mut damaged = vec![0, 0, 1, 0, 0, 2];
+    damaged.extend(b"\xAB\xCD\xEFMaxMind.com\x01\x02garbage");
+    let message = usage_message(table(&[("GeoLite2-City.mmdb", &damaged)]));
+    assert!(
+        message.starts_with("GeoLite2-City.mmdb: not a readable MaxMind DB: "),
+        "{message}"
+    );
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+}
+
+#[test]
 fn missing_files_are_io_errors_naming_the_file() {
     let error = GeoTable::from_files(&[PathBuf::from("/nonexistent/table.csv")]).unwrap_err();
     assert!(matches!(error, Error::Io { .. }), "{error:?}");
