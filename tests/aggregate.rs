@@ -42,26 +42,7 @@ fn book_logs(dir: &Path, files: usize, lines: usize) -> BTreeMap<(String, String
 
 /// Every (day, member) → score in `daily:country:*`.
 fn counted(server: &Server) -> BTreeMap<(String, String), f64> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut con = server.connection().await;
-        let mut all = BTreeMap::new();
-        for key in server.keys("daily:country:*").await {
-            let day = key.trim_start_matches("daily:country:").to_owned();
-            let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            for (member, score) in members {
-                all.insert((day.clone(), member), score);
-            }
-        }
-        all
-    })
+    server.daily_counts("country")
 }
 
 fn aggregate(server: &Server, table: &Path, id: &str, extra: &[&str]) -> Command {

@@ -101,10 +101,12 @@ pub enum Command {
     /// Count visits per day by country, region and city from logs as they arrive.
     #[command(after_help = "Examples:\n  \
         redistribute send --channel weblogs --workers /var/log/nginx/archive\n  \
-        redistribute aggregate --channel weblogs --id \"$(hostname)\" --log-format combined\n  \
-        redistribute aggregate --channel weblogs --id w1 --log-format combined --by country,region,city\n  \
+        redistribute aggregate --channel weblogs --id \"$(hostname)\" --by country,region,city\n  \
+        redistribute aggregate --channel weblogs --id w1 --client-ip forwarded --trusted-proxy 10.0.0.0/8\n  \
+        redistribute aggregate --channel weblogs --id w1 --log-format 'nginx:$remote_addr [$time_iso8601] \"$request\"'\n  \
         redistribute report --by country\n\n\
-        Without `geo import` the built-in country table is used.")]
+        The log format is recognised per file (book, common, combined, vhost_combined, json);\n\
+        -v says which. Without `geo import` the built-in country table is used.")]
     Aggregate(AggregateArgs),
     /// Print the top countries, regions or cities per day (table, JSON, CSV, SVG chart).
     #[command(after_help = "Examples:\n  \

@@ -91,10 +91,10 @@ impl FileCounts {
         }
     }
 
-    /// One unparsed line, kept while few are.
+    /// One unparsed line, kept while few are (blank ones show nothing).
     fn unparsed(&mut self, line: &[u8]) {
         self.unparsed += 1;
-        if self.unparsed_lines.len() < KEPT_LINES {
+        if self.unparsed_lines.len() < KEPT_LINES && !line.trim_ascii().is_empty() {
             self.unparsed_lines
                 .push(line[..line.len().min(KEPT_LINE)].to_vec());
         }

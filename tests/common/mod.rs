@@ -47,6 +47,32 @@ impl Server {
         keys
     }
 
+    /// Every (day, member) → visits in the sorted sets `daily:<by>:*`
+    /// the aggregation job fills.
+    pub fn daily_counts(&self, by: &str) -> std::collections::BTreeMap<(String, String), f64> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut con = self.connection().await;
+            let mut all = std::collections::BTreeMap::new();
+            let prefix = format!("daily:{by}:");
+            for key in self.keys(&format!("{prefix}*")).await {
+                let day = key.trim_start_matches(&prefix).to_owned();
+                let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                for (member, score) in members {
+                    all.insert((day.clone(), member), score);
+                }
+            }
+            all
+        })
+    }
+
     /// The binary, pointed at this server, quiet unless told otherwise.
     pub fn command(&self) -> Command {
         binary(&self.url())
