@@ -1,4 +1,5 @@
-//! Words for people: a count with its noun in the right number.
+//! Words for people: a count with its noun in the right number, a long
+//! name shortened.
 
 /// `1 file`, `0 files`, `3 files`.
 pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
@@ -6,6 +7,20 @@ pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
         1 => format!("1 {one}"),
         n => format!("{n} {many}"),
     }
+}
+
+/// `text` in at most `max` characters (at least 3), cut in the middle
+/// with an ellipsis: both ends of a name tell names apart
+/// (`access.log.2026-11-30.gz`, `US/California/San Francisco`).
+pub fn shortened(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let tail = (max - 1) / 2;
+    let head: String = text.chars().take(max - 1 - tail).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{head}…{end}")
 }
 
 #[cfg(test)]
@@ -18,5 +33,14 @@ mod tests {
             super::counted(2u32, "directory", "directories"),
             "2 directories"
         );
+    }
+
+    #[test]
+    fn long_names_are_shortened_in_the_middle() {
+        let long = "US/California/San Francisco International";
+        assert_eq!(super::shortened(long, 20), "US/Califor…rnational");
+        assert_eq!(super::shortened(long, 20).chars().count(), 20);
+        assert_eq!(super::shortened("DE Germany", 20), "DE Germany");
+        assert_eq!(super::shortened("ÄÖÜäöüßÄÖÜ", 5), "ÄÖ…ÖÜ");
     }
 }

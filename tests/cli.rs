@@ -2322,7 +2322,11 @@ fn report_last_counts_days_back_from_today_or_from_either_end() {
         days(&["--from", "2024-02-29", "--last", "2"]),
         ["2024-02-29", "2024-03-01"]
     );
-    assert_eq!(days(&["--last", "1w"]), [day(6), day(0)]);
+    let last_week = days(&["--last", "1w"]);
+    // "Today" is read by the test and by the tool: across midnight they differ.
+    if jiff::ZonedDateTime::now().date() == today {
+        assert_eq!(last_week, [day(6), day(0)]);
+    }
 }
 
 #[test]

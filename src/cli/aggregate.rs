@@ -2,12 +2,12 @@
 
 use redistribute::classic::ClassicReceiver;
 use redistribute::job::aggregate::{self, AggregateOptions};
-use redistribute::job::logline::{ClientIp, LineOptions};
+use redistribute::job::logline::{ClientIp, FormatChoice, LineOptions, LogFormat};
 use redistribute::redis::Redis;
 use redistribute::text::counted;
 use redistribute::{Error, FileSource, Receiver, Result};
 
-use super::args::{AggregateArgs, Protocol, SourceArgs};
+use super::args::{AggregateArgs, ClientIpArg, Protocol, SourceArgs};
 
 pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs) -> Result<()> {
     super::serve_metrics(args.source.metrics)?;
@@ -37,17 +37,27 @@ pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs
 
 /// How `args` asks for log lines to be read.
 fn line_options(args: &AggregateArgs) -> Result<LineOptions> {
-    let client_ip = match args.client_ip.as_str() {
-        "forwarded" => ClientIp::Forwarded {
+    let client_ip = match args.client_ip {
+        ClientIpArg::Forwarded => ClientIp::Forwarded {
             trusted: args.trusted_proxy.clone(),
         },
-        _ if !args.trusted_proxy.is_empty() => {
+        ClientIpArg::Remote if !args.trusted_proxy.is_empty() => {
             return Err(Error::Usage(
                 "--trusted-proxy is for --client-ip forwarded: pass both".into(),
             ));
         }
-        _ => ClientIp::Remote,
+        ClientIpArg::Remote => ClientIp::Remote,
     };
+    let json_possible = matches!(
+        args.log_format,
+        FormatChoice::Auto | FormatChoice::Named(LogFormat::Json)
+    );
+    if !json_possible && (args.ip_field.is_some() || args.time_field.is_some()) {
+        return Err(Error::Usage(
+            "--ip-field and --time-field name JSON fields: use them with --log-format json or auto"
+                .into(),
+        ));
+    }
     Ok(LineOptions {
         format: args.log_format.clone(),
         client_ip,

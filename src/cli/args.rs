@@ -305,10 +305,9 @@ pub struct AggregateArgs {
     /// JSON logs: the field holding the time (default: time_local, time_iso8601, timestamp...).
     #[arg(long, value_name = "NAME")]
     pub time_field: Option<String>,
-    /// Which address is the visitor: remote (the one that connected) or forwarded
-    /// (from X-Forwarded-For, behind a reverse proxy).
-    #[arg(long, value_name = "WHICH", value_parser = ["remote", "forwarded"], default_value = "remote")]
-    pub client_ip: String,
+    /// Which address is the visitor.
+    #[arg(long, value_name = "WHICH", value_enum, default_value_t = ClientIpArg::Remote)]
+    pub client_ip: ClientIpArg,
     /// With --client-ip forwarded: networks of your proxies, skipped when walking
     /// X-Forwarded-For back from the server (comma-separated CIDRs).
     #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = cidr)]
@@ -316,6 +315,15 @@ pub struct AggregateArgs {
     /// Read the location table from these files instead of Redis (or the built-in one).
     #[arg(long = "table", value_name = "FILE")]
     pub table: Vec<PathBuf>,
+}
+
+/// `--client-ip`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientIpArg {
+    /// The address that connected.
+    Remote,
+    /// The client a reverse proxy names in X-Forwarded-For.
+    Forwarded,
 }
 
 #[derive(Debug, Args)]

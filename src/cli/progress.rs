@@ -16,6 +16,7 @@ use indicatif::{
     HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState,
     ProgressStyle,
 };
+use redistribute::text::shortened;
 
 /// Every bar of this process.
 static BARS: LazyLock<MultiProgress> =
@@ -179,19 +180,6 @@ impl redistribute::Progress for Receiving {
             bar.finish_and_clear();
         }
     }
-}
-
-/// `name` in at most `max` characters, cut in the middle, where file
-/// names differ least (`access.log.2026-11-30.gz`).
-fn shortened(name: &str, max: usize) -> String {
-    let count = name.chars().count();
-    if count <= max {
-        return name.to_owned();
-    }
-    let tail = (max - 1) / 2;
-    let head: String = name.chars().take(max - 1 - tail).collect();
-    let end: String = name.chars().skip(count - tail).collect();
-    format!("{head}…{end}")
 }
 
 /// Reports a sender's or receiver's bytes to `bar`.

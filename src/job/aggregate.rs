@@ -69,9 +69,9 @@ pub struct FileCounts {
     pub format: String,
 }
 
-/// Unparsed lines kept per file, each cut to [`KEPT_LINE`] bytes.
+/// Unparsed lines kept per file, whole (they are at most [`MAX_LINE`]):
+/// telling what a JSON line looks like needs all of it.
 const KEPT_LINES: usize = 16;
-const KEPT_LINE: usize = 512;
 
 /// IPv4 visits looked up per batch.
 const BATCH: usize = 256;
@@ -95,8 +95,7 @@ impl FileCounts {
     fn unparsed(&mut self, line: &[u8]) {
         self.unparsed += 1;
         if self.unparsed_lines.len() < KEPT_LINES && !line.trim_ascii().is_empty() {
-            self.unparsed_lines
-                .push(line[..line.len().min(KEPT_LINE)].to_vec());
+            self.unparsed_lines.push(line.to_vec());
         }
     }
 
@@ -254,7 +253,7 @@ impl FileCounts {
                     empty => {
                         let found = LineParser::for_file(&options, &block)
                             .map_err(std::io::Error::other)?;
-                        counts.format = found.describe();
+                        counts.format = found.describe().to_owned();
                         empty.insert(found)
                     }
                 };
@@ -483,7 +482,9 @@ pub async fn run<S: FileSource>(
             // Test-only failure point: counts written, file not acknowledged.
             std::process::exit(86);
         }
-        tracing::debug!("{name}: read as {}", counts.format);
+        if !counts.format.is_empty() {
+            tracing::debug!("{name}: read as {}", counts.format);
+        }
         if counts.unparsed > 0 {
             tracing::warn!("{name}: {}", counts.unparsed_summary());
             let key = Keys::new(prefix, &options.channel).receiver(&options.id);
@@ -586,9 +587,14 @@ mod tests {
 
     /// Per day and country, what counting `lines` one by one must give.
     fn expected(table: &GeoTable, lines: &[String]) -> HashMap<(String, String), u64> {
+        let book = LineOptions {
+            format: FormatChoice::Named(LogFormat::Book),
+            ..LineOptions::default()
+        };
+        let book = LineParser::for_file(&book, b"").unwrap();
         let mut visits = HashMap::new();
         for line in lines.iter().filter(|line| line.len() <= MAX_LINE) {
-            let Some(visit) = LineParser::named(LogFormat::Book).parse(line.as_bytes()) else {
+            let Some(visit) = book.parse(line.as_bytes()) else {
                 continue;
             };
             let Address::V4(ip) = visit.address else {

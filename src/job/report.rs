@@ -1,6 +1,6 @@
 //! `redistribute report`: the top places per day, read from the sorted sets
 //! the aggregation job fills, printed as a table, JSON or CSV, or drawn as
-//! an SVG chart (`report/chart.rs`): over a range of days, the top members'
+//! an SVG chart (`report/chart/`): over a range of days, the top members'
 //! visits day by day, then a bar chart per day.
 //!
 //! The keys are the book's, `daily:<dimension>:<day>`, without this tool's
@@ -61,6 +61,14 @@ impl Dimension {
     /// `namespace`: empty for the book's own keys, `P:` to keep them apart.
     pub fn day_key(self, namespace: &str, day: &str) -> String {
         format!("{namespace}daily:{}:{day}", self.key())
+    }
+
+    /// `country` for one member, `countries` for any other number.
+    fn noun(self, members: u64) -> &'static str {
+        match members {
+            1 => self.key(),
+            _ => self.plural(),
+        }
     }
 
     fn plural(self) -> &'static str {
@@ -155,7 +163,7 @@ fn shift(day: &str, count: u32, direction: i64) -> Result<String> {
         .and_then(|span| date.checked_add(span))
         .map_err(|_| outside())?
         .to_string();
-    // Years before 1 or after 9999 are dates, but not `YYYY-MM-DD` days.
+    // Years after 9999 (or before 0) are dates, but not `YYYY-MM-DD` days.
     parse_day(&other).map(|_| other).ok_or_else(outside)
 }
 
@@ -325,23 +333,30 @@ pub async fn gather(redis: &Redis, query: &ReportQuery) -> Result<Report> {
     })
 }
 
-/// The [`Report::series`] of `days`: picks the members, then reads their
-/// visits on every day with one ZMSCORE a day.
-async fn follow(redis: &Redis, query: &ReportQuery, days: &[DayReport]) -> Result<Vec<Series>> {
-    if days.len() < 2 {
-        return Ok(Vec::new());
-    }
+/// The members of the rows of `days`, the most visits over all of them
+/// first (ties by name): who is followed across days, and who gets the
+/// most distinct colours.
+fn ranked(days: &[DayReport]) -> Vec<&str> {
     let mut totals: HashMap<&str, u64> = HashMap::new();
     for row in days.iter().flat_map(|day| &day.rows) {
         *totals.entry(row.member.as_str()).or_default() += row.visits;
     }
     let mut members: Vec<(&str, u64)> = totals.into_iter().collect();
     members.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    members.into_iter().map(|(member, _)| member).collect()
+}
+
+/// The [`Report::series`] of `days`: picks the members, then reads their
+/// visits on every day with one ZMSCORE a day.
+async fn follow(redis: &Redis, query: &ReportQuery, days: &[DayReport]) -> Result<Vec<Series>> {
+    if days.len() < 2 {
+        return Ok(Vec::new());
+    }
     let wanted = match query.top {
         0 => MAX_SERIES,
         top => top.min(MAX_SERIES),
     };
-    let members: Vec<&str> = members.iter().take(wanted).map(|m| m.0).collect();
+    let members: Vec<&str> = ranked(days).into_iter().take(wanted).collect();
     let per_day: Vec<Vec<Option<f64>>> = futures_util::stream::iter(days)
         .map(|day| {
             let key = query.by.day_key(&query.namespace, &day.day);
@@ -527,7 +542,11 @@ impl Report {
             lines.push([
                 day.day.clone(),
                 String::new(),
-                format!("all {} {}", thousands(day.members), self.by.plural()),
+                format!(
+                    "all {} {}",
+                    thousands(day.members),
+                    self.by.noun(day.members)
+                ),
                 thousands(day.total),
                 if day.total > 0 { "100.0%" } else { "" }.to_owned(),
             ]);
@@ -568,7 +587,8 @@ impl Report {
     }
 
     /// The days as a JSON array: `[{"day", "total", "members", "rows":
-    /// [{"rank", "member", "visits", "share"}]}]`, share in percent.
+    /// [{"rank", "member", "name", "visits", "share"}]}]`, share in
+    /// percent, `name` only for members that are countries with a name.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&self.days).expect("a report always serializes") + "\n"
     }
@@ -599,7 +619,7 @@ impl Report {
     }
 
     /// A horizontal bar chart, one block per day, as a standalone SVG
-    /// document (`report/chart.rs` draws it).
+    /// document (`report/chart/` draws it).
     pub fn to_svg(&self) -> String {
         chart::render(self)
     }

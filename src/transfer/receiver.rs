@@ -200,10 +200,14 @@ impl FileSource for Receiver {
                 redis::pipe()
                     .hdel(&key, &["current", "at"])
                     .ignore()
-                    .hset_multiple(
-                        &key,
-                        &[("seen", lease::now_ms() as u64), ("rate", self.rate.add(0))],
-                    )
+                    // HSET of two fields, not redis-rs' `hset_multiple`,
+                    // which sends HMSET: users of the documented ACL lack it.
+                    .cmd("HSET")
+                    .arg(&key)
+                    .arg("seen")
+                    .arg(lease::now_ms() as u64)
+                    .arg("rate")
+                    .arg(self.rate.add(0))
                     .ignore(),
             )
             .await?;

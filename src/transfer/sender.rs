@@ -237,7 +237,10 @@ impl Sender {
         };
         let channel = Channel::new(redis, Keys::new(&options.prefix, &options.channel));
         create_channel(&channel, &options, limit).await?;
-        // A wait an earlier run left marked is over, and so is its pace.
+        let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
+        let lease = Lease::take(&channel, "sender", SENDER).await?;
+        // A wait an earlier run left marked is over, and so is its pace
+        // (only the sender holding the lease may say so).
         mark_waiting(&channel, false).await?;
         let forget = redis::cmd("HDEL")
             .arg(channel.keys.meta())
@@ -247,8 +250,6 @@ impl Sender {
             .redis
             .query::<()>("forgetting an earlier sender's pace", &forget)
             .await?;
-        let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
-        let lease = Lease::take(&channel, "sender", SENDER).await?;
         let shards = channel
             .redis
             .is_cluster()
@@ -876,7 +877,10 @@ impl Sender {
                     self.publish(fid, published, count, &digests, &totals).await?;
                     published = count;
                     self.report_progress(bytes);
-                    self.note_rate(bytes).await?;
+                    if let Err(error) = self.note_rate(bytes).await {
+                        // Only `status` reads it: not worth failing an upload.
+                        tracing::debug!("could not record the upload rate: {error}");
+                    }
                 }
                 chunk = incoming.recv(), if may_read => match chunk {
                     Some(Ok(Encoded::Chunk(packed))) => {

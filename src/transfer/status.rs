@@ -17,6 +17,11 @@ use crate::transfer::protocol::{Audience, Keys};
 /// (it writes the rate at most once a second while uploading).
 pub const RATE_FRESH_MS: u64 = 10_000;
 
+/// A receiver's rate older than this is no rate either: it reports at
+/// least before each wait and after each file, so one silent for the
+/// rate's whole window is idle or gone.
+const RECEIVER_RATE_FRESH_MS: u64 = 60_000;
+
 /// The state of one channel, as `status --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct ChannelStatus {
@@ -188,7 +193,9 @@ pub async fn channel_status(
                 .smembers(keys.members()),
         )
         .await?;
-    let uploaded = meta.number("original") + uploading_bytes(redis, keys, &active).await?;
+    let in_flight = in_flight_bytes(redis, keys, &active).await?;
+    let uploaded = meta.number("original") + in_flight.uploading;
+    let now = lease::now_ms() as u64;
     let mut ids = match &meta.audience {
         Audience::Broadcast(ids) => ids.clone(),
         Audience::Workers => members.clone(),
@@ -214,7 +221,10 @@ pub async fn channel_status(
         let into = current_file.as_ref().map(|_| number("at"));
         let behind =
             broadcast.then(|| uploaded.saturating_sub(number("bytes") + into.unwrap_or(0)));
-        let rate = number("rate");
+        // A rate last said long ago is no rate: the receiver is idle.
+        let seen = fields.get("seen").and_then(|v| v.parse::<u64>().ok());
+        let fresh = seen.is_some_and(|seen| now.saturating_sub(seen) <= RECEIVER_RATE_FRESH_MS);
+        let rate = if fresh { number("rate") } else { 0 };
         let settled = done + parked_files + number("moved");
         let process = lease::holder_of(&channel, &lease::role_of(&meta.audience, &id).0).await?;
         receivers.push(ReceiverStatus {
@@ -230,7 +240,7 @@ pub async fn channel_status(
             last_file: fields.get("last").cloned(),
             current_file,
             bytes_into_current: into,
-            last_seen_ms: fields.get("seen").and_then(|v| v.parse().ok()),
+            last_seen_ms: seen,
             rate,
             bytes_behind: behind,
             eta_seconds: behind.filter(|_| rate > 0).map(|b| b / rate),
@@ -243,7 +253,6 @@ pub async fn channel_status(
         Vec::new()
     };
     let sender = lease::holder_of(&channel, "sender").await?;
-    let now = lease::now_ms() as u64;
     let rate_fresh = now.saturating_sub(meta.number("rate_at")) <= RATE_FRESH_MS;
     let rate_in = match sender {
         Some(_) if rate_fresh => meta.number("rate"),
@@ -255,7 +264,7 @@ pub async fn channel_status(
         .map(|r| r.rate)
         .sum();
     let broadcast = matches!(meta.audience, Audience::Broadcast(_));
-    let eta_seconds = eta(broadcast, &receivers, uploaded, rate_out);
+    let eta_seconds = eta(broadcast, &receivers, in_flight.total, rate_out);
     Ok(Some(ChannelStatus {
         channel: name.to_owned(),
         time_ms: now,
@@ -283,32 +292,52 @@ pub async fn channel_status(
     }))
 }
 
-/// The bytes published so far of the files among `active` still being
-/// uploaded (the channel's `original` counts files once uploaded).
-async fn uploading_bytes(redis: &Redis, keys: &Keys, active: &[u64]) -> Result<u64> {
+/// Bytes of the files in flight (see [`in_flight_bytes`]).
+struct InFlight {
+    /// Published so far of the files still being uploaded (the channel's
+    /// `original` counts a file once uploaded).
+    uploading: u64,
+    /// Of every file in flight: its size once uploaded, else what was
+    /// published of it.
+    total: u64,
+}
+
+async fn in_flight_bytes(redis: &Redis, keys: &Keys, active: &[u64]) -> Result<InFlight> {
+    let mut found = InFlight {
+        uploading: 0,
+        total: 0,
+    };
     if active.is_empty() {
-        return Ok(0);
+        return Ok(found);
     }
     let mut pipe = redis::pipe();
     for &fid in active {
         pipe.cmd("HMGET")
             .arg(keys.file(fid))
             .arg("state")
-            .arg("offset");
+            .arg("offset")
+            .arg("size");
     }
-    let files: Vec<(Option<String>, Option<u64>)> = redis
-        .query_pipe("reading uploads in progress", &pipe)
-        .await?;
-    Ok(files
-        .into_iter()
-        .filter(|(state, _)| state.as_deref() == Some("uploading"))
-        .filter_map(|(_, offset)| offset)
-        .sum())
+    let files: Vec<(Option<String>, Option<u64>, Option<u64>)> =
+        redis.query_pipe("reading files in flight", &pipe).await?;
+    for (state, offset, size) in files {
+        let published = offset.unwrap_or(0);
+        if state.as_deref() == Some("uploading") {
+            found.uploading += published;
+        }
+        found.total += size.unwrap_or(published);
+    }
+    Ok(found)
 }
 
-/// See [`ChannelStatus::eta_seconds`]. `uploaded`: bytes of the files
-/// uploaded so far.
-fn eta(broadcast: bool, receivers: &[ReceiverStatus], uploaded: u64, rate_out: u64) -> Option<u64> {
+/// See [`ChannelStatus::eta_seconds`]. `in_flight`: bytes of the files
+/// not finished yet.
+fn eta(
+    broadcast: bool,
+    receivers: &[ReceiverStatus],
+    in_flight: u64,
+    rate_out: u64,
+) -> Option<u64> {
     if broadcast {
         let behind = receivers.iter().filter(|r| r.bytes_behind.unwrap_or(0) > 0);
         // A receiver that is not running is not moving, whatever it said last.
@@ -317,11 +346,12 @@ fn eta(broadcast: bool, receivers: &[ReceiverStatus], uploaded: u64, rate_out: u
             .collect();
         etas?.into_iter().max()
     } else {
+        // Each file in flight is some worker's, or waits for one.
         let through: u64 = receivers
             .iter()
-            .map(|r| r.bytes_done + r.bytes_into_current.unwrap_or(0))
+            .map(|r| r.bytes_into_current.unwrap_or(0))
             .sum();
-        let left = uploaded.saturating_sub(through);
+        let left = in_flight.saturating_sub(through);
         (left > 0 && rate_out > 0).then(|| left / rate_out)
     }
 }
@@ -420,12 +450,14 @@ mod tests {
 
     #[test]
     fn a_work_queue_ends_when_its_workers_together_get_through_what_is_left() {
+        // Files in flight hold 1900 bytes; one worker is 100 into its file.
         let workers = [
             receiver(true, 300, 100, 0, 20),
             receiver(true, 500, 0, 0, 30),
         ];
-        assert_eq!(eta(false, &workers, 1900, 50), Some(20));
-        assert_eq!(eta(false, &workers, 900, 50), None, "nothing left");
+        assert_eq!(eta(false, &workers, 1900, 50), Some(36));
+        assert_eq!(eta(false, &workers, 100, 50), None, "nothing left");
+        assert_eq!(eta(false, &workers, 0, 50), None, "nothing in flight");
         assert_eq!(eta(false, &workers, 1900, 0), None, "nothing moves");
     }
 }

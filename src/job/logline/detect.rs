@@ -5,7 +5,7 @@
 //! `common` and `combined` parse alike; they are told apart by the quoted
 //! referer and user agent, for the name said at `-v`.
 
-use super::{LineOptions, LineParser, LogFormat, json::JsonFields};
+use super::{LineOptions, LineParser, LogFormat};
 
 /// Formats in the order a tie goes.
 const CANDIDATES: [LogFormat; 4] = [
@@ -20,15 +20,9 @@ const CANDIDATES: [LogFormat; 4] = [
 pub fn detect(sample: &[&[u8]], options: &LineOptions) -> Option<(LogFormat, usize)> {
     let mut best: Option<(LogFormat, usize)> = None;
     for format in CANDIDATES {
-        let parser = match format {
-            LogFormat::Json => match JsonFields::resolve(sample, options) {
-                Ok(fields) => LineParser {
-                    layout: super::Layout::Json(fields),
-                    ..LineParser::named(LogFormat::Book)
-                },
-                Err(_) => continue,
-            },
-            format => LineParser::named(format),
+        // JSON without its fields fits nothing.
+        let Ok(parser) = LineParser::named(format, sample, options) else {
+            continue;
         };
         let fits = sample
             .iter()

@@ -47,29 +47,16 @@ const FORWARDED_FIELDS: &[&str] = &[
     "request_X-Forwarded-For",
 ];
 
-/// Which top-level fields hold the address, the time and the forwarded
-/// list: each a list of names, the first present in a line wins.
+/// Which top-level fields of a file's lines hold the address, the time
+/// and the forwarded list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JsonFields {
-    ip: Vec<String>,
-    time: Vec<String>,
-    forwarded: Vec<String>,
-}
-
-fn owned(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| (*name).to_owned()).collect()
+    ip: String,
+    time: String,
+    forwarded: Option<String>,
 }
 
 impl JsonFields {
-    /// Every usual name, tried on each line.
-    pub(super) fn usual() -> Self {
-        JsonFields {
-            ip: owned(IP_FIELDS),
-            time: owned(TIME_FIELDS),
-            forwarded: owned(FORWARDED_FIELDS),
-        }
-    }
-
     /// The names the first object among `sample` uses (or the ones
     /// `options` gives), so later lines compare each key with one name.
     pub(super) fn resolve(sample: &[&[u8]], options: &LineOptions) -> Result<Self, String> {
@@ -88,7 +75,7 @@ impl JsonFields {
             candidates
                 .into_iter()
                 .find(|name| keys.iter().any(|key| key == name))
-                .map(|name| vec![name.to_owned()])
+                .map(str::to_owned)
                 .ok_or_else(|| {
                     format!(
                         "its JSON lines have no {what} field (looked for {}; the first has {}); \
@@ -109,17 +96,13 @@ impl JsonFields {
             forwarded: FORWARDED_FIELDS
                 .iter()
                 .find(|name| keys.iter().any(|key| key == *name))
-                .map_or_else(Vec::new, |name| vec![(*name).to_owned()]),
+                .map(|name| (*name).to_owned()),
         })
     }
 
     /// `remote_addr, time_iso8601`: the fields in use.
     pub(super) fn describe(&self) -> String {
-        let first = |names: &[String]| names.first().cloned().unwrap_or_default();
-        match (self.ip.len(), self.time.len()) {
-            (1, 1) => format!("{}, {}", first(&self.ip), first(&self.time)),
-            _ => "the usual field names".to_owned(),
-        }
+        format!("{}, {}", self.ip, self.time)
     }
 
     /// Address, day and (when `forwarded` is wanted) forwarded list of a line.
@@ -134,12 +117,12 @@ impl JsonFields {
         .deserialize(&mut deserializer)
         .ok()?;
         deserializer.end().ok()?;
-        let address = parse_address(found.ip?.1.as_bytes())?;
-        let day = match found.time?.1 {
+        let address = parse_address(found.ip?.as_bytes())?;
+        let day = match found.time? {
             Scalar::Text(text) => time::day_of(text.as_bytes())?,
             Scalar::Number(seconds) => time::epoch_seconds_day(epoch_seconds(seconds))?,
         };
-        let list = found.forwarded.map(|(_, text)| match text {
+        let list = found.forwarded.map(|text| match text {
             Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
             Cow::Owned(text) => Cow::Owned(text.into_bytes()),
         });
@@ -160,13 +143,12 @@ fn epoch_seconds(number: f64) -> i64 {
     seconds.floor() as i64
 }
 
-/// What a line gave so far: each field with the rank of the name it came
-/// under (lower is better).
+/// What a line gave so far.
 #[derive(Default)]
 struct Found<'a> {
-    ip: Option<(usize, Cow<'a, str>)>,
-    time: Option<(usize, Scalar<'a>)>,
-    forwarded: Option<(usize, Cow<'a, str>)>,
+    ip: Option<Cow<'a, str>>,
+    time: Option<Scalar<'a>>,
+    forwarded: Option<Cow<'a, str>>,
 }
 
 enum Scalar<'a> {
@@ -199,38 +181,29 @@ impl<'de> Visitor<'de> for LineSeed<'_, '_, 'de> {
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         let fields = self.fields;
         while let Some(key) = map.next_key_seed(KeySeed(fields, self.forwarded))? {
-            let better = |slot: Option<usize>, rank: usize| slot.is_none_or(|best| rank < best);
-            match key {
-                Key::Ip(rank) if better(self.found.ip.as_ref().map(|f| f.0), rank) => {
-                    let Scalar::Text(text) = map.next_value_seed(ScalarSeed)? else {
-                        continue;
-                    };
-                    self.found.ip = Some((rank, text));
-                }
-                Key::Time(rank) if better(self.found.time.as_ref().map(|f| f.0), rank) => {
-                    self.found.time = Some((rank, map.next_value_seed(ScalarSeed)?));
-                }
-                Key::Forwarded(rank)
-                    if better(self.found.forwarded.as_ref().map(|f| f.0), rank) =>
-                {
-                    if let Scalar::Text(text) = map.next_value_seed(ScalarSeed)? {
-                        self.found.forwarded = Some((rank, text));
-                    }
-                }
-                _ => {
+            let value = match key {
+                Key::Other => {
                     map.next_value::<IgnoredAny>()?;
+                    continue;
                 }
+                _ => map.next_value_seed(ScalarSeed)?,
+            };
+            match (key, value) {
+                (Key::Ip, Scalar::Text(text)) => self.found.ip = Some(text),
+                (Key::Time, time) => self.found.time = Some(time),
+                (Key::Forwarded, Scalar::Text(text)) => self.found.forwarded = Some(text),
+                _ => {}
             }
         }
         Ok(())
     }
 }
 
-/// Which wanted field a key names, with its name's rank.
+/// Which wanted field a key names.
 enum Key {
-    Ip(usize),
-    Time(usize),
-    Forwarded(usize),
+    Ip,
+    Time,
+    Forwarded,
     Other,
 }
 
@@ -252,14 +225,13 @@ impl Visitor<'_> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        let rank = |names: &[String]| names.iter().position(|name| name == key);
         let KeySeed(fields, forwarded) = self;
-        Ok(if let Some(rank) = rank(&fields.ip) {
-            Key::Ip(rank)
-        } else if let Some(rank) = rank(&fields.time) {
-            Key::Time(rank)
-        } else if let Some(rank) = rank(&fields.forwarded).filter(|_| forwarded) {
-            Key::Forwarded(rank)
+        Ok(if key == fields.ip {
+            Key::Ip
+        } else if key == fields.time {
+            Key::Time
+        } else if forwarded && fields.forwarded.as_deref() == Some(key) {
+            Key::Forwarded
         } else {
             Key::Other
         })

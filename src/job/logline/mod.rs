@@ -136,15 +136,23 @@ type Fields<'a> = (Address, [u8; 10], Option<Cow<'a, [u8]>>);
 #[derive(Clone, Debug)]
 pub struct LineParser {
     layout: Layout,
+    /// The format as people name it, for messages.
+    name: String,
     /// `None`: the address that connected is the visitor.
     forwarded: Option<Vec<IpNet>>,
     /// The last day found on the calendar (see [`LineParser::on_calendar`]).
-    checked_day: Cell<time::Ymd>,
+    checked_day: Cell<Option<time::Ymd>>,
 }
 
+/// How a line is taken apart.
 #[derive(Clone, Debug)]
 enum Layout {
-    Named(LogFormat),
+    /// `IP DAY ...`.
+    Book,
+    /// `common` and `combined`, which parse alike.
+    Clf,
+    /// `vhost_combined`: `host:port`, then a combined line.
+    VhostClf,
     Json(JsonFields),
     Nginx(NginxLayout),
 }
@@ -163,84 +171,89 @@ impl LineParser {
     /// without an address or time field.
     pub fn for_file(options: &LineOptions, start: &[u8]) -> Result<LineParser, String> {
         let sample = sample(start);
-        let forwarded = match &options.client_ip {
-            ClientIp::Remote => None,
-            ClientIp::Forwarded { trusted } => Some(trusted.clone()),
-        };
-        let named = |format| match format {
-            LogFormat::Json => JsonFields::resolve(&sample, options).map(Layout::Json),
-            format => Ok(Layout::Named(format)),
-        };
-        let layout = match &options.format {
-            FormatChoice::Named(format) => named(*format)?,
-            FormatChoice::Nginx(layout) => Layout::Nginx(layout.clone()),
+        let named = |format| LineParser::named(format, &sample, options);
+        match &options.format {
+            FormatChoice::Named(format) => named(*format),
+            FormatChoice::Nginx(layout) => Ok(LineParser::new(
+                Layout::Nginx(layout.clone()),
+                layout.to_string(),
+                options,
+            )),
             FormatChoice::Auto => {
                 let found = detect(&sample, options).filter(|(_, fits)| *fits * 2 > sample.len());
                 match (found, sample.first()) {
-                    (Some((format, _)), _) => named(format)?,
-                    (None, None) => Layout::Named(LogFormat::Book),
-                    (None, Some(example)) => {
-                        return Err(format!(
-                            "no known log format fits its first lines, such as {:?}; pass \
-                             --log-format (book, common, combined, vhost_combined, json or \
-                             'nginx:LAYOUT')",
-                            shown(example)
-                        ));
+                    (Some((format, _)), _) => named(format),
+                    // Nothing to tell by: any format reads no lines alike.
+                    (None, None) => named(LogFormat::Book),
+                    // JSON that lacks the fields: say which are missing.
+                    (None, Some(first)) if first.trim_ascii_start().starts_with(b"{") => {
+                        named(LogFormat::Json)
                     }
+                    (None, Some(example)) => Err(format!(
+                        "no known log format fits its first lines, such as {:?}; pass \
+                         --log-format (book, common, combined, vhost_combined, json or \
+                         'nginx:LAYOUT')",
+                        shown(example)
+                    )),
                 }
             }
-        };
-        Ok(LineParser {
-            layout,
-            forwarded,
-            checked_day: Cell::default(),
-        })
+        }
     }
 
-    /// A parser for `format` with the usual field names and the address
-    /// that connected as the visitor.
-    pub fn named(format: LogFormat) -> LineParser {
+    /// The parser for the named `format`; JSON's fields are found in
+    /// `sample`.
+    fn named(format: LogFormat, sample: &[&[u8]], options: &LineOptions) -> Result<Self, String> {
         let layout = match format {
-            LogFormat::Json => Layout::Json(JsonFields::usual()),
-            format => Layout::Named(format),
+            LogFormat::Json => {
+                let fields = JsonFields::resolve(sample, options)?;
+                let name = format!("json ({})", fields.describe());
+                return Ok(LineParser::new(Layout::Json(fields), name, options));
+            }
+            LogFormat::Book => Layout::Book,
+            LogFormat::VhostCombined => Layout::VhostClf,
+            _ => Layout::Clf,
         };
+        Ok(LineParser::new(layout, format.name().to_owned(), options))
+    }
+
+    fn new(layout: Layout, name: String, options: &LineOptions) -> LineParser {
         LineParser {
             layout,
-            forwarded: None,
-            checked_day: Cell::default(),
+            name,
+            forwarded: match &options.client_ip {
+                ClientIp::Remote => None,
+                ClientIp::Forwarded { trusted } => Some(trusted.clone()),
+            },
+            checked_day: Cell::new(None),
         }
     }
 
     /// The format, as people name it: `combined`, `json (remote_addr,
     /// time_iso8601)`, `nginx:$remote_addr ...`.
-    pub fn describe(&self) -> String {
-        match &self.layout {
-            Layout::Named(format) => format.name().to_owned(),
-            Layout::Json(fields) => format!("json ({})", fields.describe()),
-            Layout::Nginx(layout) => layout.to_string(),
-        }
+    pub fn describe(&self) -> &str {
+        &self.name
     }
 
     /// Parses one line (without its newline); `None` when it does not fit.
     pub fn parse(&self, line: &[u8]) -> Option<Visit> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         // Each arm ends in a visit of its own: the common formats then
         // pass nothing through the general path's larger values.
         match &self.layout {
-            Layout::Named(LogFormat::Book) => {
+            Layout::Book => {
                 let (address, rest) = leading_address(line.trim_ascii_start())?;
                 let day = split_field(rest.trim_ascii_start()).0;
                 let day = self.on_calendar(day.try_into().ok()?)?;
                 Some(Visit { address, day })
             }
-            Layout::Named(LogFormat::Common | LogFormat::Combined) => self.clf(line),
-            Layout::Named(LogFormat::VhostCombined) => {
+            Layout::Clf => self.clf(line),
+            Layout::VhostClf => {
                 let (host, rest) = split_field(line.trim_ascii_start());
                 if !host.contains(&b':') {
                     return None;
                 }
                 self.clf(rest)
             }
-            Layout::Named(LogFormat::Json) => unreachable!("JSON always has its fields"),
             Layout::Json(fields) => self.visit(fields.extract(line, self.forwarded.is_some())?),
             Layout::Nginx(layout) => self.visit(layout.extract(line)?),
         }
@@ -249,7 +262,7 @@ impl LineParser {
     /// The visit of what a layout read: the client chosen when asked.
     fn visit(&self, (remote, day, list): Fields<'_>) -> Option<Visit> {
         let address = match (&self.forwarded, list) {
-            (Some(trusted), Some(list)) => client(remote, &list, trusted)?,
+            (Some(trusted), Some(list)) => client(remote, &list, trusted),
             _ => remote,
         };
         Some(Visit { address, day })
@@ -268,7 +281,7 @@ impl LineParser {
             return Some(Visit { address, day });
         };
         let address = match quoted_fields(&rest[open..]).nth(3) {
-            Some(list) => client(address, list, trusted)?,
+            Some(list) => client(address, list, trusted),
             None => address,
         };
         Some(Visit { address, day })
@@ -277,9 +290,9 @@ impl LineParser {
     /// `day` if it is on the calendar. Logs are in time order, so the
     /// day is nearly always the previous line's, which was checked.
     fn on_calendar(&self, day: time::Ymd) -> Option<time::Ymd> {
-        if day != self.checked_day.get() {
+        if self.checked_day.get() != Some(day) {
             time::checked(day)?;
-            self.checked_day.set(day);
+            self.checked_day.set(Some(day));
         }
         Some(day)
     }
@@ -328,19 +341,19 @@ fn quoted_fields(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// is empty or `-` means no proxy forwarded the request. A hop that is not
 /// an address ends the walk: nothing before it can be trusted, so the hop
 /// after it is the client.
-fn client(remote: Address, list: &[u8], trusted: &[IpNet]) -> Option<Address> {
+fn client(remote: Address, list: &[u8], trusted: &[IpNet]) -> Address {
     let list = list.trim_ascii();
     if list.is_empty() || list == b"-" {
-        return Some(remote);
+        return remote;
     }
     let mut hops = list.rsplit(|&b| b == b',').map(hop_address);
     if trusted.is_empty() {
-        return Some(hops.next().flatten().unwrap_or(remote));
+        return hops.next().flatten().unwrap_or(remote);
     }
     let is_trusted = |address: Address| trusted.iter().any(|net| net.contains(&address.to_ip()));
     let mut client = remote;
     if !is_trusted(remote) {
-        return Some(remote);
+        return remote;
     }
     for hop in hops {
         match hop {
@@ -353,7 +366,7 @@ fn client(remote: Address, list: &[u8], trusted: &[IpNet]) -> Option<Address> {
             None => break,
         }
     }
-    Some(client)
+    client
 }
 
 /// One hop of a forwarded list: an address, perhaps with a port

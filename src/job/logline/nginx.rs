@@ -82,7 +82,9 @@ impl FromStr for NginxLayout {
             parts.push(Part::Variable(match name {
                 "remote_addr" | "realip_remote_addr" => Variable::Address,
                 "time_local" | "time_iso8601" | "msec" => Variable::Time,
-                "http_x_forwarded_for" | "proxy_add_x_forwarded_for" => Variable::Forwarded,
+                // Not `$proxy_add_x_forwarded_for`: it ends with the
+                // address that connected, which would pass as the client.
+                "http_x_forwarded_for" => Variable::Forwarded,
                 _ => Variable::Other,
             }));
             rest = next;

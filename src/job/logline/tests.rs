@@ -1,7 +1,9 @@
 use super::*;
 
+/// `line` parsed in `format`, with itself as the file's first lines.
 fn parse(format: LogFormat, line: &[u8]) -> Option<Visit> {
-    LineParser::named(format).parse(line)
+    let options = options(FormatChoice::Named(format), ClientIp::Remote);
+    LineParser::for_file(&options, line).ok()?.parse(line)
 }
 
 fn day(visit: &Visit) -> &str {
@@ -63,7 +65,9 @@ fn garbage_and_days_off_the_calendar_do_not_parse() {
         b"1.2.3.4 -",
         b"1.2.3.4 2026-02-30",
         b"1.2.3.4 2026-11-24x",
-        b"1.2.3.4 \x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a",
+        b"1.2.3.4 \x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c",
+        // Ten NULs: no day a parser remembers may stand for "none yet".
+        b"1.2.3.4 \0\0\0\0\0\0\0\0\0\0",
     ] {
         assert_eq!(
             parse(LogFormat::Book, line),
@@ -121,10 +125,11 @@ fn the_fast_ipv4_parser_agrees_with_std() {
             .filter(|&(_, length)| length == text.len())
             .map(|(value, _)| value);
         let std = text.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
-        if std.is_some() {
+        if text == "01.2.3.4" {
+            // Deliberately lenient: std refuses leading zeros, logs do not have them.
+            assert_eq!((ours, std), (Some(0x0102_0304), None));
+        } else {
             assert_eq!(ours, std, "{text}");
-        } else if text != "01.2.3.4" {
-            assert_eq!(ours, None, "{text}");
         }
     }
 }

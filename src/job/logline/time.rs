@@ -64,16 +64,17 @@ pub fn iso_day(text: &[u8]) -> Option<Ymd> {
     }
 }
 
-/// The UTC day of a Unix time: whole seconds when it has up to 11 digits
-/// before any fraction, else milliseconds (up to 14), microseconds (up to
-/// 17) or nanoseconds.
+/// The UTC day of a Unix time: whole seconds when it has 9 to 11 digits
+/// before any fraction (since 1973), else milliseconds (up to 14),
+/// microseconds (up to 17) or nanoseconds. Fewer digits are more likely a
+/// compact date or a counter than a time.
 fn epoch_day(text: &[u8]) -> Option<Ymd> {
     let whole = match text.iter().position(|&b| b == b'.') {
         Some(dot) if text[dot + 1..].iter().all(u8::is_ascii_digit) => &text[..dot],
         Some(_) => return None,
         None => text,
     };
-    if whole.is_empty() || whole.len() > 19 || !whole.iter().all(u8::is_ascii_digit) {
+    if !(9..=19).contains(&whole.len()) || !whole.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let number: i64 = std::str::from_utf8(whole).ok()?.parse().ok()?;
@@ -160,7 +161,7 @@ mod tests {
         ] {
             assert_eq!(day(epoch).as_deref(), Some("2023-11-14"), "{epoch}");
         }
-        assert_eq!(day("0").as_deref(), Some("1970-01-01"));
+        assert_eq!(day("100000000").as_deref(), Some("1973-03-03"));
     }
 
     #[test]
@@ -181,6 +182,8 @@ mod tests {
             "17e9",
             "1.2.3",
             "99999999999999999999",
+            "20261102",
+            "0",
         ] {
             assert_eq!(day(bad), None, "{bad:?}");
         }

@@ -173,8 +173,8 @@ struct Trend {
     summary: String,
 }
 
-/// Least squares over (day offset, visits): robust to one odd day, and
-/// what "trend" means to most readers.
+/// Least squares over (day offset, visits): the straight line most readers
+/// mean by a trend. One odd day pulls it; the dots show such days.
 fn trend(days: &Days, values: &[u64]) -> Option<Trend> {
     let n = values.len() as f64;
     if values.len() < 2 {

@@ -142,10 +142,7 @@ impl Chart<'_> {
     }
 
     fn noun(&self, members: u64) -> &'static str {
-        match members {
-            1 => self.report.by.key(),
-            _ => self.report.by.plural(),
-        }
+        self.report.by.noun(members)
     }
 
     /// A horizontal hairline across the page.
@@ -174,17 +171,11 @@ impl Chart<'_> {
 /// member's visits over all days, so the biggest members get the most
 /// distinct colours and a member looks the same on every day.
 fn colors(report: &Report) -> HashMap<&str, String> {
-    let mut totals: HashMap<&str, u64> = HashMap::new();
-    for row in report.days.iter().flat_map(|day| &day.rows) {
-        *totals.entry(row.member.as_str()).or_default() += row.visits;
-    }
-    let mut members: Vec<(&str, u64)> = totals.into_iter().collect();
-    members.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    members
+    super::ranked(&report.days)
         .into_iter()
-        .filter(|(member, _)| !is_unknown(member))
+        .filter(|member| !is_unknown(member))
         .enumerate()
-        .map(|(i, (member, _))| (member, color(i)))
+        .map(|(i, member)| (member, color(i)))
         .collect()
 }
 
@@ -241,20 +232,9 @@ fn subtitle(report: &Report) -> String {
     format!("{which}{days}{scale}")
 }
 
-/// A member's label: its title (`DE Germany`), shortened in the middle to
-/// at most `max` characters, because both ends of a name tell members
-/// apart (`US/California/San Francisco`, `US/California/San Jose`).
-fn label(row_title: &str, max: usize) -> String {
-    let count = row_title.chars().count();
-    if count <= max {
-        return row_title.to_owned();
-    }
-    let tail = (max - 1) / 2;
-    let head = max - 1 - tail;
-    let mut cut: String = row_title.chars().take(head).collect();
-    cut.push('…');
-    cut.extend(row_title.chars().skip(count - tail));
-    cut
+/// A member's label: its title (`DE Germany`) in at most `max` characters.
+fn label(title: &str, max: usize) -> String {
+    crate::text::shortened(title, max)
 }
 
 /// Escapes text for XML content and attributes, and replaces characters
@@ -288,16 +268,6 @@ mod tests {
             "A&amp;B &lt;&quot;c&quot;&gt; &apos;d&apos;"
         );
         assert_eq!(escape("a\u{1}b\tc"), "a\u{FFFD}b c");
-    }
-
-    #[test]
-    fn long_labels_are_shortened_in_the_middle() {
-        let long = "US/California/San Francisco International";
-        let short = label(long, 20);
-        assert_eq!(short.chars().count(), 20);
-        assert_eq!(short, "US/Califor…rnational");
-        assert_eq!(label("DE Germany", 20), "DE Germany");
-        assert_eq!(label("ÄÖÜäöüßÄÖÜ", 5), "ÄÖ…ÖÜ");
     }
 
     #[test]
