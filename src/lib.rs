@@ -65,7 +65,7 @@ pub mod transfer;
 
 pub use error::{Error, Result};
 pub use files::decode::Decode;
-pub use files::incoming::IncomingFile;
+pub use files::incoming::{IncomingFile, PieceOf};
 pub use files::progress::Progress;
 pub use files::sink::Sink;
 pub use files::source::{Failure, FileSource};

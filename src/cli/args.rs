@@ -61,6 +61,7 @@ pub enum Command {
         redistribute send --channel logs --receivers 3 /var/log/nginx/archive   # to receivers 0, 1, 2\n  \
         redistribute send --channel logs --receivers eu,us access.log.1         # to named receivers\n  \
         redistribute send --channel jobs --workers /data/incoming               # each file to one worker\n  \
+        redistribute send --channel jobs --workers --split 64MiB access.log.gz  # pieces of one file to many\n  \
         redistribute send --channel logs --receivers 3 --follow /var/log/rotated # keep sending new files\n  \
         zcat big.gz | redistribute send --channel logs --receivers 3 --name big.log -\n\n\
         It exits once every receiver finished every file (0), or with 3 when some were parked.")]
@@ -72,7 +73,10 @@ pub enum Command {
         redistribute receive --channel jobs --id \"$(hostname)\" --exec 'exec ./process.sh'\n  \
         redistribute receive --channel logs --id 0 --follow --out /srv/logs  # keep waiting for files\n\n\
         --exec runs the command once per file with the file on stdin and its name in\n\
-        $REDISTRIBUTE_NAME; a file is acknowledged only after the command exits with 0.")]
+        $REDISTRIBUTE_NAME; a file is acknowledged only after the command exits with 0.\n\
+        A file sent with --split comes in pieces, one command each, with $REDISTRIBUTE_PIECE\n\
+        and $REDISTRIBUTE_PIECES set; --stdout writes pieces as they complete (across workers\n\
+        their order is not kept), and --out refuses them.")]
     Receive(ReceiveArgs),
     /// Show channels: who runs, files in flight, memory held, receivers' progress.
     #[command(after_help = "Examples:\n  \
@@ -155,6 +159,10 @@ pub struct SendArgs {
     /// Make a work queue: each file goes to exactly one of any number of workers.
     #[arg(long)]
     pub workers: bool,
+    /// With --workers: cut each file at line ends into pieces of about SIZE, each a work item
+    /// (.gz/.zst inputs are decoded first), so many workers share one huge file.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "workers")]
+    pub split: Option<u64>,
     /// Most file data the channel may hold in Redis (at most half of maxmemory).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     pub limit: u64,

@@ -26,6 +26,7 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
     options.chunk_size = args.chunk_size;
     options.compress = args.compress;
     options.allow_eviction = args.allow_eviction;
+    options.split = args.split;
     let mut sender = Sender::open(url, options).await?;
     let total = inputs.iter().map(|i| i.size).sum();
     let bar = progress::bytes(total, quiet, "sending");

@@ -188,6 +188,12 @@ fn print_status(s: &ChannelStatus) {
             println!("  {:<12} {line}", "");
         }
     }
+    for f in &s.split_files {
+        println!(
+            "  {}: {} of {} pieces done",
+            f.file, f.pieces_settled, f.pieces
+        );
+    }
     for p in &s.parked {
         println!(
             "  parked: {} (receiver {}): {}",

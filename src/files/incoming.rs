@@ -58,6 +58,32 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Where a piece belongs: see [`IncomingFile::piece`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PieceOf {
+    /// The whole file's name; the piece itself travels as `FILE#INDEX`.
+    pub file: String,
+    /// From 1.
+    pub index: u32,
+    /// How many pieces the file has.
+    pub count: u32,
+}
+
+impl PieceOf {
+    /// The piece named `name` whose record says `field` (`I/N`), if both
+    /// agree.
+    pub(crate) fn parse(name: &str, field: &str) -> Option<PieceOf> {
+        let (index, count) = field.split_once('/')?;
+        let (index, count): (u32, u32) = (index.parse().ok()?, count.parse().ok()?);
+        let file = name.strip_suffix(&format!("#{index}"))?;
+        (index >= 1 && index <= count && !file.is_empty()).then(|| PieceOf {
+            file: file.to_owned(),
+            index,
+            count,
+        })
+    }
+}
+
 /// A file being received. Read it as raw bytes (it implements
 /// [`AsyncRead`] and [`AsyncBufRead`]), decoded with [`IncomingFile::decoded`],
 /// or as lines with [`IncomingFile::lines`]; then pass it to
@@ -74,6 +100,8 @@ pub struct IncomingFile {
     received: Arc<AtomicU64>,
     /// The size the sender saw, when it knew one (not for a stream).
     expected_size: Option<u64>,
+    /// Which piece of which file this is, for a file sent with `--split`.
+    piece: Option<PieceOf>,
     chunks: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
     verified: Arc<AtomicBool>,
@@ -95,6 +123,7 @@ impl IncomingFile {
             ticket,
             received: Arc::default(),
             expected_size: None,
+            piece: None,
             chunks,
             current: Bytes::new(),
             verified,
@@ -132,6 +161,27 @@ impl IncomingFile {
     /// The file's name relative to what the sender was given, `/`-separated.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file as piece `piece` of a larger one.
+    pub(crate) fn piece_of(mut self, piece: Option<PieceOf>) -> Self {
+        self.piece = piece;
+        self
+    }
+
+    /// The file as people call it in messages: its name, or `access.log
+    /// (piece 3 of 20)`.
+    pub fn title(&self) -> String {
+        match &self.piece {
+            Some(piece) => format!("{} (piece {} of {})", piece.file, piece.index, piece.count),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Which piece of which file this is, when the sender cut a file into
+    /// pieces (`send --split`); `None` for a whole file.
+    pub fn piece(&self) -> Option<&PieceOf> {
+        self.piece.as_ref()
     }
 
     /// The file as one whose sender saw `size` bytes (when it knew).

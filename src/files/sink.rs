@@ -59,7 +59,7 @@ impl Sink {
         // cannot be taken back: a later attempt goes on after them.
         let mut printed: HashMap<String, u64> = HashMap::new();
         while let Some(mut file) = files.next_file().await? {
-            let name = file.name().to_owned();
+            let name = file.title();
             let key = file.token("", "");
             let already = printed.entry(key.clone()).or_default();
             let so_far = file.received_so_far();
@@ -135,7 +135,18 @@ impl Sink {
         let name = file.name().to_owned();
         names::check_file_name(&name)?;
         match self {
-            Sink::Dir(dir) => write_copy(dir, &name, file).await,
+            Sink::Dir(dir) => match file.piece() {
+                // Pieces go to any worker, so no directory gets them all.
+                Some(piece) => Err(Error::Sink {
+                    output: dir.display().to_string(),
+                    reason: format!(
+                        "{name} is piece {} of {} of {}: a file sent with --split arrives in \
+                         pieces, which --out cannot put back together; use --exec or --stdout",
+                        piece.index, piece.count, piece.file
+                    ),
+                }),
+                None => write_copy(dir, &name, file).await,
+            },
             Sink::Exec(command) => run_command(command, &name, file, decode).await,
             Sink::Stdout => write_stdout(&name, file, decode, already).await,
         }
@@ -396,6 +407,12 @@ async fn run_command(
         .env("REDISTRIBUTE_NAME", name)
         .stdin(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(piece) = file.piece() {
+        shell
+            .env("REDISTRIBUTE_NAME", &piece.file)
+            .env("REDISTRIBUTE_PIECE", piece.index.to_string())
+            .env("REDISTRIBUTE_PIECES", piece.count.to_string());
+    }
     die_with_parent(&mut shell);
     let output = format!("`sh -c {command}`");
     let mut child = shell.spawn().map_err(|e| broken(&output, e))?;

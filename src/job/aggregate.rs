@@ -463,7 +463,7 @@ pub async fn run<S: FileSource>(
         if stale {
             (table, source) = load_table(redis, prefix, &options.table_files).await?;
         }
-        let name = file.name().to_owned();
+        let name = file.title();
         let counts = match FileCounts::count_file(&mut file, table.clone(), &options.lines).await {
             Ok(counts) => counts,
             Err(error) => {

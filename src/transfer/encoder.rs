@@ -102,6 +102,8 @@ pub(crate) fn codec_for_file(
 /// it), checking at the end that it is still the file `expected`
 /// describes. Returns the chunks as they come and the tasks producing
 /// them.
+/// With `piece_len`, `file` is positioned at a piece of that many bytes,
+/// which ends there rather than at the file's end.
 pub(crate) fn encode_file(
     file: std::fs::File,
     path: &Path,
@@ -109,11 +111,19 @@ pub(crate) fn encode_file(
     hasher: blake3::Hasher,
     expected: Snapshot,
     layout: Layout,
+    piece_len: Option<u64>,
 ) -> (mpsc::Receiver<std::io::Result<Encoded>>, Tasks) {
     let (blocks, input) = mpsc::channel(2);
     let path = path.to_owned();
     let reading = tokio::task::spawn_blocking(move || {
-        read_file(file, &path, offset, hasher, expected, layout, blocks);
+        let read = FileRead {
+            offset,
+            hasher,
+            expected,
+            layout,
+            piece_len,
+        };
+        read_file(file, &path, read, blocks);
     });
     let (out, encoded) = mpsc::channel(2);
     let encoding = tokio::spawn(encode(input, layout, out));
@@ -208,30 +218,52 @@ async fn encode(
     }
 }
 
+/// What [`read_file`] reads: see [`encode_file`].
+struct FileRead {
+    offset: u64,
+    hasher: blake3::Hasher,
+    expected: Snapshot,
+    layout: Layout,
+    piece_len: Option<u64>,
+}
+
 /// Reads a file in blocks on a blocking thread: plain reads straight into
 /// each block's buffer, hashing as it goes.
 fn read_file(
     mut file: std::fs::File,
     path: &Path,
-    offset: u64,
-    mut hasher: blake3::Hasher,
-    expected: Snapshot,
-    layout: Layout,
+    read: FileRead,
     out: mpsc::Sender<std::io::Result<Input>>,
 ) {
+    let FileRead {
+        offset,
+        mut hasher,
+        expected,
+        layout,
+        piece_len,
+    } = read;
     let size = layout.read_len();
     let pool = layout.pool();
     let mut total = offset;
     loop {
+        let wanted = piece_len.map_or(size as u64, |len| (len - total).min(size as u64));
         let mut buffer = chunk::block_buffer(pool, size);
-        if let Err(error) = (&mut file).take(size as u64).read_to_end(&mut buffer) {
+        if let Err(error) = (&mut file).take(wanted).read_to_end(&mut buffer) {
             let _ = out.blocking_send(Err(error));
             return;
         }
         let len = buffer.len() - chunk::HEADER;
         total += len as u64;
-        let last = len < size;
-        if last && let Some(reason) = expected.changed(&file, total) {
+        let last = len < size || piece_len == Some(total);
+        let unchanged = match piece_len {
+            // A piece ends before the file does: the file as a whole must
+            // still be the one opened, and the piece read in full.
+            Some(piece_len) => expected
+                .changed(&file, expected.len)
+                .or_else(|| (total != piece_len).then(|| "it was cut short".to_owned())),
+            None => expected.changed(&file, total),
+        };
+        if last && let Some(reason) = unchanged {
             // Before the last block goes out: a file cut short or grown
             // while read must not be finished as if it were whole.
             let error = Error::SourceChanged {

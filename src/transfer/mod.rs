@@ -13,6 +13,7 @@ pub mod codec;
 pub(crate) mod encoder;
 pub mod lease;
 pub(crate) mod notice;
+pub(crate) mod pieces;
 pub mod protocol;
 pub mod purge;
 pub(crate) mod rate;

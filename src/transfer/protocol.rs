@@ -214,6 +214,11 @@ impl Keys {
     pub fn members(&self) -> String {
         format!("{}members", self.base)
     }
+
+    /// Files sent in pieces (`--split`): name → how many pieces.
+    pub fn split(&self) -> String {
+        format!("{}split", self.base)
+    }
 }
 
 /// Helpers shared by the scripts. `account` recomputes how many bytes of a
@@ -432,7 +437,8 @@ return 1
 /// for (comma-separated, `*` for any worker), the original file id, the
 /// round; then the lowest file id a new file may get (above every id this
 /// sender has seen: after Redis lost its latest writes, an id must not
-/// name two files).
+/// name two files); then `I/N` when the file is piece I of N of a file
+/// sent with `--split` (else '').
 /// Returns `{fid, state, published, chunk slot, offset, stored, requests}`
 /// where state is `new`, `uploading` or `sent`, or `busy` for a re-supply
 /// of a file whose first upload is still unfinished; a resumed upload
@@ -484,6 +490,7 @@ local f = base .. 'f:' .. fid
 redis.call('HSET', f, 'name', ARGV[2], 'chunk', ARGV[5], 'need', ARGV[6], 'state', 'uploading',
   'reserved', 0, 'published', 0, 'freed', 0, 'acks', 0, 'acct', 0, 'fails', 0,
   'identity', ARGV[3], 'origin', ARGV[8] ~= '' and ARGV[8] or fid, 'round', ARGV[9] ~= '' and ARGV[9] or 0)
+if ARGV[11] and ARGV[11] ~= '' then redis.call('HSET', f, 'piece', ARGV[11]) end
 if resupply then
   redis.call('HSET', f, 'for', ARGV[7])
   redis.call('HINCRBY', meta, 'resupplied', 1)

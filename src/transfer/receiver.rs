@@ -19,7 +19,7 @@ use redis::streams::{StreamId, StreamReadReply};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::files::incoming::{AbortOnDrop, IncomingFile, Ticket};
+use crate::files::incoming::{AbortOnDrop, IncomingFile, PieceOf, Ticket};
 use crate::files::names;
 use crate::files::source::{Failure, FileSource};
 use crate::redis::{BLOCK, Redis};
@@ -880,6 +880,9 @@ impl Receiver {
             ))));
         }
         let size = expected_size(&identity);
+        let piece = field("piece")
+            .and_then(|field| std::str::from_utf8(field).ok())
+            .and_then(|field| PieceOf::parse(&name, field));
         let ticket = Ticket::Native {
             fid,
             entry: entry.to_owned(),
@@ -889,7 +892,9 @@ impl Receiver {
             gone,
         };
         Ok(Some(
-            IncomingFile::new(name, ticket, chunks, verified, tasks).expecting(size),
+            IncomingFile::new(name, ticket, chunks, verified, tasks)
+                .expecting(size)
+                .piece_of(piece),
         ))
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
-use std::io::Read;
+use std::io::{Read, Seek};
 
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -27,6 +27,7 @@ use crate::transfer::codec::{Codec, Compression};
 use crate::transfer::encoder::{self, Encoded, Layout, Snapshot};
 use crate::transfer::lease::{self, Lease};
 use crate::transfer::notice::WaitNotice;
+use crate::transfer::pieces::{self, Piece};
 use crate::transfer::protocol::{self, Audience, Keys};
 use crate::transfer::rate::RateMeter;
 use crate::transfer::status::{self, ParkedFile};
@@ -65,6 +66,10 @@ pub struct SendOptions {
     /// Work with a Redis whose `maxmemory-policy` may evict our keys
     /// (`allkeys-*`), which can lose files in flight.
     pub allow_eviction: bool,
+    /// Work queues only: cut each local file at line ends into pieces of
+    /// about this many bytes, each a work item of its own (see
+    /// `transfer/pieces.rs`).
+    pub split: Option<u64>,
 }
 
 impl SendOptions {
@@ -78,6 +83,7 @@ impl SendOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             compress: Compression::Auto,
             allow_eviction: false,
+            split: None,
         }
     }
 }
@@ -112,6 +118,7 @@ enum AnnounceState {
 #[derive(Clone, Debug)]
 enum Source {
     File(PathBuf),
+    Piece(Piece),
     Stream,
 }
 
@@ -195,6 +202,9 @@ pub struct Sender {
     /// On a Redis Cluster, the masters' room: a chunk for a master past
     /// half its `maxmemory` waits.
     shards: Option<Arc<Shards>>,
+    /// Decoded copies of compressed inputs cut into pieces, kept while
+    /// this sender runs to upload a piece again; deleted when it is dropped.
+    copies: Mutex<Vec<tempfile::TempPath>>,
     /// Bytes uploaded over the last minute: the channel's rate in, which
     /// `status` shows (meta fields `rate` and `rate_at`).
     rate: RateMeter,
@@ -220,6 +230,17 @@ impl Sender {
         }
         if options.chunk_size == 0 {
             return Err(Error::Usage("--chunk-size must be at least 1 byte".into()));
+        }
+        match (options.split, &options.audience) {
+            (Some(0), _) => {
+                return Err(Error::Usage("--split must be at least 1 byte".into()));
+            }
+            (Some(_), Audience::Broadcast(_)) => {
+                return Err(Error::Usage(
+                    "--split is for work queues (--workers): each piece goes to one worker".into(),
+                ));
+            }
+            _ => {}
         }
         let redis = Redis::connect(url).await?;
         if !options.allow_eviction {
@@ -268,6 +289,7 @@ impl Sender {
             shards,
             rate: RateMeter::default(),
             rate_written: Mutex::new(None),
+            copies: Mutex::new(Vec::new()),
         })
     }
 
@@ -314,12 +336,67 @@ impl Sender {
     /// Sends a local file under `name`, resuming an upload a previous run
     /// left unfinished, or skipping it when that run completed it. Files
     /// receivers asked for again are uploaded first.
+    ///
+    /// With [`SendOptions::split`], the file goes as pieces: see
+    /// `transfer/pieces.rs`.
     pub async fn send_file(&self, path: &Path, name: &str) -> Result<Sent> {
         names::check_file_name(name)?;
         self.lease.check(SENDER)?;
+        if let Some(size) = self.options.split {
+            return self.send_pieces(path, name, size).await;
+        }
         self.before_each_file().await?;
         self.remember(name, Source::File(path.to_owned()));
-        Ok(match self.send_path(path, name, None).await? {
+        Ok(match self.send_path(path, name, None, None).await? {
+            Some(bytes) => Sent::Uploaded { bytes },
+            None => Sent::AlreadySent,
+        })
+    }
+
+    /// Sends `path` as pieces of about `size` bytes, decoding it first
+    /// when it is compressed.
+    async fn send_pieces(&self, path: &Path, name: &str, size: u64) -> Result<Sent> {
+        let source = path.to_owned();
+        let (pieces, copy) = tokio::task::spawn_blocking(move || {
+            let mtime = std::fs::metadata(&source)?
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let copy = pieces::plain_copy(&source)?;
+            let plain = copy.as_ref().map_or(source.as_path(), |copy| copy);
+            Ok::<_, std::io::Error>((pieces::cut(plain, size, mtime)?, copy))
+        })
+        .await
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))?
+        .map_err(|e| Error::io(path, e))?;
+        if let Some(copy) = copy {
+            self.copies.lock().expect("copies").push(copy);
+        }
+        let count = pieces.len();
+        tracing::info!("{name}: {count} pieces");
+        let record = redis::cmd("HSET")
+            .arg(self.channel.keys.split())
+            .arg(name)
+            .arg(count)
+            .clone();
+        self.channel
+            .redis
+            .query::<()>("recording a file's pieces", &record)
+            .await?;
+        let mut uploaded = None;
+        for piece in pieces {
+            let piece_name = piece.name(name);
+            self.before_each_file().await?;
+            self.remember(&piece_name, Source::Piece(piece.clone()));
+            let sent = self
+                .send_path(&piece.path, &piece_name, None, Some(&piece))
+                .await?;
+            if let Some(bytes) = sent {
+                *uploaded.get_or_insert(0) += bytes;
+            }
+        }
+        Ok(match uploaded {
             Some(bytes) => Sent::Uploaded { bytes },
             None => Sent::AlreadySent,
         })
@@ -334,10 +411,11 @@ impl Sender {
         path: &Path,
         name: &str,
         again: Option<&Wanted>,
+        piece: Option<&Piece>,
     ) -> Result<Option<u64>> {
         let mut attempts = 1;
         loop {
-            match self.upload_path(path, name, again).await {
+            match self.upload_path(path, name, again, piece).await {
                 Err(Error::UploadLost { .. }) if attempts < MAX_UPLOAD_ATTEMPTS => {
                     tracing::warn!(
                         "{name}: Redis lost part of its upload (a restart without its latest writes); uploading it again"
@@ -349,11 +427,13 @@ impl Sender {
         }
     }
 
+    /// Uploads `path`, or the `piece` of it, as `name`.
     async fn upload_path(
         &self,
         path: &Path,
         name: &str,
         again: Option<&Wanted>,
+        piece: Option<&Piece>,
     ) -> Result<Option<u64>> {
         // Opened before it is announced: a file that vanished must not leave
         // an announcement behind that receivers would wait on.
@@ -364,7 +444,12 @@ impl Sender {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
-        let identity = format!("{}:{mtime}", metadata.len());
+        // A piece is its length and the input's time, the same in every
+        // run (a decoded copy's own time is not).
+        let identity = match piece {
+            Some(piece) => format!("{}:{}", piece.range.end - piece.range.start, piece.mtime),
+            None => format!("{}:{mtime}", metadata.len()),
+        };
         if let Some(again) = again
             && again.identity != identity
         {
@@ -373,7 +458,10 @@ impl Sender {
                 reason: "it changed since it was sent".into(),
             });
         }
-        let announced = self.announce(name, &identity, true, again).await?;
+        let piece_field = piece.map(Piece::field);
+        let announced = self
+            .announce(name, &identity, true, again, piece_field.as_deref())
+            .await?;
         match announced.state {
             AnnounceState::AlreadySent => {
                 tracing::info!("{name}: already sent by an earlier run; skipping");
@@ -385,11 +473,13 @@ impl Sender {
         let prefix = announced.offset;
         let compression = self.options.compress;
         let owned_name = name.to_owned();
+        let start = piece.map_or(0, |piece| piece.range.start);
         // Rebuild the digest of what an earlier run uploaded; reading goes on from there.
         let (file, hasher, codec) = tokio::task::spawn_blocking(move || {
             let mut hasher = blake3::Hasher::new();
             let mut file = file;
             let codec = encoder::codec_for_file(compression, &file, &owned_name)?;
+            file.seek(std::io::SeekFrom::Start(start))?;
             hasher.update_reader((&mut file).take(prefix))?;
             std::io::Result::Ok((file, hasher, codec))
         })
@@ -404,8 +494,16 @@ impl Sender {
             self.report_progress(prefix);
         }
         let layout = self.layout(&announced, codec);
-        let (incoming, reading) =
-            encoder::encode_file(file, path, prefix, hasher, Snapshot::of(&metadata), layout);
+        let piece_len = piece.map(|piece| piece.range.end - piece.range.start);
+        let (incoming, reading) = encoder::encode_file(
+            file,
+            path,
+            prefix,
+            hasher,
+            Snapshot::of(&metadata),
+            layout,
+            piece_len,
+        );
         let uploaded = self
             .upload(&announced, name, incoming)
             .await
@@ -443,7 +541,7 @@ impl Sender {
         self.lease.check(SENDER)?;
         self.before_each_file().await?;
         self.remember(name, Source::Stream);
-        let announced = self.announce(name, "stream", false, None).await?;
+        let announced = self.announce(name, "stream", false, None, None).await?;
         let layout = self.layout(&announced, Codec::Raw);
         let (incoming, _reading) = encoder::encode_stream(reader, self.options.compress, layout);
         self.upload(&announced, name, incoming).await
@@ -592,7 +690,12 @@ impl Sender {
                     )
                     .await?
                 }
-                Some(Source::File(path)) => {
+                Some(source @ (Source::File(_) | Source::Piece(_))) => {
+                    let (path, piece) = match source {
+                        Source::Piece(piece) => (piece.path.clone(), Some(piece)),
+                        Source::File(path) => (path, None),
+                        Source::Stream => unreachable!("matched above"),
+                    };
                     tracing::info!(
                         "{name}: uploading it again for {} (its data left Redis before they could read it)",
                         if request.receivers == "*" {
@@ -602,7 +705,10 @@ impl Sender {
                         }
                     );
                     telemetry::file_sent_again();
-                    match self.send_path(&path, &name, Some(&request)).await {
+                    match self
+                        .send_path(&path, &name, Some(&request), piece.as_ref())
+                        .await
+                    {
                         Ok(_) => {}
                         Err(error @ (Error::SourceChanged { .. } | Error::Io { .. })) => {
                             self.give_up(&name, &format!("it cannot be supplied again: {error}"))
@@ -680,7 +786,11 @@ impl Sender {
             match source {
                 Source::File(path) => {
                     tracing::warn!("{name}: Redis lost part of its upload; uploading it again");
-                    self.send_path(path, name, None).await?;
+                    self.send_path(path, name, None, None).await?;
+                }
+                Source::Piece(piece) => {
+                    tracing::warn!("{name}: Redis lost part of its upload; uploading it again");
+                    self.send_path(&piece.path, name, None, Some(piece)).await?;
                 }
                 Source::Stream => {
                     return Err(Error::UploadLost { name: name.clone() });
@@ -719,6 +829,7 @@ impl Sender {
         identity: &str,
         resumable: bool,
         again: Option<&Wanted>,
+        piece: Option<&str>,
     ) -> Result<Announced> {
         let (needed, again_args) = match again {
             Some(w) => (
@@ -736,6 +847,7 @@ impl Sender {
         ];
         args.extend(again_args);
         args.push((self.highest_fid.load(Ordering::Acquire) + 1).to_string());
+        args.push(piece.unwrap_or_default().to_owned());
         let (fid, state, published, slot, offset, stored, requests): (
             String,
             String,

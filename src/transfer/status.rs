@@ -70,6 +70,8 @@ pub struct ChannelStatus {
     pub receivers: Vec<ReceiverStatus>,
     /// Files given up on.
     pub parked: Vec<ParkedFile>,
+    /// Files sent in pieces (`send --split`), by name.
+    pub split_files: Vec<SplitFile>,
     /// On a Redis Cluster, the bytes of the channel's chunks on each
     /// master (chunks spread by hash, not evenly); empty on one server.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -121,6 +123,17 @@ pub struct ReceiverStatus {
     pub bytes_behind: Option<u64>,
     /// `bytes_behind / rate`, when both are known.
     pub eta_seconds: Option<u64>,
+}
+
+/// A file sent in pieces, and how far its pieces are.
+#[derive(Debug, Serialize)]
+pub struct SplitFile {
+    /// The whole file's name.
+    pub file: String,
+    /// How many pieces it was cut into.
+    pub pieces: u64,
+    /// Pieces uploaded and no longer in flight: done, or parked.
+    pub pieces_settled: u64,
 }
 
 /// A file given up on.
@@ -247,6 +260,7 @@ pub async fn channel_status(
         });
     }
     let parked = parse_parked(parked);
+    let split_files = split_files(redis, keys, &active).await?;
     let bytes_per_master = if redis.is_cluster() {
         chunk_bytes_per_master(redis, keys).await?
     } else {
@@ -288,8 +302,43 @@ pub async fn channel_status(
             .then(|| meta.number("original") as f64 / meta.number("stored") as f64),
         receivers,
         parked,
+        split_files,
         bytes_per_master,
     }))
+}
+
+/// The files of the channel sent in pieces: each piece's upload record
+/// (`sent`) gives its file id, and a piece no longer `active` is settled.
+async fn split_files(redis: &Redis, keys: &Keys, active: &[u64]) -> Result<Vec<SplitFile>> {
+    let split: HashMap<String, u64> = redis
+        .query(
+            "reading files sent in pieces",
+            redis::cmd("HGETALL").arg(keys.split()),
+        )
+        .await?;
+    let mut files = Vec::with_capacity(split.len());
+    for (file, pieces) in split {
+        let names: Vec<String> = (1..=pieces).map(|i| format!("{file}#{i}")).collect();
+        let records: Vec<Option<String>> = redis
+            .query(
+                "reading pieces",
+                redis::cmd("HMGET").arg(keys.sent()).arg(&names),
+            )
+            .await?;
+        let settled = records
+            .iter()
+            .flatten()
+            .filter_map(|record| record.split(' ').next()?.parse::<u64>().ok())
+            .filter(|fid| !active.contains(fid))
+            .count() as u64;
+        files.push(SplitFile {
+            file,
+            pieces,
+            pieces_settled: settled,
+        });
+    }
+    files.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(files)
 }
 
 /// Bytes of the files in flight (see [`in_flight_bytes`]).

@@ -1,0 +1,289 @@
+//! One huge file shared by many workers: `send --workers --split` cuts it
+//! into pieces at line ends, and any worker takes any piece.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{Running, Server, run, spawn, succeeded, wait, write};
+
+const T: Duration = Duration::from_secs(180);
+
+/// Two IPv4 countries and one IPv6 range.
+const TABLE: &str =
+    "1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n";
+const ADDRESSES: [(&str, &str); 5] = [
+    ("1.0.0.7", "AU"),
+    ("2.3.4.5", "FR"),
+    ("9.9.9.9", "unknown"),
+    ("2001:db8::42", "JP"),
+    ("1.0.0.200", "AU"),
+];
+
+/// Writes `lines` book-format lines over four days to `out`, adding the
+/// visits to `expected` as they are written; returns the bytes written.
+fn log_lines(
+    out: &mut impl Write,
+    lines: usize,
+    seed: u64,
+    expected: &mut BTreeMap<(String, String), f64>,
+) -> u64 {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut counts = [[0u64; ADDRESSES.len()]; 4];
+    let mut bytes = 0;
+    for i in 0..lines {
+        let pick = rng.usize(..ADDRESSES.len());
+        let day = i * 4 / lines;
+        let line = format!("{} 2026-11-0{} x\n", ADDRESSES[pick].0, day + 1);
+        out.write_all(line.as_bytes()).unwrap();
+        bytes += line.len() as u64;
+        counts[day][pick] += 1;
+    }
+    for (day, per_address) in counts.iter().enumerate() {
+        for (pick, count) in per_address.iter().enumerate() {
+            *expected
+                .entry((
+                    format!("2026-11-0{}", day + 1),
+                    ADDRESSES[pick].1.to_owned(),
+                ))
+                .or_insert(0.0) += *count as f64;
+        }
+    }
+    bytes
+}
+
+/// How many pieces `bytes` of short lines make: every piece but the last
+/// holds `PIECE` bytes and the rest of a line.
+fn pieces_for(bytes: u64) -> u64 {
+    bytes.div_ceil(PIECE)
+}
+
+const PIECE: u64 = 16 << 20;
+
+/// Files done per worker, from `status --json`.
+fn done_per_worker(server: &Server, channel: &str) -> BTreeMap<String, u64> {
+    let status = run(
+        server
+            .command()
+            .args(["status", "--json", "--channel", channel]),
+        T,
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    status[0]["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["files_done"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_workers_share_the_pieces_of_huge_files_and_count_each_once_despite_a_kill() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut expected = BTreeMap::new();
+    // Ten million lines (about 190 MB), and a gzip'd file of two million.
+    let mut big = std::io::BufWriter::new(std::fs::File::create(logs.join("big.log")).unwrap());
+    let big_bytes = log_lines(&mut big, 10_000_000, 1, &mut expected);
+    big.flush().unwrap();
+    let gz = std::fs::File::create(logs.join("more.log.gz")).unwrap();
+    let mut gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(gz), flate2::Compression::fast());
+    let gz_bytes = log_lines(&mut gz, 2_000_000, 2, &mut expected);
+    gz.finish().unwrap().flush().unwrap();
+
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "huge", "--workers", "--split", "16MiB"])
+            .arg(&logs),
+    );
+    let worker = |id: &str| {
+        spawn(
+            server
+                .command()
+                .args(["aggregate", "--channel", "huge", "--id", id, "--table"])
+                .arg(&table)
+                .args(["--claim-after", "2s"]),
+        )
+    };
+    let mut workers: Vec<Running> = ["w1", "w2", "w3"].iter().map(|id| worker(id)).collect();
+    // Once w2 has counted a piece, kill it -9 in the middle of its next
+    // and start it again: the piece it held goes to whoever claims it.
+    let deadline = Instant::now() + T;
+    while done_per_worker(&server, "huge")
+        .get("w2")
+        .copied()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "w2 never finished a piece");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    workers[1].kill().unwrap(); // SIGKILL
+    let _ = workers[1].wait();
+    workers[1] = worker("w2");
+    for worker in workers {
+        succeeded(&wait(worker, T));
+    }
+    succeeded(&wait(sender, T));
+
+    assert_eq!(server.daily_counts("country"), expected);
+    let status = run(
+        server
+            .command()
+            .args(["status", "--json", "--channel", "huge"]),
+        T,
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let split: Vec<(&str, u64, u64)> = status[0]["split_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap(),
+                f["pieces"].as_u64().unwrap(),
+                f["pieces_settled"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (big_pieces, gz_pieces) = (pieces_for(big_bytes), pieces_for(gz_bytes));
+    assert!(big_pieces >= 10, "{big_bytes} bytes");
+    assert_eq!(
+        split,
+        [
+            ("big.log", big_pieces, big_pieces),
+            ("more.log.gz", gz_pieces, gz_pieces)
+        ]
+    );
+    // Every piece counted once, and every worker did a fair share.
+    let done = done_per_worker(&server, "huge");
+    let pieces: u64 = done.values().sum();
+    assert_eq!(pieces, big_pieces + gz_pieces, "{done:?}");
+    for (id, count) in &done {
+        assert!(
+            *count * 6 >= pieces,
+            "{id} did {count} of {pieces} pieces: {done:?}"
+        );
+    }
+}
+
+#[test]
+fn a_command_gets_each_piece_with_its_number_and_out_refuses_pieces() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let text: String = (0..1000).map(|i| format!("line {i:04}\n")).collect();
+    let file = write(work.path(), "in/app.log", text.as_bytes());
+    let sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "pieces",
+                "--workers",
+                "--split",
+                "2KiB",
+            ])
+            .arg(&file),
+    );
+    let pieces = work.path().join("pieces");
+    std::fs::create_dir_all(&pieces).unwrap();
+    let command = format!(
+        "cat > '{}'/\"$REDISTRIBUTE_NAME.$REDISTRIBUTE_PIECE-of-$REDISTRIBUTE_PIECES\"",
+        pieces.display()
+    );
+    succeeded(&run(
+        server.command().args([
+            "receive",
+            "--channel",
+            "pieces",
+            "--id",
+            "w",
+            "--exec",
+            &command,
+        ]),
+        T,
+    ));
+    succeeded(&wait(sender, T));
+    let mut names: Vec<String> = std::fs::read_dir(&pieces)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    // 10,000 bytes in pieces of about 2 KiB: each ends a line past 2048.
+    assert_eq!(
+        names,
+        [
+            "app.log.1-of-5",
+            "app.log.2-of-5",
+            "app.log.3-of-5",
+            "app.log.4-of-5",
+            "app.log.5-of-5"
+        ]
+    );
+    let joined: Vec<u8> = names
+        .iter()
+        .flat_map(|name| std::fs::read(pieces.join(name)).unwrap())
+        .collect();
+    assert_eq!(String::from_utf8(joined).unwrap(), text);
+
+    let sender = spawn(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "refused",
+                "--workers",
+                "--split",
+                "2KiB",
+            ])
+            .arg(&file),
+    );
+    let out = run(
+        server
+            .command()
+            .args(["receive", "--channel", "refused", "--id", "w", "--out"])
+            .arg(work.path().join("out")),
+        T,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = stderr.lines().last().unwrap_or_default();
+    assert!(
+        said.contains("app.log#1 is piece 1 of 5 of app.log")
+            && said.contains("use --exec or --stdout"),
+        "{said}"
+    );
+    drop(sender);
+    // A broadcast cannot be split: each piece is one worker's.
+    let broadcast = run(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "b",
+                "--receivers",
+                "2",
+                "--split",
+                "1MiB",
+            ])
+            .arg(&file),
+        T,
+    );
+    assert_eq!(broadcast.status.code(), Some(2));
+}
