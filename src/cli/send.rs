@@ -28,7 +28,12 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
     options.allow_eviction = args.allow_eviction;
     options.split = args.split;
     let mut sender = Sender::open(url, options).await?;
-    let total = inputs.iter().map(|i| i.size).sum();
+    // Pieces of a compressed input carry its decoded bytes, which no size
+    // on disk tells: those runs count without a total.
+    let total = match args.split {
+        Some(_) => 0,
+        None => inputs.iter().map(|i| i.size).sum(),
+    };
     let bar = progress::bytes(total, quiet, "sending");
     sender.set_progress(progress::reporter(&bar));
     let started = Instant::now();
