@@ -286,4 +286,15 @@ fn a_command_gets_each_piece_with_its_number_and_out_refuses_pieces() {
         T,
     );
     assert_eq!(broadcast.status.code(), Some(2));
+    // Nor can a stream: pieces are cut from a file.
+    let mut stdin = server.command();
+    stdin
+        .args(["send", "--channel", "s", "--workers", "--split", "1MiB"])
+        .args(["--name", "x", "-"])
+        .stdin(std::process::Stdio::null());
+    let stream = run(&mut stdin, T);
+    assert_eq!(stream.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&stream.stderr).contains("a stream cannot be sent with --split")
+    );
 }

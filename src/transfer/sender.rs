@@ -538,6 +538,12 @@ impl Sender {
         reader: R,
     ) -> Result<u64> {
         names::check_file_name(name)?;
+        if self.options.split.is_some() {
+            return Err(Error::Usage(format!(
+                "{name}: pieces are cut from files, so a stream cannot be sent with --split; \
+                 save it to a file first"
+            )));
+        }
         self.lease.check(SENDER)?;
         self.before_each_file().await?;
         self.remember(name, Source::Stream);
