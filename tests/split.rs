@@ -54,16 +54,24 @@ fn log_lines(
     bytes
 }
 
-/// How many pieces `bytes` of short lines make: every piece but the last
-/// holds `PIECE` bytes and the rest of a line.
-fn pieces_for(bytes: u64) -> u64 {
-    bytes.div_ceil(PIECE)
+/// How many pieces `bytes` of short lines may make: every piece but the
+/// last holds `PIECE` bytes and the rest of a line.
+fn pieces_for(bytes: u64) -> std::ops::RangeInclusive<u64> {
+    bytes / PIECE..=bytes / PIECE + 1
 }
 
 const PIECE: u64 = 16 << 20;
 
 /// Files done per worker, from `status --json`.
 fn done_per_worker(server: &Server, channel: &str) -> BTreeMap<String, u64> {
+    workers(server, channel)
+        .into_iter()
+        .map(|(id, (done, _))| (id, done))
+        .collect()
+}
+
+/// Per worker: files done, and whether it reads one now.
+fn workers(server: &Server, channel: &str) -> BTreeMap<String, (u64, bool)> {
     let status = run(
         server
             .command()
@@ -78,7 +86,10 @@ fn done_per_worker(server: &Server, channel: &str) -> BTreeMap<String, u64> {
         .map(|r| {
             (
                 r["id"].as_str().unwrap().to_owned(),
-                r["files_done"].as_u64().unwrap(),
+                (
+                    r["files_done"].as_u64().unwrap(),
+                    r["current_file"].is_string(),
+                ),
             )
         })
         .collect()
@@ -92,7 +103,7 @@ fn three_workers_share_the_pieces_of_huge_files_and_count_each_once_despite_a_ki
     let logs = work.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let mut expected = BTreeMap::new();
-    // Ten million lines (about 190 MB), and a gzip'd file of two million.
+    // Ten million lines (about 225 MB), and a gzip'd file of two million.
     let mut big = std::io::BufWriter::new(std::fs::File::create(logs.join("big.log")).unwrap());
     let big_bytes = log_lines(&mut big, 10_000_000, 1, &mut expected);
     big.flush().unwrap();
@@ -117,24 +128,18 @@ fn three_workers_share_the_pieces_of_huge_files_and_count_each_once_despite_a_ki
                 .args(["--claim-after", "2s"]),
         )
     };
-    let mut workers: Vec<Running> = ["w1", "w2", "w3"].iter().map(|id| worker(id)).collect();
-    // Once w2 has counted a piece, kill it -9 in the middle of its next
-    // and start it again: the piece it held goes to whoever claims it.
+    let mut running: Vec<Running> = ["w1", "w2", "w3"].iter().map(|id| worker(id)).collect();
+    // Once w2 has counted a piece and reads its next, kill it -9 and
+    // start it again: the piece it held goes to whoever claims it.
     let deadline = Instant::now() + T;
-    while done_per_worker(&server, "huge")
-        .get("w2")
-        .copied()
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(Instant::now() < deadline, "w2 never finished a piece");
-        std::thread::sleep(Duration::from_millis(50));
+    while !matches!(workers(&server, "huge").get("w2"), Some((1.., true))) {
+        assert!(Instant::now() < deadline, "w2 never got to a second piece");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
-    workers[1].kill().unwrap(); // SIGKILL
-    let _ = workers[1].wait();
-    workers[1] = worker("w2");
-    for worker in workers {
+    running[1].kill().unwrap(); // SIGKILL
+    let _ = running[1].wait();
+    running[1] = worker("w2");
+    for worker in running {
         succeeded(&wait(worker, T));
     }
     succeeded(&wait(sender, T));
@@ -159,19 +164,17 @@ fn three_workers_share_the_pieces_of_huge_files_and_count_each_once_despite_a_ki
             )
         })
         .collect();
-    let (big_pieces, gz_pieces) = (pieces_for(big_bytes), pieces_for(gz_bytes));
-    assert!(big_pieces >= 10, "{big_bytes} bytes");
-    assert_eq!(
-        split,
-        [
-            ("big.log", big_pieces, big_pieces),
-            ("more.log.gz", gz_pieces, gz_pieces)
-        ]
-    );
+    let names: Vec<&str> = split.iter().map(|f| f.0).collect();
+    assert_eq!(names, ["big.log", "more.log.gz"]);
+    for ((_, pieces, settled), bytes) in split.iter().zip([big_bytes, gz_bytes]) {
+        assert!(pieces_for(bytes).contains(pieces), "{split:?}");
+        assert_eq!(settled, pieces, "{split:?}");
+    }
+    assert!(split[0].1 >= 10, "{split:?}");
     // Every piece counted once, and every worker did a fair share.
     let done = done_per_worker(&server, "huge");
     let pieces: u64 = done.values().sum();
-    assert_eq!(pieces, big_pieces + gz_pieces, "{done:?}");
+    assert_eq!(pieces, split[0].1 + split[1].1, "{done:?}");
     for (id, count) in &done {
         assert!(
             *count * 6 >= pieces,
@@ -294,7 +297,27 @@ fn a_command_gets_each_piece_with_its_number_and_out_refuses_pieces() {
         .stdin(std::process::Stdio::null());
     let stream = run(&mut stdin, T);
     assert_eq!(stream.status.code(), Some(2));
+    let said = common::failed_with_one_line(&stream);
+    assert!(said.contains("stdin cannot be sent with --split"), "{said}");
+    // Sent again cut otherwise, its pieces would count twice: refused.
+    let recut = run(
+        server
+            .command()
+            .args([
+                "send",
+                "--channel",
+                "pieces",
+                "--workers",
+                "--split",
+                "4KiB",
+            ])
+            .arg(&file),
+        T,
+    );
+    assert_eq!(recut.status.code(), Some(2));
+    let said = common::failed_with_one_line(&recut);
     assert!(
-        String::from_utf8_lossy(&stream.stderr).contains("a stream cannot be sent with --split")
+        said.contains("was sent in pieces by an earlier run (5 2048 "),
+        "{said}"
     );
 }

@@ -161,7 +161,7 @@ pub struct SendArgs {
     pub workers: bool,
     /// With --workers: cut each file at line ends into pieces of about SIZE, each a work item
     /// (.gz/.zst inputs are decoded first), so many workers share one huge file.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "workers")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "workers", conflicts_with = "follow")]
     pub split: Option<u64>,
     /// Most file data the channel may hold in Redis (at most half of maxmemory).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]

@@ -20,6 +20,12 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
         return send_classic(url, quiet, args).await;
     }
     let inputs = inputs::collect(&args.paths, args.name.as_deref())?;
+    if args.split.is_some() && inputs.iter().any(|input| input.path.is_none()) {
+        return Err(Error::Usage(
+            "pieces are cut from files, so stdin cannot be sent with --split; save it to a file first"
+                .into(),
+        ));
+    }
     let mut options = SendOptions::new(&args.channel, audience(&args)?);
     options.prefix = prefix.to_owned();
     options.limit = args.limit;

@@ -190,7 +190,7 @@ fn print_status(s: &ChannelStatus) {
     }
     for f in &s.split_files {
         println!(
-            "  {}: {} of {} pieces done",
+            "  {}: {} of {} pieces through (done or parked)",
             f.file, f.pieces_settled, f.pieces
         );
     }

@@ -176,7 +176,7 @@ const COMPRESSED: &[&str] = &[
 ];
 
 /// The kind of compressed data `head` starts, if it does.
-fn compressed_kind(head: &[u8]) -> Option<&'static str> {
+pub(crate) fn compressed_kind(head: &[u8]) -> Option<&'static str> {
     let kind = infer::get(head)?;
     COMPRESSED
         .iter()

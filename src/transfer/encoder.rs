@@ -370,6 +370,22 @@ impl Snapshot {
         }
     }
 
+    /// Why the file whose metadata is `now` is no longer the one this
+    /// snapshot describes, if it is not.
+    pub(crate) fn differs(&self, now: &std::fs::Metadata) -> Option<String> {
+        let now = Snapshot::of(now);
+        if now.len != self.len {
+            Some(format!(
+                "its size changed from {} to {} bytes",
+                self.len, now.len
+            ))
+        } else if now.modified != self.modified {
+            Some("it was modified".to_owned())
+        } else {
+            None
+        }
+    }
+
     /// Why `file`, read to its end after `read` bytes, is no longer the
     /// file that was opened, if it is not.
     fn changed(&self, file: &std::fs::File, read: u64) -> Option<String> {

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 
+use crate::transfer::codec::compressed_kind;
+use crate::transfer::encoder::Snapshot;
+
 /// Part of a file that travels as a file of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Piece {
@@ -33,6 +36,9 @@ pub(crate) struct Piece {
     /// the piece's length, its identity, so a restarted sender resumes or
     /// skips pieces an earlier run sent.
     pub mtime: u128,
+    /// `path` as it was cut: a piece of a file that changed since would
+    /// read other bytes than its range promises.
+    pub cut_from: Snapshot,
 }
 
 impl Piece {
@@ -56,7 +62,15 @@ pub(crate) fn plain_copy(path: &Path) -> std::io::Result<Option<tempfile::TempPa
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     if !gzip && !zstd {
-        return Ok(None);
+        // Cut at its 0x0A bytes, any other compressed data would make
+        // pieces nobody can decode.
+        return match compressed_kind(head) {
+            Some(kind) => Err(std::io::Error::other(format!(
+                "it is {kind} data, which --split cannot decode (only gzip and zstd): \
+                 decompress it first"
+            ))),
+            None => Ok(None),
+        };
     }
     let mut copy = tempfile::Builder::new()
         .prefix("redistribute-piece-")
@@ -78,7 +92,9 @@ pub(crate) fn plain_copy(path: &Path) -> std::io::Result<Option<tempfile::TempPa
 /// stays whole. An empty file is one empty piece.
 pub(crate) fn cut(path: &Path, size: u64, mtime: u128) -> std::io::Result<Vec<Piece>> {
     let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+    let metadata = file.metadata()?;
+    let cut_from = Snapshot::of(&metadata);
+    let len = metadata.len();
     let mut ends = Vec::new();
     let mut start = 0;
     while len - start > size {
@@ -106,6 +122,7 @@ pub(crate) fn cut(path: &Path, size: u64, mtime: u128) -> std::io::Result<Vec<Pi
                 index: i as u32 + 1,
                 count,
                 mtime,
+                cut_from,
             };
             begin = end;
             piece
@@ -143,7 +160,7 @@ mod tests {
         }
         assert_eq!(
             pieces_of(text, 8),
-            [&b"aaaa\nbb\n"[..], b"cccccc\n", b"d\neeeee\n"]
+            [&b"aaaa\nbb\n"[..], b"cccccc\nd\n", b"eeeee\n"]
         );
         // A last line without its newline, a line longer than a piece.
         assert_eq!(pieces_of(b"xxxxxxxxxx\ny", 3), [&b"xxxxxxxxxx\n"[..], b"y"]);

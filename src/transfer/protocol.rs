@@ -17,6 +17,7 @@
 //! | `P:{C}:parked` | hash | files given up on, with the reason |
 //! | `P:{C}:wanted` | hash | file name → `fid identity round origin receivers`: files whose data left Redis before these receivers could read it, for the sender to upload again |
 //! | `P:{C}:members` | set | ids of receivers and workers that joined |
+//! | `P:{C}:split` | hash | file name → `pieces size identity` for a file sent with `--split` (identity of the input: `size:mtime`) |
 //! | `P:{C}:lease:ROLE` | string, expiring | who holds a role (`sender`, `r:ID`, `w:ID`): `host pid since_ms nonce` |
 //! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data, in the chunk format of `docs/protocol.md` |
 //!

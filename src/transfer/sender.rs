@@ -328,6 +328,37 @@ impl Sender {
             .await
     }
 
+    /// Records that `name` goes in the pieces `cut` describes (`pieces
+    /// size identity`), unless an earlier run sent it cut otherwise: its
+    /// pieces so far were counted, and pieces cut differently would count
+    /// their lines again.
+    async fn record_split(&self, name: &str, cut: &str) -> Result<()> {
+        let key = self.channel.keys.split();
+        let earlier: Option<String> = self
+            .channel
+            .redis
+            .query(
+                "reading a file's pieces",
+                redis::cmd("HGET").arg(&key).arg(name),
+            )
+            .await?;
+        match earlier {
+            Some(earlier) if earlier != cut => Err(Error::Usage(format!(
+                "{name} was sent in pieces by an earlier run ({earlier}: pieces, size, \
+                 input size:mtime), now it would be {cut}; pieces cut otherwise would be \
+                 counted again: send it with the same --split, or purge the channel"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                let record = redis::cmd("HSET").arg(&key).arg(name).arg(cut).clone();
+                self.channel
+                    .redis
+                    .query::<()>("recording a file's pieces", &record)
+                    .await
+            }
+        }
+    }
+
     /// The budget actually in force (after the `maxmemory` cap).
     pub fn limit(&self) -> u64 {
         self.limit
@@ -357,15 +388,17 @@ impl Sender {
     /// when it is compressed.
     async fn send_pieces(&self, path: &Path, name: &str, size: u64) -> Result<Sent> {
         let source = path.to_owned();
-        let (pieces, copy) = tokio::task::spawn_blocking(move || {
-            let mtime = std::fs::metadata(&source)?
+        let (pieces, copy, input) = tokio::task::spawn_blocking(move || {
+            let metadata = std::fs::metadata(&source)?;
+            let mtime = metadata
                 .modified()
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos());
             let copy = pieces::plain_copy(&source)?;
             let plain = copy.as_ref().map_or(source.as_path(), |copy| copy);
-            Ok::<_, std::io::Error>((pieces::cut(plain, size, mtime)?, copy))
+            let input = format!("{}:{mtime}", metadata.len());
+            Ok::<_, std::io::Error>((pieces::cut(plain, size, mtime)?, copy, input))
         })
         .await
         .map_err(|e| Error::io(path, std::io::Error::other(e)))?
@@ -374,16 +407,9 @@ impl Sender {
             self.copies.lock().expect("copies").push(copy);
         }
         let count = pieces.len();
-        tracing::info!("{name}: {count} pieces");
-        let record = redis::cmd("HSET")
-            .arg(self.channel.keys.split())
-            .arg(name)
-            .arg(count)
-            .clone();
-        self.channel
-            .redis
-            .query::<()>("recording a file's pieces", &record)
+        self.record_split(name, &format!("{count} {size} {input}"))
             .await?;
+        tracing::info!(pieces = count, "{name}: cut into {count} pieces");
         let mut uploaded = None;
         for piece in pieces {
             let piece_name = piece.name(name);
@@ -458,6 +484,14 @@ impl Sender {
                 reason: "it changed since it was sent".into(),
             });
         }
+        // A piece's identity was fixed when the file was cut: the file
+        // must still be the one cut.
+        if let Some(reason) = piece.and_then(|piece| piece.cut_from.differs(&metadata)) {
+            return Err(Error::SourceChanged {
+                path: path.to_owned(),
+                reason: format!("{reason} since it was cut into pieces"),
+            });
+        }
         let piece_field = piece.map(Piece::field);
         let announced = self
             .announce(name, &identity, true, again, piece_field.as_deref())
@@ -495,15 +529,9 @@ impl Sender {
         }
         let layout = self.layout(&announced, codec);
         let piece_len = piece.map(|piece| piece.range.end - piece.range.start);
-        let (incoming, reading) = encoder::encode_file(
-            file,
-            path,
-            prefix,
-            hasher,
-            Snapshot::of(&metadata),
-            layout,
-            piece_len,
-        );
+        let expected = piece.map_or(Snapshot::of(&metadata), |piece| piece.cut_from);
+        let (incoming, reading) =
+            encoder::encode_file(file, path, prefix, hasher, expected, layout, piece_len);
         let uploaded = self
             .upload(&announced, name, incoming)
             .await

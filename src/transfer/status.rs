@@ -307,27 +307,41 @@ pub async fn channel_status(
     }))
 }
 
-/// The files of the channel sent in pieces: each piece's upload record
-/// (`sent`) gives its file id, and a piece no longer `active` is settled.
+/// The files of the channel sent in pieces. A piece is settled once its
+/// upload record (`sent`) says it was uploaded, its file id is no longer
+/// `active`, and no receiver asked for it again (`wanted`).
 async fn split_files(redis: &Redis, keys: &Keys, active: &[u64]) -> Result<Vec<SplitFile>> {
-    let split: HashMap<String, u64> = redis
+    let split: HashMap<String, String> = redis
         .query(
             "reading files sent in pieces",
             redis::cmd("HGETALL").arg(keys.split()),
         )
         .await?;
     let mut files = Vec::with_capacity(split.len());
-    for (file, pieces) in split {
+    for (file, cut) in split {
+        let pieces: u64 = cut
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         let names: Vec<String> = (1..=pieces).map(|i| format!("{file}#{i}")).collect();
-        let records: Vec<Option<String>> = redis
-            .query(
+        let (records, wanted): (Vec<Option<String>>, Vec<Option<String>>) = redis
+            .query_pipe(
                 "reading pieces",
-                redis::cmd("HMGET").arg(keys.sent()).arg(&names),
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(keys.sent())
+                    .arg(&names)
+                    .cmd("HMGET")
+                    .arg(keys.wanted())
+                    .arg(&names),
             )
             .await?;
         let settled = records
             .iter()
-            .flatten()
+            .zip(&wanted)
+            .filter(|(_, wanted)| wanted.is_none())
+            .filter_map(|(record, _)| record.as_deref()?.strip_suffix(" sent"))
             .filter_map(|record| record.split(' ').next()?.parse::<u64>().ok())
             .filter(|fid| !active.contains(fid))
             .count() as u64;
