@@ -676,3 +676,59 @@ fn follow_retry_and_geo_lookup_work_on_a_cluster_too() {
     ));
     assert!(retried.contains("has no parked files"), "{retried}");
 }
+
+#[test]
+fn a_tls_cluster_with_client_certificates_delivers_every_file() {
+    let work = tempfile::tempdir().unwrap();
+    let [ca, server_cert, server_key, client_cert, client_key] = common::certificates(work.path());
+    let cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+        tls: Some(redistribute::redis::LocalTls {
+            cert: server_cert,
+            key: server_key,
+            ca: ca.clone(),
+        }),
+        ..Default::default()
+    });
+    assert!(cluster.url().starts_with("rediss://"), "{}", cluster.url());
+    let source = work.path().join("in");
+    write_files(&source, 6, 100_000, 2_000_000);
+    let tls = |command: &mut std::process::Command| {
+        command
+            .arg("--tls-ca-cert")
+            .arg(&ca)
+            .arg("--tls-cert")
+            .arg(&client_cert)
+            .arg("--tls-key")
+            .arg(&client_key);
+    };
+    let mut send = cluster.command();
+    tls(&mut send);
+    let sender = spawn(
+        send.args(["send", "--channel", "tls", "--workers", "--limit", "4MiB"])
+            .args(["--chunk-size", "256KiB"])
+            .arg(&source),
+    );
+    let out = work.path().join("out");
+    let workers: Vec<Running> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            let mut receive = cluster.command();
+            tls(&mut receive);
+            spawn(
+                receive
+                    .args(["receive", "--channel", "tls", "--id", id, "--out"])
+                    .arg(&out),
+            )
+        })
+        .collect();
+    for worker in workers {
+        succeeded(&wait(worker, T));
+    }
+    succeeded(&wait(sender, T));
+    assert_same_tree(&source, &out);
+    // Without a client certificate the nodes hang up, in one line.
+    let mut anonymous = cluster.command();
+    anonymous.arg("--tls-ca-cert").arg(&ca).arg("status");
+    let line = failed_with_one_line(&run(&mut anonymous, T));
+    assert!(line.contains("--tls-cert"), "{line}");
+}

@@ -18,6 +18,8 @@ pub struct LocalClusterOptions {
     pub node_timeout: Duration,
     /// `maxmemory` of each node, if any.
     pub maxmemory: Option<u64>,
+    /// Speak only TLS, between nodes too (see [`super::LocalTls`]).
+    pub tls: Option<super::LocalTls>,
 }
 
 impl Default for LocalClusterOptions {
@@ -27,6 +29,7 @@ impl Default for LocalClusterOptions {
             replicas_per_master: 0,
             node_timeout: Duration::from_millis(1500),
             maxmemory: None,
+            tls: None,
         }
     }
 }
@@ -45,6 +48,7 @@ impl LocalCluster {
         let node = LocalRedisOptions {
             maxmemory: options.maxmemory,
             cluster_node_timeout: Some(options.node_timeout),
+            tls: options.tls.clone(),
             ..LocalRedisOptions::default()
         };
         let count = options.masters * (1 + options.replicas_per_master);
@@ -229,8 +233,8 @@ impl LocalCluster {
 }
 
 fn connect(node: &LocalRedis) -> io::Result<redis::Connection> {
-    redis::Client::open(node.url())
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+    node.client()?
+        .get_connection_with_timeout(Duration::from_secs(5))
         .map_err(io::Error::other)
 }
 

@@ -31,7 +31,9 @@ pub struct LocalRedisOptions {
 /// The server side of [`LocalRedisOptions::tls`].
 #[derive(Clone, Debug)]
 pub struct LocalTls {
-    /// The server's certificate.
+    /// The server's certificate; also what the server, and
+    /// [`LocalRedis::client`], present as a client (cluster nodes talk to
+    /// each other over TLS too).
     pub cert: PathBuf,
     /// Its key.
     pub key: PathBuf,
@@ -123,6 +125,10 @@ impl LocalRedis {
             command.arg("--requirepass").arg(password);
         }
         if let Some(timeout) = self.options.cluster_node_timeout {
+            if self.options.tls.is_some() {
+                // The cluster bus, and the ports nodes announce, are TLS too.
+                command.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+            }
             command
                 .args(["--cluster-enabled", "yes", "--cluster-config-file"])
                 .arg(self.dir.path().join("nodes.conf"))
@@ -176,6 +182,22 @@ impl LocalRedis {
             Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}", self.port),
             None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
+    }
+
+    /// A client for the harness's own commands: over TLS with the server's
+    /// certificate as its own when the server speaks TLS.
+    pub fn client(&self) -> io::Result<redis::Client> {
+        let Some(tls) = &self.options.tls else {
+            return redis::Client::open(self.url()).map_err(io::Error::other);
+        };
+        let certs = redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(&tls.cert)?,
+                client_key: std::fs::read(&tls.key)?,
+            }),
+            root_cert: Some(std::fs::read(&tls.ca)?),
+        };
+        redis::Client::build_with_tls(self.url(), certs).map_err(io::Error::other)
     }
 
     /// The unix socket path (listened on when `unix_socket` was set).
