@@ -210,10 +210,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// The work finished, but files failed repeatedly and were parked: not
+    /// The work finished, but files failed (too often, or for good) and were parked: not
     /// everyone who needed them got them. The binary exits with 3.
     #[error(
-        "{} failed repeatedly and {} parked{detail}; see `redistribute status --channel {channel}`",
+        "{} failed and {} parked{detail}; see `redistribute status --channel {channel}`",
         crate::text::counted(*.count, "file", "files"),
         if *.count == 1 { "was" } else { "were" }
     )]
@@ -255,6 +255,17 @@ pub enum Error {
         /// The name in question.
         name: String,
         /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A file whose contents cannot be processed however often it is
+    /// tried (the job finds its lines in no format it may read): parked at
+    /// the first failure rather than read again and again.
+    #[error("file {name:?}: {reason}")]
+    Unprocessable {
+        /// The name in question.
+        name: String,
+        /// What is wrong with it, and what to do.
         reason: String,
     },
 

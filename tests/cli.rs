@@ -611,7 +611,7 @@ fn a_file_that_fails_three_times_is_parked_and_reported_not_retried_forever() {
             .lines()
             .last()
             .unwrap()
-            .contains("1 file failed repeatedly and was parked"),
+            .contains("1 file failed and was parked"),
         "{stderr}"
     );
     // The sender finishes, and says which file was parked by whom.

@@ -266,7 +266,7 @@ fn a_file_in_another_format_or_in_none_is_refused_not_counted() {
     // Both are parked after their tries, and the sender says so too.
     let sent = wait(sender, T);
     assert!(!sent.status.success());
-    assert!(String::from_utf8_lossy(&sent.stderr).contains("2 files failed repeatedly"));
+    assert!(String::from_utf8_lossy(&sent.stderr).contains("2 files failed and were parked"));
     assert!(!worker.status.success());
     let said = String::from_utf8_lossy(&worker.stderr);
     assert!(
@@ -274,6 +274,13 @@ fn a_file_in_another_format_or_in_none_is_refused_not_counted() {
         "{said}"
     );
     assert!(said.contains("nor as any known log format"), "{said}");
+    // Parked at once: reading the file again cannot help.
+    let sender_said = String::from_utf8_lossy(&sent.stderr);
+    assert_eq!(
+        sender_said.matches("(failed 1 time)").count(),
+        2,
+        "{sender_said}"
+    );
     assert!(server.daily_counts("country").is_empty());
     let status = run(
         server

@@ -225,9 +225,19 @@ impl FileCounts {
         };
         let counts = FileCounts::count_lines(file.decoded(Decode::Auto), table, options)
             .await
-            .map_err(|e| processing(e.to_string()))?;
+            .map_err(|e| match e.kind() {
+                // No format fits: the same lines will not fit next time.
+                std::io::ErrorKind::InvalidInput => Error::Unprocessable {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                },
+                _ => processing(e.to_string()),
+            })?;
         if counts.unparsed * 2 > counts.lines {
-            return Err(processing(counts.mismatch(options)));
+            return Err(Error::Unprocessable {
+                name,
+                reason: counts.mismatch(options),
+            });
         }
         Ok(counts)
     }
@@ -251,8 +261,9 @@ impl FileCounts {
                 let parser = match &mut parser {
                     Some(parser) => parser,
                     empty => {
-                        let found = LineParser::for_file(&options, &block)
-                            .map_err(std::io::Error::other)?;
+                        let found = LineParser::for_file(&options, &block).map_err(|e| {
+                            std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+                        })?;
                         counts.format = found.describe().to_owned();
                         empty.insert(found)
                     }

@@ -759,7 +759,8 @@ local f = base .. 'f:' .. ARGV[2]
 if redis.call('EXISTS', f) == 0 or redis.call('HGET', f, 'state') == 'done' then return 'gone' end
 local fails = redis.call('HINCRBY', f, 'fails', 1)
 if fails >= tonumber(ARGV[6]) then
-  settle(meta, base, ARGV[2], ARGV[3], 'parked', ARGV[7] .. ' (failed ' .. fails .. ' times)', 0)
+  local times = fails == 1 and ' time)' or ' times)'
+  settle(meta, base, ARGV[2], ARGV[3], 'parked', ARGV[7] .. ' (failed ' .. fails .. times, 0)
   event(base, 'a', ARGV[2])
   return 'parked'
 end

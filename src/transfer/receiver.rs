@@ -368,6 +368,11 @@ impl Receiver {
     /// [`MAX_FAILURES`] attempts in all.
     async fn settle_failure(&mut self, file: IncomingFile, error: Error) -> Result<Failure> {
         let reason = &error.to_string();
+        // Reading it again cannot help.
+        let max_failures = match error {
+            Error::Unprocessable { .. } => 1,
+            _ => MAX_FAILURES,
+        };
         let audience = self.join().await?;
         let (fid, entry) = native(&file)?;
         if let Ticket::Native { gone, .. } = file.ticket()
@@ -387,7 +392,7 @@ impl Receiver {
                             self.options.id.clone(),
                             entry.clone(),
                             "0".into(),
-                            MAX_FAILURES.to_string(),
+                            max_failures.to_string(),
                             reason.to_owned(),
                         ],
                     )
@@ -401,8 +406,11 @@ impl Receiver {
             Audience::Broadcast(_) => {
                 let attempts = self.attempts.entry(entry.clone()).or_insert(0);
                 *attempts += 1;
-                if *attempts >= MAX_FAILURES {
-                    let reason = format!("{reason} (failed {attempts} times)");
+                if *attempts >= max_failures {
+                    let reason = format!(
+                        "{reason} (failed {})",
+                        crate::text::counted(*attempts, "time", "times")
+                    );
                     self.attempts.remove(&entry);
                     self.acknowledge(fid, &entry, "parked", &reason, 0).await?;
                     self.parked += 1;
