@@ -1,10 +1,12 @@
 //! JSON lines: one object a line, as nginx (`escape=json`), Caddy,
-//! Traefik and most application loggers write them. The address, time and
-//! forwarded list are top-level fields found by the usual names, or by the
-//! names `--ip-field` and `--time-field` give; a time may be any form
-//! `time.rs` reads, as a string or as a number of seconds (or milliseconds)
-//! since the epoch. Only the wanted fields are decoded; the rest of an
-//! object is skipped without allocating.
+//! Traefik, Filebeat or Vector (Elastic Common Schema) and most application
+//! loggers write them. The address, time and forwarded list are fields
+//! found by the usual names, or by the names `--ip-field` and
+//! `--time-field` give; a dotted name (`client.ip`) is a field inside an
+//! object, unless the object has a key with the dot in it. A time may be
+//! any form `time.rs` reads, as a string or as a number of seconds (or
+//! milliseconds) since the epoch. Only the wanted fields are decoded; the
+//! rest of an object is skipped without allocating.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,6 +26,10 @@ const IP_FIELDS: &[&str] = &[
     "ip",
     "src_ip",
     "source_ip",
+    "client.ip",
+    "source.ip",
+    "client.address",
+    "source.address",
 ];
 /// Time fields, the most specific first.
 const TIME_FIELDS: &[&str] = &[
@@ -47,43 +53,83 @@ const FORWARDED_FIELDS: &[&str] = &[
     "request_X-Forwarded-For",
 ];
 
-/// Which top-level fields of a file's lines hold the address, the time
-/// and the forwarded list.
+/// Which fields of a file's lines hold the address, the time and the
+/// forwarded list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JsonFields {
-    ip: String,
-    time: String,
-    forwarded: Option<String>,
+    ip: Field,
+    time: Field,
+    forwarded: Option<Field>,
+}
+
+/// A field by its name as given, and the keys leading to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Field {
+    name: String,
+    path: Vec<String>,
+}
+
+/// Every field of `object` by its dotted name (`client.ip`), nested
+/// objects a few levels deep included, with the keys leading to it; a
+/// key with a dot in it is a name of its own.
+fn field_names(object: &serde_json::Map<String, serde_json::Value>) -> Vec<Field> {
+    fn walk(
+        object: &serde_json::Map<String, serde_json::Value>,
+        prefix: &Field,
+        out: &mut Vec<Field>,
+    ) {
+        for (key, value) in object {
+            let mut field = prefix.clone();
+            if !field.name.is_empty() {
+                field.name.push('.');
+            }
+            field.name.push_str(key);
+            field.path.push(key.clone());
+            if let (serde_json::Value::Object(inner), true) = (value, field.path.len() < 4) {
+                walk(inner, &field, out);
+            }
+            out.push(field);
+        }
+    }
+    let mut out = Vec::new();
+    let top = Field {
+        name: String::new(),
+        path: Vec::new(),
+    };
+    walk(object, &top, &mut out);
+    out
 }
 
 impl JsonFields {
     /// The names the first object among `sample` uses (or the ones
     /// `options` gives), so later lines compare each key with one name.
     pub(super) fn resolve(sample: &[&[u8]], options: &LineOptions) -> Result<Self, String> {
-        let keys: Vec<String> = sample
+        let fields = sample
             .iter()
             .find_map(|line| {
                 serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line).ok()
             })
-            .map(|object| object.keys().cloned().collect())
+            .map(|object| field_names(&object))
             .ok_or("its lines are not JSON objects")?;
+        let named = |name: &str| fields.iter().find(|field| field.name == name).cloned();
         let pick = |given: &Option<String>, usual: &[&str], what: &str, option: &str| {
             let candidates = match given {
                 Some(name) => vec![name.as_str()],
                 None => usual.to_vec(),
             };
-            candidates
-                .into_iter()
-                .find(|name| keys.iter().any(|key| key == name))
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    format!(
-                        "its JSON lines have no {what} field (looked for {}; the first has {}); \
-                         pass {option}",
-                        given.as_deref().map_or(usual.join(", "), str::to_owned),
-                        keys.join(", ")
-                    )
-                })
+            candidates.into_iter().find_map(named).ok_or_else(|| {
+                let top: Vec<&str> = fields
+                    .iter()
+                    .filter(|field| field.path.len() == 1)
+                    .map(|field| field.name.as_str())
+                    .collect();
+                format!(
+                    "its JSON lines have no {what} field (looked for {}; the first has {}); \
+                     pass {option}",
+                    given.as_deref().map_or(usual.join(", "), str::to_owned),
+                    top.join(", ")
+                )
+            })
         };
         Ok(JsonFields {
             ip: pick(&options.ip_field, IP_FIELDS, "address", "--ip-field NAME")?,
@@ -93,16 +139,13 @@ impl JsonFields {
                 "time",
                 "--time-field NAME",
             )?,
-            forwarded: FORWARDED_FIELDS
-                .iter()
-                .find(|name| keys.iter().any(|key| key == *name))
-                .map(|name| (*name).to_owned()),
+            forwarded: FORWARDED_FIELDS.iter().find_map(|name| named(name)),
         })
     }
 
     /// `remote_addr, time_iso8601`: the fields in use.
     pub(super) fn describe(&self) -> String {
-        format!("{}, {}", self.ip, self.time)
+        format!("{}, {}", self.ip.name, self.time.name)
     }
 
     /// Address, day and (when `forwarded` is wanted) forwarded list of a line.
@@ -112,6 +155,7 @@ impl JsonFields {
         LineSeed {
             fields: self,
             forwarded,
+            depth: 0,
             found: &mut found,
         }
         .deserialize(&mut deserializer)
@@ -156,10 +200,12 @@ enum Scalar<'a> {
     Number(f64),
 }
 
-/// Reads one object, keeping the wanted fields.
+/// Reads one object, keeping the wanted fields: the line's, or at `depth`
+/// the one inside it a wanted field's path leads into.
 struct LineSeed<'f, 'x, 'a> {
     fields: &'f JsonFields,
     forwarded: bool,
+    depth: usize,
     found: &'x mut Found<'a>,
 }
 
@@ -179,11 +225,25 @@ impl<'de> Visitor<'de> for LineSeed<'_, '_, 'de> {
     }
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        let fields = self.fields;
-        while let Some(key) = map.next_key_seed(KeySeed(fields, self.forwarded))? {
+        let (fields, depth) = (self.fields, self.depth);
+        let key_seed = KeySeed {
+            fields,
+            forwarded: self.forwarded,
+            depth,
+        };
+        while let Some(key) = map.next_key_seed(key_seed)? {
             let value = match key {
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                Key::Inside => {
+                    map.next_value_seed(LineSeed {
+                        fields,
+                        forwarded: self.forwarded,
+                        depth: depth + 1,
+                        found: &mut *self.found,
+                    })?;
                     continue;
                 }
                 _ => map.next_value_seed(ScalarSeed)?,
@@ -199,15 +259,22 @@ impl<'de> Visitor<'de> for LineSeed<'_, '_, 'de> {
     }
 }
 
-/// Which wanted field a key names.
+/// Which wanted field a key names, or leads into.
 enum Key {
     Ip,
     Time,
     Forwarded,
+    /// An object some wanted field is inside of.
+    Inside,
     Other,
 }
 
-struct KeySeed<'f>(&'f JsonFields, bool);
+#[derive(Clone, Copy)]
+struct KeySeed<'f> {
+    fields: &'f JsonFields,
+    forwarded: bool,
+    depth: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Key;
@@ -225,16 +292,26 @@ impl Visitor<'_> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        let KeySeed(fields, forwarded) = self;
-        Ok(if key == fields.ip {
-            Key::Ip
-        } else if key == fields.time {
-            Key::Time
-        } else if forwarded && fields.forwarded.as_deref() == Some(key) {
-            Key::Forwarded
-        } else {
-            Key::Other
-        })
+        let KeySeed {
+            fields,
+            forwarded,
+            depth,
+        } = self;
+        let forwarded = fields.forwarded.as_ref().filter(|_| forwarded);
+        let wanted = [(&fields.ip, Key::Ip), (&fields.time, Key::Time)]
+            .into_iter()
+            .chain(forwarded.map(|field| (field, Key::Forwarded)));
+        let mut inside = false;
+        for (field, slot) in wanted {
+            if field.path.get(depth).map(String::as_str) != Some(key) {
+                continue;
+            }
+            if field.path.len() == depth + 1 {
+                return Ok(slot);
+            }
+            inside = true;
+        }
+        Ok(if inside { Key::Inside } else { Key::Other })
     }
 }
 

@@ -322,3 +322,46 @@ fn auto_recognises_each_format_from_the_first_lines() {
     let parser = LineParser::for_file(&LineOptions::default(), mixed.as_bytes()).unwrap();
     assert_eq!(parser.describe(), "book");
 }
+
+#[test]
+fn json_fields_may_sit_inside_objects_as_the_elastic_schema_puts_them() {
+    let parse_auto = |line: &str| {
+        let parser = LineParser::for_file(&LineOptions::default(), line.as_bytes()).unwrap();
+        let visit = parser.parse(line.as_bytes()).unwrap();
+        (
+            parser.describe().to_owned(),
+            visit.address,
+            day(&visit).to_owned(),
+        )
+    };
+    let ecs = r#"{"@timestamp":"2024-03-01T00:00:00Z","source":{"port":443,"ip":"1.2.3.4"},"http":{"request":{"method":"GET"}}}"#;
+    assert_eq!(
+        parse_auto(ecs),
+        (
+            "json (source.ip, @timestamp)".into(),
+            Address::V4(0x0102_0304),
+            "2024-03-01".into()
+        )
+    );
+    // A key with a dot in it is a name of its own.
+    let flat = r#"{"client.ip":"1.2.3.5","ts":1709251200}"#;
+    assert_eq!(parse_auto(flat).1, Address::V4(0x0102_0305));
+    // Deeper, by name, and a line whose object is not where the name says.
+    let given = LineOptions {
+        format: FormatChoice::Named(LogFormat::Json),
+        ip_field: Some("req.peer.addr".into()),
+        ..LineOptions::default()
+    };
+    let deep =
+        r#"{"time":"2024-03-02T10:00:00Z","req":{"peer":{"addr":"2001:db8::1"},"path":"/"}}"#;
+    let parser = LineParser::for_file(&given, deep.as_bytes()).unwrap();
+    assert_eq!(parser.describe(), "json (req.peer.addr, time)");
+    assert_eq!(
+        parser.parse(deep.as_bytes()).unwrap().address,
+        parse_address(b"2001:db8::1").unwrap()
+    );
+    assert_eq!(
+        parser.parse(br#"{"time":"2024-03-02T10:00:00Z","req":"GET /"}"#),
+        None
+    );
+}
