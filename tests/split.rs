@@ -321,3 +321,100 @@ fn a_command_gets_each_piece_with_its_number_and_out_refuses_pieces() {
         "{said}"
     );
 }
+
+#[test]
+fn a_sender_killed_mid_piece_resumes_it_and_every_piece_arrives_whole() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let text: String = (0..150_000)
+        .map(|i| format!("line {i:07} {}\n", "x".repeat(i % 40)))
+        .collect();
+    let file = write(work.path(), "in/app.log", text.as_bytes());
+    let send = || {
+        spawn(
+            server
+                .command()
+                .args([
+                    "send",
+                    "--channel",
+                    "resume",
+                    "--workers",
+                    "--split",
+                    "2MiB",
+                ])
+                .args([
+                    "--limit",
+                    "1MiB",
+                    "--chunk-size",
+                    "64KiB",
+                    "--compress",
+                    "none",
+                ])
+                .arg(&file),
+        )
+    };
+    let mut sender = send();
+    // A worker reading line by line in the shell, slow enough that the
+    // sender waits for room in the middle of a piece.
+    let pieces = work.path().join("pieces");
+    std::fs::create_dir_all(&pieces).unwrap();
+    let command = format!(
+        "while IFS= read -r l; do printf '%s\\n' \"$l\"; done > '{}'/\"$REDISTRIBUTE_PIECE\"",
+        pieces.display()
+    );
+    let worker = spawn(server.command().args([
+        "receive",
+        "--channel",
+        "resume",
+        "--id",
+        "w",
+        "--exec",
+        &command,
+    ]));
+    // Killed once its second piece is partly uploaded, and started again.
+    let deadline = Instant::now() + T;
+    loop {
+        let status = run(
+            server
+                .command()
+                .args(["status", "--json", "--channel", "resume"]),
+            T,
+        );
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if status[0]["files_announced"].as_u64() >= Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second piece never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Time to publish what the budget lets it of the second piece.
+    std::thread::sleep(Duration::from_millis(300));
+    sender.kill().unwrap(); // SIGKILL
+    let _ = sender.wait();
+    let sender = send();
+    succeeded(&wait(worker, T));
+    let said = succeeded(&wait(sender, T));
+    assert!(said.contains("app.log#2: resuming after"), "{said}");
+    let mut names: Vec<u32> = std::fs::read_dir(&pieces)
+        .unwrap()
+        .map(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .into_string()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    names.sort();
+    let joined: String = names
+        .iter()
+        .map(|i| std::fs::read_to_string(pieces.join(i.to_string())).unwrap())
+        .collect();
+    assert_eq!(joined.len(), text.len());
+    assert!(
+        joined == text,
+        "the pieces put together differ from the file"
+    );
+}
