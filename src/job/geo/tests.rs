@@ -530,3 +530,15 @@ fn damaged_binary_tables_are_refused() {
         "not a location table: ranges overlap or are out of order at 1.0.0.9"
     );
 }
+
+#[test]
+fn the_shipped_binary_table_is_the_one_its_csvs_make() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/geo");
+    let shipped = GeoTable::builtin().unwrap();
+    let made = GeoTable::builtin_from_sources(&dir).unwrap();
+    assert!(
+        shipped == made,
+        "data/geo/country.bin.zst is not what its CSVs make: run \
+         `cargo run --release --example builtin_table`"
+    );
+}
