@@ -209,10 +209,11 @@ impl FileCounts {
     ///
     /// # Errors
     ///
-    /// [`Error::Processing`] when the file cannot be read to its end, when
-    /// no known format fits its first lines (with `auto`), or when most of
-    /// its lines do not parse: counting a file read in the wrong format
-    /// would record a fraction of its visits as if that were all.
+    /// [`Error::Processing`] when the file cannot be read to its end;
+    /// [`Error::Unprocessable`] when no known format fits its first lines
+    /// (with `auto`), or when most of its lines do not parse: counting a
+    /// file read in the wrong format would record a fraction of its visits
+    /// as if that were all.
     pub async fn count_file(
         file: &mut IncomingFile,
         table: Arc<GeoTable>,
