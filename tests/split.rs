@@ -70,7 +70,8 @@ fn done_per_worker(server: &Server, channel: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Per worker: files done, and whether it reads one now.
+/// Per worker: files done, and whether it reads one now; none before
+/// the sender created the channel.
 fn workers(server: &Server, channel: &str) -> BTreeMap<String, (u64, bool)> {
     let status = run(
         server
@@ -78,6 +79,9 @@ fn workers(server: &Server, channel: &str) -> BTreeMap<String, (u64, bool)> {
             .args(["status", "--json", "--channel", channel]),
         T,
     );
+    if !status.status.success() {
+        return BTreeMap::new();
+    }
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     status[0]["receivers"]
         .as_array()
