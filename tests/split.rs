@@ -398,7 +398,12 @@ fn a_sender_killed_mid_piece_resumes_it_and_every_piece_arrives_whole() {
     let sender = send();
     succeeded(&wait(worker, T));
     let said = succeeded(&wait(sender, T));
-    assert!(said.contains("app.log#2: resuming after"), "{said}");
+    // The piece it was killed in: the second, or a later one on a slow run.
+    assert!(
+        said.lines()
+            .any(|line| line.contains("app.log#") && line.contains(": resuming after")),
+        "{said}"
+    );
     let mut names: Vec<u32> = std::fs::read_dir(&pieces)
         .unwrap()
         .map(|entry| {
