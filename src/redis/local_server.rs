@@ -190,13 +190,13 @@ impl LocalRedis {
         let Some(tls) = &self.options.tls else {
             return redis::Client::open(self.url()).map_err(io::Error::other);
         };
-        let certs = redis::TlsCertificates {
-            client_tls: Some(redis::ClientTlsConfig {
-                client_cert: std::fs::read(&tls.cert)?,
-                client_key: std::fs::read(&tls.key)?,
-            }),
-            root_cert: Some(std::fs::read(&tls.ca)?),
-        };
+        let text = |path: &PathBuf| path.to_string_lossy().into_owned();
+        let certs = super::tls::certificates(
+            Some(&text(&tls.ca)),
+            Some(&text(&tls.cert)),
+            Some(&text(&tls.key)),
+        )
+        .map_err(io::Error::other)?;
         redis::Client::build_with_tls(self.url(), certs).map_err(io::Error::other)
     }
 

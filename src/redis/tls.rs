@@ -47,6 +47,20 @@ pub(crate) fn split(url: &str) -> Result<(String, Option<TlsCertificates>)> {
             "TLS certificates need a rediss:// URL (TLS); this one is not".into(),
         ));
     }
+    Ok((clean, Some(certificates(ca, cert, key)?)))
+}
+
+/// The PEM files of a CA and of a client certificate and its key, read.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a certificate without its key (or the reverse), or
+/// a file that cannot be read, naming it.
+pub(crate) fn certificates(
+    ca: Option<&str>,
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> Result<TlsCertificates> {
     let client_tls = match (cert, key) {
         (Some(cert), Some(key)) => Some(ClientTlsConfig {
             client_cert: read("--tls-cert", cert)?,
@@ -60,13 +74,10 @@ pub(crate) fn split(url: &str) -> Result<(String, Option<TlsCertificates>)> {
         }
     };
     let root_cert = ca.map(|ca| read("--tls-ca-cert", ca)).transpose()?;
-    Ok((
-        clean,
-        Some(TlsCertificates {
-            client_tls,
-            root_cert,
-        }),
-    ))
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
 }
 
 /// How to reach `url`, with `certs` when given.

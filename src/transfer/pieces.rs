@@ -59,19 +59,19 @@ impl Piece {
 pub(crate) fn plain_copy(path: &Path) -> std::io::Result<Option<tempfile::TempPath>> {
     let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
     let head = input.fill_buf()?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    if !gzip && !zstd {
-        // Cut at its 0x0A bytes, any other compressed data would make
-        // pieces nobody can decode.
-        return match compressed_kind(head) {
-            Some(kind) => Err(std::io::Error::other(format!(
+    // Cut at its 0x0A bytes, any other compressed data would make pieces
+    // nobody can decode.
+    let gzip = match compressed_kind(head) {
+        None => return Ok(None),
+        Some("gz") => true,
+        Some("zst") => false,
+        Some(kind) => {
+            return Err(std::io::Error::other(format!(
                 "it is {kind} data, which --split cannot decode (only gzip and zstd): \
                  decompress it first"
-            ))),
-            None => Ok(None),
-        };
-    }
+            )));
+        }
+    };
     let mut copy = tempfile::Builder::new()
         .prefix("redistribute-piece-")
         .tempfile()?;
