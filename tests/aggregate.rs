@@ -9,29 +9,23 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::killer::ConnectionKiller;
-use common::{Running, Server, run, spawn, succeeded, wait, write};
+use common::{ADDRESSES, Running, Server, TABLE, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(90);
-
-/// A small range table: two IPv4 countries and one IPv6 range.
-const TABLE: &str =
-    "1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n";
 
 /// Writes `files` book-format logs and returns the expected counts per
 /// (day, country), computed here independently of the tool.
 fn book_logs(dir: &Path, files: usize, lines: usize) -> BTreeMap<(String, String), f64> {
     let mut expected = BTreeMap::new();
-    let addresses = ["1.0.0.7", "2.3.4.5", "9.9.9.9", "2001:db8::42", "1.0.0.200"];
-    let countries = ["AU", "FR", "unknown", "JP", "AU"];
     for f in 0..files {
         let mut text = String::new();
         for i in 0..lines {
-            let pick = (f * 7 + i * 3) % addresses.len();
+            let pick = (f * 7 + i * 3) % ADDRESSES.len();
             // Days overlap between neighbouring files.
             let day = format!("2026-11-{:02}", 1 + (f + i % 2) % 3);
-            text.push_str(&format!("{} {day} GET /page/{i}\n", addresses[pick]));
+            text.push_str(&format!("{} {day} GET /page/{i}\n", ADDRESSES[pick].0));
             *expected
-                .entry((day, countries[pick].to_owned()))
+                .entry((day, ADDRESSES[pick].1.to_owned()))
                 .or_insert(0.0) += 1.0;
         }
         text.push_str("this line is garbage\n\n");

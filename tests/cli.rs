@@ -2077,13 +2077,7 @@ fn tls_with_a_private_ca_and_client_certificates_works_and_its_errors_say_what_t
         write(&source, &format!("f{i}"), &noise(200_000 * i + 1, i as u64));
     }
     let tls = |command: &mut Command| {
-        command
-            .arg("--tls-ca-cert")
-            .arg(&ca)
-            .arg("--tls-cert")
-            .arg(&client_cert)
-            .arg("--tls-key")
-            .arg(&client_key);
+        common::with_tls(command, &ca, &client_cert, &client_key);
     };
     let mut send = server.command();
     tls(&mut send);

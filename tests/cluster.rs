@@ -693,13 +693,7 @@ fn a_tls_cluster_with_client_certificates_delivers_every_file() {
     let source = work.path().join("in");
     write_files(&source, 6, 100_000, 2_000_000);
     let tls = |command: &mut std::process::Command| {
-        command
-            .arg("--tls-ca-cert")
-            .arg(&ca)
-            .arg("--tls-cert")
-            .arg(&client_cert)
-            .arg("--tls-key")
-            .arg(&client_key);
+        common::with_tls(command, &ca, &client_cert, &client_key);
     };
     let mut send = cluster.command();
     tls(&mut send);

@@ -7,20 +7,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{Running, Server, run, spawn, succeeded, wait, write};
+use common::{ADDRESSES, Running, Server, TABLE, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(180);
-
-/// Two IPv4 countries and one IPv6 range.
-const TABLE: &str =
-    "1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n";
-const ADDRESSES: [(&str, &str); 5] = [
-    ("1.0.0.7", "AU"),
-    ("2.3.4.5", "FR"),
-    ("9.9.9.9", "unknown"),
-    ("2001:db8::42", "JP"),
-    ("1.0.0.200", "AU"),
-];
 
 /// Writes `lines` book-format lines over four days to `out`, adding the
 /// visits to `expected` as they are written; returns the bytes written.

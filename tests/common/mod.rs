@@ -149,6 +149,21 @@ impl Drop for Server {
     }
 }
 
+/// A small range table for the job's tests: two IPv4 countries and one
+/// IPv6 range.
+pub const TABLE: &str =
+    "1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n2001:db8::,2001:db8::ffff,JP\n";
+
+/// Addresses the job's tests log, each with the member it counts under
+/// with [`TABLE`].
+pub const ADDRESSES: [(&str, &str); 5] = [
+    ("1.0.0.7", "AU"),
+    ("2.3.4.5", "FR"),
+    ("9.9.9.9", "unknown"),
+    ("2001:db8::42", "JP"),
+    ("1.0.0.200", "AU"),
+];
+
 /// The binary, pointed at `url`, quiet unless told otherwise.
 pub fn binary(url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
@@ -357,4 +372,21 @@ pub fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
         ("client.key", client_key),
     ];
     files.map(|(name, text)| write(dir, name, text.as_bytes()))
+}
+
+/// `command` with a client's TLS files: the CA that signed the server's
+/// certificate, and the client's own certificate and key.
+pub fn with_tls<'c>(
+    command: &'c mut Command,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> &'c mut Command {
+    command
+        .arg("--tls-ca-cert")
+        .arg(ca)
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
 }
