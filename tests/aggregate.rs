@@ -9,30 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::killer::ConnectionKiller;
-use common::{ADDRESSES, Running, Server, TABLE, run, spawn, succeeded, wait, write};
+use common::{Running, Server, TABLE, book_logs, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(90);
-
-/// Writes `files` book-format logs and returns the expected counts per
-/// (day, country), computed here independently of the tool.
-fn book_logs(dir: &Path, files: usize, lines: usize) -> BTreeMap<(String, String), f64> {
-    let mut expected = BTreeMap::new();
-    for f in 0..files {
-        let mut text = String::new();
-        for i in 0..lines {
-            let pick = (f * 7 + i * 3) % ADDRESSES.len();
-            // Days overlap between neighbouring files.
-            let day = format!("2026-11-{:02}", 1 + (f + i % 2) % 3);
-            text.push_str(&format!("{} {day} GET /page/{i}\n", ADDRESSES[pick].0));
-            *expected
-                .entry((day, ADDRESSES[pick].1.to_owned()))
-                .or_insert(0.0) += 1.0;
-        }
-        text.push_str("this line is garbage\n\n");
-        write(dir, &format!("log{f:02}.txt"), text.as_bytes());
-    }
-    expected
-}
 
 /// Every (day, member) → score in `daily:country:*`.
 fn counted(server: &Server) -> BTreeMap<(String, String), f64> {

@@ -105,6 +105,8 @@ pub struct IncomingFile {
     chunks: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
     verified: Arc<AtomicBool>,
+    /// This receiver acknowledged this very file before, and Redis forgot.
+    done_before: bool,
     tasks: Vec<AbortOnDrop>,
 }
 
@@ -127,6 +129,7 @@ impl IncomingFile {
             chunks,
             current: Bytes::new(),
             verified,
+            done_before: false,
             tasks,
         }
     }
@@ -146,9 +149,24 @@ impl IncomingFile {
     /// An identity of this file that stays the same however often it is
     /// delivered, and differs from every other file ever sent on any
     /// channel: what makes counting a file twice detectable.
+    ///
+    /// A file read from disk is named by its name and its source's
+    /// identity (size and modification time), not by a file id: a Redis
+    /// that restarted from an older snapshot can lose the record of a
+    /// file a worker is finishing, and the sender then announces the same
+    /// file under a new id, which must not count it again. A stream is
+    /// never announced again, so its first upload's id names it.
     pub fn token(&self, prefix: &str, channel: &str) -> String {
         match &self.ticket {
-            Ticket::Native { origin, epoch, .. } => format!("{prefix}:{channel}:{epoch}:{origin}"),
+            Ticket::Native {
+                origin,
+                epoch,
+                identity,
+                ..
+            } if identity == "stream" => format!("{prefix}:{channel}:{epoch}:{origin}"),
+            Ticket::Native {
+                epoch, identity, ..
+            } => format!("{prefix}:{channel}:{epoch}:{}:{identity}", self.name),
             Ticket::Classic { message, ts } => format!("classic:{channel}:{ts}:{message}"),
         }
     }
@@ -161,6 +179,24 @@ impl IncomingFile {
     /// The file's name relative to what the sender was given, `/`-separated.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file as one this receiver acknowledged before.
+    pub(crate) fn marked_done_before(mut self) -> Self {
+        self.done_before = true;
+        self
+    }
+
+    /// Whether this receiver process already did this file's work and
+    /// acknowledged it, and Redis then forgot the acknowledgement (it
+    /// restarted from a snapshot older than it). A consumer whose work left
+    /// its effect outside Redis, where the restart could not undo it,
+    /// passes the file to
+    /// [`FileSource::ack_done_before`](crate::FileSource::ack_done_before)
+    /// instead of doing it twice; one whose effect lived in Redis (the
+    /// job's counts) does the work again, since the restart undid it.
+    pub fn done_before(&self) -> bool {
+        self.done_before
     }
 
     /// The file as piece `piece` of a larger one.

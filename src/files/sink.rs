@@ -60,6 +60,14 @@ impl Sink {
         let mut printed: HashMap<String, u64> = HashMap::new();
         while let Some(mut file) = files.next_file().await? {
             let name = file.title();
+            if file.done_before() && self.still_holds(&file).await {
+                tracing::info!(
+                    "{name}: received already, before Redis restarted without its latest writes; \
+                     acknowledging it again"
+                );
+                files.ack_done_before(file).await?;
+                continue;
+            }
             let key = file.token("", "");
             let already = printed.entry(key.clone()).or_default();
             let so_far = file.received_so_far();
@@ -117,6 +125,24 @@ impl Sink {
             }
         }
         Ok(done)
+    }
+
+    /// Whether this sink's output still holds a file it committed before
+    /// (see [`IncomingFile::done_before`]): a copy of the size the sender
+    /// saw under `--out` (gone or changed since, it is received again);
+    /// a command's work and printed bytes cannot be taken back, so they
+    /// always count.
+    async fn still_holds(&self, file: &IncomingFile) -> bool {
+        let Sink::Dir(dir) = self else {
+            return true;
+        };
+        let copy = dir.join(file.name());
+        let size = tokio::fs::symlink_metadata(&copy)
+            .await
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|metadata| metadata.len());
+        size.is_some() && size == file.expected_size()
     }
 
     /// Processes one file completely. `Ok` means the output is committed.

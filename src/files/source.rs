@@ -34,6 +34,21 @@ pub trait FileSource {
     /// and verified, or when it came from another source.
     fn ack(&mut self, file: IncomingFile) -> impl Future<Output = Result<()>> + Send;
 
+    /// Acknowledges a file this receiver already did the work of, without
+    /// reading it again: one [`IncomingFile::done_before`] says Redis
+    /// forgot the acknowledgement of (it restarted without its latest
+    /// writes). Call it only when the work's effect survived that
+    /// restart where it lives (the copy is on disk, the output went out);
+    /// when the effect lived in Redis too, do the work again instead.
+    ///
+    /// # Errors
+    ///
+    /// Fails, and acknowledges nothing, for a file that was not done
+    /// before.
+    fn ack_done_before(&mut self, file: IncomingFile) -> impl Future<Output = Result<()>> + Send {
+        async move { Err(not_done_before(&file)) }
+    }
+
     /// Reports that processing a file failed with `error`.
     ///
     /// # Errors
@@ -51,4 +66,12 @@ pub trait FileSource {
     /// or refused for a hostile name. A run that set files aside did not
     /// finish its work.
     fn parked(&self) -> u64;
+}
+
+/// What [`FileSource::ack_done_before`] says of a file not done before.
+pub(crate) fn not_done_before(file: &IncomingFile) -> Error {
+    Error::Usage(format!(
+        "{}: this receiver did not acknowledge it before; read it and acknowledge it",
+        file.name()
+    ))
 }

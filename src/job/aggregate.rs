@@ -476,6 +476,15 @@ pub async fn run<S: FileSource>(
             (table, source) = load_table(redis, prefix, &options.table_files).await?;
         }
         let name = file.title();
+        if file.done_before() {
+            // Redis came back from a snapshot older than our acknowledgement:
+            // the counts it kept are marked, so counting again adds only
+            // what it lost.
+            tracing::info!(
+                "{name}: counted before Redis restarted without its latest writes; \
+                 counting it again (what Redis kept of its counts is not added twice)"
+            );
+        }
         let counts = match FileCounts::count_file(&mut file, table.clone(), &options.lines).await {
             Ok(counts) => counts,
             Err(error) => {
@@ -489,6 +498,7 @@ pub async fn run<S: FileSource>(
         };
         crate::telemetry::lines_counted(counts.lines, counts.unparsed);
         let token = file.token(prefix, &options.channel);
+        let server = redis.run_id().await?;
         counts.apply(redis, &table, options, &token).await?;
         if std::env::var_os("REDISTRIBUTE_TEST_DIE_BEFORE_ACK").is_some() {
             // Test-only failure point: counts written, file not acknowledged.
@@ -511,6 +521,22 @@ pub async fn run<S: FileSource>(
                 .await?;
         }
         files.ack(file).await?;
+        // A Redis that restarted from a snapshot between our counts and our
+        // acknowledgement holds the acknowledgement without the counts:
+        // add them again; its markers keep what it did keep from counting
+        // twice.
+        let mut server = server;
+        loop {
+            let now = redis.run_id().await?;
+            if now == server {
+                break;
+            }
+            tracing::info!(
+                "{name}: Redis restarted while it was being counted; adding what it lost of the counts"
+            );
+            server = now;
+            counts.apply(redis, &table, options, &token).await?;
+        }
         counted_files += 1;
         tracing::info!("counted {name}: {} lines", counts.lines);
     }

@@ -7,6 +7,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Ports tried before giving up on starting a server.
+const START_ATTEMPTS: u32 = 5;
+/// How long a starting server may take to answer: long, since a machine
+/// busy with other work (parallel tests, a build) can be slow to start one.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
 /// How a [`LocalRedis`] is configured.
 #[derive(Clone, Debug, Default)]
 pub struct LocalRedisOptions {
@@ -56,19 +62,30 @@ impl LocalRedis {
         let dir = tempfile::Builder::new()
             .prefix("redistribute-redis-")
             .tempdir()?;
-        let port = if options.cluster_node_timeout.is_some() {
-            free_cluster_port()?
-        } else {
-            TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
-        };
         let mut redis = LocalRedis {
             child: None,
-            port,
+            port: 0,
             dir,
             options,
         };
-        redis.start_again()?;
-        Ok(redis)
+        // A free port can be taken by another process between our probe
+        // and the server's bind (tests run in parallel): try a few.
+        let mut attempt = 1;
+        loop {
+            redis.port = if redis.options.cluster_node_timeout.is_some() {
+                free_cluster_port()?
+            } else {
+                TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+            };
+            match redis.start_again() {
+                Ok(()) => return Ok(redis),
+                Err(_) if attempt < START_ATTEMPTS => {
+                    redis.crash()?;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Starts the server again after [`LocalRedis::stop`], on the same port
@@ -220,7 +237,7 @@ impl LocalRedis {
     }
 
     fn wait_until_ready(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + READY_WITHIN;
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().transpose()) {
                 let status = status?;
@@ -239,7 +256,8 @@ impl LocalRedis {
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
-                    "redis-server did not answer within 10 s:\n{}",
+                    "redis-server did not answer within {} s:\n{}",
+                    READY_WITHIN.as_secs(),
                     self.log()
                 )));
             }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::files::incoming::{AbortOnDrop, IncomingFile, PieceOf, Ticket};
 use crate::files::names;
-use crate::files::source::{Failure, FileSource};
+use crate::files::source::{self, Failure, FileSource};
 use crate::redis::{BLOCK, Redis};
 use crate::telemetry;
 use crate::transfer::channel::{Channel, Meta};
@@ -216,6 +216,18 @@ impl FileSource for Receiver {
                 .insert(&format!("{}:{}", self.epoch, file.name()), identity);
         }
         Ok(())
+    }
+
+    /// Settles a file this receiver acknowledged before Redis forgot it,
+    /// without reading it again.
+    async fn ack_done_before(&mut self, file: IncomingFile) -> Result<()> {
+        if !file.done_before() {
+            return Err(source::not_done_before(&file));
+        }
+        let (fid, entry) = native(&file)?;
+        let size = file.expected_size().unwrap_or(0);
+        file.close().await;
+        self.acknowledge(fid, &entry, "done", "", size).await
     }
 
     /// Reports that processing a file failed. It is offered again up to
@@ -851,19 +863,12 @@ impl Receiver {
             .and_then(|c| c.parse().ok())
             .unwrap_or(fid);
         let identity = String::from_utf8_lossy(field("identity").unwrap_or(b"stream")).into_owned();
-        if self
+        // Redis forgot our acknowledgement (it restarted without its latest
+        // writes): whether the work is to be done again depends on where
+        // its effect lives, which only the consumer knows.
+        let done_before = self
             .acknowledged
-            .contains(&format!("{}:{name}", self.epoch), &identity)
-        {
-            // Redis forgot our acknowledgement (it restarted without its
-            // latest writes): settle the file again, do not process it twice.
-            tracing::info!(
-                "{name}: received already, before Redis restarted; acknowledging it again"
-            );
-            let size = expected_size(&identity).unwrap_or(0);
-            self.acknowledge(fid, entry, "done", "", size).await?;
-            return Ok(None);
-        }
+            .contains(&format!("{}:{name}", self.epoch), &identity);
         let (sender, chunks) = mpsc::channel(PREFETCH);
         let verified = Arc::new(AtomicBool::new(false));
         let gone = Arc::new(AtomicBool::new(false));
@@ -899,11 +904,14 @@ impl Receiver {
             identity,
             gone,
         };
-        Ok(Some(
-            IncomingFile::new(name, ticket, chunks, verified, tasks)
-                .expecting(size)
-                .piece_of(piece),
-        ))
+        let file = IncomingFile::new(name, ticket, chunks, verified, tasks)
+            .expecting(size)
+            .piece_of(piece);
+        Ok(Some(if done_before {
+            file.marked_done_before()
+        } else {
+            file
+        }))
     }
 }
 

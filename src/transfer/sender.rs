@@ -447,6 +447,10 @@ impl Sender {
                         "{name}: Redis lost part of its upload (a restart without its latest writes); uploading it again"
                     );
                     attempts += 1;
+                    // Files before this one that Redis lost too go first,
+                    // in their order: receivers read files in the order
+                    // they are announced.
+                    Box::pin(self.repair_after_restart(Some(name))).await?;
                 }
                 outcome => return outcome,
             }

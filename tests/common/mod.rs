@@ -164,6 +164,31 @@ pub const ADDRESSES: [(&str, &str); 5] = [
     ("1.0.0.200", "AU"),
 ];
 
+/// Writes `files` book-format logs and returns the expected counts per
+/// (day, country), computed here independently of the tool.
+pub fn book_logs(
+    dir: &Path,
+    files: usize,
+    lines: usize,
+) -> std::collections::BTreeMap<(String, String), f64> {
+    let mut expected = std::collections::BTreeMap::new();
+    for f in 0..files {
+        let mut text = String::new();
+        for i in 0..lines {
+            let pick = (f * 7 + i * 3) % ADDRESSES.len();
+            // Days overlap between neighbouring files.
+            let day = format!("2026-11-{:02}", 1 + (f + i % 2) % 3);
+            text.push_str(&format!("{} {day} GET /page/{i}\n", ADDRESSES[pick].0));
+            *expected
+                .entry((day, ADDRESSES[pick].1.to_owned()))
+                .or_insert(0.0) += 1.0;
+        }
+        text.push_str("this line is garbage\n\n");
+        write(dir, &format!("log{f:02}.txt"), text.as_bytes());
+    }
+    expected
+}
+
 /// The binary, pointed at `url`, quiet unless told otherwise.
 pub fn binary(url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_redistribute"));
@@ -179,6 +204,15 @@ pub fn spawn(command: &mut Command) -> Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
+    ))
+}
+
+/// Starts a command in the background with its stdout going to the file
+/// `path` and its stderr captured.
+pub fn spawn_printing_to(command: &mut Command, path: &Path) -> Running {
+    let file = std::fs::File::create(path).unwrap();
+    Running(Some(
+        command.stdout(file).stderr(Stdio::piped()).spawn().unwrap(),
     ))
 }
 

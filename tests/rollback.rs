@@ -1,0 +1,209 @@
+//! Redis as most people run it: RDB snapshots and no append-only file, so
+//! a crash brings it back as of its last snapshot, seconds of writes gone.
+//! Each test takes a snapshot mid-run (`SAVE`), lets the transfer go on for
+//! several more files, kills Redis with SIGKILL and starts it again from
+//! the snapshot, twice; then checks every byte and every count, and that
+//! every process exited by itself.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    Running, Server, TABLE, book_logs, log_text, noise, spawn, spawn_printing_to, succeeded, tree,
+    wait, write,
+};
+
+const T: Duration = Duration::from_secs(180);
+
+/// How many files finish between the snapshot and the crash: the writes
+/// Redis loses.
+const LOST_FILES: u64 = 6;
+
+/// Files finished in `channel`, as Redis says now (0 while it restarts).
+fn finished(server: &Server, channel: &str) -> u64 {
+    let Ok(mut con) = redis::Client::open(server.url()).and_then(|c| c.get_connection()) else {
+        return 0;
+    };
+    redis::cmd("HGET")
+        .arg(format!("rd:{{{channel}}}:meta"))
+        .arg("finished")
+        .query::<Option<u64>>(&mut con)
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// Waits until `channel` has `count` files finished.
+fn wait_for_files(server: &Server, channel: &str, count: u64, deadline: Instant) {
+    while finished(server, channel) < count {
+        assert!(
+            Instant::now() < deadline,
+            "the transfer never reached {count} files"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Snapshots Redis once `channel` has `at` files finished, lets
+/// [`LOST_FILES`] more finish, then crashes it and starts it again from
+/// the snapshot.
+fn roll_back(server: &mut Server, channel: &str, at: u64, deadline: Instant) {
+    wait_for_files(server, channel, at, deadline);
+    let mut con = server.0.client().unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    wait_for_files(server, channel, at + LOST_FILES, deadline);
+    server.0.crash().unwrap();
+    server.0.start_again().unwrap();
+    eprintln!(
+        "rolled back from {} to {at} files finished",
+        at + LOST_FILES
+    );
+}
+
+/// Two rollbacks, early enough that every receiver still has work after
+/// the second (the budget keeps the fastest within about ten files of the
+/// slowest): acknowledgements lost after a receiver finished and left
+/// leave the sender waiting for it until it runs again, which is right,
+/// but ends no test.
+fn roll_back_twice(server: &mut Server, channel: &str) {
+    let deadline = Instant::now() + T;
+    roll_back(server, channel, 3, deadline);
+    roll_back(server, channel, 12, deadline);
+}
+
+/// Waits for every process, the sender last, and returns their stderr;
+/// a receiver that never ends shows what the sender said too.
+fn all_exit(receivers: Vec<Running>, sender: Running) -> Vec<std::process::Output> {
+    let mut sender = Some(sender);
+    let mut outputs = Vec::new();
+    for receiver in receivers {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait(receiver, T)));
+        outputs.push(outcome.unwrap_or_else(|panic| {
+            let mut running = sender.take().expect("one sender");
+            running.kill().unwrap();
+            let said = wait(running, T);
+            eprintln!(
+                "the sender said:\n{}",
+                String::from_utf8_lossy(&said.stderr)
+            );
+            std::panic::resume_unwind(panic)
+        }));
+    }
+    succeeded(&wait(sender.expect("still running"), T));
+    outputs
+}
+
+/// How many files each test sends.
+const FILES: u64 = 40;
+
+/// [`FILES`] files of 20-180 KiB: a backlog several times a 1 MiB budget.
+fn varied_files(dir: &Path) {
+    for i in 0..FILES {
+        let len = 20_000 + (i * 37_000) % 160_000;
+        let bytes = if i % 3 == 0 {
+            noise(len as usize, i)
+        } else {
+            log_text(len as usize, i)
+        };
+        write(dir, &format!("f{i:02}.log"), &bytes);
+    }
+}
+
+fn send(server: &Server, channel: &str, audience: &[&str], source: &Path) -> Running {
+    spawn(
+        server
+            .command()
+            .args(["send", "--channel", channel])
+            .args(audience)
+            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
+            .arg(source),
+    )
+}
+
+#[test]
+fn aggregate_workers_count_every_visit_exactly_once_through_snapshot_rollbacks() {
+    let mut server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let table = write(work.path(), "table.csv", TABLE.as_bytes());
+    let logs = work.path().join("logs");
+    let expected = book_logs(&logs, FILES as usize, 3000);
+    let workers: Vec<Running> = ["w1", "w2"]
+        .iter()
+        .map(|id| {
+            spawn(
+                server
+                    .command()
+                    .args(["aggregate", "--channel", "logs", "--id", id, "--table"])
+                    .arg(&table),
+            )
+        })
+        .collect();
+    let sender = send(&server, "logs", &["--workers"], &logs);
+    roll_back_twice(&mut server, "logs");
+    for output in all_exit(workers, sender) {
+        succeeded(&output);
+    }
+    assert_eq!(server.daily_counts("country"), expected);
+}
+
+#[test]
+fn broadcast_copies_are_whole_through_snapshot_rollbacks() {
+    let mut server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    varied_files(&source);
+    let receivers: Vec<Running> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            spawn(
+                server
+                    .command()
+                    .args(["receive", "--channel", "copies", "--id", id, "--out"])
+                    .arg(work.path().join(id)),
+            )
+        })
+        .collect();
+    let sender = send(&server, "copies", &["--receivers", "a,b"], &source);
+    roll_back_twice(&mut server, "copies");
+    for output in all_exit(receivers, sender) {
+        let stderr = succeeded(&output);
+        assert_eq!(
+            stderr.matches("received f").count() as u64,
+            FILES,
+            "{stderr}"
+        );
+    }
+    for id in ["a", "b"] {
+        common::assert_same_tree(&source, &work.path().join(id));
+    }
+}
+
+#[test]
+fn stdout_is_every_file_once_in_order_through_snapshot_rollbacks() {
+    let mut server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    varied_files(&source);
+    // Into a file: a pipe nobody reads while Redis is rolled back would
+    // fill up and stall the receiver.
+    let printed = work.path().join("printed");
+    let receiver = spawn_printing_to(
+        server
+            .command()
+            .args(["receive", "--channel", "printed", "--id", "p", "--stdout"]),
+        &printed,
+    );
+    let sender = send(&server, "printed", &["--receivers", "p"], &source);
+    roll_back_twice(&mut server, "printed");
+    let said = succeeded(&all_exit(vec![receiver], sender).remove(0));
+    let expected: Vec<u8> = tree(&source).into_values().flatten().collect();
+    let printed = std::fs::read(&printed).unwrap();
+    assert!(
+        printed == expected,
+        "stdout differs from the files in order ({} bytes, expected {}); the receiver said:\n{said}",
+        printed.len(),
+        expected.len()
+    );
+}
