@@ -81,7 +81,7 @@ pub enum Error {
 
     /// Redis stayed unreachable for longer than we are willing to wait.
     #[error(
-        "Redis unreachable for {seconds} s during {what}: {source} (the transfer can be resumed by running the same command again)"
+        "Redis unreachable for {seconds} s during {what}: {source} (run the same command again once Redis is back: a transfer resumes where it stopped)"
     )]
     GaveUp {
         /// The step that was attempted.

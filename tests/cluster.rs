@@ -164,7 +164,7 @@ fn a_broadcast_and_a_work_queue_on_a_cluster_deliver_every_file_with_chunks_on_e
 
 #[test]
 fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write(&source, "a.bin", &noise(2 << 20, 2));
@@ -239,6 +239,31 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
     assert!(
         cluster.keys("*").is_empty(),
         "the classic sender wrote something"
+    );
+
+    // A database number, which a cluster does not have, is the URL's fault.
+    let line = failed_with_one_line(&run(
+        common::binary(&format!("{}/1", cluster.url())).arg("status"),
+        T,
+    ));
+    assert!(line.contains("only database 0"), "{line}");
+
+    // A master down without a replica: status says so at once.
+    cluster.0.nodes_mut()[2].crash().unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // the cluster notices
+    let started = std::time::Instant::now();
+    let line = failed_with_one_line(&run(
+        cluster.command().args(["status", "--channel", "parked"]),
+        T,
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}: {line}",
+        started.elapsed()
+    );
+    assert!(
+        line.contains("CLUSTERDOWN") || line.contains("ClusterDown"),
+        "{line}"
     );
 }
 

@@ -500,7 +500,9 @@ where
                     });
                 }
                 crate::telemetry::redis_retry();
-                if !warned {
+                // A caller that gives up within seconds hears nothing of
+                // the retries: its error, if it comes, says it all.
+                if !warned && patience >= GIVE_UP_AFTER {
                     tracing::warn!("Redis connection problem during {what}: {source}; retrying");
                     warned = true;
                 }
