@@ -56,6 +56,19 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// The user logged in, but its ACL does not allow a command the tool
+    /// needs; the server's message names the command.
+    #[error(
+        "Redis at {url} does not let this user run a command it needs: {source} (allow it in the user's ACL: see \"ACL permissions\" in docs/operations.md)"
+    )]
+    Permission {
+        /// The URL, password masked.
+        url: String,
+        /// The client's error, naming the command.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// A Redis command failed for a reason retrying cannot fix.
     #[error("Redis {what} failed: {source}")]
     Redis {
@@ -68,7 +81,7 @@ pub enum Error {
 
     /// Redis stayed unreachable for longer than we are willing to wait.
     #[error(
-        "Redis unreachable for {seconds} s during {what}: {source} (the transfer can be resumed by running the same command again)"
+        "Redis unreachable for {seconds} s during {what}: {source} (run the same command again once Redis is back: a transfer resumes where it stopped)"
     )]
     GaveUp {
         /// The step that was attempted.

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, binary, run, spawn, succeeded, wait, write};
+use common::{Cluster, Server, binary, failed_with_one_line, run, spawn, succeeded, wait, write};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -23,46 +23,37 @@ fn documented_acl(marker: &str) -> Vec<String> {
     words[1..].to_vec()
 }
 
-/// Creates the user the docs describe after `marker` (with what the docs
-/// say newer servers need), and returns a URL that logs in as it.
-fn documented_user(server: &Server, marker: &str) -> String {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut con = server.connection().await;
-        let mut acl = documented_acl(marker);
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut con)
-            .await
+/// Creates the user the docs describe after each of `markers` on every
+/// node of `nodes` (an ACL is per node, also in a cluster), with what the
+/// docs say newer servers need, and returns `url` logging in as it.
+fn documented_user(nodes: &[String], url: &str, markers: &[&str]) -> String {
+    for node in nodes {
+        let mut con = redis::Client::open(node.as_str())
+            .unwrap()
+            .get_connection()
             .unwrap();
+        let info: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
         let version = info
             .lines()
             .find_map(|line| line.strip_prefix("redis_version:"))
             .unwrap_or("0")
             .to_owned();
         let numbers: Vec<u32> = version.split('.').filter_map(|n| n.parse().ok()).collect();
-        if numbers[..2] >= [7, 2][..] {
-            acl.push("+client|setinfo".into());
+        for marker in markers {
+            let mut acl = documented_acl(marker);
+            if numbers[..2] >= [7, 2][..] {
+                acl.push("+client|setinfo".into());
+            }
+            let _: () = redis::cmd("ACL").arg(&acl).query(&mut con).unwrap();
         }
-        let _: () = redis::cmd("ACL")
-            .arg(&acl)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    });
-    server
-        .url()
-        .replace("redis://", "redis://redistribute:s3cret@")
+    }
+    url.replace("redis://", "redis://redistribute:s3cret@")
 }
 
-#[test]
-fn the_documented_users_can_run_every_command() {
-    let server = Server::start();
-    let work = tempfile::tempdir().unwrap();
-    // The transfer user: send, receive (a broadcast and a work queue with
-    // a failure), status, purge.
-    let url = documented_user(&server, "A user that can run everything");
-    let source = work.path().join("in");
+/// The documented transfer user: send, receive (a broadcast and a work
+/// queue with a failure), status, purge.
+fn the_transfer_user_runs_everything(url: &str, work: &std::path::Path) {
+    let source = work.join("in");
     for i in 0..3 {
         write(
             &source,
@@ -71,33 +62,33 @@ fn the_documented_users_can_run_every_command() {
         );
     }
     let sender = spawn(
-        binary(&url)
+        binary(url)
             .args(["send", "--channel", "acl", "--receivers", "1"])
             .args(["--limit", "1MiB", "--chunk-size", "64KiB"])
             .arg(&source),
     );
     succeeded(&run(
-        binary(&url)
+        binary(url)
             .args(["receive", "--channel", "acl", "--id", "0", "--out"])
-            .arg(work.path().join("out")),
+            .arg(work.join("out")),
         T,
     ));
     succeeded(&wait(sender, T));
-    common::assert_same_tree(&source, &work.path().join("out"));
+    common::assert_same_tree(&source, &work.join("out"));
     let sender = spawn(
-        binary(&url)
+        binary(url)
             .args(["send", "--channel", "jobs", "--workers"])
             .arg(&source),
     );
     // The first attempt at each file fails: the requeue runs too.
-    let marks = work.path().join("marks");
+    let marks = work.join("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let command = format!(
         "cat >/dev/null; m='{}'/\"$REDISTRIBUTE_NAME\"; [ -e \"$m\" ] || {{ touch \"$m\"; exit 1; }}",
         marks.display()
     );
     succeeded(&run(
-        binary(&url).args([
+        binary(url).args([
             "receive",
             "--channel",
             "jobs",
@@ -114,30 +105,31 @@ fn the_documented_users_can_run_every_command() {
         &["status", "--json", "--channel", "jobs"],
         &["purge", "--channel", "acl"],
     ] {
-        succeeded(&run(binary(&url).args(args), T));
+        succeeded(&run(binary(url).args(args), T));
     }
+}
 
-    // The job's user: a table imported, logs counted, reports read.
-    let url = documented_user(&server, "So the user of [ACL permissions]");
+/// The job's documented user: a table imported, logs counted, reports read.
+fn the_job_user_runs_everything(url: &str, work: &std::path::Path) {
     let table = write(
-        work.path(),
+        work,
         "table.csv",
         b"1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.255.255.255,FR\n",
     );
-    succeeded(&run(binary(&url).args(["geo", "import"]).arg(&table), T));
-    let logs = work.path().join("logs");
+    succeeded(&run(binary(url).args(["geo", "import"]).arg(&table), T));
+    let logs = work.join("logs");
     write(
         &logs,
         "a.log",
         b"1.0.0.7 2026-11-01 x\n2.3.4.5 2026-11-02 y\n",
     );
     let sender = spawn(
-        binary(&url)
+        binary(url)
             .args(["send", "--channel", "weblogs", "--workers"])
             .arg(&logs),
     );
     succeeded(&run(
-        binary(&url).args(["aggregate", "--channel", "weblogs", "--id", "w"]),
+        binary(url).args(["aggregate", "--channel", "weblogs", "--id", "w"]),
         T,
     ));
     succeeded(&wait(sender, T));
@@ -152,9 +144,49 @@ fn the_documented_users_can_run_every_command() {
         ][..],
         &["geo", "lookup", "1.0.0.7"],
     ] {
-        let output = run(binary(&url).args(args), T);
+        let output = run(binary(url).args(args), T);
         succeeded(&output);
         assert!(!output.stdout.is_empty(), "{args:?}");
     }
+}
+
+const TRANSFER_USER: &str = "A user that can run everything";
+const JOB_USER: &str = "So the user of [ACL permissions]";
+const CLUSTER_COMMANDS: &str = "the cluster's commands too";
+
+#[test]
+fn the_documented_users_can_run_every_command() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let nodes = [server.url()];
+    let url = documented_user(&nodes, &server.url(), &[TRANSFER_USER]);
+    the_transfer_user_runs_everything(&url, work.path());
+    let url = documented_user(&nodes, &server.url(), &[JOB_USER]);
+    the_job_user_runs_everything(&url, work.path());
     assert_eq!(server.daily_counts("country").values().sum::<f64>(), 2.0);
+}
+
+#[test]
+fn the_documented_users_can_run_every_command_on_a_cluster() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let nodes = cluster.urls();
+    let url = documented_user(&nodes, &cluster.url(), &[TRANSFER_USER, CLUSTER_COMMANDS]);
+    the_transfer_user_runs_everything(&url, work.path());
+    let url = documented_user(&nodes, &cluster.url(), &[JOB_USER, CLUSTER_COMMANDS]);
+    the_job_user_runs_everything(&url, work.path());
+}
+
+#[test]
+fn a_cluster_user_without_the_cluster_commands_is_told_which_command_it_lacks() {
+    let cluster = Cluster::start();
+    let url = documented_user(&cluster.urls(), &cluster.url(), &[TRANSFER_USER]);
+    let line = failed_with_one_line(&run(binary(&url).arg("status"), T));
+    eprintln!("{line}");
+    assert!(
+        line.contains("does not let this user run a command it needs")
+            && line.contains("cluster|")
+            && !line.contains("credentials"),
+        "{line}"
+    );
 }

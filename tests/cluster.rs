@@ -164,7 +164,7 @@ fn a_broadcast_and_a_work_queue_on_a_cluster_deliver_every_file_with_chunks_on_e
 
 #[test]
 fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write(&source, "a.bin", &noise(2 << 20, 2));
@@ -239,6 +239,31 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
     assert!(
         cluster.keys("*").is_empty(),
         "the classic sender wrote something"
+    );
+
+    // A database number, which a cluster does not have, is the URL's fault.
+    let line = failed_with_one_line(&run(
+        common::binary(&format!("{}/1", cluster.url())).arg("status"),
+        T,
+    ));
+    assert!(line.contains("only database 0"), "{line}");
+
+    // A master down without a replica: status says so at once.
+    cluster.0.nodes_mut()[2].crash().unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // the cluster notices
+    let started = std::time::Instant::now();
+    let line = failed_with_one_line(&run(
+        cluster.command().args(["status", "--channel", "parked"]),
+        T,
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}: {line}",
+        started.elapsed()
+    );
+    assert!(
+        line.contains("CLUSTERDOWN") || line.contains("ClusterDown"),
+        "{line}"
     );
 }
 
@@ -725,4 +750,223 @@ fn a_tls_cluster_with_client_certificates_delivers_every_file() {
     anonymous.arg("--tls-ca-cert").arg(&ca).arg("status");
     let line = failed_with_one_line(&run(&mut anonymous, T));
     assert!(line.contains("--tls-cert"), "{line}");
+}
+
+/// Every key matching `pattern` on every node that answers, replicas
+/// included, with the node's port.
+fn keys_on_every_node(cluster: &Cluster, pattern: &str) -> Vec<(u16, String)> {
+    let mut found = Vec::new();
+    for node in cluster.0.nodes() {
+        let Ok(mut con) = node
+            .client()
+            .map_err(redis::RedisError::from)
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        else {
+            continue; // the node we killed
+        };
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut con).unwrap();
+        found.extend(keys.into_iter().map(|k| (node.port(), k)));
+    }
+    found
+}
+
+/// Asserts that no node, master or replica, holds a key matching
+/// `pattern`, allowing replicas a moment to apply the last deletes.
+fn assert_nothing_left(cluster: &Cluster, pattern: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = keys_on_every_node(cluster, pattern);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left in Redis: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `(role, port of its master)` of a node, from `ROLE`; `None` when it
+/// does not answer.
+fn role(node: &redistribute::redis::LocalRedis) -> Option<(String, Option<u16>)> {
+    let mut con = node
+        .client()
+        .ok()?
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .ok()?;
+    let reply: Vec<redis::Value> = redis::cmd("ROLE").query(&mut con).ok()?;
+    let role: String = redis::from_redis_value(reply.first()?.clone()).ok()?;
+    let master = (role == "slave")
+        .then(|| redis::from_redis_value::<u16>(reply.get(2)?.clone()).ok())
+        .flatten();
+    Some((role, master))
+}
+
+/// Index of the node holding `key` now.
+fn holder(cluster: &Cluster, key: &str) -> usize {
+    let (port, _) = cluster.keys(key)[0];
+    cluster
+        .0
+        .nodes()
+        .iter()
+        .position(|n| n.port() == port)
+        .unwrap()
+}
+
+/// Waits until node `index` answers `ROLE` with `wanted`.
+fn wait_for_role(cluster: &Cluster, index: usize, wanted: &str) {
+    let deadline = std::time::Instant::now() + T;
+    while role(&cluster.0.nodes()[index]).is_none_or(|(role, _)| role != wanted) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {index} never became {wanted}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends 12 files to receivers `0` and `1` of `channel` under `limit` with
+/// no receiver running, and returns once the sender waits for room
+/// (`waits_for_room`) or for receivers after its upload ended.
+fn sender_waiting(
+    cluster: &Cluster,
+    channel: &str,
+    source: &std::path::Path,
+    limit: &str,
+    waits_for_room: bool,
+) -> Running {
+    write_files(source, 12, 20_000, 150_000);
+    let total: u64 = std::fs::read_dir(source)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let mut sender = send_broadcast(cluster, channel, source, limit);
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let status = channel_status(cluster, channel);
+        let waiting = if waits_for_room {
+            !status[0]["sender_waiting_since_ms"].is_null()
+        } else {
+            status[0]["bytes_sent"] == total
+        };
+        if waiting {
+            return sender;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sender never waited: {status}"
+        );
+        if sender.try_wait().unwrap().is_some() {
+            panic!("the sender stopped early: {:?}", wait(sender, T));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Receives `channel` through node `via` (any node that is up), then
+/// checks that every process ended by itself with exit 0, that the copies
+/// are whole, and that no chunk of the channel is left on any node.
+fn deliver_and_check(
+    cluster: &Cluster,
+    via: usize,
+    channel: &str,
+    dir: &std::path::Path,
+    sender: Running,
+) {
+    let url = cluster.0.nodes()[via].url();
+    let receivers: Vec<Running> = (0..2)
+        .map(|i| {
+            spawn(
+                common::binary(&url)
+                    .args(["receive", "--channel", channel, "--id", &i.to_string()])
+                    .arg("--out")
+                    .arg(dir.join(format!("out{i}"))),
+            )
+        })
+        .collect();
+    for receiver in receivers {
+        succeeded(&wait(receiver, T));
+    }
+    let said = succeeded(&wait(sender, T));
+    for i in 0..2 {
+        assert_same_tree(&dir.join("in"), &dir.join(format!("out{i}")));
+    }
+    assert_nothing_left(cluster, &format!("rd:c:{}:{channel}:*", channel.len()));
+    eprintln!("sender said:\n{said}");
+}
+
+/// A master killed once the upload ended, while the sender waits for
+/// receivers: the one holding the channel's control keys (`control`), or
+/// one holding only chunks.
+fn master_killed_while_the_sender_waits_for_receivers(control: bool) {
+    let mut cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+        replicas_per_master: 1,
+        ..Default::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let sender = sender_waiting(&cluster, "kill", &work.path().join("in"), "8MiB", false);
+    let meta = holder(&cluster, "rd:{kill}:meta");
+    let victim = if control {
+        meta
+    } else {
+        (0..3).find(|&i| i != meta).unwrap()
+    };
+    // Killed within the sender's first second of waiting, before its first
+    // notice, which reads the chunks on every master.
+    cluster.0.nodes_mut()[victim].crash().unwrap(); // SIGKILL
+    let replica = victim + 3;
+    wait_for_role(&cluster, replica, "master");
+    deliver_and_check(&cluster, replica, "kill", work.path(), sender);
+}
+
+#[test]
+fn the_control_master_killed_while_the_sender_waits_for_receivers_costs_nothing() {
+    master_killed_while_the_sender_waits_for_receivers(true);
+}
+
+#[test]
+fn a_chunk_master_killed_while_the_sender_waits_for_receivers_costs_nothing() {
+    master_killed_while_the_sender_waits_for_receivers(false);
+}
+
+/// `CLUSTER FAILOVER` on the replica of the channel's control master while
+/// the sender blocks there, waiting for room or for receivers.
+fn failover_while_the_sender_waits(for_room: bool) {
+    let cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+        replicas_per_master: 1,
+        ..Default::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let limit = if for_room { "256KiB" } else { "8MiB" };
+    let sender = sender_waiting(&cluster, "fo", &work.path().join("in"), limit, for_room);
+    let meta = holder(&cluster, "rd:{fo}:meta");
+    let replica = meta + 3;
+    assert_eq!(
+        role(&cluster.0.nodes()[replica]).unwrap().1,
+        Some(cluster.0.nodes()[meta].port())
+    );
+    let mut con = cluster.0.nodes()[replica]
+        .client()
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query(&mut con)
+        .unwrap();
+    wait_for_role(&cluster, replica, "master");
+    // Let the sender meet the new topology before receivers join.
+    std::thread::sleep(Duration::from_millis(500));
+    deliver_and_check(&cluster, meta, "fo", work.path(), sender);
+}
+
+#[test]
+fn a_cluster_failover_while_the_sender_waits_for_room_costs_nothing() {
+    failover_while_the_sender_waits(true);
+}
+
+#[test]
+fn a_cluster_failover_while_the_sender_waits_for_receivers_costs_nothing() {
+    failover_while_the_sender_waits(false);
 }

@@ -105,10 +105,16 @@ pub fn write_log_dir(
 ) -> io::Result<Vec<PathBuf>> {
     let per_file = total / u64::from(files.max(1));
     let mut written = Vec::new();
+    std::fs::create_dir_all(dir)?;
     for i in 0..files {
         let day = i + 1;
         let sub = dir.join(format!("2026-11-{day:02}"));
-        std::fs::create_dir_all(&sub)?;
+        // Not `create_dir_all`: an interrupted demo removes its directory
+        // while this thread may still run, and must not find it back.
+        match std::fs::create_dir(&sub) {
+            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
+            _ => {}
+        }
         let gzip = i % 3 == 1;
         let path = sub.join(if gzip { "access.log.gz" } else { "access.log" });
         let file = BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);

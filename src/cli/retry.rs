@@ -1,6 +1,7 @@
 //! `redistribute retry`: offer parked files again.
 
 use redistribute::redis::Redis;
+use redistribute::text::counted;
 use redistribute::transfer::retry;
 use redistribute::{Error, Result};
 
@@ -25,10 +26,12 @@ pub async fn run(url: &str, prefix: &str, args: RetryArgs) -> Result<()> {
     } else if offered > 0 {
         match &outcome.sender {
             Some(sender) => tracing::info!(
-                "{offered} files offered again; the running sender ({sender}) uploads them"
+                "{} offered again; the running sender ({sender}) uploads them",
+                counted(offered as u64, "file", "files")
             ),
             None => tracing::info!(
-                "{offered} files offered again; no sender is running: run the same `redistribute send` again to upload them"
+                "{} offered again; no sender is running: run the same `redistribute send` again to upload them",
+                counted(offered as u64, "file", "files")
             ),
         }
     }

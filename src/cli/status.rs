@@ -8,7 +8,11 @@ use super::args::StatusArgs;
 
 pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
     use std::io::IsTerminal;
-    let redis = Redis::connect(url).await?;
+    // A snapshot that waited minutes for Redis to come back would tell
+    // nothing: say at once that it is unreachable (or the cluster down).
+    let redis = Redis::connect(url)
+        .await?
+        .with_patience(std::time::Duration::from_secs(3));
     loop {
         let found = gather(&redis, prefix, &args).await?;
         if args.watch && std::io::stdout().is_terminal() {
@@ -153,6 +157,12 @@ fn print_status(s: &ChannelStatus) {
             .map(|m| format!("{} {}", m.master, size(m.bytes)))
             .collect();
         println!("  held per master: {}", each.join(", "));
+    }
+    if s.bytes_left_over > 0 {
+        println!(
+            "  {} of that are leftovers of finished files (back after a failover); the next send on the channel deletes them",
+            size(s.bytes_left_over)
+        );
     }
     let bars = std::io::stdout().is_terminal();
     println!(

@@ -57,6 +57,8 @@ pub struct Redis {
     blocking: Arc<Healing>,
     url: String,
     cluster: bool,
+    /// How long a step is retried while Redis is unreachable.
+    patience: Duration,
 }
 
 /// One connection that the retry loop replaces after a transient failure.
@@ -198,6 +200,7 @@ impl Redis {
             blocking: Arc::new(blocking),
             url: shown.to_owned(),
             cluster,
+            patience: GIVE_UP_AFTER,
         })
     }
 
@@ -206,13 +209,22 @@ impl Redis {
         self.cluster
     }
 
+    /// Gives up on a step after `patience` of failures instead of two
+    /// minutes: for a look at the state (`status`), an answer saying at
+    /// once that Redis is unreachable, or the cluster down, is worth more
+    /// than one that waits for it to come back.
+    pub fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
     /// Runs an idempotent step, retrying transient failures with backoff.
     pub async fn retry<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
     where
         F: FnMut(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        retry_on(&self.commands, what, step).await
+        retry_on(&self.commands, self.patience, what, step).await
     }
 
     /// Sends one command with [`Redis::retry`]. Most steps are a single
@@ -283,34 +295,42 @@ impl Redis {
     }
 
     /// Like [`Redis::scan`], with the keys of each primary apart, named
-    /// `host:port` (empty for a single server).
+    /// `host:port` (empty for a single server). Each attempt asks the
+    /// cluster for its primaries again and scans them all from the start:
+    /// after a failover the list of a moment ago names a dead node, which
+    /// retrying would only wait on until we give up.
     pub async fn scan_by_primary(
         &self,
         what: &'static str,
         pattern: &str,
     ) -> Result<Vec<(String, Vec<String>)>> {
-        let mut found = Vec::new();
-        for node in self.primaries(what).await? {
-            let mut keys = Vec::new();
-            let mut cursor = 0u64;
-            loop {
-                let mut command = redis::cmd("SCAN");
-                command
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000);
-                let (next, batch): (u64, Vec<String>) = self.on_node(what, &command, &node).await?;
-                keys.extend(batch);
-                if next == 0 {
-                    break;
+        self.retry(what, |mut con| async move {
+            let mut found = Vec::new();
+            for node in con.primaries().await? {
+                let mut keys = Vec::new();
+                let mut cursor = 0u64;
+                loop {
+                    let mut command = redis::cmd("SCAN");
+                    command
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000);
+                    let (next, batch): (u64, Vec<String>) =
+                        redis::from_redis_value(con.on_node(&command, &node).await?)
+                            .map_err(RedisError::from)?;
+                    keys.extend(batch);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
                 }
-                cursor = next;
+                found.push((node_name(&node), keys));
             }
-            found.push((node_name(&node), keys));
-        }
-        Ok(found)
+            Ok(found)
+        })
+        .await
     }
 
     /// The most memory Redis may use for data in bytes, or `None` when
@@ -412,49 +432,34 @@ impl Redis {
     }
 
     /// An `INFO` section of every primary (`host:port`, empty for a single
-    /// server), `None` where an ACL user may not run `INFO`.
+    /// server), `None` where an ACL user may not run `INFO`. Like
+    /// [`Redis::scan_by_primary`], each attempt asks for the primaries again.
     async fn info_by_primary(&self, section: &str) -> Result<Vec<(String, Option<String>)>> {
-        let mut found = Vec::new();
         let mut command = redis::cmd("INFO");
         command.arg(section);
-        for node in self.primaries("reading INFO").await? {
-            let info = match self.on_node("reading INFO", &command, &node).await {
-                Ok(info) => Some(info),
-                Err(Error::Redis { source, .. }) if source.code() == Some("NOPERM") => None,
-                Err(error) => return Err(error),
-            };
-            found.push((node_name(&node), info));
-        }
-        Ok(found)
-    }
-
-    /// The primaries of a cluster; for one server, itself.
-    async fn primaries(&self, what: &'static str) -> Result<Vec<(String, u16)>> {
-        self.retry(what, |mut con| async move { con.primaries().await })
-            .await
-    }
-
-    /// Runs `command` on one primary (see [`Redis::primaries`]).
-    async fn on_node<T: FromRedisValue>(
-        &self,
-        what: &'static str,
-        command: &Cmd,
-        node: &(String, u16),
-    ) -> Result<T> {
-        let value = self
-            .retry(
-                what,
-                |mut con| async move { con.on_node(command, node).await },
-            )
-            .await?;
-        redis::from_redis_value(value).map_err(|source| Error::Redis {
-            what,
-            source: source.into(),
+        let command = &command;
+        self.retry("reading INFO", |mut con| async move {
+            let mut found = Vec::new();
+            for node in con.primaries().await? {
+                let info = match con.on_node(command, &node).await {
+                    Ok(info) => Some(redis::from_redis_value(info).map_err(RedisError::from)?),
+                    Err(source) if source.code() == Some("NOPERM") => None,
+                    Err(source) => return Err(source),
+                };
+                found.push((node_name(&node), info));
+            }
+            Ok(found)
         })
+        .await
     }
 }
 
-async fn retry_on<T, F, Fut>(con: &Healing, what: &'static str, mut step: F) -> Result<T>
+async fn retry_on<T, F, Fut>(
+    con: &Healing,
+    patience: Duration,
+    what: &'static str,
+    mut step: F,
+) -> Result<T>
 where
     F: FnMut(Connection) -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
@@ -487,7 +492,7 @@ where
                 }
             }
             Err(source) if is_transient(&source) => {
-                if started.elapsed() > GIVE_UP_AFTER {
+                if started.elapsed() > patience {
                     return Err(Error::GaveUp {
                         what,
                         seconds: started.elapsed().as_secs(),
@@ -495,7 +500,9 @@ where
                     });
                 }
                 crate::telemetry::redis_retry();
-                if !warned {
+                // A caller that gives up within seconds hears nothing of
+                // the retries: its error, if it comes, says it all.
+                if !warned && patience >= GIVE_UP_AFTER {
                     tracing::warn!("Redis connection problem during {what}: {source}; retrying");
                     warned = true;
                 }
@@ -535,10 +542,17 @@ pub fn is_transient(error: &RedisError) -> bool {
             | ErrorKind::Parse
             // The cluster's topology changed (a failover, slots moved)
             // beyond what the client followed by itself: a fresh
-            // connection learns it.
+            // connection learns it. READONLY: a write reached a master
+            // demoted to replica.
             | ErrorKind::ClusterConnectionNotFound
-            | ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+            | ErrorKind::Server(
+                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly
+            )
     )
+        // A blocking read the server ended because its node stopped
+        // serving the slot (a `CLUSTER FAILOVER` demoted it): looking
+        // again reaches the new primary.
+        || error.code() == Some("UNBLOCKED")
 }
 
 /// One field of an `INFO` answer.
@@ -574,7 +588,25 @@ pub(crate) fn is_out_of_memory(error: &RedisError) -> bool {
 
 fn connect_error(url: &str, source: RedisError) -> Error {
     let auth = source.kind() == ErrorKind::AuthenticationFailed
-        || matches!(source.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+        || matches!(source.code(), Some("WRONGPASS" | "NOAUTH"));
+    // The user logged in, but its ACL lacks a command we need (such as
+    // what the cluster client runs to learn the slots): its message names
+    // the command, and the password is not to blame.
+    if source.code() == Some("NOPERM") {
+        return Error::Permission {
+            url: url.to_owned(),
+            source,
+        };
+    }
+    if source
+        .to_string()
+        .contains("SELECT is not allowed in cluster mode")
+    {
+        return Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: "a Redis Cluster has only database 0; remove the /N after the address".into(),
+        };
+    }
     if let Some(hint) = tls_hint(url, &source) {
         return Error::Tls {
             url: url.to_owned(),

@@ -1,7 +1,9 @@
 //! One channel on one Redis: running the protocol's scripts with retries,
-//! and deleting chunks that are no longer needed.
+//! finding and deleting chunks that are no longer needed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use futures_util::{StreamExt, TryStreamExt};
 
 use redis::{FromRedisValue, Script};
 
@@ -10,7 +12,7 @@ use crate::redis::Redis;
 use crate::transfer::protocol::{self, Audience, Keys};
 
 /// How many chunk keys one `UNLINK` deletes.
-const UNLINK_BATCH: u64 = 256;
+pub(crate) const UNLINK_BATCH: u64 = 256;
 
 /// A channel's keys together with the connection that reaches them.
 #[derive(Clone)]
@@ -37,9 +39,69 @@ impl Meta {
     }
 }
 
+/// The chunks of a channel that are in Redis, master by master.
+#[derive(Debug, Default)]
+pub struct ChunkCensus {
+    /// Bytes of chunk data on each master (`host:port`; empty for one
+    /// server).
+    pub per_master: Vec<(String, u64)>,
+    /// Key and length of each chunk of a file no receiver needs any more:
+    /// released, but back in Redis (a replica promoted before it had the
+    /// deletes) or never deleted (a release cut short).
+    pub leftovers: Vec<(String, u64)>,
+}
+
+impl ChunkCensus {
+    /// Bytes of the leftover chunks.
+    pub fn leftover_bytes(&self) -> u64 {
+        self.leftovers.iter().map(|(_, bytes)| bytes).sum()
+    }
+}
+
 impl Channel {
     pub fn new(redis: Redis, keys: Keys) -> Self {
         Channel { redis, keys }
+    }
+
+    /// Finds and measures the channel's chunks on every master. `active`
+    /// is read after the scan, so a file announced meanwhile, whose new
+    /// chunks the scan may have seen, is never taken for a leftover.
+    pub async fn chunk_census(&self) -> Result<ChunkCensus> {
+        let found = self
+            .redis
+            .scan_by_primary("listing chunks", &self.keys.chunk_pattern())
+            .await?;
+        let active: HashSet<u64> = self
+            .redis
+            .query(
+                "reading the files in flight",
+                redis::cmd("ZRANGE").arg(self.keys.active()).arg(0).arg(-1),
+            )
+            .await?;
+        let mut census = ChunkCensus::default();
+        for (master, chunks) in found {
+            let redis = &self.redis;
+            let lengths: Vec<u64> = futures_util::stream::iter(chunks.clone())
+                .map(|key| async move {
+                    redis
+                        .query::<u64>("measuring chunks", redis::cmd("STRLEN").arg(key))
+                        .await
+                })
+                .buffered(32)
+                .try_collect()
+                .await?;
+            census.per_master.push((master, lengths.iter().sum()));
+            for (key, bytes) in chunks.into_iter().zip(lengths) {
+                if self
+                    .keys
+                    .chunk_file(&key)
+                    .is_some_and(|fid| !active.contains(&fid))
+                {
+                    census.leftovers.push((key, bytes));
+                }
+            }
+        }
+        Ok(census)
     }
 
     /// Runs one of [`protocol`]'s scripts with the channel's `meta` key and

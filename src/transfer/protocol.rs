@@ -192,6 +192,14 @@ impl Keys {
         format!("{}*", self.chunk_base())
     }
 
+    /// The file id in a key matching [`Keys::chunk_pattern`]; `None` for
+    /// any other key.
+    pub fn chunk_file(&self, key: &str) -> Option<u64> {
+        let (fid, index) = key.strip_prefix(&self.chunk_base())?.split_once(':')?;
+        index.parse::<u64>().ok()?;
+        fid.parse().ok()
+    }
+
     fn chunk_base(&self) -> String {
         format!("{}:c:{}:{}:", self.prefix, self.channel.len(), self.channel)
     }
@@ -929,6 +937,18 @@ mod tests {
     ) -> T {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         channel.run("testing", script, &args).await.unwrap()
+    }
+
+    #[test]
+    fn a_chunk_key_names_its_file_and_only_its_own_channel_matches() {
+        let keys = Keys::new("rd", "a");
+        assert_eq!(keys.chunk_file(&keys.chunk(12, 3)), Some(12));
+        assert_eq!(
+            keys.chunk_file(&Keys::new("rd", "a:c:1").chunk(12, 3)),
+            None
+        );
+        assert_eq!(keys.chunk_file(&keys.meta()), None);
+        assert_eq!(keys.chunk_file("rd:c:1:a:12"), None);
     }
 
     async fn announce(channel: &Channel, name: &str) -> String {

@@ -1,9 +1,11 @@
 //! Deleting a channel: its chunks first, then its control keys, then its
-//! name from the list of channels.
+//! name from the list of channels. And deleting only what a channel left
+//! behind: chunks of files no receiver needs any more.
 
 use crate::error::Result;
 use crate::files::names;
 use crate::redis::Redis;
+use crate::transfer::channel::{Channel, UNLINK_BATCH};
 use crate::transfer::protocol::Keys;
 
 /// Deletes every key of a channel. Returns how many keys were deleted.
@@ -26,4 +28,47 @@ pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
         )
         .await?;
     Ok(deleted)
+}
+
+/// What [`remove_leftovers`] deleted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Chunks deleted.
+    pub chunks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Deletes the chunks of the channel's files that no receiver needs any
+/// more (not `active`) but that are still on a master, and says so in one
+/// log line. The release path cannot see them: after a failover, a
+/// promoted replica may never have received the deletes its master ran
+/// (replication is asynchronous), while the channel's records, on another
+/// master, say the chunks are gone.
+pub async fn remove_leftovers(channel: &Channel) -> Result<Leftovers> {
+    let census = channel.chunk_census().await?;
+    for batch in census.leftovers.chunks(UNLINK_BATCH as usize) {
+        // One command per batch: on a cluster the client splits it by slot.
+        let mut unlink = redis::cmd("UNLINK");
+        for (key, _) in batch {
+            unlink.arg(key);
+        }
+        channel
+            .redis
+            .query::<u64>("deleting leftover chunks", &unlink)
+            .await?;
+    }
+    let removed = Leftovers {
+        chunks: census.leftovers.len() as u64,
+        bytes: census.leftover_bytes(),
+    };
+    if removed.chunks > 0 {
+        tracing::info!(
+            "deleted {} ({}) of finished files of channel {} that were still in Redis",
+            crate::text::counted(removed.chunks, "leftover chunk", "leftover chunks"),
+            bytesize::ByteSize(removed.bytes),
+            channel.keys.channel()
+        );
+    }
+    Ok(removed)
 }

@@ -260,6 +260,8 @@ impl Sender {
         create_channel(&channel, &options, limit).await?;
         let watch = (channel.redis.reconnections(), channel.redis.run_id().await?);
         let lease = Lease::take(&channel, "sender", SENDER).await?;
+        // What an earlier run left behind (see `purge::remove_leftovers`).
+        crate::transfer::purge::remove_leftovers(&channel).await?;
         // A wait an earlier run left marked is over, and so is its pace
         // (only the sender holding the lease may say so).
         mark_waiting(&channel, false).await?;
@@ -650,7 +652,13 @@ impl Sender {
                 }
                 // Empty because done, or because the state vanished?
                 return match self.channel.meta().await? {
-                    Some(_) => self.lease.release().await,
+                    Some(_) => {
+                        // Whatever a failover brought back (see
+                        // `purge::remove_leftovers`): nothing of a finished
+                        // file stays in Redis.
+                        crate::transfer::purge::remove_leftovers(&self.channel).await?;
+                        self.lease.release().await
+                    }
                     None => Err(Error::Protocol {
                         key: self.channel.keys.meta(),
                         reason: "the channel vanished while receivers were working (purged, or Redis restarted without persistence); send again".into(),

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::files::names;
 use crate::redis::Redis;
 use crate::text::counted;
-use crate::transfer::channel::Channel;
+use crate::transfer::channel::{Channel, ChunkCensus};
 use crate::transfer::lease;
 use crate::transfer::protocol::{Audience, Keys};
 
@@ -76,6 +76,16 @@ pub struct ChannelStatus {
     /// master (chunks spread by hash, not evenly); empty on one server.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bytes_per_master: Vec<MasterBytes>,
+    /// On a Redis Cluster, bytes of chunks on the masters that belong to
+    /// files no receiver needs any more (a failover brought them back):
+    /// part of `bytes_per_master`, not of `bytes_held`; the next `send` on
+    /// the channel deletes them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes_left_over: u64,
+}
+
+fn is_zero(bytes: &u64) -> bool {
+    *bytes == 0
 }
 
 /// The bytes of a channel's chunks on one master of a cluster.
@@ -261,10 +271,12 @@ pub async fn channel_status(
     }
     let parked = parse_parked(parked);
     let split_files = split_files(redis, keys, &active).await?;
-    let bytes_per_master = if redis.is_cluster() {
-        chunk_bytes_per_master(redis, keys).await?
+    // On one server, no failover brings chunks back, and a scan of the
+    // whole key space is not worth its cost.
+    let census = if redis.is_cluster() {
+        channel.chunk_census().await?
     } else {
-        Vec::new()
+        ChunkCensus::default()
     };
     let sender = lease::holder_of(&channel, "sender").await?;
     let rate_fresh = now.saturating_sub(meta.number("rate_at")) <= RATE_FRESH_MS;
@@ -303,7 +315,12 @@ pub async fn channel_status(
         receivers,
         parked,
         split_files,
-        bytes_per_master,
+        bytes_left_over: census.leftover_bytes(),
+        bytes_per_master: census
+            .per_master
+            .into_iter()
+            .map(|(master, bytes)| MasterBytes { master, bytes })
+            .collect(),
     }))
 }
 
@@ -417,28 +434,6 @@ fn eta(
         let left = in_flight.saturating_sub(through);
         (left > 0 && rate_out > 0).then(|| left / rate_out)
     }
-}
-
-/// Sums the lengths of the channel's chunk keys on each master.
-async fn chunk_bytes_per_master(redis: &Redis, keys: &Keys) -> Result<Vec<MasterBytes>> {
-    use futures_util::{StreamExt, TryStreamExt};
-    let mut found = Vec::new();
-    for (master, chunks) in redis
-        .scan_by_primary("listing chunks", &keys.chunk_pattern())
-        .await?
-    {
-        let bytes: u64 = futures_util::stream::iter(chunks)
-            .map(|key| async move {
-                redis
-                    .query::<u64>("measuring chunks", redis::cmd("STRLEN").arg(key))
-                    .await
-            })
-            .buffer_unordered(32)
-            .try_fold(0, |total, len| async move { Ok(total + len) })
-            .await?;
-        found.push(MasterBytes { master, bytes });
-    }
-    Ok(found)
 }
 
 /// Files of a channel given up on, by file then receiver.
