@@ -223,6 +223,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file went to stdout in part and cannot be finished next: printing
+    /// any other file would splice it into this one.
+    #[error(
+        "stdout: {name} was cut short after {printed} bytes: {reason}; stopping so that no other file is printed into the middle of it"
+    )]
+    CutShort {
+        /// The file printed in part.
+        name: String,
+        /// Its bytes that went to stdout.
+        printed: u64,
+        /// Why it cannot be finished next.
+        reason: String,
+    },
+
     /// The work finished, but files failed (too often, or for good) and were parked: not
     /// everyone who needed them got them. The binary exits with 3.
     #[error(

@@ -407,3 +407,60 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
         }
     }
 }
+
+/// A worker stopped in the middle of a file larger than the budget finds
+/// its first chunks released when it starts again and asks for the file
+/// again, while the sender waits for room that only that worker's reading
+/// would free: the sender must abandon the upload nobody reads and serve
+/// the request (before, both waited on each other for good, every time).
+#[test]
+fn a_worker_restarted_in_the_middle_of_a_file_larger_than_the_budget_gets_it_whole() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "big.bin", &noise(3 << 20, 41));
+    write(&source, "small.log", &log_text(100_000, 42));
+    let out = work.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Reads 16 KiB every 10 ms: the kill lands mid-file.
+    let exec = format!(
+        "f='{}'/\"$REDISTRIBUTE_NAME\"; : > \"$f\"; \
+         while dd bs=16384 count=1 iflag=fullblock status=none of=\"$f.part\" && [ -s \"$f.part\" ]; \
+         do cat \"$f.part\" >> \"$f\"; sleep 0.01; done; rm -f \"$f.part\"",
+        out.display()
+    );
+    let worker = || {
+        spawn(server.command().args([
+            "receive",
+            "--channel",
+            "wq",
+            "--id",
+            "only",
+            "--exec",
+            &exec,
+        ]))
+    };
+    let sender = spawn(
+        server
+            .command()
+            .args(["send", "--channel", "wq", "--workers"])
+            .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
+            .arg(&source),
+    );
+    let mut first = worker();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the worker finished before it could be stopped"
+    );
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let again = worker();
+    let worked = succeeded(&wait(again, T));
+    let sent = succeeded(&wait(sender, T));
+    assert_same_tree(&source, &out);
+    assert!(
+        sent.contains("asked for it again from the start"),
+        "the sender never abandoned the upload nobody read:\n{sent}\nthe worker said:\n{worked}"
+    );
+}

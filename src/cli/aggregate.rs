@@ -29,7 +29,7 @@ pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs
             count(&redis, files, &options, source).await
         }
         Protocol::Native => {
-            let files = Receiver::connect(url, source.receive_options(prefix)).await?;
+            let files = Receiver::connect(url, source.receive_options(prefix, false)).await?;
             count(&redis, files, &options, source).await
         }
     }

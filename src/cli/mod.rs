@@ -129,13 +129,15 @@ impl SourceArgs {
         Ok(())
     }
 
-    /// The native receiver's options.
-    fn receive_options(&self, prefix: &str) -> ReceiveOptions {
+    /// The native receiver's options; `in_order` for an output that
+    /// cannot take back what it wrote (stdout).
+    fn receive_options(&self, prefix: &str, in_order: bool) -> ReceiveOptions {
         let mut options = ReceiveOptions::new(&self.channel, &self.id);
         options.prefix = prefix.to_owned();
         options.follow = self.follow;
         options.claim_after = self.claim_after;
         options.allow_eviction = self.allow_eviction;
+        options.in_order = in_order;
         options
     }
 }

@@ -24,7 +24,8 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Res
             receive_all(files, &sink, quiet, &args).await
         }
         Protocol::Native => {
-            let files = Receiver::connect(url, source.receive_options(prefix)).await?;
+            let in_order = matches!(sink, Sink::Stdout);
+            let files = Receiver::connect(url, source.receive_options(prefix, in_order)).await?;
             receive_all(files, &sink, quiet, &args).await
         }
     }

@@ -56,8 +56,11 @@ impl Sink {
     ) -> Result<u64> {
         let mut done = 0;
         // Bytes of each file that earlier attempts wrote to stdout, which
-        // cannot be taken back: a later attempt goes on after them.
+        // cannot be taken back: a later attempt goes on after them, and no
+        // other file may start before it (see `cut_short`).
         let mut printed: HashMap<String, u64> = HashMap::new();
+        // The file printed in part: its key, its name, why it stopped.
+        let mut cut_short: Option<(String, String, String)> = None;
         while let Some(mut file) = files.next_file().await? {
             let name = file.title();
             if file.done_before() && self.still_holds(&file).await {
@@ -69,6 +72,22 @@ impl Sink {
                 continue;
             }
             let key = file.token("", "");
+            if let Some((cut, cut_name, why)) = &cut_short
+                && *cut != key
+            {
+                let printed = printed.get(cut).copied().unwrap_or_default();
+                let next = if name == *cut_name {
+                    "another version of it".to_owned()
+                } else {
+                    name
+                };
+                file.close().await;
+                return Err(Error::CutShort {
+                    name: cut_name.clone(),
+                    printed,
+                    reason: format!("{why}, and the next file offered is {next}"),
+                });
+            }
             let already = printed.entry(key.clone()).or_default();
             let so_far = file.received_so_far();
             if let Some(progress) = progress {
@@ -91,8 +110,21 @@ impl Sink {
                     }
                 }
             };
-            if outcome.is_ok() {
-                printed.remove(&key);
+            match &outcome {
+                Ok(()) => {
+                    printed.remove(&key);
+                    cut_short = None;
+                }
+                Err(error) if printed.get(&key).is_some_and(|&bytes| bytes > 0) => {
+                    let why = match error {
+                        Error::Corrupt { reason, .. } | Error::Processing { reason, .. } => {
+                            reason.clone()
+                        }
+                        other => other.to_string(),
+                    };
+                    cut_short = Some((key.clone(), name.clone(), why));
+                }
+                Err(_) => {}
             }
             if let Some(progress) = progress {
                 if outcome.is_ok() {
@@ -117,6 +149,13 @@ impl Sink {
                     let shown = error.to_string();
                     match files.fail(file, error).await? {
                         Failure::WillRetry => tracing::warn!("{shown}; will try again"),
+                        Failure::Parked if cut_short.is_some() => {
+                            return Err(Error::CutShort {
+                                name,
+                                printed: printed.get(&key).copied().unwrap_or_default(),
+                                reason: format!("{shown}; parked after repeated failures"),
+                            });
+                        }
                         Failure::Parked => {
                             tracing::error!("{shown}; parked after repeated failures")
                         }

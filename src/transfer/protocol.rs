@@ -447,10 +447,13 @@ return 1
 /// round; then the lowest file id a new file may get (above every id this
 /// sender has seen: after Redis lost its latest writes, an id must not
 /// name two files); then `I/N` when the file is piece I of N of a file
-/// sent with `--split` (else '').
+/// sent with `--split` (else ''); then 1 to answer `forgot` when Redis
+/// no longer knows file ids this sender was given (else 0).
 /// Returns `{fid, state, published, chunk slot, offset, stored, requests}`
-/// where state is `new`, `uploading` or `sent`, or `busy` for a re-supply
-/// of a file whose first upload is still unfinished; a resumed upload
+/// where state is `new`, `uploading` or `sent`, `busy` for a re-supply
+/// of a file whose first upload is still unfinished, or `forgot` (nothing
+/// announced) when Redis came back from a snapshot older than this
+/// sender's last announcement; a resumed upload
 /// keeps its chunk slot and goes on after `offset` original bytes, which
 /// took `stored` bytes;
 /// `requests` counts the names in `wanted` (after this one), so a sender
@@ -467,6 +470,13 @@ end
 local function resume(fid, f)
   return answer({fid, 'uploading', tonumber(redis.call('HGET', f, 'published')), redis.call('HGET', f, 'chunk'),
     redis.call('HGET', f, 'offset') or 0, redis.call('HGET', f, 'stored') or 0})
+end
+-- File ids below the lowest this sender may use were given to it
+-- before: Redis no longer knowing them means it came back from an older
+-- snapshot, and files it forgot must be announced again before this one,
+-- in their order.
+if ARGV[12] == '1' and tonumber(redis.call('HGET', meta, 'next_fid') or '0') < tonumber(ARGV[10]) - 1 then
+  return answer({'0', 'forgot', 0, ARGV[5], 0, 0})
 end
 local sent = base .. 'sent'
 local resupply = ARGV[7] ~= ''
@@ -599,7 +609,9 @@ return count
 /// -1 when the file is no longer being uploaded (aborted by a newer
 /// sender), -2 when Redis lost the record or some of its publications (a
 /// restart that lost recent writes): the upload must start over from
-/// what Redis still has.
+/// what Redis still has; -3 when everyone the upload was for settled the
+/// file already (asked for it again, or parked it): the upload is
+/// abandoned here, and requests for it are served from the start.
 pub(crate) static RESERVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -614,6 +626,13 @@ if not state or tonumber(redis.call('HGET', f, 'published') or '0') < tonumber(A
   return {-2, last_id}
 end
 if state ~= 'uploading' then return {-1, last_id} end
+-- Everyone it was for settled it already: they found chunks gone (released
+-- early) and asked for the file again from the start, or gave up on it.
+-- Nobody reads the rest, and the room it holds may be what they wait for.
+if tonumber(redis.call('HGET', f, 'acks') or '0') >= tonumber(redis.call('HGET', f, 'need') or '1') then
+  abort(meta, base, ARGV[2], 'everyone it was for asked for it again from the start')
+  return {-3, last_id}
+end
 local reserved = tonumber(redis.call('HGET', f, 'reserved'))
 local want = tonumber(ARGV[3])
 if want <= reserved then return {reserved, last_id} end

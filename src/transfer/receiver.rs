@@ -65,6 +65,12 @@ pub struct ReceiveOptions {
     /// Work with a Redis whose `maxmemory-policy` may evict our keys
     /// (`allkeys-*`), which can lose files in flight.
     pub allow_eviction: bool,
+    /// Broadcast: a file part of which was passed on, and whose data then
+    /// left Redis (released early, lost, damaged), is handed out again,
+    /// once uploaded again, before any file announced after it. For a
+    /// consumer that cannot take back what it output (`--stdout`), which
+    /// would otherwise start the next file in the middle of this one.
+    pub in_order: bool,
 }
 
 impl ReceiveOptions {
@@ -77,6 +83,7 @@ impl ReceiveOptions {
             follow: false,
             claim_after: Duration::from_secs(30),
             allow_eviction: false,
+            in_order: false,
         }
     }
 }
@@ -102,6 +109,9 @@ pub struct Receiver {
     acknowledged: Remembered,
     /// The files it asked for again and waits for, as last said.
     awaited: std::sync::Mutex<Vec<String>>,
+    /// With [`ReceiveOptions::in_order`]: the file passed on in part and
+    /// asked for again, which goes before any other.
+    resume_first: Option<String>,
     /// Its pace, for `status`.
     rate: Arc<RateMeter>,
 }
@@ -159,6 +169,7 @@ impl Receiver {
             lease: None,
             acknowledged: Remembered::default(),
             awaited: std::sync::Mutex::new(Vec::new()),
+            resume_first: None,
             rate: Arc::default(),
         })
     }
@@ -295,6 +306,11 @@ impl Receiver {
         if let Some(lease) = &self.lease {
             lease.check(&lease::role_of(&audience, &self.options.id).1)?;
         }
+        if let Some(name) = self.resume_first.take()
+            && let Some(file) = self.announced_again(&name).await?
+        {
+            return Ok(Some(file));
+        }
         if let Some((entry, fid, attempt)) = self.retry.take() {
             // Seconds, growing: a failure that passes (a busy disk, a
             // restarting service) gets time to pass.
@@ -376,6 +392,84 @@ impl Receiver {
         }
     }
 
+    /// Waits for `name` to be announced again for us and opens it, leaving
+    /// every other new announcement pending for later, in its order.
+    /// `None` when it will not come (the sender gave up on it).
+    async fn announced_again(&mut self, name: &str) -> Result<Option<IncomingFile>> {
+        tracing::info!("{name}: waiting for it to be uploaded again before any other file");
+        // Whatever is pending afterwards is read again, oldest first.
+        self.pending_done = false;
+        loop {
+            for (entry, fid) in self.pending_files().await? {
+                let fields: (Option<String>, Option<String>) = self
+                    .channel
+                    .redis
+                    .query(
+                        "reading a file record",
+                        redis::cmd("HMGET")
+                            .arg(self.channel.keys.file(fid))
+                            .arg("name")
+                            .arg("for"),
+                    )
+                    .await?;
+                let ours = |ids: &str| ids.split(',').any(|id| id == self.options.id);
+                if fields.0.as_deref() == Some(name) && fields.1.as_deref().is_some_and(ours) {
+                    return self.open(&entry, fid).await;
+                }
+            }
+            let wanted: Option<String> = self
+                .channel
+                .redis
+                .query(
+                    "checking requests for files",
+                    redis::cmd("HGET").arg(self.channel.keys.wanted()).arg(name),
+                )
+                .await?;
+            let waiting = wanted.is_some_and(|value| {
+                let receivers = value.rsplit(' ').next().unwrap_or_default();
+                receivers.split(',').any(|id| id == self.options.id)
+            });
+            // Announced meanwhile (the request is gone with the same step),
+            // or given up on.
+            let (entry, _) = self.read(">", waiting.then_some(BLOCK)).await?;
+            if entry.is_none() && !waiting {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Our pending announcements of files, oldest first.
+    async fn pending_files(&self) -> Result<Vec<(String, u64)>> {
+        let group = self
+            .audience
+            .as_ref()
+            .map(|a| a.group_of(&self.options.id))
+            .unwrap_or_default();
+        let reply: Option<StreamReadReply> = self
+            .channel
+            .redis
+            .query(
+                "reading announcements",
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(group)
+                    .arg(&self.options.id)
+                    .arg("STREAMS")
+                    .arg(self.channel.keys.files())
+                    .arg("0"),
+            )
+            .await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .filter_map(|entry| {
+                let fid = entry.get::<String>("fid")?.parse().ok()?;
+                Some((entry.id, fid))
+            })
+            .collect())
+    }
+
     /// Records a failed attempt at a file: offered again, or parked after
     /// [`MAX_FAILURES`] attempts in all.
     async fn settle_failure(&mut self, file: IncomingFile, error: Error) -> Result<Failure> {
@@ -390,7 +484,15 @@ impl Receiver {
         if let Ticket::Native { gone, .. } = file.ticket()
             && gone.load(Ordering::Acquire)
         {
-            return self.request_again(fid, &entry, file.name(), reason).await;
+            let failure = self.request_again(fid, &entry, file.name(), reason).await?;
+            if self.options.in_order
+                && failure == Failure::WillRetry
+                && file.received() > 0
+                && matches!(audience, Audience::Broadcast(_))
+            {
+                self.resume_first = Some(file.name().to_owned());
+            }
+            return Ok(failure);
         }
         match audience {
             Audience::Workers => {

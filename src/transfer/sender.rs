@@ -194,6 +194,8 @@ pub struct Sender {
     watch: Mutex<(u64, Option<String>)>,
     /// Whether the end-of-input mark was set.
     finished: AtomicBool,
+    /// Whether files Redis lost are being announced again, in their order.
+    redoing: AtomicBool,
     /// The highest file id this sender was given: new ids stay above it.
     highest_fid: AtomicU64,
     /// Whether receivers may be waiting for files again (`wanted` was not
@@ -286,6 +288,7 @@ impl Sender {
             sources: Mutex::new(HashMap::new()),
             watch: Mutex::new(watch),
             finished: AtomicBool::new(false),
+            redoing: AtomicBool::new(false),
             highest_fid: AtomicU64::new(0),
             asked: AtomicBool::new(true),
             shards,
@@ -498,6 +501,8 @@ impl Sender {
                 reason: format!("{reason} since it was cut into pieces"),
             });
         }
+        let expected_size =
+            piece.map_or(metadata.len(), |piece| piece.range.end - piece.range.start);
         let piece_field = piece.map(Piece::field);
         let announced = self
             .announce(name, &identity, true, again, piece_field.as_deref())
@@ -561,7 +566,18 @@ impl Sender {
                 )
                 .await?;
         }
-        uploaded.map(Some)
+        match uploaded? {
+            Uploaded::Finished(size) => Ok(Some(size)),
+            Uploaded::Unread => {
+                // The receivers that asked for it again wait for it, and
+                // it has the room now: serve them before anything else.
+                tracing::info!(
+                    "{name}: everyone it was for asked for it again from the start; uploading it again"
+                );
+                Box::pin(self.resupply()).await?;
+                Ok(Some(expected_size))
+            }
+        }
     }
 
     /// Sends everything `reader` yields under `name`. A stream cannot be
@@ -584,7 +600,15 @@ impl Sender {
         let announced = self.announce(name, "stream", false, None, None).await?;
         let layout = self.layout(&announced, Codec::Raw);
         let (incoming, _reading) = encoder::encode_stream(reader, self.options.compress, layout);
-        self.upload(&announced, name, incoming).await
+        match self.upload(&announced, name, incoming).await? {
+            Uploaded::Finished(size) => Ok(size),
+            Uploaded::Unread => Err(Error::Processing {
+                name: name.to_owned(),
+                reason: "every receiver gave up on it while it was sent (see `status`); \
+                         a stream cannot be read again"
+                    .into(),
+            }),
+        }
     }
 
     /// How chunks of an announced file are laid out.
@@ -803,6 +827,20 @@ impl Sender {
                 return Ok(());
             }
         }
+        self.redo_lost_work(uploading).await
+    }
+
+    /// Does again what Redis lost of this run's work (see
+    /// [`Sender::repair_after_restart`]), except the upload of `uploading`.
+    async fn redo_lost_work(&self, uploading: Option<&str>) -> Result<()> {
+        self.redoing.store(true, Ordering::Release);
+        let redone = self.redo_in_order(uploading).await;
+        self.redoing.store(false, Ordering::Release);
+        redone
+    }
+
+    async fn redo_in_order(&self, uploading: Option<&str>) -> Result<()> {
+        let redis = &self.channel.redis;
         tracing::warn!("Redis restarted; checking whether it lost any of this run's work");
         create_channel(&self.channel, &self.options, self.limit).await?;
         // In the order they came: receivers read files in that order, so
@@ -894,18 +932,35 @@ impl Sender {
         args.extend(again_args);
         args.push((self.highest_fid.load(Ordering::Acquire) + 1).to_string());
         args.push(piece.unwrap_or_default().to_owned());
-        let (fid, state, published, slot, offset, stored, requests): (
-            String,
-            String,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = self
-            .channel
-            .run("announcing a file", &protocol::ANNOUNCE, &args)
-            .await?;
+        // Not while redoing what Redis lost: those announcements are the
+        // ones it lacks.
+        args.push(
+            if self.redoing.load(Ordering::Acquire) {
+                "0"
+            } else {
+                "1"
+            }
+            .to_owned(),
+        );
+        let (fid, state, published, slot, offset, stored, requests) = loop {
+            let answer: (String, String, u64, u64, u64, u64, u64) = self
+                .channel
+                .run("announcing a file", &protocol::ANNOUNCE, &args)
+                .await?;
+            if answer.1 != "forgot" {
+                break answer;
+            }
+            // Found by the very step that would otherwise announce this
+            // file ahead of older ones Redis lost: the restart may not
+            // have cut any connection of ours yet.
+            *self.watch.lock().expect("watch") = (
+                self.channel.redis.reconnections(),
+                self.channel.redis.run_id().await?,
+            );
+            Box::pin(self.redo_lost_work(Some(name))).await?;
+            // Asked once: whatever Redis still lacks now, this file goes on.
+            *args.last_mut().expect("the last argument") = "0".to_owned();
+        };
         self.asked.store(requests > 0, Ordering::Release);
         let fid = fid.parse().map_err(|_| Error::Protocol {
             key: self.channel.keys.meta(),
@@ -937,7 +992,7 @@ impl Sender {
         announced: &Announced,
         name: &str,
         mut incoming: mpsc::Receiver<std::io::Result<Encoded>>,
-    ) -> Result<u64> {
+    ) -> Result<Uploaded> {
         let fid = announced.fid;
         let mut next = announced.published;
         let mut reserved = 0;
@@ -978,6 +1033,9 @@ impl Sender {
                     return Err(Error::UploadLost {
                         name: name.to_owned(),
                     });
+                }
+                if granted == -3 {
+                    return Ok(Uploaded::Unread);
                 }
                 if granted < 0 {
                     return Err(Error::Processing {
@@ -1085,7 +1143,7 @@ impl Sender {
             bytesize::ByteSize(totals.stored)
         );
         telemetry::file_sent(size, totals.stored);
-        Ok(size)
+        Ok(Uploaded::Finished(size))
     }
 
     /// Publishes chunks `from..count`, whose BLAKE3 digests `digests`
@@ -1256,6 +1314,15 @@ async fn create_channel(channel: &Channel, options: &SendOptions, limit: u64) ->
         )
         .await?;
     Ok(())
+}
+
+/// How an upload ended.
+enum Uploaded {
+    /// Every byte is in Redis: the file's size.
+    Finished(u64),
+    /// Abandoned unfinished: everyone it was for settled it already
+    /// (see [`protocol::RESERVE`]).
+    Unread,
 }
 
 /// A chunk that is in Redis, not yet published.
