@@ -103,14 +103,35 @@ impl FileCounts {
     /// warning a file with some gets.
     pub fn unparsed_summary(&self) -> String {
         let share = self.unparsed as f64 * 100.0 / self.lines.max(1) as f64;
-        let example = match self.unparsed_lines.first() {
-            Some(line) => format!(", such as {:?}", logline::shown(line)),
-            None => String::new(),
-        };
         format!(
-            "{} of {} lines ({share:.1} %) did not parse as {}{example}",
-            self.unparsed, self.lines, self.format
+            "{} of {} lines ({share:.1} %) did not parse as {}{}",
+            self.unparsed,
+            self.lines,
+            self.format_name(),
+            self.example()
         )
+    }
+
+    /// The format lines were read as; a file whose every line was too long
+    /// to look at was read as none.
+    fn format_name(&self) -> &str {
+        if self.format.is_empty() {
+            "any log format"
+        } else {
+            &self.format
+        }
+    }
+
+    /// One line that did not parse, for a message: kept ones are shown,
+    /// otherwise they were all too long to keep.
+    fn example(&self) -> String {
+        match self.unparsed_lines.first() {
+            Some(line) => format!(", such as {:?}", logline::shown(line)),
+            None => format!(
+                " (lines longer than {} KiB, which no log has)",
+                MAX_LINE >> 10
+            ),
+        }
     }
 
     /// Why a file most of whose lines did not parse is not counted:
@@ -125,16 +146,19 @@ impl FileCounts {
                 "{} of {} lines do not parse: they look like {name}, not {}; pass --log-format {name}",
                 self.unparsed, self.lines, self.format
             ),
+            None if self.format.is_empty() => format!(
+                "{} of {} lines do not parse as any log format{}; pass --log-format",
+                self.unparsed,
+                self.lines,
+                self.example()
+            ),
             None => format!(
-                "{} of {} lines do not parse as {} nor as any known log format, such as {:?}; \
+                "{} of {} lines do not parse as {} nor as any known log format{}; \
                  pass --log-format",
                 self.unparsed,
                 self.lines,
                 self.format,
-                self.unparsed_lines
-                    .first()
-                    .map(|l| logline::shown(l))
-                    .unwrap_or_default()
+                self.example()
             ),
         }
     }
@@ -621,6 +645,22 @@ mod tests {
             refused.to_string().contains("no known log format"),
             "{refused}"
         );
+    }
+
+    /// A file of one huge line (no log has one) is refused with words that
+    /// name what it is, not an empty format and an empty example.
+    #[test]
+    fn a_file_of_one_overlong_line_is_refused_in_plain_words() {
+        // As reading leaves it: the line skipped unread, no format seen.
+        let mut counts = FileCounts::new(&GeoTable::builtin().unwrap());
+        counts.lines = 1;
+        counts.unparsed = 1;
+        let message = counts.mismatch(&LineOptions::default());
+        assert!(
+            message.contains("any log format") && message.contains("longer than 64 KiB"),
+            "{message}"
+        );
+        assert!(!message.contains("\"\""), "{message}");
     }
 
     /// Per day and country, what counting `lines` one by one must give.
