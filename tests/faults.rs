@@ -464,3 +464,89 @@ fn a_worker_restarted_in_the_middle_of_a_file_larger_than_the_budget_gets_it_who
         "the sender never abandoned the upload nobody read:\n{sent}\nthe worker said:\n{worked}"
     );
 }
+
+/// A sender stopped in the middle of a file (its record still
+/// `uploading`) while a receiver waits for the rest of it and has asked
+/// for an older file, larger than the budget, again: the next run must
+/// finish the stopped upload, which the receiver reads first, before the
+/// older file takes the room (before, it served the request first and
+/// both sides waited on each other for good).
+#[test]
+fn a_sender_stopped_mid_file_while_an_older_file_is_wanted_again_is_resumed_first() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "a.bin", &noise(400_000, 51));
+    write(&source, "b.bin", &noise(2 << 20, 52));
+    let send = || {
+        spawn(
+            server
+                .command()
+                .args(["send", "--channel", "rs", "--receivers", "1"])
+                .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
+                .arg(&source),
+        )
+    };
+    let out = work.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Reads 16 KiB every 10 ms: the sender is stopped in the middle of b.
+    let exec = format!(
+        "f='{}'/\"$REDISTRIBUTE_NAME\"; : > \"$f\"; \
+         while dd bs=16384 count=1 iflag=fullblock status=none of=\"$f.part\" && [ -s \"$f.part\" ]; \
+         do cat \"$f.part\" >> \"$f\"; sleep 0.01; done; rm -f \"$f.part\"",
+        out.display()
+    );
+    let receiver =
+        spawn(
+            server
+                .command()
+                .args(["receive", "--channel", "rs", "--id", "0", "--exec", &exec]),
+        );
+    let mut first = send();
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys = redistribute::transfer::protocol::Keys::new("rd", "rs");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (state, published): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(keys.file(2))
+            .arg("state")
+            .arg("published")
+            .query(&mut con)
+            .unwrap();
+        if state.as_deref() == Some("uploading") && published > Some(4) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b.bin never got under way"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL, mid-file
+    first.wait().unwrap();
+    // What a receiver that found a.bin's chunks gone writes (REQUEST):
+    // receiver 0 wants a.bin uploaded again.
+    let sent: String = redis::cmd("HGET")
+        .arg(keys.sent())
+        .arg("a.bin")
+        .query(&mut con)
+        .unwrap();
+    let identity = sent.split(' ').nth(1).unwrap().to_owned();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.wanted())
+        .arg("a.bin")
+        .arg(format!("1 {identity} 1 1 0"))
+        .query(&mut con)
+        .unwrap();
+    let second = send();
+    let sent = succeeded(&wait(second, T));
+    succeeded(&wait(receiver, T));
+    assert_same_tree(&source, &out);
+    assert!(
+        sent.contains("a.bin: uploading it again"),
+        "the older file was not uploaded again:\n{sent}"
+    );
+}

@@ -451,7 +451,8 @@ return 1
 /// no longer knows file ids this sender was given (else 0).
 /// Returns `{fid, state, published, chunk slot, offset, stored, requests}`
 /// where state is `new`, `uploading` or `sent`, `busy` for a re-supply
-/// of a file whose first upload is still unfinished, or `forgot` (nothing
+/// while any upload is unfinished (of this file, or one a stopped sender
+/// left, which receivers read first), or `forgot` (nothing
 /// announced) when Redis came back from a snapshot older than this
 /// sender's last announcement; a resumed upload
 /// keeps its chunk slot and goes on after `offset` original bytes, which
@@ -501,6 +502,15 @@ if previous then
   end
   if live == 'uploading' then
     abort(meta, base, fid, 'the sender restarted and could not resume this upload')
+  end
+end
+-- An upload a stopped sender left unfinished goes first: receivers read
+-- it before this one, which could take the room it needs.
+if resupply then
+  for _, other in ipairs(redis.call('ZRANGE', base .. 'active', 0, -1)) do
+    if redis.call('HGET', base .. 'f:' .. other, 'state') == 'uploading' then
+      return answer({other, 'busy', 0, ARGV[5], 0, 0})
+    end
   end
 end
 local fid = math.max(redis.call('HINCRBY', meta, 'next_fid', 1), tonumber(ARGV[10]))

@@ -621,11 +621,68 @@ impl Sender {
 
     /// Sets the end-of-input mark: receivers that are not following the
     /// channel exit once they have finished every file sent before it.
+    ///
+    /// An upload still unfinished then was left by an earlier run that
+    /// stopped, and this run was not given its file again: receivers
+    /// reading it would wait for it for good, so it is abandoned.
     pub async fn finish(&self) -> Result<()> {
         self.finished.store(true, Ordering::Release);
+        self.abandon_left_uploads().await?;
+        self.mark_end().await
+    }
+
+    /// Sets the end-of-input mark (again, after Redis lost it).
+    async fn mark_end(&self) -> Result<()> {
         self.channel
             .run::<String>("marking the end of input", &protocol::END_INPUT, &[])
             .await?;
+        Ok(())
+    }
+
+    /// Abandons every upload still unfinished: only at the end of this
+    /// run's input, when none of them is this run's.
+    async fn abandon_left_uploads(&self) -> Result<()> {
+        let keys = &self.channel.keys;
+        let active: Vec<u64> = self
+            .channel
+            .redis
+            .query(
+                "reading the files in flight",
+                redis::cmd("ZRANGE").arg(keys.active()).arg(0).arg(-1),
+            )
+            .await?;
+        let mut pipe = redis::pipe();
+        for &fid in &active {
+            pipe.cmd("HMGET")
+                .arg(keys.file(fid))
+                .arg("state")
+                .arg("name");
+        }
+        let records: Vec<(Option<String>, Option<String>)> = self
+            .channel
+            .redis
+            .query_pipe("reading the files in flight", &pipe)
+            .await?;
+        for (fid, (state, name)) in active.into_iter().zip(records) {
+            if state.as_deref() != Some("uploading") {
+                continue;
+            }
+            let name = name.unwrap_or_default();
+            tracing::warn!(
+                "{name}: an earlier sender stopped while uploading it, and this run was not \
+                 given it again; abandoning it (receivers skip it)"
+            );
+            self.channel
+                .run::<i64>(
+                    "abandoning an upload",
+                    &protocol::ABORT,
+                    &[
+                        fid.to_string(),
+                        "its sender stopped before finishing it and was not given it again".into(),
+                    ],
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -882,7 +939,7 @@ impl Sender {
             }
         }
         if self.finished.load(Ordering::Acquire) {
-            self.finish().await?;
+            self.mark_end().await?;
         }
         Ok(())
     }
