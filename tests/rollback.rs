@@ -98,10 +98,12 @@ fn all_exit(receivers: Vec<Running>, sender: Running) -> Vec<std::process::Outpu
 /// How many files each test sends.
 const FILES: u64 = 40;
 
-/// [`FILES`] files of 20-180 KiB: a backlog several times a 1 MiB budget.
+/// [`FILES`] files of 50-400 KB through a 256 KiB budget: a backlog many
+/// times the budget, and some files larger than it (which stream through,
+/// their chunks released as they are read), as in the field.
 fn varied_files(dir: &Path) {
     for i in 0..FILES {
-        let len = 20_000 + (i * 37_000) % 160_000;
+        let len = 50_000 + (i * 97_000) % 350_000;
         let bytes = if i % 3 == 0 {
             noise(len as usize, i)
         } else {
@@ -117,7 +119,7 @@ fn send(server: &Server, channel: &str, audience: &[&str], source: &Path) -> Run
             .command()
             .args(["send", "--channel", channel])
             .args(audience)
-            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
+            .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
             .arg(source),
     )
 }
@@ -190,9 +192,15 @@ fn stdout_is_every_file_once_in_order_through_snapshot_rollbacks() {
     // fill up and stall the receiver.
     let printed = work.path().join("printed");
     let receiver = spawn_printing_to(
-        server
-            .command()
-            .args(["receive", "--channel", "printed", "--id", "p", "--stdout"]),
+        server.command().args([
+            "-v",
+            "receive",
+            "--channel",
+            "printed",
+            "--id",
+            "p",
+            "--stdout",
+        ]),
         &printed,
     );
     let sender = send(&server, "printed", &["--receivers", "p"], &source);

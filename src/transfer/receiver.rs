@@ -95,6 +95,11 @@ pub struct Receiver {
     audience: Option<Audience>,
     /// Whether the announcements pending from an earlier run were all handled.
     pending_done: bool,
+    /// The connection replacements when our pending announcements were
+    /// last found handled: a Redis that restarted from an older snapshot
+    /// brings back announcements we had read, which come before any new
+    /// one, so after any replacement they are read again.
+    pending_read_at: u64,
     /// A broadcast file to offer again after a failure, with its attempt count.
     retry: Option<(String, u64, u32)>,
     attempts: HashMap<String, u32>,
@@ -162,6 +167,7 @@ impl Receiver {
             options,
             audience: None,
             pending_done: false,
+            pending_read_at: 0,
             retry: None,
             attempts: HashMap::new(),
             parked: 0,
@@ -326,6 +332,10 @@ impl Receiver {
         let mut cut_short = false;
         let mut idle = WaitNotice::new();
         loop {
+            let reconnections = self.channel.redis.reconnections();
+            if reconnections != self.pending_read_at {
+                self.pending_done = false;
+            }
             if !self.pending_done {
                 match self.read("0", None).await?.0 {
                     Some(entry) => {
@@ -334,7 +344,10 @@ impl Receiver {
                         }
                         continue;
                     }
-                    None => self.pending_done = true,
+                    None => {
+                        self.pending_done = true;
+                        self.pending_read_at = reconnections;
+                    }
                 }
             }
             if audience == Audience::Workers {

@@ -651,6 +651,9 @@ impl Sender {
                 redis::cmd("ZRANGE").arg(keys.active()).arg(0).arg(-1),
             )
             .await?;
+        if active.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for &fid in &active {
             pipe.cmd("HMGET")
