@@ -190,6 +190,17 @@ pub enum Error {
         holder: String,
     },
 
+    /// `purge` refused: processes are at work on the channel.
+    #[error(
+        "channel {channel:?} is in use by {holders}; stop them first, then purge (a process that died on another machine lets go within 15 s)"
+    )]
+    ChannelInUse {
+        /// The channel.
+        channel: String,
+        /// Who holds its roles.
+        holders: String,
+    },
+
     /// This process lost its role: its lease lapsed (Redis unreachable for
     /// too long) and another process took it.
     #[error(

@@ -643,7 +643,7 @@ fn a_file_that_fails_three_times_is_parked_and_reported_not_retried_forever() {
 }
 
 #[test]
-fn purge_deletes_every_key_of_a_channel_even_mid_transfer() {
+fn purge_refuses_a_channel_in_use_and_deletes_every_key_once_its_processes_are_gone() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     write(work.path(), "f", &noise(300_000, 9));
@@ -664,6 +664,13 @@ fn purge_deletes_every_key_of_a_channel_even_mid_transfer() {
     wait_for_status(&server, "gone", "data in Redis", |s| {
         s["files_announced"] == 1
     });
+    // Not under a running sender: what it wrote next would come back
+    // without the channel around it.
+    let refused = failed_with_one_line(&run(
+        server.command().args(["purge", "--channel", "gone"]),
+        T,
+    ));
+    assert!(refused.contains("in use by the sender (pid"), "{refused}");
     kill(&mut sender);
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert!(!rt.block_on(server.keys("rd:c:4:gone:*")).is_empty());
@@ -832,12 +839,12 @@ fn purging_one_channel_leaves_a_channel_with_a_longer_similar_name_alone() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let before = rt.block_on(server.keys("rd:c:5:a:c:1:*"));
     assert!(!before.is_empty());
+    // Only a's sender stops: the other channel's, at work, is not a's.
+    kill(&mut senders[0]);
     succeeded(&run(server.command().args(["purge", "--channel", "a"]), T));
     assert_eq!(rt.block_on(server.keys("rd:c:5:a:c:1:*")), before);
     assert_eq!(rt.block_on(server.keys("rd:c:1:a:*")), Vec::<String>::new());
-    for mut sender in senders {
-        kill(&mut sender);
-    }
+    kill(&mut senders[1]);
 }
 
 #[test]

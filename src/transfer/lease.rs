@@ -149,6 +149,30 @@ pub(crate) async fn holder_of(channel: &Channel, role: &str) -> Result<Option<St
     }))
 }
 
+/// Every role of the channel a live process holds, described for people
+/// (`the sender (pid 12 on host a, for 40 s)`).
+pub(crate) async fn holders(channel: &Channel) -> Result<Vec<String>> {
+    let prefix = format!("{}lease:", channel.keys.base());
+    let mut keys = channel
+        .redis
+        .scan("looking for processes at work", &format!("{prefix}*"))
+        .await?;
+    keys.sort();
+    let mut found = Vec::new();
+    for key in keys {
+        let role = key.strip_prefix(&prefix).unwrap_or(&key);
+        if let Some(holder) = holder_of(channel, role).await? {
+            let shown = match role.split_once(':') {
+                Some(("r", id)) => format!("receiver {id}"),
+                Some(("w", id)) => format!("worker {id}"),
+                _ => format!("the {role}"),
+            };
+            found.push(format!("{shown} ({holder})"));
+        }
+    }
+    Ok(found)
+}
+
 /// Who holds a lease: enough to name it, and to tell on its own host
 /// whether its process still runs.
 struct Holder {

@@ -2,17 +2,31 @@
 //! name from the list of channels. And deleting only what a channel left
 //! behind: chunks of files no receiver needs any more.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::files::names;
 use crate::redis::Redis;
 use crate::transfer::channel::{Channel, UNLINK_BATCH};
+use crate::transfer::lease;
 use crate::transfer::protocol::Keys;
 
 /// Deletes every key of a channel. Returns how many keys were deleted.
+///
+/// # Errors
+///
+/// [`Error::ChannelInUse`] while a sender, receiver or worker holds a role
+/// of the channel: the keys it writes next would come back without the
+/// channel around them, and it would fail in confusing ways.
 pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
     names::check_channel_name(name)?;
     names::check_prefix(prefix)?;
     let keys = Keys::new(prefix, name);
+    let holders = lease::holders(&Channel::new(redis.clone(), keys.clone())).await?;
+    if !holders.is_empty() {
+        return Err(Error::ChannelInUse {
+            channel: name.to_owned(),
+            holders: holders.join(", "),
+        });
+    }
     let mut deleted = 0;
     for pattern in [keys.chunk_pattern(), keys.control_pattern()] {
         for key in redis.scan("scanning keys", &pattern).await? {
