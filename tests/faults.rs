@@ -550,3 +550,93 @@ fn a_sender_stopped_mid_file_while_an_older_file_is_wanted_again_is_resumed_firs
         "the older file was not uploaded again:\n{sent}"
     );
 }
+
+/// A sender and a receiver paused (SIGSTOP) past their leases while
+/// another of each takes over: the new ones finish the transfer; the old
+/// ones, woken, stop with one line saying they lost their role, and a
+/// non-zero exit, instead of blaming Redis or the file for what their
+/// successors did.
+#[test]
+fn a_sender_and_a_receiver_paused_past_their_leases_say_they_lost_their_role() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "big.bin", &noise(2 << 20, 61));
+    write(&source, "small.log", &log_text(50_000, 62));
+    let out = work.path().join("out");
+    let receive = || {
+        spawn(
+            server
+                .command()
+                .args(["receive", "--channel", "paused", "--id", "0", "--out"])
+                .arg(&out),
+        )
+    };
+    let send = || {
+        spawn(
+            server
+                .command()
+                .args(["send", "--channel", "paused", "--receivers", "1"])
+                .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
+                .arg(&source),
+        )
+    };
+    let old_receiver = receive();
+    let old_sender = send();
+    // Both paused as soon as the first file is announced: the sender
+    // then waits for room that the paused receiver would free.
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys = redistribute::transfer::protocol::Keys::new("rd", "paused");
+    let deadline = std::time::Instant::now() + T;
+    while !redis::cmd("EXISTS")
+        .arg(keys.file(1))
+        .query::<bool>(&mut con)
+        .unwrap()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was announced"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let signal = |sig: &str, pid: u32| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP", old_receiver.id());
+    signal("-STOP", old_sender.id());
+    // Past the leases' 15 s: others may take the roles.
+    std::thread::sleep(redistribute::transfer::lease::TTL + Duration::from_secs(1));
+    let new_receiver = receive();
+    let new_sender = send();
+    succeeded(&wait(new_sender, T));
+    succeeded(&wait(new_receiver, T));
+    signal("-CONT", old_receiver.id());
+    signal("-CONT", old_sender.id());
+    for (old, role) in [(old_receiver, "receiver 0"), (old_sender, "the sender")] {
+        let line = failed_with_one_line_last(&wait(old, T));
+        assert!(
+            line.contains(role) && line.contains("taken over by another process"),
+            "{line}"
+        );
+    }
+    assert_same_tree(&source, &out);
+}
+
+/// The last line of a failed process's stderr, which must be the one
+/// error line the binary prints.
+fn failed_with_one_line_last(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "exited 0: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("redistribute: "), "{stderr}");
+    last
+}

@@ -54,6 +54,9 @@ impl Sink {
         decode: Decode,
         progress: Option<&dyn Progress>,
     ) -> Result<u64> {
+        if let Sink::Dir(dir) = self {
+            remove_stale_partials(dir).await;
+        }
         let mut done = 0;
         // Bytes of each file that earlier attempts wrote to stdout, which
         // cannot be taken back: a later attempt goes on after them, and no
@@ -321,10 +324,11 @@ fn broken(output: impl std::fmt::Display, error: std::io::Error) -> Error {
     }
 }
 
-/// Writes a copy under `dir` through `.NAME.PID.rd-partial`, renamed into
-/// place once verified (the process id keeps two receivers writing the same
-/// file into one directory, as workers may after Redis lost an
-/// acknowledgement, out of each other's way). Every step below `dir` works relative to a handle
+/// Writes a copy under `dir` through `.NAME.HOST.PID.rd-partial`, renamed
+/// into place once verified (host and process id keep two receivers
+/// writing the same file into one directory, as workers may after Redis
+/// lost an acknowledgement, out of each other's way, and tell which
+/// temporary files a killed receiver left: see [`remove_stale_partials`]). Every step below `dir` works relative to a handle
 /// on the directory above it and never follows a symbolic link, so a link
 /// planted inside the output directory cannot send a write elsewhere.
 async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
@@ -353,6 +357,68 @@ async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<(
         .map_err(|e| broken(&shown, e.into()))?;
     temporary.kept = true;
     Ok(())
+}
+
+/// What a temporary copy's name ends with.
+const PARTIAL: &str = ".rd-partial";
+
+/// The part of a temporary copy's name before [`PARTIAL`] that names the
+/// process writing it: `HOST.PID`.
+fn partial_owner(pid: u32) -> String {
+    format!("{}.{pid}", host_name())
+}
+
+/// This machine's name, as the kernel knows it.
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Deletes the temporary copies under `dir` that receivers killed on this
+/// host left (their process is gone), so a restarted receiver leaves a
+/// clean directory; another host's, whose process cannot be checked from
+/// here, stay.
+async fn remove_stale_partials(dir: &Path) {
+    let dir = dir.to_owned();
+    let removed = tokio::task::spawn_blocking(move || {
+        let host = format!(".{}.", host_name());
+        let mut removed = 0u64;
+        for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
+            let name = entry.file_name().to_string_lossy();
+            let Some(rest) = name.strip_suffix(PARTIAL) else {
+                continue;
+            };
+            let stale = rest.rsplit_once('.').is_some_and(|(before, pid)| {
+                (before.to_owned() + ".").ends_with(&host)
+                    && pid.parse().is_ok_and(|pid| !process_exists(pid))
+            });
+            if stale && entry.file_type().is_file() && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    })
+    .await
+    .unwrap_or(0);
+    if removed > 0 {
+        tracing::info!(
+            "removed {} that killed receivers left",
+            crate::text::counted(removed, "temporary copy", "temporary copies")
+        );
+    }
+}
+
+/// Whether a process of this host runs with this id (another user's
+/// included).
+fn process_exists(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
+        matches!(
+            rustix::process::test_kill_process(pid),
+            Ok(()) | Err(rustix::io::Errno::PERM)
+        )
+    })
 }
 
 /// Removes the temporary file unless it was renamed into place: after an
@@ -407,7 +473,7 @@ fn open_partial(dir: &Path, name: &str) -> Result<Partial> {
         parent = rustix::fs::openat(&parent, part, directory, Mode::empty())
             .map_err(|e| link_refused(&shown, e))?;
     }
-    let partial = format!(".{base}.{}.rd-partial", std::process::id());
+    let partial = format!(".{base}.{}{PARTIAL}", partial_owner(std::process::id()));
     shown.push(&partial);
     let out = rustix::fs::openat(
         &parent,

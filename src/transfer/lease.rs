@@ -24,6 +24,8 @@ pub(crate) struct Lease {
     channel: Channel,
     role: String,
     holder: String,
+    /// Which holder of the role this is (see [`protocol::LEASE_TAKE`]).
+    generation: String,
     lost: Arc<AtomicBool>,
     _renewing: AbortOnDrop,
 }
@@ -38,8 +40,8 @@ impl Lease {
     pub(crate) async fn take(channel: &Channel, role: &str, shown: &str) -> Result<Lease> {
         let holder = Holder::this_process().encode();
         let mut replaceable = String::new();
-        loop {
-            let current: String = channel
+        let generation = loop {
+            let (current, generation): (String, String) = channel
                 .run(
                     "taking a lease",
                     &protocol::LEASE_TAKE,
@@ -52,7 +54,7 @@ impl Lease {
                 )
                 .await?;
             if current.is_empty() {
-                break;
+                break generation;
             }
             let other = Holder::decode(&current);
             if replaceable != current && other.as_ref().is_some_and(Holder::is_gone) {
@@ -65,18 +67,18 @@ impl Lease {
                 channel: channel.keys.channel().to_owned(),
                 holder: other.map_or(current, |h| h.to_string()),
             });
-        }
+        };
         let lost = Arc::new(AtomicBool::new(false));
         let renewing = AbortOnDrop(tokio::spawn(renew(
             channel.clone(),
-            role.to_owned(),
-            holder.clone(),
+            [role.to_owned(), holder.clone(), generation.clone()],
             lost.clone(),
         )));
         Ok(Lease {
             channel: channel.clone(),
             role: role.to_owned(),
             holder,
+            generation,
             lost,
             _renewing: renewing,
         })
@@ -93,6 +95,30 @@ impl Lease {
         Ok(())
     }
 
+    /// Like [`Lease::check`], but asks Redis now instead of trusting the
+    /// last renewal: a process that was paused (SIGSTOP, a frozen VM)
+    /// wakes before its renewal runs, and must not take what another
+    /// holder did meanwhile for a fault of Redis or of the file.
+    pub(crate) async fn confirm(&self, shown: &str) -> Result<()> {
+        let renewed: i64 = self
+            .channel
+            .run(
+                "renewing a lease",
+                &protocol::LEASE_RENEW,
+                &[
+                    self.role.clone(),
+                    self.holder.clone(),
+                    TTL.as_millis().to_string(),
+                    self.generation.clone(),
+                ],
+            )
+            .await?;
+        if renewed == 0 {
+            self.lost.store(true, Ordering::Release);
+        }
+        self.check(shown)
+    }
+
     /// Gives the role back, for the next process to take at once.
     pub(crate) async fn release(&self) -> Result<()> {
         self.channel
@@ -106,14 +132,22 @@ impl Lease {
     }
 }
 
-async fn renew(channel: Channel, role: String, holder: String, lost: Arc<AtomicBool>) {
+/// Renews the lease `[role, holder, generation]` every few seconds until
+/// it is found lost.
+async fn renew(channel: Channel, lease: [String; 3], lost: Arc<AtomicBool>) {
+    let [role, holder, generation] = lease;
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
         let renewed = channel
             .run::<i64>(
                 "renewing a lease",
                 &protocol::LEASE_RENEW,
-                &[role.clone(), holder.clone(), TTL.as_millis().to_string()],
+                &[
+                    role.clone(),
+                    holder.clone(),
+                    TTL.as_millis().to_string(),
+                    generation.clone(),
+                ],
             )
             .await;
         if let Ok(0) = renewed {

@@ -19,6 +19,7 @@
 //! | `P:{C}:members` | set | ids of receivers and workers that joined |
 //! | `P:{C}:split` | hash | file name → `pieces size identity` for a file sent with `--split` (identity of the input: `size:mtime`) |
 //! | `P:{C}:lease:ROLE` | string, expiring | who holds a role (`sender`, `r:ID`, `w:ID`): `host pid since_ms nonce` |
+//! | `P:{C}:leasegen` | hash | role → how many holders it had: a holder that finds it moved on lost the role |
 //! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data, in the chunk format of `docs/protocol.md` |
 //!
 //! All control keys share the hash tag `{C}`, so every state change below
@@ -401,21 +402,28 @@ return 1
 /// Takes the lease of a role, `P:{C}:lease:ROLE`, unless someone else
 /// holds it. KEYS: meta. ARGV: base, role, holder, ttl (ms), a holder it may
 /// replace ('' for none: one whose process is known to be gone).
-/// Returns '' when taken (or already ours), else the current holder.
+/// Returns `{'', generation}` when taken (or already ours), else
+/// `{current holder, ''}`. The generation, field ROLE of `P:{C}:leasegen`, counts
+/// the holders a role had: a holder that finds it moved on lost the role,
+/// even once its successor gave the role back.
 pub(crate) static LEASE_TAKE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local k = ARGV[1] .. 'lease:' .. ARGV[2]
+local gen = ARGV[1] .. 'leasegen'
 local current = redis.call('GET', k)
-if current and current ~= ARGV[3] and current ~= ARGV[5] then return current end
+if current and current ~= ARGV[3] and current ~= ARGV[5] then return {current, ''} end
+local generation = redis.call('HGET', gen, ARGV[2])
+if current ~= ARGV[3] or not generation then generation = redis.call('HINCRBY', gen, ARGV[2], 1) end
 redis.call('SET', k, ARGV[3], 'PX', ARGV[4])
-return ''
+return {'', tostring(generation)}
 "#,
     )
 });
 
-/// Renews a lease we hold, or takes it back when nobody holds it (Redis
-/// restarted without it). KEYS: meta. ARGV: base, role, holder, ttl (ms).
+/// Renews a lease we hold, or takes it back when nobody holds it and
+/// nobody else held it since (Redis restarted without it).
+/// KEYS: meta. ARGV: base, role, holder, ttl (ms), generation.
 /// Returns 1, or 0 when it is no longer ours (it lapsed and was taken).
 pub(crate) static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -423,6 +431,12 @@ pub(crate) static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| {
 local k = ARGV[1] .. 'lease:' .. ARGV[2]
 local current = redis.call('GET', k)
 if current and current ~= ARGV[3] then return 0 end
+local gen = ARGV[1] .. 'leasegen'
+local generation = tonumber(redis.call('HGET', gen, ARGV[2]) or '0')
+-- A later holder took the role meanwhile. (An earlier generation, or none,
+-- is Redis back from an older snapshot: ours stands.)
+if generation > tonumber(ARGV[5]) then return 0 end
+redis.call('HSET', gen, ARGV[2], ARGV[5])
 redis.call('SET', k, ARGV[3], 'PX', ARGV[4])
 return 1
 "#,

@@ -190,6 +190,9 @@ impl FileSource for Receiver {
         if next.is_none()
             && let Some(lease) = self.lease.take()
         {
+            // The end, as this process sees it, counts only if the role
+            // is still ours.
+            lease.confirm(&self.role_shown()).await?;
             lease.release().await?;
         }
         Ok(next)
@@ -310,7 +313,7 @@ impl Receiver {
     async fn next_in_channel(&mut self) -> Result<Option<IncomingFile>> {
         let audience = self.join().await?;
         if let Some(lease) = &self.lease {
-            lease.check(&lease::role_of(&audience, &self.options.id).1)?;
+            lease.check(&self.role_shown())?;
         }
         if let Some(name) = self.resume_first.take()
             && let Some(file) = self.announced_again(&name).await?
@@ -486,6 +489,12 @@ impl Receiver {
     /// Records a failed attempt at a file: offered again, or parked after
     /// [`MAX_FAILURES`] attempts in all.
     async fn settle_failure(&mut self, file: IncomingFile, error: Error) -> Result<Failure> {
+        // A record that vanished or chunks that are gone may be another
+        // holder's work done while this process was paused: if the role
+        // went to it, say that, not what it did.
+        if let Some(lease) = &self.lease {
+            lease.confirm(&self.role_shown()).await?;
+        }
         let reason = &error.to_string();
         // Reading it again cannot help.
         let max_failures = match error {
@@ -580,6 +589,14 @@ impl Receiver {
             )
             .await?;
         self.channel.reclaim(&plan).await
+    }
+
+    /// How messages name this receiver's role.
+    fn role_shown(&self) -> String {
+        match &self.audience {
+            Some(audience) => lease::role_of(audience, &self.options.id).1,
+            None => format!("receiver {}", self.options.id),
+        }
     }
 
     /// Waits for the channel to exist and checks that we belong to it.

@@ -448,6 +448,9 @@ impl Sender {
         loop {
             match self.upload_path(path, name, again, piece).await {
                 Err(Error::UploadLost { .. }) if attempts < MAX_UPLOAD_ATTEMPTS => {
+                    // Not Redis' doing if another sender took over while
+                    // this one was paused.
+                    self.lease.confirm(SENDER).await?;
                     tracing::warn!(
                         "{name}: Redis lost part of its upload (a restart without its latest writes); uploading it again"
                     );
