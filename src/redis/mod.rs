@@ -553,6 +553,10 @@ pub fn is_transient(error: &RedisError) -> bool {
         // serving the slot (a `CLUSTER FAILOVER` demoted it): looking
         // again reaches the new primary.
         || error.code() == Some("UNBLOCKED")
+        // A script reached a key of its slot that a resharding moved
+        // already (the slot is migrating, key by key). Our scripts are
+        // idempotent, and once the slot has moved the retry goes there.
+        || error.to_string().contains("non local key")
 }
 
 /// One field of an `INFO` answer.
