@@ -811,6 +811,63 @@ fn a_resumed_upload_keeps_its_chunk_size_even_when_the_option_changed() {
     assert_same_tree(&source, &out);
 }
 
+/// A chunk of a finished file back in Redis (as a promoted replica that
+/// missed the delete keeps it): `purge --stale` deletes it and nothing
+/// else, and so does the next send.
+#[test]
+fn chunks_of_finished_files_left_in_redis_are_deleted_by_purge_stale_and_by_the_next_send() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "f.log", &noise(50_000, 9));
+    let receiver = spawn(
+        server
+            .command()
+            .args(["receive", "--channel", "left", "--id", "0", "--out"])
+            .arg(work.path().join("out")),
+    );
+    let send = || {
+        run(
+            server
+                .command()
+                .args(["send", "--channel", "left", "--receivers", "1"])
+                .arg(&source),
+            T,
+        )
+    };
+    succeeded(&send());
+    succeeded(&wait(receiver, T));
+    let keys = redistribute::transfer::protocol::Keys::new("rd", "left");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let control = rt.block_on(server.keys("rd:{left}:*"));
+    let plant = || {
+        let mut con = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(keys.chunk(1, 0))
+            .arg(vec![7u8; 1000])
+            .query(&mut con)
+            .unwrap();
+    };
+    plant();
+    let said = succeeded(&run(
+        server
+            .command()
+            .args(["purge", "--channel", "left", "--stale"]),
+        T,
+    ));
+    assert!(said.contains("deleted 1 leftover chunk"), "{said}");
+    assert_eq!(rt.block_on(server.keys("rd:c:*")), Vec::<String>::new());
+    assert_eq!(rt.block_on(server.keys("rd:{left}:*")), control);
+    // The next send deletes them too.
+    plant();
+    let said = succeeded(&send());
+    assert!(said.contains("deleted 1 leftover chunk"), "{said}");
+    assert_eq!(rt.block_on(server.keys("rd:c:*")), Vec::<String>::new());
+}
+
 #[test]
 fn purging_one_channel_leaves_a_channel_with_a_longer_similar_name_alone() {
     let server = Server::start();

@@ -93,8 +93,9 @@ pub enum Command {
     Retry(RetryArgs),
     /// Delete every key of a channel.
     #[command(after_help = "Examples:\n  \
-        redistribute purge --channel logs\n\n\
-        Stop its sender and receivers first: they would find their state gone.")]
+        redistribute purge --channel logs\n  \
+        redistribute purge --channel logs --stale   # only chunks of finished files left behind\n\n\
+        Stop its sender and receivers first: purge refuses while they run.")]
     Purge(PurgeArgs),
     /// Run the whole job end to end on a private redis-server.
     #[command(after_help = "Examples:\n  \
@@ -432,6 +433,10 @@ pub struct PurgeArgs {
     /// Channel to delete.
     #[arg(long)]
     pub channel: String,
+    /// Delete only chunks of finished files still in Redis (a failover
+    /// can bring them back), and keep the channel; safe while it works.
+    #[arg(long)]
+    pub stale: bool,
 }
 
 #[derive(Debug, Args)]

@@ -160,7 +160,7 @@ fn print_status(s: &ChannelStatus) {
     }
     if s.bytes_left_over > 0 {
         println!(
-            "  {} of that are leftovers of finished files (back after a failover); the next send on the channel deletes them",
+            "  {} of that are leftovers of finished files (back after a failover); the next send on the channel, or `purge --stale`, deletes them",
             size(s.bytes_left_over)
         );
     }

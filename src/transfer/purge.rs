@@ -44,6 +44,14 @@ pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
     Ok(deleted)
 }
 
+/// Deletes only the chunks of finished files that channel `name` left in
+/// Redis (see [`remove_leftovers`]); the channel goes on.
+pub async fn purge_stale(redis: &Redis, prefix: &str, name: &str) -> Result<Leftovers> {
+    names::check_channel_name(name)?;
+    names::check_prefix(prefix)?;
+    remove_leftovers(&Channel::new(redis.clone(), Keys::new(prefix, name))).await
+}
+
 /// What [`remove_leftovers`] deleted.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Leftovers {
