@@ -415,8 +415,12 @@ impl Receiver {
         tracing::info!("{name}: waiting for it to be uploaded again before any other file");
         // Whatever is pending afterwards is read again, oldest first.
         self.pending_done = false;
+        let mut looked_at = std::collections::HashSet::new();
         loop {
             for (entry, fid) in self.pending_files().await? {
+                if !looked_at.insert(entry.clone()) {
+                    continue;
+                }
                 let fields: (Option<String>, Option<String>) = self
                     .channel
                     .redis
