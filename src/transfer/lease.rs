@@ -27,7 +27,8 @@ pub(crate) struct Lease {
     /// Which holder of the role this is (see [`protocol::LEASE_TAKE`]).
     generation: String,
     lost: Arc<AtomicBool>,
-    _renewing: AbortOnDrop,
+    /// The renewal task, stopped when the role is given back.
+    renewing: AbortOnDrop,
 }
 
 impl Lease {
@@ -80,7 +81,7 @@ impl Lease {
             holder,
             generation,
             lost,
-            _renewing: renewing,
+            renewing,
         })
     }
 
@@ -119,8 +120,10 @@ impl Lease {
         self.check(shown)
     }
 
-    /// Gives the role back, for the next process to take at once.
+    /// Gives the role back, for the next process to take at once; the
+    /// renewal stops first, or it would take the role back.
     pub(crate) async fn release(&self) -> Result<()> {
+        self.renewing.0.abort();
         self.channel
             .run::<i64>(
                 "giving a lease back",
