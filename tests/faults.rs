@@ -583,18 +583,24 @@ fn a_sender_and_a_receiver_paused_past_their_leases_say_they_lost_their_role() {
     };
     let old_receiver = receive();
     let old_sender = send();
-    // Both paused as soon as the first file is announced: the sender
-    // then waits for room that the paused receiver would free.
+    // Both paused once both hold their roles and the first file is
+    // announced: the sender then waits for room the receiver would free.
     let mut con = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
         .unwrap();
     let keys = redistribute::transfer::protocol::Keys::new("rd", "paused");
     let deadline = std::time::Instant::now() + T;
-    while !redis::cmd("EXISTS")
-        .arg(keys.file(1))
-        .query::<bool>(&mut con)
+    let roles = [
+        keys.file(1),
+        format!("{}lease:sender", keys.base()),
+        format!("{}lease:r:0", keys.base()),
+    ];
+    while redis::cmd("EXISTS")
+        .arg(&roles)
+        .query::<usize>(&mut con)
         .unwrap()
+        < roles.len()
     {
         assert!(
             std::time::Instant::now() < deadline,

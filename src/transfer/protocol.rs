@@ -448,7 +448,11 @@ pub(crate) static LEASE_DROP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local k = ARGV[1] .. 'lease:' .. ARGV[2]
-if redis.call('GET', k) == ARGV[3] then redis.call('DEL', k) end
+if redis.call('GET', k) == ARGV[3] then
+  redis.call('DEL', k)
+  -- A renewal of ours still on its way must not take the role back.
+  redis.call('HINCRBY', ARGV[1] .. 'leasegen', ARGV[2], 1)
+end
 return 1
 "#,
     )
@@ -649,12 +653,17 @@ local state = redis.call('HGET', f, 'state')
 if not state or tonumber(redis.call('HGET', f, 'published') or '0') < tonumber(ARGV[5]) then
   return {-2, last_id}
 end
-if state ~= 'uploading' then return {-1, last_id} end
+if state ~= 'uploading' then
+  -- A retry of the step that abandoned it below answers as that one did.
+  if redis.call('HGET', f, 'unread') then return {-3, last_id} end
+  return {-1, last_id}
+end
 -- Everyone it was for settled it already: they found chunks gone (released
 -- early) and asked for the file again from the start, or gave up on it.
 -- Nobody reads the rest, and the room it holds may be what they wait for.
 if tonumber(redis.call('HGET', f, 'acks') or '0') >= tonumber(redis.call('HGET', f, 'need') or '1') then
   abort(meta, base, ARGV[2], 'everyone it was for asked for it again from the start')
+  redis.call('HSET', f, 'unread', 1)
   return {-3, last_id}
 end
 local reserved = tonumber(redis.call('HGET', f, 'reserved'))

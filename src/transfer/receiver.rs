@@ -416,7 +416,17 @@ impl Receiver {
         // Whatever is pending afterwards is read again, oldest first.
         self.pending_done = false;
         let mut looked_at = std::collections::HashSet::new();
+        let mut notice = WaitNotice::new();
         loop {
+            if let Some(lease) = &self.lease {
+                lease.check(&self.role_shown())?;
+            }
+            if notice.due() {
+                tracing::info!(
+                    "{name}: still waiting for it to be uploaded again (later files wait behind it; \
+                     `status` shows what the sender does)"
+                );
+            }
             for (entry, fid) in self.pending_files().await? {
                 if !looked_at.insert(entry.clone()) {
                     continue;

@@ -504,8 +504,6 @@ impl Sender {
                 reason: format!("{reason} since it was cut into pieces"),
             });
         }
-        let expected_size =
-            piece.map_or(metadata.len(), |piece| piece.range.end - piece.range.start);
         let piece_field = piece.map(Piece::field);
         let announced = self
             .announce(name, &identity, true, again, piece_field.as_deref())
@@ -572,13 +570,14 @@ impl Sender {
         match uploaded? {
             Uploaded::Finished(size) => Ok(Some(size)),
             Uploaded::Unread => {
-                // The receivers that asked for it again wait for it, and
-                // it has the room now: serve them before anything else.
+                // Those who asked for it again are served before the next
+                // file (or in the final wait), which has the room now.
                 tracing::info!(
-                    "{name}: everyone it was for asked for it again from the start; uploading it again"
+                    "{name}: everyone it was for asked for it again from the start; \
+                     it is uploaded again for them"
                 );
-                Box::pin(self.resupply()).await?;
-                Ok(Some(expected_size))
+                self.asked.store(true, Ordering::Release);
+                Ok(None)
             }
         }
     }
@@ -629,6 +628,8 @@ impl Sender {
     /// stopped, and this run was not given its file again: receivers
     /// reading it would wait for it for good, so it is abandoned.
     pub async fn finish(&self) -> Result<()> {
+        // This run's own uploads that Redis lost are done again first.
+        self.repair_after_restart(None).await?;
         self.finished.store(true, Ordering::Release);
         self.abandon_left_uploads().await?;
         self.mark_end().await
@@ -670,10 +671,12 @@ impl Sender {
             .query_pipe("reading the files in flight", &pipe)
             .await?;
         for (fid, (state, name)) in active.into_iter().zip(records) {
-            if state.as_deref() != Some("uploading") {
+            let name = name.unwrap_or_default();
+            if state.as_deref() != Some("uploading")
+                || self.sources.lock().expect("sources").contains_key(&name)
+            {
                 continue;
             }
-            let name = name.unwrap_or_default();
             tracing::warn!(
                 "{name}: an earlier sender stopped while uploading it, and this run was not \
                  given it again; abandoning it (receivers skip it)"
@@ -896,9 +899,10 @@ impl Sender {
     /// Does again what Redis lost of this run's work (see
     /// [`Sender::repair_after_restart`]), except the upload of `uploading`.
     async fn redo_lost_work(&self, uploading: Option<&str>) -> Result<()> {
-        self.redoing.store(true, Ordering::Release);
+        // Nested (Redis restarted again meanwhile): the outer one goes on.
+        let outer = self.redoing.swap(true, Ordering::AcqRel);
         let redone = self.redo_in_order(uploading).await;
-        self.redoing.store(false, Ordering::Release);
+        self.redoing.store(outer, Ordering::Release);
         redone
     }
 
@@ -930,18 +934,21 @@ impl Sender {
             if entry.is_some_and(|e| e.ends_with(" sent")) || uploading == Some(name.as_str()) {
                 continue;
             }
-            match source {
-                Source::File(path) => {
-                    tracing::warn!("{name}: Redis lost part of its upload; uploading it again");
-                    self.send_path(path, name, None, None).await?;
+            let (path, piece) = match source {
+                Source::File(path) => (path, None),
+                Source::Piece(piece) => (&piece.path, Some(piece)),
+                Source::Stream => return Err(Error::UploadLost { name: name.clone() }),
+            };
+            tracing::warn!("{name}: Redis lost part of its upload; uploading it again");
+            match self.send_path(path, name, None, piece).await {
+                Ok(_) => {}
+                // Gone or changed since it was sent: it cannot be sent
+                // again, and that must not stop the others (nor the file
+                // whose announcement found Redis behind).
+                Err(error @ (Error::Io { .. } | Error::SourceChanged { .. })) => {
+                    tracing::warn!("{name}: Redis lost it, and it cannot be sent again: {error}");
                 }
-                Source::Piece(piece) => {
-                    tracing::warn!("{name}: Redis lost part of its upload; uploading it again");
-                    self.send_path(&piece.path, name, None, Some(piece)).await?;
-                }
-                Source::Stream => {
-                    return Err(Error::UploadLost { name: name.clone() });
-                }
+                Err(error) => return Err(error),
             }
         }
         if self.finished.load(Ordering::Acquire) {
