@@ -57,6 +57,7 @@
 pub mod classic;
 pub mod error;
 pub mod files;
+mod host;
 pub mod job;
 pub mod redis;
 pub mod telemetry;

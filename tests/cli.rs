@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, Server, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait,
-    write,
+    Running, Server, assert_same_tree, failed_with_one_line, last_line_of_failure, noise, run,
+    spawn, succeeded, wait, write,
 };
 use redistribute::redis::LocalRedisOptions;
 use redistribute::redis::memory::KEY_COST;
@@ -1147,12 +1147,10 @@ fn a_file_abandoned_after_part_of_it_went_to_stdout_ends_the_receiver_and_nothin
     let again = send();
     let output = wait(receiver, T);
     reader.join().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = last_line_of_failure(&output);
     assert!(
         last.contains("growing.log was cut short") && last.contains("abandoned"),
-        "{stderr}"
+        "{last}"
     );
     let printed = printed.lock().unwrap();
     assert!(
@@ -1276,15 +1274,6 @@ fn an_output_directory_that_cannot_be_written_stops_the_receiver_and_loses_nothi
     let line = failed_with_one_line(&output);
     assert!(line.contains("not-a-dir"), "{line}");
     nothing_lost_after_a_broken_sink(&server, "dir", &source, sender);
-}
-
-/// The error line a failed run ended with (after its progress log).
-fn last_line_of_failure(output: &std::process::Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "unexpectedly succeeded: {stderr}");
-    let last = stderr.lines().last().unwrap_or_default().to_owned();
-    assert!(last.starts_with("redistribute: "), "{stderr}");
-    last
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::killer::ConnectionKiller;
 use common::{
-    Running, Server, assert_same_tree, log_text, noise, run, spawn, succeeded, wait, write,
+    Running, Server, assert_same_tree, last_line_of_failure, log_text, noise, run, spawn,
+    succeeded, wait, wait_for_all, write,
 };
 
 const T: Duration = Duration::from_secs(120);
@@ -26,6 +27,18 @@ fn broadcast_receivers(server: &Server, channel: &str, dir: &std::path::Path) ->
             )
         })
         .collect()
+}
+
+/// An `--exec` command that copies each file into `dir` 16 KiB at a time,
+/// sleeping `pause` seconds between blocks: slow enough for a kill or a
+/// pause to land in the middle of a file.
+fn slow_copy(dir: &std::path::Path, pause: &str) -> String {
+    format!(
+        "f='{}'/\"$REDISTRIBUTE_NAME\"; : > \"$f\"; \
+         while dd bs=16384 count=1 iflag=fullblock status=none of=\"$f.part\" && [ -s \"$f.part\" ]; \
+         do cat \"$f.part\" >> \"$f\"; sleep {pause}; done; rm -f \"$f.part\"",
+        dir.display()
+    )
 }
 
 /// `count` files of varied sizes, several chunks each at 16 KiB chunks;
@@ -210,12 +223,7 @@ fn files_larger_than_the_budget_survive_kills_of_receivers_and_sender_under_drop
     let out = |id: &str| work.path().join(format!("out-{id}"));
     let receive = |id: &str| {
         // Reads 16 KiB every 20 ms: kills land mid-file.
-        let exec = format!(
-            "f='{}'/\"$REDISTRIBUTE_NAME\"; : > \"$f\"; \
-             while dd bs=16384 count=1 iflag=fullblock status=none of=\"$f.part\" && [ -s \"$f.part\" ]; \
-             do cat \"$f.part\" >> \"$f\"; sleep 0.02; done; rm -f \"$f.part\"",
-            out(id).display()
-        );
+        let exec = slow_copy(&out(id), "0.02");
         std::fs::create_dir_all(out(id)).unwrap();
         spawn(
             server
@@ -370,22 +378,9 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
         failure(&mut server);
     }
     let mut received = 0;
-    let mut sender = Some(sender);
-    for receiver in receivers {
-        // A receiver that never ends may be waiting on the sender: show
-        // what the sender said too.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait(receiver, T)));
-        let output = outcome.unwrap_or_else(|panic| {
-            let mut running = sender.take().expect("one sender");
-            running.kill().unwrap();
-            let said = wait(running, T);
-            eprintln!(
-                "the sender said:\n{}",
-                String::from_utf8_lossy(&said.stderr)
-            );
-            std::panic::resume_unwind(panic)
-        });
-        let stderr = succeeded(&output);
+    let (outputs, sent) = wait_for_all(receivers, sender, T);
+    for output in &outputs {
+        let stderr = succeeded(output);
         let count = stderr.matches("received f").count();
         if mode == Mode::Broadcast {
             // Each file once, even when Redis forgot an acknowledgement.
@@ -393,7 +388,7 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
         }
         received += count;
     }
-    succeeded(&wait(sender.expect("still running"), T));
+    succeeded(&sent);
     match mode {
         Mode::Broadcast => {
             for i in 0..2 {
@@ -423,12 +418,7 @@ fn a_worker_restarted_in_the_middle_of_a_file_larger_than_the_budget_gets_it_who
     let out = work.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     // Reads 16 KiB every 10 ms: the kill lands mid-file.
-    let exec = format!(
-        "f='{}'/\"$REDISTRIBUTE_NAME\"; : > \"$f\"; \
-         while dd bs=16384 count=1 iflag=fullblock status=none of=\"$f.part\" && [ -s \"$f.part\" ]; \
-         do cat \"$f.part\" >> \"$f\"; sleep 0.01; done; rm -f \"$f.part\"",
-        out.display()
-    );
+    let exec = slow_copy(&out, "0.01");
     let worker = || {
         spawn(server.command().args([
             "receive",
@@ -490,12 +480,7 @@ fn a_sender_stopped_mid_file_while_an_older_file_is_wanted_again_is_resumed_firs
     let out = work.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     // Reads 16 KiB every 10 ms: the sender is stopped in the middle of b.
-    let exec = format!(
-        "f='{}'/\"$REDISTRIBUTE_NAME\"; : > \"$f\"; \
-         while dd bs=16384 count=1 iflag=fullblock status=none of=\"$f.part\" && [ -s \"$f.part\" ]; \
-         do cat \"$f.part\" >> \"$f\"; sleep 0.01; done; rm -f \"$f.part\"",
-        out.display()
-    );
+    let exec = slow_copy(&out, "0.01");
     let receiver =
         spawn(
             server
@@ -628,21 +613,11 @@ fn a_sender_and_a_receiver_paused_past_their_leases_say_they_lost_their_role() {
     signal("-CONT", old_receiver.id());
     signal("-CONT", old_sender.id());
     for (old, role) in [(old_receiver, "receiver 0"), (old_sender, "the sender")] {
-        let line = failed_with_one_line_last(&wait(old, T));
+        let line = last_line_of_failure(&wait(old, T));
         assert!(
             line.contains(role) && line.contains("taken over by another process"),
             "{line}"
         );
     }
     assert_same_tree(&source, &out);
-}
-
-/// The last line of a failed process's stderr, which must be the one
-/// error line the binary prints.
-fn failed_with_one_line_last(output: &std::process::Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "exited 0: {stderr}");
-    let last = stderr.lines().last().unwrap_or_default().to_owned();
-    assert!(last.starts_with("redistribute: "), "{stderr}");
-    last
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Running, Server, TABLE, book_logs, log_text, noise, spawn, spawn_printing_to, succeeded, tree,
-    wait, write,
+    wait_for_all, write,
 };
 
 const T: Duration = Duration::from_secs(180);
@@ -73,25 +73,11 @@ fn roll_back_twice(server: &mut Server, channel: &str) {
     roll_back(server, channel, 12, deadline);
 }
 
-/// Waits for every process, the sender last, and returns their stderr;
-/// a receiver that never ends shows what the sender said too.
+/// Waits for every process, the sender last, which must succeed, and
+/// returns the receivers' outputs.
 fn all_exit(receivers: Vec<Running>, sender: Running) -> Vec<std::process::Output> {
-    let mut sender = Some(sender);
-    let mut outputs = Vec::new();
-    for receiver in receivers {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait(receiver, T)));
-        outputs.push(outcome.unwrap_or_else(|panic| {
-            let mut running = sender.take().expect("one sender");
-            running.kill().unwrap();
-            let said = wait(running, T);
-            eprintln!(
-                "the sender said:\n{}",
-                String::from_utf8_lossy(&said.stderr)
-            );
-            std::panic::resume_unwind(panic)
-        }));
-    }
-    succeeded(&wait(sender.expect("still running"), T));
+    let (outputs, sent) = wait_for_all(receivers, sender, T);
+    succeeded(&sent);
     outputs
 }
 

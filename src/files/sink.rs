@@ -18,6 +18,7 @@ use crate::files::incoming::IncomingFile;
 use crate::files::names;
 use crate::files::progress::Progress;
 use crate::files::source::{Failure, FileSource};
+use crate::host;
 
 /// What to do with each received file.
 #[derive(Clone, Debug)]
@@ -365,15 +366,7 @@ const PARTIAL: &str = ".rd-partial";
 /// The part of a temporary copy's name before [`PARTIAL`] that names the
 /// process writing it: `HOST.PID`.
 fn partial_owner(pid: u32) -> String {
-    format!("{}.{pid}", host_name())
-}
-
-/// This machine's name, as the kernel knows it.
-fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    format!("{}.{pid}", host::name())
 }
 
 /// Deletes the temporary copies under `dir` that receivers killed on this
@@ -383,7 +376,7 @@ fn host_name() -> String {
 async fn remove_stale_partials(dir: &Path) {
     let dir = dir.to_owned();
     let removed = tokio::task::spawn_blocking(move || {
-        let host = format!(".{}.", host_name());
+        let host = format!(".{}.", host::name());
         let mut removed = 0u64;
         for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
             let name = entry.file_name().to_string_lossy();
@@ -392,7 +385,7 @@ async fn remove_stale_partials(dir: &Path) {
             };
             let stale = rest.rsplit_once('.').is_some_and(|(before, pid)| {
                 (before.to_owned() + ".").ends_with(&host)
-                    && pid.parse().is_ok_and(|pid| !process_exists(pid))
+                    && pid.parse().is_ok_and(|pid| !host::process_exists(pid))
             });
             if stale && entry.file_type().is_file() && std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
@@ -408,17 +401,6 @@ async fn remove_stale_partials(dir: &Path) {
             crate::text::counted(removed, "temporary copy", "temporary copies")
         );
     }
-}
-
-/// Whether a process of this host runs with this id (another user's
-/// included).
-fn process_exists(pid: i32) -> bool {
-    rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
-        matches!(
-            rustix::process::test_kill_process(pid),
-            Ok(()) | Err(rustix::io::Errno::PERM)
-        )
-    })
 }
 
 /// Removes the temporary file unless it was renamed into place: after an

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::files::incoming::AbortOnDrop;
+use crate::host;
 use crate::transfer::channel::Channel;
 use crate::transfer::protocol::{self, Audience};
 
@@ -222,7 +223,7 @@ struct Holder {
 impl Holder {
     fn this_process() -> Self {
         Holder {
-            host: host_name(),
+            host: host::name(),
             pid: std::process::id(),
             since_ms: now_ms(),
             nonce: fastrand::u64(..),
@@ -250,7 +251,8 @@ impl Holder {
     /// in this very process (an earlier holder the program dropped: one
     /// process is trusted to hold a role once at a time).
     fn is_gone(&self) -> bool {
-        self.host == host_name() && (self.pid == std::process::id() || !process_exists(self.pid))
+        self.host == host::name()
+            && (self.pid == std::process::id() || !host::process_exists(self.pid))
     }
 }
 
@@ -266,21 +268,4 @@ pub(crate) fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty() && !name.contains(' '))
-        .unwrap_or_else(|| "unknown-host".to_owned())
-}
-
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return true;
-    };
-    // SAFETY: signal 0 only checks whether the process exists.
-    let result = unsafe { libc::kill(pid, 0) };
-    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

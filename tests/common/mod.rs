@@ -278,6 +278,43 @@ fn wait_for(child: Child, timeout: Duration) -> Output {
     }
 }
 
+/// Waits for every receiver, then the sender, and returns their outputs
+/// in that order. A receiver that never ends may be waiting on the
+/// sender: the sender is then stopped and what it said is shown.
+pub fn wait_for_all(
+    receivers: Vec<Running>,
+    sender: Running,
+    timeout: Duration,
+) -> (Vec<Output>, Output) {
+    let mut sender = Some(sender);
+    let mut outputs = Vec::new();
+    for receiver in receivers {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait(receiver, timeout)));
+        outputs.push(outcome.unwrap_or_else(|panic| {
+            let mut running = sender.take().expect("one sender");
+            running.kill().unwrap();
+            let said = wait(running, timeout);
+            eprintln!(
+                "the sender said:\n{}",
+                String::from_utf8_lossy(&said.stderr)
+            );
+            std::panic::resume_unwind(panic)
+        }));
+    }
+    let sent = wait(sender.expect("still running"), timeout);
+    (outputs, sent)
+}
+
+/// The error line a failed run ended with (after its progress log).
+pub fn last_line_of_failure(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "unexpectedly succeeded: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("redistribute: "), "{stderr}");
+    last
+}
+
 /// Asserts success and returns stderr, showing both streams on failure.
 pub fn succeeded(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
