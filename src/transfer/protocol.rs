@@ -696,14 +696,18 @@ return {reserved, last_id}
 /// how many original and stored bytes chunks `0..count` hold (where a
 /// resumed upload goes on from).
 /// KEYS: meta. ARGV: base, fid, from, count, digests of chunks `from..count`,
-/// original bytes, stored bytes.
+/// original bytes, stored bytes. Returns 1, or -2 when Redis no longer has
+/// the record or chunks before `from` (see [`RESERVE`]).
 pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local f = ARGV[1] .. 'f:' .. ARGV[2]
 local published = tonumber(redis.call('HGET', f, 'published'))
 local from, count = tonumber(ARGV[3]), tonumber(ARGV[4])
-if published and count > published then
+-- Redis lost the record or earlier publications (it restarted without
+-- its latest writes): publishing these would leave chunks without digests.
+if not published or published < from then return -2 end
+if count > published then
   redis.call('HSET', f, 'published', count, 'offset', ARGV[6], 'stored', ARGV[7])
   -- Digests of the chunks published now; a retried call may cover
   -- chunks an earlier attempt published already.

@@ -1160,7 +1160,11 @@ impl Sender {
                         .map(|chunk| chunk.digest.to_hex().to_string())
                         .collect();
                     let count = published + digests.len() as u64 / 64;
-                    self.publish(fid, published, count, &digests, &totals).await?;
+                    if !self.publish(fid, published, count, &digests, &totals).await? {
+                        return Err(Error::UploadLost {
+                            name: name.to_owned(),
+                        });
+                    }
                     published = count;
                     self.report_progress(bytes);
                     if let Err(error) = self.note_rate(bytes).await {
@@ -1218,6 +1222,8 @@ impl Sender {
 
     /// Publishes chunks `from..count`, whose BLAKE3 digests `digests`
     /// holds as concatenated hex; `totals` covers chunks `0..count`.
+    /// `false` when Redis lost earlier publications of the file: the
+    /// upload must start over from what Redis has.
     async fn publish(
         &self,
         fid: u64,
@@ -1225,9 +1231,10 @@ impl Sender {
         count: u64,
         digests: &str,
         totals: &Totals,
-    ) -> Result<()> {
-        self.channel
-            .run::<i64>(
+    ) -> Result<bool> {
+        let published: i64 = self
+            .channel
+            .run(
                 "publishing chunks",
                 &protocol::PUBLISH,
                 &[
@@ -1240,7 +1247,7 @@ impl Sender {
                 ],
             )
             .await?;
-        Ok(())
+        Ok(published >= 0)
     }
 
     /// Writes one chunk, hashing it meanwhile on the blocking pool.
