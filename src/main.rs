@@ -62,10 +62,12 @@ async fn main() -> std::process::ExitCode {
             match error {
                 // Done, but not everything was delivered: distinct, so a
                 // cron job can tell it from a failure to run.
-                redistribute::Error::FilesParked { .. }
-                | redistribute::Error::NotSupplied { .. } => std::process::ExitCode::from(3),
+                redistribute_transfer::Error::FilesParked { .. }
+                | redistribute_transfer::Error::NotSupplied { .. } => {
+                    std::process::ExitCode::from(3)
+                }
                 // As clap does for the command lines it rejects itself.
-                redistribute::Error::Usage(_) => std::process::ExitCode::from(2),
+                redistribute_transfer::Error::Usage(_) => std::process::ExitCode::from(2),
                 _ => std::process::ExitCode::FAILURE,
             }
         }

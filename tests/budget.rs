@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Server, assert_same_tree, log_text, noise, run, spawn, succeeded, wait, write};
-use redistribute::redis::memory::KEY_COST;
+use redistribute_transfer::redis::memory::KEY_COST;
 
 const T: Duration = Duration::from_secs(60);
 const SLOT: u64 = 256 << 10;

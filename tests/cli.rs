@@ -11,9 +11,9 @@ use common::{
     Running, Server, assert_same_tree, failed_with_one_line, last_line_of_failure, noise, run,
     spawn, succeeded, wait, write,
 };
-use redistribute::redis::LocalRedisOptions;
-use redistribute::redis::memory::KEY_COST;
-use redistribute::transfer::sender::raw_chunk_capacity;
+use redistribute_transfer::native::sender::raw_chunk_capacity;
+use redistribute_transfer::redis::LocalRedisOptions;
+use redistribute_transfer::redis::memory::KEY_COST;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -837,7 +837,7 @@ fn chunks_of_finished_files_left_in_redis_are_deleted_by_purge_stale_and_by_the_
     };
     succeeded(&send());
     succeeded(&wait(receiver, T));
-    let keys = redistribute::transfer::protocol::Keys::new("rd", "left");
+    let keys = redistribute_transfer::native::protocol::Keys::new("rd", "left");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let control = rt.block_on(server.keys("rd:{left}:*"));
     let plant = || {
@@ -1416,7 +1416,7 @@ fn a_tampered_chunk_never_reaches_stdout_is_supplied_again_and_finished_before_t
         .unwrap()
         .get_connection()
         .unwrap();
-    let chunk = redistribute::transfer::protocol::Keys::new("rd", "t").chunk(1, 2);
+    let chunk = redistribute_transfer::native::protocol::Keys::new("rd", "t").chunk(1, 2);
     let _: () = redis::cmd("SETRANGE")
         .arg(&chunk)
         .arg(100)
@@ -2183,7 +2183,7 @@ fn tls_with_a_private_ca_and_client_certificates_works_and_its_errors_say_what_t
     let work = tempfile::tempdir().unwrap();
     let [ca, server_cert, server_key, client_cert, client_key] = common::certificates(work.path());
     let server = Server::with(LocalRedisOptions {
-        tls: Some(redistribute::redis::LocalTls {
+        tls: Some(redistribute_transfer::redis::LocalTls {
             cert: server_cert,
             key: server_key,
             ca: ca.clone(),

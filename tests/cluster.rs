@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use redistribute::transfer::sender::raw_chunk_capacity;
+use redistribute_transfer::native::sender::raw_chunk_capacity;
 
 use common::{
     Cluster, Running, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait,
@@ -351,7 +351,7 @@ fn the_job_on_a_cluster_counts_every_visit_once_and_reports_what_one_server_repo
 
 #[test]
 fn a_master_killed_mid_transfer_is_replaced_by_its_replica_and_every_file_arrives_once() {
-    let mut cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+    let mut cluster = Cluster::with(redistribute_transfer::redis::LocalClusterOptions {
         replicas_per_master: 1,
         ..Default::default()
     });
@@ -518,7 +518,7 @@ fn succeeded_stdout(output: &std::process::Output) -> String {
 
 #[test]
 fn a_master_past_half_its_maxmemory_gets_no_chunks_until_it_has_room_again() {
-    let cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+    let cluster = Cluster::with(redistribute_transfer::redis::LocalClusterOptions {
         maxmemory: Some(32 << 20),
         ..Default::default()
     });
@@ -706,8 +706,8 @@ fn follow_retry_and_geo_lookup_work_on_a_cluster_too() {
 fn a_tls_cluster_with_client_certificates_delivers_every_file() {
     let work = tempfile::tempdir().unwrap();
     let [ca, server_cert, server_key, client_cert, client_key] = common::certificates(work.path());
-    let cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
-        tls: Some(redistribute::redis::LocalTls {
+    let cluster = Cluster::with(redistribute_transfer::redis::LocalClusterOptions {
+        tls: Some(redistribute_transfer::redis::LocalTls {
             cert: server_cert,
             key: server_key,
             ca: ca.clone(),
@@ -789,7 +789,7 @@ fn assert_nothing_left(cluster: &Cluster, pattern: &str) {
 
 /// `(role, port of its master)` of a node, from `ROLE`; `None` when it
 /// does not answer.
-fn role(node: &redistribute::redis::LocalRedis) -> Option<(String, Option<u16>)> {
+fn role(node: &redistribute_transfer::redis::LocalRedis) -> Option<(String, Option<u16>)> {
     let mut con = node
         .client()
         .ok()?
@@ -900,7 +900,7 @@ fn deliver_and_check(
 /// receivers: the one holding the channel's control keys (`control`), or
 /// one holding only chunks.
 fn master_killed_while_the_sender_waits_for_receivers(control: bool) {
-    let mut cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+    let mut cluster = Cluster::with(redistribute_transfer::redis::LocalClusterOptions {
         replicas_per_master: 1,
         ..Default::default()
     });
@@ -933,7 +933,7 @@ fn a_chunk_master_killed_while_the_sender_waits_for_receivers_costs_nothing() {
 /// `CLUSTER FAILOVER` on the replica of the channel's control master while
 /// the sender blocks there, waiting for room or for receivers.
 fn failover_while_the_sender_waits(for_room: bool) {
-    let cluster = Cluster::with(redistribute::redis::LocalClusterOptions {
+    let cluster = Cluster::with(redistribute_transfer::redis::LocalClusterOptions {
         replicas_per_master: 1,
         ..Default::default()
     });

@@ -295,7 +295,7 @@ fn a_redis_that_comes_back_without_its_latest_writes_is_repaired_and_the_work_qu
 
 #[test]
 fn a_redis_killed_mid_transfer_comes_back_from_its_append_only_file_and_the_transfer_completes() {
-    let server = Server::with(redistribute::redis::LocalRedisOptions {
+    let server = Server::with(redistribute_transfer::redis::LocalRedisOptions {
         persistent: true,
         ..Default::default()
     });
@@ -492,7 +492,7 @@ fn a_sender_stopped_mid_file_while_an_older_file_is_wanted_again_is_resumed_firs
         .unwrap()
         .get_connection()
         .unwrap();
-    let keys = redistribute::transfer::protocol::Keys::new("rd", "rs");
+    let keys = redistribute_transfer::native::protocol::Keys::new("rd", "rs");
     let deadline = std::time::Instant::now() + T;
     loop {
         let (state, published): (Option<String>, Option<u64>) = redis::cmd("HMGET")
@@ -574,7 +574,7 @@ fn a_sender_and_a_receiver_paused_past_their_leases_say_they_lost_their_role() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let keys = redistribute::transfer::protocol::Keys::new("rd", "paused");
+    let keys = redistribute_transfer::native::protocol::Keys::new("rd", "paused");
     let deadline = std::time::Instant::now() + T;
     let roles = [
         keys.file(1),
@@ -605,7 +605,7 @@ fn a_sender_and_a_receiver_paused_past_their_leases_say_they_lost_their_role() {
     signal("-STOP", old_receiver.id());
     signal("-STOP", old_sender.id());
     // Past the leases' 15 s: others may take the roles.
-    std::thread::sleep(redistribute::transfer::lease::TTL + Duration::from_secs(1));
+    std::thread::sleep(redistribute_transfer::native::lease::TTL + Duration::from_secs(1));
     let new_receiver = receive();
     let new_sender = send();
     succeeded(&wait(new_sender, T));

@@ -4,9 +4,9 @@ mod common;
 
 use std::time::Instant;
 
-use redistribute::Error;
-use redistribute::job::geo::{self, GeoTable};
-use redistribute::redis::Redis;
+use redistribute_job::geo::{self, GeoTable};
+use redistribute_transfer::Error;
+use redistribute_transfer::redis::Redis;
 
 const PREFIX: &str = "test";
 

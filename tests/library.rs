@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Server, assert_same_tree, noise, write};
-use redistribute::transfer::protocol::Keys;
+use redistribute_transfer::native::protocol::Keys;
 
-use redistribute::files::inputs;
-use redistribute::{
+use redistribute_transfer::files::inputs;
+use redistribute_transfer::{
     Audience, Decode, FileSource, ReceiveOptions, Receiver, SendOptions, Sender, Sink,
 };
 use tokio::io::AsyncReadExt;
@@ -45,7 +45,7 @@ fn receive_into(
     channel: &str,
     id: &str,
     out: PathBuf,
-) -> tokio::task::JoinHandle<redistribute::Result<()>> {
+) -> tokio::task::JoinHandle<redistribute_transfer::Result<()>> {
     let (url, options) = (url.to_owned(), ReceiveOptions::new(channel, id));
     tokio::spawn(async move {
         let mut receiver = Receiver::connect(&url, options).await?;
@@ -224,7 +224,7 @@ async fn a_broadcast_reaches_every_receiver_and_memory_stays_under_the_limit() {
                     let n = file
                         .read(&mut buffer)
                         .await
-                        .map_err(|e| redistribute::Error::io("read", e))?;
+                        .map_err(|e| redistribute_transfer::Error::io("read", e))?;
                     if n == 0 {
                         break;
                     }
@@ -234,7 +234,7 @@ async fn a_broadcast_reaches_every_receiver_and_memory_stays_under_the_limit() {
                 write(&out, file.name(), &copy);
                 receiver.ack(file).await?;
             }
-            Ok::<(), redistribute::Error>(())
+            Ok::<(), redistribute_transfer::Error>(())
         }));
     }
     let watcher = {
@@ -440,7 +440,7 @@ async fn a_receiver_processes_the_first_chunk_before_the_upload_has_finished() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_is_capped_at_half_of_redis_maxmemory() {
-    let server = Server::with(redistribute::redis::LocalRedisOptions {
+    let server = Server::with(redistribute_transfer::redis::LocalRedisOptions {
         maxmemory: Some(8 << 20),
         ..Default::default()
     });

@@ -4,9 +4,9 @@
 mod common;
 
 use common::Server;
-use redistribute::Error;
-use redistribute::job::report::{DaySelection, Dimension, Report, ReportQuery, gather};
-use redistribute::redis::Redis;
+use redistribute_job::report::{DaySelection, Dimension, Report, ReportQuery, gather};
+use redistribute_transfer::Error;
+use redistribute_transfer::redis::Redis;
 
 /// Writes one day's visits for a dimension, as `member → visits` pairs.
 async fn visits(server: &Server, by: &str, day: &str, members: &[(&str, u64)]) {

@@ -1,11 +1,11 @@
 //! `redistribute aggregate`: count visits per day from logs as they arrive.
 
-use redistribute::classic::ClassicReceiver;
-use redistribute::job::aggregate::{self, AggregateOptions};
-use redistribute::job::logline::{ClientIp, FormatChoice, LineOptions, LogFormat};
-use redistribute::redis::Redis;
-use redistribute::text::counted;
-use redistribute::{Error, FileSource, Receiver, Result};
+use redistribute_job::aggregate::{self, AggregateOptions};
+use redistribute_job::logline::{ClientIp, FormatChoice, LineOptions, LogFormat};
+use redistribute_transfer::classic::ClassicReceiver;
+use redistribute_transfer::redis::Redis;
+use redistribute_transfer::text::counted;
+use redistribute_transfer::{Error, FileSource, Receiver, Result};
 
 use super::args::{AggregateArgs, ClientIpArg, Protocol, SourceArgs};
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
-use redistribute::job::logline::{FormatChoice, LogFormat};
-use redistribute::job::report::Dimension;
-use redistribute::{Compression, Decode};
+use redistribute_job::logline::{FormatChoice, LogFormat};
+use redistribute_job::report::Dimension;
+use redistribute_transfer::{Compression, Decode};
 
 /// Distribute files through Redis to many machines and process them while
 /// they stream.

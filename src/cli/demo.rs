@@ -9,17 +9,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use redistribute::files::inputs;
-use redistribute::job::aggregate::{self, AggregateOptions};
-use redistribute::job::logline::{FormatChoice, LineOptions, LogFormat};
-use redistribute::job::report::{self, DaySelection, Dimension, ReportQuery};
-use redistribute::redis::{
+use redistribute_job::aggregate::{self, AggregateOptions};
+use redistribute_job::logline::{FormatChoice, LineOptions, LogFormat};
+use redistribute_job::report::{self, DaySelection, Dimension, ReportQuery};
+use redistribute_transfer::files::inputs;
+use redistribute_transfer::native::purge::purge;
+use redistribute_transfer::native::status;
+use redistribute_transfer::redis::{
     LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions, Redis,
 };
-use redistribute::text::counted;
-use redistribute::transfer::purge::purge;
-use redistribute::transfer::status;
-use redistribute::{
+use redistribute_transfer::text::counted;
+use redistribute_transfer::{
     Audience, Decode, Error, ReceiveOptions, Receiver, Result, SendOptions, Sender, Sink,
 };
 

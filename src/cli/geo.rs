@@ -1,10 +1,9 @@
 //! `redistribute geo import` and `geo lookup`: location tables.
 
-use redistribute::classic;
-use redistribute::job::aggregate::UNKNOWN;
-use redistribute::job::geo::{self, GeoTable};
-use redistribute::redis::Redis;
-use redistribute::{Error, Result};
+use redistribute_job::aggregate::UNKNOWN;
+use redistribute_job::geo::{self, GeoTable};
+use redistribute_transfer::redis::Redis;
+use redistribute_transfer::{Error, Result};
 
 use super::args::{GeoImportArgs, GeoLookupArgs};
 
@@ -17,7 +16,7 @@ pub async fn import(url: &str, prefix: &str, args: GeoImportArgs) -> Result<()> 
                     .into(),
             ));
         };
-        let imported = classic::geo::import(&redis, blocks, locations).await?;
+        let imported = geo::classic::import(&redis, blocks, locations).await?;
         tracing::info!(
             "loaded {} address ranges into ip2cityid: and {} locations into cityid2city:",
             imported.ranges,

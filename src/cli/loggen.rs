@@ -8,7 +8,7 @@
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use redistribute::job::logline::LogFormat;
+use redistribute_job::logline::LogFormat;
 
 const PATHS: &[&str] = &[
     "/",

@@ -15,7 +15,7 @@ mod retry;
 mod send;
 mod status;
 
-use redistribute::{Error, FileSource, ReceiveOptions, Result};
+use redistribute_transfer::{Error, FileSource, ReceiveOptions, Result};
 
 use args::{Cli, Command, GeoCommand, Protocol, SourceArgs};
 
@@ -102,7 +102,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Serves the library's metrics (`redistribute::telemetry`) over HTTP in
+/// Serves the library's metrics (`redistribute_transfer::telemetry`) over HTTP in
 /// Prometheus' text format, when asked to.
 fn serve_metrics(address: Option<std::net::SocketAddr>) -> Result<()> {
     let Some(address) = address else {
@@ -112,7 +112,8 @@ fn serve_metrics(address: Option<std::net::SocketAddr>) -> Result<()> {
         .with_http_listener(address)
         .install()
         .map_err(|e| Error::Usage(format!("--metrics {address}: {e}")))?;
-    redistribute::telemetry::describe();
+    redistribute_transfer::telemetry::describe();
+    redistribute_job::telemetry::describe();
     tracing::info!("serving metrics on http://{address}/metrics");
     Ok(())
 }

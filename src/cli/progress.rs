@@ -16,7 +16,7 @@ use indicatif::{
     HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState,
     ProgressStyle,
 };
-use redistribute::text::shortened;
+use redistribute_transfer::text::shortened;
 
 /// Every bar of this process.
 static BARS: LazyLock<MultiProgress> =
@@ -155,12 +155,12 @@ impl Receiving {
     }
 
     pub fn finish(&self) {
-        redistribute::Progress::file_ended(self);
+        redistribute_transfer::Progress::file_ended(self);
         self.all.finish_and_clear();
     }
 }
 
-impl redistribute::Progress for Receiving {
+impl redistribute_transfer::Progress for Receiving {
     fn advance(&self, bytes: u64) {
         self.all.inc(bytes);
         if let Some(bar) = &*self.file.lock().expect("file bar") {
@@ -183,7 +183,7 @@ impl redistribute::Progress for Receiving {
 }
 
 /// Reports a sender's or receiver's bytes to `bar`.
-pub fn reporter(bar: &ProgressBar) -> std::sync::Arc<dyn redistribute::Progress> {
+pub fn reporter(bar: &ProgressBar) -> std::sync::Arc<dyn redistribute_transfer::Progress> {
     let bar = bar.clone();
     std::sync::Arc::new(move |bytes| bar.inc(bytes))
 }

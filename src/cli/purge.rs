@@ -1,9 +1,9 @@
 //! `redistribute purge`: delete every key of a channel, or only the
 //! chunks of finished files it left behind.
 
-use redistribute::Result;
-use redistribute::redis::Redis;
-use redistribute::transfer::purge;
+use redistribute_transfer::Result;
+use redistribute_transfer::native::purge;
+use redistribute_transfer::redis::Redis;
 
 use super::args::PurgeArgs;
 

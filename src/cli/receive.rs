@@ -1,9 +1,9 @@
 //! `redistribute receive`: files from a channel into a directory, a
 //! command or stdout, in either wire format.
 
-use redistribute::classic::ClassicReceiver;
-use redistribute::text::counted;
-use redistribute::{FileSource, Receiver, Result, Sink};
+use redistribute_transfer::classic::ClassicReceiver;
+use redistribute_transfer::text::counted;
+use redistribute_transfer::{FileSource, Receiver, Result, Sink};
 
 use super::args::{Protocol, ReceiveArgs};
 use super::progress;

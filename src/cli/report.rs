@@ -1,9 +1,9 @@
 //! `redistribute report`: the top places per day, as a table, JSON, CSV or
 //! an SVG chart.
 
-use redistribute::job::report::{self, DaySelection, ReportQuery};
-use redistribute::redis::Redis;
-use redistribute::{Error, Result};
+use redistribute_job::report::{self, DaySelection, ReportQuery};
+use redistribute_transfer::redis::Redis;
+use redistribute_transfer::{Error, Result};
 
 use super::args::ReportArgs;
 

@@ -1,9 +1,9 @@
 //! `redistribute retry`: offer parked files again.
 
-use redistribute::redis::Redis;
-use redistribute::text::counted;
-use redistribute::transfer::retry;
-use redistribute::{Error, Result};
+use redistribute_transfer::native::retry;
+use redistribute_transfer::redis::Redis;
+use redistribute_transfer::text::counted;
+use redistribute_transfer::{Error, Result};
 
 use super::args::RetryArgs;
 

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use redistribute::classic::{self, ClassicSender};
-use redistribute::files::inputs::{self, Input};
-use redistribute::text::counted;
-use redistribute::{Audience, Error, Result, SendOptions, Sender, Sent};
+use redistribute_transfer::classic::{self, ClassicSender};
+use redistribute_transfer::files::inputs::{self, Input};
+use redistribute_transfer::text::counted;
+use redistribute_transfer::{Audience, Error, Result, SendOptions, Sender, Sent};
 
 use super::args::{Protocol, SendArgs};
 use super::progress;

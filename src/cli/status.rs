@@ -1,8 +1,8 @@
 //! `redistribute status`: channels, memory held, each receiver's progress.
 
-use redistribute::redis::Redis;
-use redistribute::transfer::status::{self, ChannelStatus, ReceiverStatus};
-use redistribute::{Error, Result};
+use redistribute_transfer::native::status::{self, ChannelStatus, ReceiverStatus};
+use redistribute_transfer::redis::Redis;
+use redistribute_transfer::{Error, Result};
 
 use super::args::StatusArgs;
 

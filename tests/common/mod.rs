@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use redistribute::redis::{LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions};
+use redistribute_transfer::redis::{
+    LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions,
+};
 
 pub mod killer;
 

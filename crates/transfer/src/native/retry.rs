@@ -1,0 +1,79 @@
+//! Offering parked files again (`redistribute retry`): each becomes a
+//! request for the sender to upload it again from its source, for the
+//! receivers that gave up on it.
+
+use crate::error::Result;
+use crate::files::names;
+use crate::native::channel::Channel;
+use crate::native::lease;
+use crate::native::protocol::{self, Keys};
+use crate::redis::Redis;
+
+/// One parked file that `retry` looked at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retried {
+    /// The file's name.
+    pub file: String,
+    /// Who had parked it.
+    pub receiver: String,
+    /// Whether it is offered again; `false` for a file sent from a stream,
+    /// which cannot be read again and stays parked.
+    pub offered: bool,
+}
+
+/// What `retry` did.
+#[derive(Debug)]
+pub struct RetryOutcome {
+    /// The parked files it found (those named, or all).
+    pub files: Vec<Retried>,
+    /// Names asked for that are not parked.
+    pub not_parked: Vec<String>,
+    /// The sender that will upload them, if one is running; otherwise the
+    /// next `send` with the same inputs does.
+    pub sender: Option<String>,
+}
+
+/// Offers the parked files of `channel` named in `files` (all when empty)
+/// again.
+///
+/// # Errors
+///
+/// A channel that does not exist; invalid names; Redis errors.
+pub async fn retry(
+    redis: &Redis,
+    prefix: &str,
+    channel: &str,
+    files: &[String],
+) -> Result<RetryOutcome> {
+    names::check_channel_name(channel)?;
+    names::check_prefix(prefix)?;
+    for name in files {
+        names::check_file_name(name)?;
+    }
+    let channel = Channel::new(redis.clone(), Keys::new(prefix, channel));
+    let found: Vec<String> = channel
+        .run(
+            "offering files again",
+            &protocol::RETRY,
+            &[files.join("\n")],
+        )
+        .await?;
+    let files_found: Vec<Retried> = found
+        .chunks_exact(3)
+        .map(|t| Retried {
+            file: t[0].clone(),
+            receiver: t[1].clone(),
+            offered: t[2] == "offered",
+        })
+        .collect();
+    let not_parked = files
+        .iter()
+        .filter(|name| !files_found.iter().any(|r| &r.file == *name))
+        .cloned()
+        .collect();
+    Ok(RetryOutcome {
+        files: files_found,
+        not_parked,
+        sender: lease::holder_of(&channel, "sender").await?,
+    })
+}
