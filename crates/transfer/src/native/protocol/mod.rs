@@ -1,0 +1,493 @@
+//! The native wire format: key schema and the atomic state changes.
+//!
+//! Every key of channel `C` under prefix `P` is one of:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:channels` | set | names of all channels, for `status` |
+//! | `P:{C}:meta` | hash | mode, receivers, limit, counters, end-of-input mark |
+//! | `P:{C}:files` | stream | announcements (`kind=file fid=N`, `kind=eof`), one consumer group per broadcast receiver or one `workers` group |
+//! | `P:{C}:sent` | hash | file name → `fid identity state`, so a restarted sender resumes |
+//! | `P:{C}:f:N` | hash | one file: name, chunk slot, reserved/published/freed chunk counts, original and stored bytes published, size, BLAKE3 digest and last chunk's cost once known, acks |
+//! | `P:{C}:f:N:log` | stream | upload progress of file N (`n=…`, then `end` or `abort`) that receivers block on |
+//! | `P:{C}:active` | sorted set | files whose data may still be in Redis |
+//! | `P:{C}:reclaim` | set | files everyone finished whose chunks still need deleting |
+//! | `P:{C}:events` | stream (capped) | progress events a sender waiting for room blocks on |
+//! | `P:{C}:r:ID` | hash | per-receiver counters for `status` |
+//! | `P:{C}:parked` | hash | files given up on, with the reason |
+//! | `P:{C}:wanted` | hash | file name → `fid identity round origin receivers`: files whose data left Redis before these receivers could read it, for the sender to upload again |
+//! | `P:{C}:members` | set | ids of receivers and workers that joined |
+//! | `P:{C}:split` | hash | file name → `pieces size identity` for a file sent with `--split` (identity of the input: `size:mtime`) |
+//! | `P:{C}:lease:ROLE` | string, expiring | who holds a role (`sender`, `r:ID`, `w:ID`): `host pid since_ms nonce` |
+//! | `P:{C}:leasegen` | hash | role → how many holders it had: a holder that finds it moved on lost the role |
+//! | `P:c:L:C:N:I` | string | chunk I of file N (L = length of C): the only keys holding file data, in the chunk format of `docs/protocol.md` |
+//!
+//! All control keys share the hash tag `{C}`, so every state change below
+//! is one Lua script on one slot, legal on Redis Cluster. Chunk keys carry
+//! no tag, so a large file spreads over a cluster's shards; scripts never
+//! touch them: chunks are written before they are published and deleted
+//! before their bytes are released from the budget, so a crash between the
+//! two steps can only overestimate memory, never lose data. Each script is
+//! idempotent, which is what makes retrying after a dropped connection safe.
+//! `docs/protocol.md` walks through the same steps in prose.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use crate::redis::memory;
+
+/// Version of this key schema, stored in every channel's `meta` hash.
+pub const VERSION: &str = "5";
+
+/// How a channel distributes files.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "receivers")]
+pub enum Audience {
+    /// Every named receiver gets every file.
+    Broadcast(Vec<String>),
+    /// Each file goes to exactly one of any number of workers.
+    Workers,
+}
+
+impl Audience {
+    /// The `mode` field stored in `meta`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Audience::Broadcast(_) => "broadcast",
+            Audience::Workers => "workers",
+        }
+    }
+
+    /// The `receivers` field stored in `meta`: comma-separated ids.
+    pub fn receivers_field(&self) -> String {
+        match self {
+            Audience::Broadcast(ids) => ids.join(","),
+            Audience::Workers => String::new(),
+        }
+    }
+
+    /// How many acknowledgements complete a file.
+    pub fn acks_needed(&self) -> usize {
+        match self {
+            Audience::Broadcast(ids) => ids.len(),
+            Audience::Workers => 1,
+        }
+    }
+
+    /// Reads the audience back from `meta`'s fields.
+    pub fn from_fields(mode: &str, receivers: &str) -> Option<Self> {
+        match mode {
+            "broadcast" => Some(Audience::Broadcast(
+                receivers
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )),
+            "workers" => Some(Audience::Workers),
+            _ => None,
+        }
+    }
+
+    /// The consumer group a receiver reads the `files` stream with.
+    pub fn group_of(&self, receiver: &str) -> String {
+        match self {
+            Audience::Broadcast(_) => format!("r:{receiver}"),
+            Audience::Workers => "workers".to_owned(),
+        }
+    }
+}
+
+/// Names of every key of one channel.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    channel: String,
+    /// `P:{C}:`, the start of every control key; scripts build their
+    /// per-file key names from it.
+    base: String,
+}
+
+impl Keys {
+    /// The keys of `channel` under `prefix`. Both must already be validated
+    /// with [`crate::files::names::check_channel_name`].
+    pub fn new(prefix: &str, channel: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+            channel: channel.to_owned(),
+            base: format!("{prefix}:{{{channel}}}:"),
+        }
+    }
+
+    /// The channel these keys belong to.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// `P:{C}`, the part every control key starts with.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The registry of channel names (not tagged: it spans channels).
+    pub fn channels(&self) -> String {
+        format!("{}:channels", self.prefix)
+    }
+
+    /// `P:{C}:meta`: mode, receivers, limit, counters, end-of-input mark.
+    pub fn meta(&self) -> String {
+        format!("{}meta", self.base)
+    }
+
+    /// `P:{C}:files`: the stream of announcements.
+    pub fn files(&self) -> String {
+        format!("{}files", self.base)
+    }
+
+    /// `P:{C}:active`: files whose data may still be in Redis.
+    pub fn active(&self) -> String {
+        format!("{}active", self.base)
+    }
+
+    /// `P:{C}:parked`: files given up on, with the reason.
+    pub fn parked(&self) -> String {
+        format!("{}parked", self.base)
+    }
+
+    /// `P:{C}:events`: progress events a waiting sender blocks on.
+    pub fn events(&self) -> String {
+        format!("{}events", self.base)
+    }
+
+    /// `P:{C}:f:N`: the record of file `fid`.
+    pub fn file(&self, fid: u64) -> String {
+        format!("{}f:{fid}", self.base)
+    }
+
+    /// `P:{C}:f:N:log`: the upload progress of file `fid`.
+    pub fn file_log(&self, fid: u64) -> String {
+        format!("{}f:{fid}:log", self.base)
+    }
+
+    /// `P:{C}:r:ID`: counters of receiver `id`.
+    pub fn receiver(&self, id: &str) -> String {
+        format!("{}r:{id}", self.base)
+    }
+
+    /// Pattern matching every control key of the channel.
+    pub fn control_pattern(&self) -> String {
+        format!("{}*", self.base)
+    }
+
+    /// Chunk `index` of file `fid`: `P:c:<length of C>:C:fid:index`.
+    /// Deliberately without a hash tag. The length makes the channel part
+    /// unambiguous, so one channel's pattern never matches another's keys
+    /// (channel `a` vs `a:c:1`).
+    pub fn chunk(&self, fid: u64, index: u64) -> String {
+        format!("{}{fid}:{index}", self.chunk_base())
+    }
+
+    /// Pattern matching every chunk key of the channel.
+    pub fn chunk_pattern(&self) -> String {
+        format!("{}*", self.chunk_base())
+    }
+
+    /// The file id in a key matching [`Keys::chunk_pattern`]; `None` for
+    /// any other key.
+    pub fn chunk_file(&self, key: &str) -> Option<u64> {
+        let (fid, index) = key.strip_prefix(&self.chunk_base())?.split_once(':')?;
+        index.parse::<u64>().ok()?;
+        fid.parse().ok()
+    }
+
+    fn chunk_base(&self) -> String {
+        format!("{}:c:{}:{}:", self.prefix, self.channel.len(), self.channel)
+    }
+
+    /// `P:{C}:sent`: file name to upload state, for a resuming sender.
+    pub fn sent(&self) -> String {
+        format!("{}sent", self.base)
+    }
+
+    /// `P:{C}:reclaim`: finished files whose chunks still need deleting.
+    pub fn reclaim(&self) -> String {
+        format!("{}reclaim", self.base)
+    }
+
+    /// `P:{C}:wanted`: files receivers need uploaded again.
+    pub fn wanted(&self) -> String {
+        format!("{}wanted", self.base)
+    }
+
+    /// Ids of every receiver or worker that ever joined.
+    pub fn members(&self) -> String {
+        format!("{}members", self.base)
+    }
+
+    /// Files sent in pieces (`--split`): name → how many pieces.
+    pub fn split(&self) -> String {
+        format!("{}split", self.base)
+    }
+}
+
+/// Helpers shared by the scripts. `account` recomputes how many bytes of a
+/// file's chunks may be in Redis and moves `meta.held` by the difference;
+/// `reclaim_list` tells the caller which chunk ranges to delete.
+const PRELUDE: &str = include_str!("scripts/prelude.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!(
+        "local KEY_COST = {}\n{PRELUDE}{body}",
+        memory::KEY_COST
+    ))
+}
+
+/// Creates the channel or checks that it matches.
+/// KEYS: meta. ARGV: base, mode, receivers, limit, chunk size, now (ms), [`VERSION`].
+/// Returns `{}` on success, `{mode, receivers}` of an existing channel that
+/// differs (mode `version N` when written by another schema version).
+pub(crate) static OPEN: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/open.lua")));
+
+/// Abandons an upload whose source changed while it was read: receivers
+/// reading it stop with the reason, and its chunks are reclaimed.
+/// KEYS: meta. ARGV: base, fid, reason. Returns 1 when aborted now, 0 when
+/// it was no longer being uploaded.
+pub(crate) static ABORT: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/abort.lua")));
+
+/// Takes the lease of a role, `P:{C}:lease:ROLE`, unless someone else
+/// holds it. KEYS: meta. ARGV: base, role, holder, ttl (ms), a holder it may
+/// replace ('' for none: one whose process is known to be gone).
+/// Returns `{'', generation}` when taken (or already ours), else
+/// `{current holder, ''}`. The generation, field ROLE of `P:{C}:leasegen`, counts
+/// the holders a role had: a holder that finds it moved on lost the role,
+/// even once its successor gave the role back.
+pub(crate) static LEASE_TAKE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/lease_take.lua")));
+
+/// Renews a lease we hold, or takes it back when nobody holds it and
+/// nobody else held it since (Redis restarted without it).
+/// KEYS: meta. ARGV: base, role, holder, ttl (ms), generation.
+/// Returns 1, or 0 when it is no longer ours (it lapsed and was taken).
+pub(crate) static LEASE_RENEW: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/lease_renew.lua")));
+
+/// Gives a lease back if it is still ours. KEYS: meta. ARGV: base, role, holder.
+pub(crate) static LEASE_DROP: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/lease_drop.lua")));
+
+/// Announces a file, or finds the announcement a previous run made.
+/// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size,
+/// acks needed, then for a re-supply (else three ''): the receivers it is
+/// for (comma-separated, `*` for any worker), the original file id, the
+/// round; then the lowest file id a new file may get (above every id this
+/// sender has seen: after Redis lost its latest writes, an id must not
+/// name two files); then `I/N` when the file is piece I of N of a file
+/// sent with `--split` (else ''); then 1 to answer `forgot` when Redis
+/// no longer knows file ids this sender was given (else 0).
+/// Returns `{fid, state, published, chunk slot, offset, stored, requests}`
+/// where state is `new`, `uploading` or `sent`, `busy` for a re-supply
+/// while any upload is unfinished (of this file, or one a stopped sender
+/// left, which receivers read first), or `forgot` (nothing
+/// announced) when Redis came back from a snapshot older than this
+/// sender's last announcement; a resumed upload
+/// keeps its chunk slot and goes on after `offset` original bytes, which
+/// took `stored` bytes;
+/// `requests` counts the names in `wanted` (after this one), so a sender
+/// looks at them only when there are some.
+pub(crate) static ANNOUNCE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/announce.lua")));
+
+/// A receiver (or worker) found chunks of a file gone from Redis before it
+/// could read them: settles the file as `moved` for it and asks the sender,
+/// through `wanted`, to upload the file again. A file read from a stream,
+/// or already supplied again `max rounds` times, is parked instead.
+/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, max rounds, reason.
+/// Returns `wanted`, `parked`, or `gone` (settled or vanished already).
+pub(crate) static REQUEST: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/request.lua")));
+
+/// The sender cannot upload a wanted file again (its source changed or
+/// is gone): parks it for every receiver that wanted it.
+/// KEYS: meta. ARGV: base, name, reason. Returns how many receivers.
+pub(crate) static GIVE_UP: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/give_up.lua")));
+
+/// Reserves room in the channel's budget for chunks up to `want`.
+/// KEYS: meta. ARGV: base, fid, want (chunk count), limit (bytes), chunks
+/// the sender published. Returns `{reserved, last event id}`; reserved is
+/// -1 when the file is no longer being uploaded (aborted by a newer
+/// sender), -2 when Redis lost the record or some of its publications (a
+/// restart that lost recent writes): the upload must start over from
+/// what Redis still has; -3 when everyone the upload was for settled the
+/// file already (asked for it again, or parked it): the upload is
+/// abandoned here, and requests for it are served from the start.
+pub(crate) static RESERVE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/reserve.lua")));
+
+/// Makes chunks `0..count` of a file visible to receivers, with the BLAKE3
+/// digest of each chunk newly published (`d` in its upload log entry:
+/// 64 hex digits per chunk, for chunks `count - len/64 .. count`), and
+/// how many original and stored bytes chunks `0..count` hold (where a
+/// resumed upload goes on from).
+/// KEYS: meta. ARGV: base, fid, from, count, digests of chunks `from..count`,
+/// original bytes, stored bytes. Returns 1, or -2 when Redis no longer has
+/// the record or chunks before `from` (see [`RESERVE`]).
+pub(crate) static PUBLISH: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/publish.lua")));
+
+/// Records a file's size and digest once its last chunk is published, and
+/// what its last chunk costs Redis (the others fill their slots).
+/// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count, cost of
+/// the last chunk.
+/// Returns 1 when recorded (now or by an earlier attempt), 0 when the
+/// upload was abandoned, -1 when Redis lost the record or some of its
+/// publications (see [`RESERVE`]).
+pub(crate) static FINISH: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/finish.lua")));
+
+/// Sets the end-of-input mark. KEYS: meta. ARGV: base.
+pub(crate) static END_INPUT: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/end_input.lua")));
+
+/// Records how many chunks of a file a receiver has consumed, so a sender
+/// short of room may delete them before the file is finished.
+/// `restart` 1 sets the position back (a receiver starting the file over).
+/// KEYS: meta. ARGV: base, fid, receiver, chunks consumed, restart (0/1).
+pub(crate) static CONSUME: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/consume.lua")));
+
+/// Settles a file for one receiver (`done` or `parked`) and acknowledges
+/// its announcement; `skip` only acknowledges (aborted or vanished files).
+/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason, bytes.
+/// Returns the reclaim list: `{fid, freed, reserved, ...}`.
+pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/ack.lua")));
+
+/// Work queue: a worker failed a file, or it sat unacknowledged longer than
+/// `min idle` with a worker that stopped responding. Counts the failure and
+/// either queues the file again or parks it.
+/// KEYS: meta. ARGV: base, fid, worker, entry id, min idle (ms), max failures, reason.
+/// Returns `requeued`, `parked`, or `gone` (someone else already handled it).
+pub(crate) static FAILED: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/failed.lua")));
+
+/// Lists chunk ranges that may be deleted now: files everyone finished and,
+/// when `early` is 1 (the sender is out of room), the prefix every receiver
+/// has consumed of the file being uploaded, if it alone fills the budget.
+/// Early release costs a second upload for a receiver restarted mid-file
+/// (it finds chunks gone and asks for the file again), so it happens only
+/// when a file larger than the budget must stream through; files that fit
+/// are never released early.
+/// KEYS: meta. ARGV: base, early (0/1). Returns `{fid, from, to, ...}`.
+pub(crate) static RELEASE_PLAN: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/release_plan.lua")));
+
+/// Releases chunks `freed..upto` of a file after the caller deleted them,
+/// and forgets the file once it is finished and fully deleted.
+/// KEYS: meta. ARGV: base, fid, upto.
+pub(crate) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/release.lua")));
+
+/// Offers parked files again: each becomes a request in `wanted` for the
+/// receivers that parked it (any worker in a work queue), for the sender
+/// to upload it again from its source; its parked entry is removed.
+/// Files sent from a stream cannot be read again and stay parked.
+/// KEYS: meta. ARGV: base, names separated by newlines ('' for all).
+/// Returns `{name, receiver, offered|stream, ...}`.
+pub(crate) static RETRY: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("scripts/retry.lua")));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::channel::Channel;
+    use crate::redis::{LocalRedis, LocalRedisOptions, Redis};
+
+    const SLOT: u64 = 4096;
+    const COST: u64 = SLOT + memory::KEY_COST;
+    const LIMIT: u64 = 4 * COST;
+
+    async fn run<T: redis::FromRedisValue>(
+        channel: &Channel,
+        script: &'static Script,
+        args: &[&str],
+    ) -> T {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        channel.run("testing", script, &args).await.unwrap()
+    }
+
+    #[test]
+    fn a_chunk_key_names_its_file_and_only_its_own_channel_matches() {
+        let keys = Keys::new("rd", "a");
+        assert_eq!(keys.chunk_file(&keys.chunk(12, 3)), Some(12));
+        assert_eq!(
+            keys.chunk_file(&Keys::new("rd", "a:c:1").chunk(12, 3)),
+            None
+        );
+        assert_eq!(keys.chunk_file(&keys.meta()), None);
+        assert_eq!(keys.chunk_file("rd:c:1:a:12"), None);
+    }
+
+    async fn announce(channel: &Channel, name: &str) -> String {
+        let slot = SLOT.to_string();
+        let (fid, ..): (String, String, u64, u64, u64, u64, u64) = run(
+            channel,
+            &ANNOUNCE,
+            &[name, "stream", "0", &slot, "1", "", "", "", "1"],
+        )
+        .await;
+        fid
+    }
+
+    async fn reserve(channel: &Channel, fid: &str, want: u64, published: u64) -> i64 {
+        let (want, limit, published) = (want.to_string(), LIMIT.to_string(), published.to_string());
+        let (reserved, _): (i64, String) =
+            run(channel, &RESERVE, &[fid, &want, &limit, &published]).await;
+        reserved
+    }
+
+    /// After Redis lost writes, the file receivers read (the oldest) can be
+    /// unfinished while newer files fill the budget: it must still get
+    /// room, or nobody ever frees any.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_oldest_file_gets_room_that_newer_files_hold_and_no_more() {
+        let server = LocalRedis::start(LocalRedisOptions::default()).unwrap();
+        let redis = Redis::connect(&server.url()).await.unwrap();
+        let channel = Channel::new(redis, Keys::new("rd", "t"));
+        let (limit, slot) = (LIMIT.to_string(), SLOT.to_string());
+        let _: Vec<String> = run(
+            &channel,
+            &OPEN,
+            &["broadcast", "r", &limit, &slot, "0", VERSION],
+        )
+        .await;
+        let old = announce(&channel, "old").await;
+        assert_eq!(reserve(&channel, &old, 1, 0).await, 1);
+        let new = announce(&channel, "new").await;
+        assert_eq!(
+            reserve(&channel, &new, 8, 0).await,
+            3,
+            "the rest of the budget"
+        );
+        // Full. The newer file waits; the older one goes on, chunk by chunk,
+        // until it alone would fill a budget.
+        assert_eq!(reserve(&channel, &new, 8, 0).await, 3);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 2);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 3);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 4);
+        assert_eq!(reserve(&channel, &old, 8, 0).await, 4, "a limit of its own");
+        // Its consumed prefix is released early, as if it were alone.
+        let fid = old.as_str();
+        let _: i64 = run(&channel, &CONSUME, &[fid, "r", "2", "0"]).await;
+        let _: i64 = run(
+            &channel,
+            &PUBLISH,
+            &[fid, "0", "4", &"0".repeat(256), "4", "4"],
+        )
+        .await;
+        let plan: Vec<String> = run(&channel, &RELEASE_PLAN, &["1"]).await;
+        assert_eq!(plan, [fid, "0", "2"]);
+    }
+}

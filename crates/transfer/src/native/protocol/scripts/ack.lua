@@ -1,0 +1,7 @@
+local meta, base = KEYS[1], ARGV[1]
+redis.call('XACK', base .. 'files', ARGV[4], ARGV[5])
+if ARGV[6] ~= 'skip' then
+  settle(meta, base, ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8])
+end
+event(base, 'a', ARGV[2])
+return reclaim_list(base)
