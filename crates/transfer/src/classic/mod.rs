@@ -7,7 +7,7 @@
 //! messages as JSON, scored by id), `chat:C` (zset: member → last id seen),
 //! `seen:R` (zset: chat → last id seen by recipient R), `lock:chat:C`,
 //! `CF` (the file's bytes, appended in 128 KiB blocks) and `CF:done`
-//! (receivers that finished it). `docs/protocol.md` has the details.
+//! (receivers that finished it). `docs/classic.md` has the details.
 //!
 //! Where a book peer cannot tell the difference, we do better: a receiver
 //! advances its read position only after a file's work is done, in the same

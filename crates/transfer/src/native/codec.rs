@@ -2,7 +2,7 @@
 //! data that is compressed already, and compressing or restoring one block.
 //!
 //! The default was picked by measurement on web access logs (see
-//! `docs/protocol.md`): lz4 stores them in under a fifth of their size and
+//! `docs/operations.md`): lz4 stores them in under a fifth of their size and
 //! keeps a sender and receiver on two cores at the speed of raw Redis;
 //! zstd at level 1 stores them in an eighth but costs half as much CPU
 //! again, which pays off where cores are plenty and Redis memory is not.
