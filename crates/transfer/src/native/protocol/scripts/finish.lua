@@ -16,9 +16,6 @@ if previous then
   redis.call('HSET', base .. 'sent', name, (string.gsub(previous, 'uploading$', 'sent')))
 end
 if tonumber(redis.call('HGET', f, 'acks')) >= tonumber(redis.call('HGET', f, 'need')) then
-  redis.call('HSET', f, 'state', 'done')
-  redis.call('ZREM', base .. 'active', ARGV[2])
-  redis.call('SADD', base .. 'reclaim', ARGV[2])
-  redis.call('HINCRBY', meta, 'finished', 1)
+  file_done(meta, base, ARGV[2], f)
 end
 return 1

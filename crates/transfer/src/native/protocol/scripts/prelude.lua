@@ -59,6 +59,14 @@ local function abort(meta, base, fid, reason)
   redis.call('SADD', base .. 'reclaim', fid)
   redis.call('HINCRBY', meta, 'aborted', 1)
 end
+-- A file uploaded whole and settled by everyone it was for: it leaves
+-- the active set and its chunks wait to be reclaimed.
+local function file_done(meta, base, fid, f)
+  redis.call('HSET', f, 'state', 'done')
+  redis.call('ZREM', base .. 'active', fid)
+  redis.call('SADD', base .. 'reclaim', fid)
+  redis.call('HINCRBY', meta, 'finished', 1)
+end
 -- Settles a file for one receiver: `done`, `parked`, or `moved` (its
 -- data left Redis too early for this receiver, which now waits for the
 -- file to be uploaded again). Returns whether it was settled now.
@@ -80,10 +88,7 @@ local function settle(meta, base, fid, receiver, outcome, reason, bytes)
     redis.call('HINCRBY', r, 'moved', 1)
   end
   if acks >= tonumber(redis.call('HGET', f, 'need')) and redis.call('HGET', f, 'state') == 'sent' then
-    redis.call('HSET', f, 'state', 'done')
-    redis.call('ZREM', base .. 'active', fid)
-    redis.call('SADD', base .. 'reclaim', fid)
-    redis.call('HINCRBY', meta, 'finished', 1)
+    file_done(meta, base, fid, f)
   end
   return true
 end
