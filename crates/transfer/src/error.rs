@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
 /// Everything that can go wrong while sending or receiving.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -350,11 +352,55 @@ impl Error {
     /// opposed to errors that need a person to change something.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Redis { source, .. } => crate::redis::is_transient(source),
+            Error::Redis { source, .. } => is_transient(source),
             Error::Corrupt { .. } | Error::Processing { .. } | Error::UploadLost { .. } => true,
             _ => false,
         }
     }
+}
+
+/// Whether an error is likely to go away by itself: dropped or refused
+/// connections, timeouts, a Redis still loading its data set, failovers.
+pub fn is_transient(error: &RedisError) -> bool {
+    if error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+    {
+        return true;
+    }
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ClusterDown
+        ) | ErrorKind::Io
+            // A reply cut in the middle: the connection is out of step.
+            | ErrorKind::Parse
+            // The cluster's topology changed (a failover, slots moved)
+            // beyond what the client followed by itself: a fresh
+            // connection learns it. READONLY: a write reached a master
+            // demoted to replica.
+            | ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly
+            )
+    )
+        // A blocking read the server ended because its node stopped
+        // serving the slot (a `CLUSTER FAILOVER` demoted it): looking
+        // again reaches the new primary.
+        || error.code() == Some("UNBLOCKED")
+        // A script reached a key of its slot that a resharding moved
+        // already (the slot is migrating, key by key). Our scripts are
+        // idempotent, and once the slot has moved the retry goes there.
+        || error.to_string().contains("non local key")
+}
+
+/// Whether Redis refused a write because it reached `maxmemory`.
+pub(crate) fn is_out_of_memory(error: &RedisError) -> bool {
+    error.code() == Some("OOM")
 }
 
 /// Shorthand used across the crate.

@@ -9,22 +9,27 @@
 //! pauses a transfer instead of ending it.
 
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 
+pub use crate::error::is_transient;
 use crate::error::{Error, Result};
 
+mod connect_error;
 mod connection;
+mod healing;
 mod local_cluster;
 mod local_server;
 pub mod memory;
 pub(crate) mod shards;
 mod tls;
 
+use connect_error::{connect_error, redacted};
 pub use connection::Connection;
 use connection::{Connector, Timeouts};
+use healing::{Healing, timed_out};
 pub use local_cluster::{LocalCluster, LocalClusterOptions};
 pub use local_server::{LocalRedis, LocalRedisOptions, LocalTls};
 
@@ -59,52 +64,6 @@ pub struct Redis {
     cluster: bool,
     /// How long a step is retried while Redis is unreachable.
     patience: Duration,
-}
-
-/// One connection that the retry loop replaces after a transient failure.
-/// We reconnect ourselves instead of using redis-rs' `ConnectionManager`,
-/// whose reconnection could hang for good when the new connection was cut
-/// during its handshake (seen with connections killed every few hundred
-/// ms): every later command then waited on it.
-struct Healing {
-    /// The connection, and how many times it was replaced: a task that
-    /// saw generation `g` fail replaces it only if it is still `g`, so
-    /// tasks failing together open one new connection, not one each.
-    current: RwLock<(Connection, u64)>,
-    connector: Connector,
-    timeouts: Timeouts,
-}
-
-impl Healing {
-    async fn open(connector: &Connector, timeouts: Timeouts) -> redis::RedisResult<Self> {
-        let connection = connector.open(timeouts).await?;
-        Ok(Healing {
-            current: RwLock::new((connection, 0)),
-            connector: connector.clone(),
-            timeouts,
-        })
-    }
-
-    fn get(&self) -> (Connection, u64) {
-        self.current.read().expect("not poisoned").clone()
-    }
-
-    /// Replaces generation `failed` with a fresh connection, if one can be
-    /// made now; otherwise the old one stays and retrying goes on.
-    async fn renew(&self, failed: u64) {
-        if self.get().1 != failed {
-            return; // another task renewed it already
-        }
-        match self.connector.open(self.timeouts).await {
-            Ok(fresh) => {
-                let mut current = self.current.write().expect("not poisoned");
-                if current.1 == failed {
-                    *current = (fresh, failed + 1);
-                }
-            }
-            Err(error) => tracing::debug!("could not open a fresh connection yet: {error}"),
-        }
-    }
 }
 
 impl Redis {
@@ -224,7 +183,7 @@ impl Redis {
         F: FnMut(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        retry_on(&self.commands, self.patience, what, step).await
+        self.commands.run(self.patience, what, step).await
     }
 
     /// Sends one command with [`Redis::retry`]. Most steps are a single
@@ -454,111 +413,6 @@ impl Redis {
     }
 }
 
-async fn retry_on<T, F, Fut>(
-    con: &Healing,
-    patience: Duration,
-    what: &'static str,
-    mut step: F,
-) -> Result<T>
-where
-    F: FnMut(Connection) -> Fut,
-    Fut: Future<Output = redis::RedisResult<T>>,
-{
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(50);
-    let mut warned = false;
-    loop {
-        let (connection, generation) = con.get();
-        // Our own bound besides the client's: the cluster client does not
-        // always honour its response timeout (seen after a failover).
-        let attempt = tokio::time::timeout(
-            con.timeouts.response + Duration::from_secs(1),
-            step(connection),
-        );
-        let outcome = attempt.await.unwrap_or_else(|_| Err(timed_out()));
-        match outcome {
-            Ok(value) => {
-                if warned {
-                    tracing::info!("Redis is back; {what} goes on");
-                }
-                return Ok(value);
-            }
-            Err(source) if is_out_of_memory(&source) => {
-                if !warned {
-                    tracing::warn!(
-                        "Redis is out of memory (maxmemory reached); waiting for room before {what}"
-                    );
-                    warned = true;
-                }
-            }
-            Err(source) if is_transient(&source) => {
-                if started.elapsed() > patience {
-                    return Err(Error::GaveUp {
-                        what,
-                        seconds: started.elapsed().as_secs(),
-                        source,
-                    });
-                }
-                crate::telemetry::redis_retry();
-                // A caller that gives up within seconds hears nothing of
-                // the retries: its error, if it comes, says it all.
-                if !warned && patience >= GIVE_UP_AFTER {
-                    tracing::warn!("Redis connection problem during {what}: {source}; retrying");
-                    warned = true;
-                }
-                // Renewed after the pause, so the next attempt uses a
-                // connection as young as possible.
-                tokio::time::sleep(delay).await;
-                con.renew(generation).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                continue;
-            }
-            Err(source) => return Err(Error::Redis { what, source }),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Whether an error is likely to go away by itself: dropped or refused
-/// connections, timeouts, a Redis still loading its data set, failovers.
-pub fn is_transient(error: &RedisError) -> bool {
-    if error.is_io_error()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || error.is_timeout()
-    {
-        return true;
-    }
-    matches!(
-        error.kind(),
-        ErrorKind::Server(
-            ServerErrorKind::BusyLoading
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::MasterDown
-                | ServerErrorKind::ClusterDown
-        ) | ErrorKind::Io
-            // A reply cut in the middle: the connection is out of step.
-            | ErrorKind::Parse
-            // The cluster's topology changed (a failover, slots moved)
-            // beyond what the client followed by itself: a fresh
-            // connection learns it. READONLY: a write reached a master
-            // demoted to replica.
-            | ErrorKind::ClusterConnectionNotFound
-            | ErrorKind::Server(
-                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly
-            )
-    )
-        // A blocking read the server ended because its node stopped
-        // serving the slot (a `CLUSTER FAILOVER` demoted it): looking
-        // again reaches the new primary.
-        || error.code() == Some("UNBLOCKED")
-        // A script reached a key of its slot that a resharding moved
-        // already (the slot is migrating, key by key). Our scripts are
-        // idempotent, and once the slot has moved the retry goes there.
-        || error.to_string().contains("non local key")
-}
-
 /// One field of an `INFO` answer.
 fn info_field(info: &str, field: &str) -> Option<String> {
     info.lines().find_map(|line| {
@@ -574,132 +428,5 @@ fn node_name((host, port): &(String, u16)) -> String {
         String::new()
     } else {
         format!("{host}:{port}")
-    }
-}
-
-/// The error of an attempt that outlasted our own bound.
-fn timed_out() -> RedisError {
-    RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "no answer in time",
-    ))
-}
-
-/// Whether Redis refused a write because it reached `maxmemory`.
-pub(crate) fn is_out_of_memory(error: &RedisError) -> bool {
-    error.code() == Some("OOM")
-}
-
-fn connect_error(url: &str, source: RedisError) -> Error {
-    let auth = source.kind() == ErrorKind::AuthenticationFailed
-        || matches!(source.code(), Some("WRONGPASS" | "NOAUTH"));
-    // The user logged in, but its ACL lacks a command we need (such as
-    // what the cluster client runs to learn the slots): its message names
-    // the command, and the password is not to blame.
-    if source.code() == Some("NOPERM") {
-        return Error::Permission {
-            url: url.to_owned(),
-            source,
-        };
-    }
-    if source
-        .to_string()
-        .contains("SELECT is not allowed in cluster mode")
-    {
-        return Error::InvalidUrl {
-            url: url.to_owned(),
-            reason: "a Redis Cluster has only database 0; remove the /N after the address".into(),
-        };
-    }
-    if let Some(hint) = tls_hint(url, &source) {
-        return Error::Tls {
-            url: url.to_owned(),
-            hint,
-            source,
-        };
-    }
-    if auth {
-        Error::Auth {
-            url: url.to_owned(),
-            source,
-        }
-    } else {
-        Error::Connect {
-            url: url.to_owned(),
-            source,
-        }
-    }
-}
-
-/// What to check when opening a `rediss://` connection failed in its
-/// handshake: rustls names a certificate it refused, or the server's alert
-/// (or hang-up) says it refused ours.
-fn tls_hint(url: &str, source: &RedisError) -> Option<&'static str> {
-    if !url.starts_with("rediss://") || source.is_connection_refusal() {
-        return None;
-    }
-    let said = source.to_string();
-    if said.contains("peer certificate") {
-        Some(
-            "the server's certificate is not trusted: give the CA that signed it with --tls-ca-cert or REDIS_TLS_CA_CERT, and check that the URL's host is a name in it",
-        )
-    } else if said.contains("alert") || said.contains("reset") || said.contains("closed") {
-        Some(
-            "the server refused the handshake: it may want a client certificate (--tls-cert and --tls-key, or REDIS_TLS_CERT and REDIS_TLS_KEY) signed by a CA it trusts",
-        )
-    } else {
-        None
-    }
-}
-
-/// Removes passwords from a URL so it can be printed: the `user:pass@`
-/// part and `pass`/`password` query parameters (as `unix://` URLs use).
-/// Credentials end at the last `@`, so a password with a raw `@` in it is
-/// masked whole.
-pub(crate) fn redacted(url: &str) -> String {
-    let (address, query) = match url.split_once('?') {
-        Some((address, query)) => (address, Some(query)),
-        None => (url, None),
-    };
-    let mut shown = match address.split_once("://") {
-        Some((scheme, _)) if scheme.starts_with("unix") => address.to_owned(),
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((credentials, host)) => {
-                let user = credentials.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => address.to_owned(),
-        },
-        None => address.to_owned(),
-    };
-    if let Some(query) = query {
-        let parameters: Vec<String> = query
-            .split('&')
-            .map(|parameter| match parameter.split_once('=') {
-                Some((key, _)) if key == "pass" || key == "password" => format!("{key}=***"),
-                _ => parameter.to_owned(),
-            })
-            .collect();
-        shown = format!("{shown}?{}", parameters.join("&"));
-    }
-    shown
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(redacted("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redacted("redis://h:1"), "redis://h:1");
-        assert_eq!(redacted("redis://u:p@ss:w@rd@h:1"), "redis://u:***@h:1");
-        assert_eq!(redacted("rediss://:p@ss@h:1"), "rediss://:***@h:1");
-        assert_eq!(redacted("unix:///run/a@b.sock"), "unix:///run/a@b.sock");
-        assert_eq!(redacted("unix:///tmp/r.sock"), "unix:///tmp/r.sock");
-        assert_eq!(
-            redacted("unix:///tmp/r.sock?db=1&pass=secret"),
-            "unix:///tmp/r.sock?db=1&pass=***"
-        );
     }
 }
