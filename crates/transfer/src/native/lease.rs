@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::files::incoming::AbortOnDrop;
 use crate::host;
 use crate::native::channel::Channel;
-use crate::native::protocol::{self, Audience};
+use crate::native::protocol::Audience;
+use crate::native::protocol::lease::{Renewal, RoleClaim, Take};
 
 /// How long a lease outlives its last renewal.
 pub const TTL: Duration = Duration::from_secs(15);
@@ -23,13 +24,29 @@ const RENEW_EVERY: Duration = Duration::from_secs(3);
 /// A role held by this process, renewed in the background until dropped.
 pub(crate) struct Lease {
     channel: Channel,
-    role: String,
-    holder: String,
-    /// Which holder of the role this is (see [`protocol::LEASE_TAKE`]).
-    generation: String,
+    held: Held,
     lost: Arc<AtomicBool>,
     /// The renewal task, stopped when the role is given back.
     renewing: AbortOnDrop,
+}
+
+/// What renewing a role takes: which role, who holds it, and as which of
+/// its holders (see [`Take::Taken`]).
+#[derive(Clone)]
+struct Held {
+    role: String,
+    holder: String,
+    generation: u64,
+}
+
+impl Held {
+    fn claim(&self) -> RoleClaim<'_> {
+        RoleClaim {
+            role: &self.role,
+            holder: &self.holder,
+            ttl: TTL,
+        }
+    }
 }
 
 impl Lease {
@@ -41,23 +58,17 @@ impl Lease {
     /// [`Error::RoleTaken`] when another live process holds it.
     pub(crate) async fn take(channel: &Channel, role: &str, shown: &str) -> Result<Lease> {
         let holder = Holder::this_process().encode();
+        let claim = RoleClaim {
+            role,
+            holder: &holder,
+            ttl: TTL,
+        };
         let mut replaceable = String::new();
         let generation = loop {
-            let (current, generation): (String, String) = channel
-                .run(
-                    "taking a lease",
-                    &protocol::LEASE_TAKE,
-                    &[
-                        role.to_owned(),
-                        holder.clone(),
-                        TTL.as_millis().to_string(),
-                        replaceable.clone(),
-                    ],
-                )
-                .await?;
-            if current.is_empty() {
-                break generation;
-            }
+            let current = match channel.take_lease(&claim, &replaceable).await? {
+                Take::Taken { generation } => break generation,
+                Take::HeldBy(current) => current,
+            };
             let other = Holder::decode(&current);
             if replaceable != current && other.as_ref().is_some_and(Holder::is_gone) {
                 // Its process died on this host: no need to wait for expiry.
@@ -70,17 +81,20 @@ impl Lease {
                 holder: other.map_or(current, |h| h.to_string()),
             });
         };
+        let held = Held {
+            role: role.to_owned(),
+            holder,
+            generation,
+        };
         let lost = Arc::new(AtomicBool::new(false));
         let renewing = AbortOnDrop(tokio::spawn(renew(
             channel.clone(),
-            [role.to_owned(), holder.clone(), generation.clone()],
+            held.clone(),
             lost.clone(),
         )));
         Ok(Lease {
             channel: channel.clone(),
-            role: role.to_owned(),
-            holder,
-            generation,
+            held,
             lost,
             renewing,
         })
@@ -102,20 +116,11 @@ impl Lease {
     /// wakes before its renewal runs, and must not take what another
     /// holder did meanwhile for a fault of Redis or of the file.
     pub(crate) async fn confirm(&self, shown: &str) -> Result<()> {
-        let renewed: i64 = self
+        let renewal = self
             .channel
-            .run(
-                "renewing a lease",
-                &protocol::LEASE_RENEW,
-                &[
-                    self.role.clone(),
-                    self.holder.clone(),
-                    TTL.as_millis().to_string(),
-                    self.generation.clone(),
-                ],
-            )
+            .renew_lease(&self.held.claim(), self.held.generation)
             .await?;
-        if renewed == 0 {
+        if renewal == Renewal::Lost {
             self.lost.store(true, Ordering::Release);
         }
         self.check(shown)
@@ -126,35 +131,16 @@ impl Lease {
     pub(crate) async fn release(&self) -> Result<()> {
         self.renewing.0.abort();
         self.channel
-            .run::<i64>(
-                "giving a lease back",
-                &protocol::LEASE_DROP,
-                &[self.role.clone(), self.holder.clone()],
-            )
-            .await?;
-        Ok(())
+            .drop_lease(&self.held.role, &self.held.holder)
+            .await
     }
 }
 
-/// Renews the lease `[role, holder, generation]` every few seconds until
-/// it is found lost.
-async fn renew(channel: Channel, lease: [String; 3], lost: Arc<AtomicBool>) {
-    let [role, holder, generation] = lease;
+/// Renews a held role every few seconds until it is found lost.
+async fn renew(channel: Channel, held: Held, lost: Arc<AtomicBool>) {
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
-        let renewed = channel
-            .run::<i64>(
-                "renewing a lease",
-                &protocol::LEASE_RENEW,
-                &[
-                    role.clone(),
-                    holder.clone(),
-                    TTL.as_millis().to_string(),
-                    generation.clone(),
-                ],
-            )
-            .await;
-        if let Ok(0) = renewed {
+        if let Ok(Renewal::Lost) = channel.renew_lease(&held.claim(), held.generation).await {
             lost.store(true, Ordering::Release);
             return;
         }
@@ -173,13 +159,7 @@ pub(crate) fn role_of(audience: &Audience, id: &str) -> (String, String) {
 /// Who holds `role` of the channel, described for people, if anyone alive
 /// does.
 pub(crate) async fn holder_of(channel: &Channel, role: &str) -> Result<Option<String>> {
-    let current: Option<String> = channel
-        .redis
-        .query(
-            "reading a lease",
-            redis::cmd("GET").arg(format!("{}lease:{role}", channel.keys.base())),
-        )
-        .await?;
+    let current = channel.lease_holder(role).await?;
     Ok(current.and_then(|text| match Holder::decode(&text) {
         Some(holder) if holder.is_gone() => None,
         Some(holder) => Some(holder.to_string()),
@@ -190,25 +170,22 @@ pub(crate) async fn holder_of(channel: &Channel, role: &str) -> Result<Option<St
 /// Every role of the channel a live process holds, described for people
 /// (`the sender (pid 12 on host a, for 40 s)`).
 pub(crate) async fn holders(channel: &Channel) -> Result<Vec<String>> {
-    let prefix = format!("{}lease:", channel.keys.base());
-    let mut keys = channel
-        .redis
-        .scan("looking for processes at work", &format!("{prefix}*"))
-        .await?;
-    keys.sort();
     let mut found = Vec::new();
-    for key in keys {
-        let role = key.strip_prefix(&prefix).unwrap_or(&key);
-        if let Some(holder) = holder_of(channel, role).await? {
-            let shown = match role.split_once(':') {
-                Some(("r", id)) => format!("receiver {id}"),
-                Some(("w", id)) => format!("worker {id}"),
-                _ => format!("the {role}"),
-            };
-            found.push(format!("{shown} ({holder})"));
+    for role in channel.leased_roles().await? {
+        if let Some(holder) = holder_of(channel, &role).await? {
+            found.push(format!("{} ({holder})", shown_role(&role)));
         }
     }
     Ok(found)
+}
+
+/// A role as messages name it: `receiver 0`, `worker w1`, `the sender`.
+fn shown_role(role: &str) -> String {
+    match role.split_once(':') {
+        Some(("r", id)) => format!("receiver {id}"),
+        Some(("w", id)) => format!("worker {id}"),
+        _ => format!("the {role}"),
+    }
 }
 
 /// Who holds a lease: enough to name it, and to tell on its own host

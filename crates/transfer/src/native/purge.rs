@@ -19,29 +19,15 @@ use crate::redis::Redis;
 pub async fn purge(redis: &Redis, prefix: &str, name: &str) -> Result<u64> {
     names::check_channel_name(name)?;
     names::check_prefix(prefix)?;
-    let keys = Keys::new(prefix, name);
-    let holders = lease::holders(&Channel::new(redis.clone(), keys.clone())).await?;
+    let channel = Channel::new(redis.clone(), Keys::new(prefix, name));
+    let holders = lease::holders(&channel).await?;
     if !holders.is_empty() {
         return Err(Error::ChannelInUse {
             channel: name.to_owned(),
             holders: holders.join(", "),
         });
     }
-    let mut deleted = 0;
-    for pattern in [keys.chunk_pattern(), keys.control_pattern()] {
-        for key in redis.scan("scanning keys", &pattern).await? {
-            deleted += redis
-                .query::<u64>("deleting keys", redis::cmd("UNLINK").arg(&key))
-                .await?;
-        }
-    }
-    redis
-        .query::<()>(
-            "unregistering the channel",
-            redis::cmd("SREM").arg(keys.channels()).arg(name),
-        )
-        .await?;
-    Ok(deleted)
+    channel.delete_every_key().await
 }
 
 /// Deletes only the chunks of finished files that channel `name` left in

@@ -6,20 +6,9 @@ use crate::error::Result;
 use crate::files::names;
 use crate::native::channel::Channel;
 use crate::native::lease;
-use crate::native::protocol::{self, Keys};
+use crate::native::protocol::Keys;
+pub use crate::native::protocol::offer_again::Retried;
 use crate::redis::Redis;
-
-/// One parked file that `retry` looked at.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Retried {
-    /// The file's name.
-    pub file: String,
-    /// Who had parked it.
-    pub receiver: String,
-    /// Whether it is offered again; `false` for a file sent from a stream,
-    /// which cannot be read again and stays parked.
-    pub offered: bool,
-}
 
 /// What `retry` did.
 #[derive(Debug)]
@@ -51,21 +40,7 @@ pub async fn retry(
         names::check_file_name(name)?;
     }
     let channel = Channel::new(redis.clone(), Keys::new(prefix, channel));
-    let found: Vec<String> = channel
-        .run(
-            "offering files again",
-            &protocol::RETRY,
-            &[files.join("\n")],
-        )
-        .await?;
-    let files_found: Vec<Retried> = found
-        .chunks_exact(3)
-        .map(|t| Retried {
-            file: t[0].clone(),
-            receiver: t[1].clone(),
-            offered: t[2] == "offered",
-        })
-        .collect();
+    let files_found = channel.offer_parked_again(files).await?;
     let not_parked = files
         .iter()
         .filter(|name| !files_found.iter().any(|r| &r.file == *name))

@@ -1,14 +1,14 @@
 //! What `status` shows: each channel's files, memory held, receivers'
 //! progress and parked files, read from the channel's control keys.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::files::names;
-use crate::native::channel::{Channel, ChunkCensus};
+use crate::native::channel::{Channel, ChunkCensus, Meta};
 use crate::native::lease;
+use crate::native::protocol::inspect;
+pub use crate::native::protocol::inspect::ParkedFile;
 use crate::native::protocol::{Audience, Keys};
 use crate::redis::Redis;
 use crate::text::counted;
@@ -146,17 +146,6 @@ pub struct SplitFile {
     pub pieces_settled: u64,
 }
 
-/// A file given up on.
-#[derive(Debug, Serialize)]
-pub struct ParkedFile {
-    /// The file's name.
-    pub file: String,
-    /// Who gave up on it.
-    pub receiver: String,
-    /// Why, as the last failure said.
-    pub reason: String,
-}
-
 impl ChannelStatus {
     /// Who the channel waits for, as a wait notice names them:
     /// `slow (3 files behind), b (never connected)`; for a work queue, the
@@ -187,12 +176,7 @@ impl ChannelStatus {
 
 /// Names of all channels under `prefix`, sorted.
 pub async fn channels(redis: &Redis, prefix: &str) -> Result<Vec<String>> {
-    let key = Keys::new(prefix, "-").channels();
-    let mut names: Vec<String> = redis
-        .query("listing channels", redis::cmd("SMEMBERS").arg(&key))
-        .await?;
-    names.sort();
-    Ok(names)
+    inspect::channel_names(redis, prefix).await
 }
 
 /// Gathers the status of one channel; `None` when it does not exist.
@@ -206,114 +190,30 @@ pub async fn channel_status(
     let Some(meta) = channel.meta().await? else {
         return Ok(None);
     };
-    let keys = &channel.keys;
-    let (active, parked, members): (Vec<u64>, HashMap<String, Vec<u8>>, Vec<String>) = redis
-        .query_pipe(
-            "reading channel status",
-            redis::pipe()
-                .zrange(keys.active(), 0, -1)
-                .hgetall(keys.parked())
-                .smembers(keys.members()),
-        )
-        .await?;
-    let in_flight = in_flight_bytes(redis, keys, &active).await?;
-    let uploaded = meta.number("original") + in_flight.uploading;
+    let overview = channel.overview().await?;
+    let in_flight = in_flight_bytes(&channel, &overview.active).await?;
     let now = lease::now_ms() as u64;
-    let mut ids = match &meta.audience {
-        Audience::Broadcast(ids) => ids.clone(),
-        Audience::Workers => members.clone(),
-    };
-    ids.sort();
-    ids.dedup();
-    let announced = meta.number("announced");
-    // Uploads again are owed only to the receivers they are for.
-    let first_uploads =
-        announced.saturating_sub(meta.number("resupplied") + meta.number("aborted"));
+    let reading = Reading::new(&channel, &meta, in_flight.uploading, now);
     let mut receivers = Vec::new();
-    for id in ids {
-        let fields: HashMap<String, String> = redis
-            .query(
-                "reading receiver status",
-                redis::cmd("HGETALL").arg(keys.receiver(&id)),
-            )
-            .await?;
-        let number = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0u64);
-        let (done, parked_files) = (number("files"), number("parked"));
-        let broadcast = matches!(meta.audience, Audience::Broadcast(_));
-        let current_file = fields.get("current").cloned();
-        let into = current_file.as_ref().map(|_| number("at"));
-        let behind =
-            broadcast.then(|| uploaded.saturating_sub(number("bytes") + into.unwrap_or(0)));
-        // A rate last said long ago is no rate: the receiver is idle.
-        let seen = fields.get("seen").and_then(|v| v.parse::<u64>().ok());
-        let fresh = seen.is_some_and(|seen| now.saturating_sub(seen) <= RECEIVER_RATE_FRESH_MS);
-        let rate = if fresh { number("rate") } else { 0 };
-        let settled = done + parked_files + number("moved");
-        let process = lease::holder_of(&channel, &lease::role_of(&meta.audience, &id).0).await?;
-        receivers.push(ReceiverStatus {
-            joined: members.contains(&id),
-            process,
-            files_behind: broadcast
-                .then(|| (first_uploads + number("owed")).saturating_sub(settled)),
-            id,
-            files_done: done,
-            bytes_done: number("bytes"),
-            files_parked: parked_files,
-            lines_unparsed: number("unparsed"),
-            last_file: fields.get("last").cloned(),
-            current_file,
-            bytes_into_current: into,
-            last_seen_ms: seen,
-            rate,
-            bytes_behind: behind,
-            eta_seconds: behind.filter(|_| rate > 0).map(|b| b / rate),
-        });
+    for id in receiver_ids(&meta.audience, &overview.members) {
+        let joined = overview.members.contains(&id);
+        receivers.push(reading.receiver(id, joined).await?);
     }
-    let parked = parse_parked(parked);
-    let split_files = split_files(redis, keys, &active).await?;
-    // On one server, no failover brings chunks back, and a scan of the
-    // whole key space is not worth its cost.
-    let census = if redis.is_cluster() {
-        channel.chunk_census().await?
-    } else {
-        ChunkCensus::default()
-    };
+    let split_files = split_files(&channel, &overview.active).await?;
+    let census = leftover_census(&channel).await?;
     let sender = lease::holder_of(&channel, "sender").await?;
-    let rate_fresh = now.saturating_sub(meta.number("rate_at")) <= RATE_FRESH_MS;
-    let rate_in = match sender {
-        Some(_) if rate_fresh => meta.number("rate"),
-        _ => 0,
-    };
     let rate_out = receivers
         .iter()
         .filter(|r| r.process.is_some())
         .map(|r| r.rate)
         .sum();
     let broadcast = matches!(meta.audience, Audience::Broadcast(_));
-    let eta_seconds = eta(broadcast, &receivers, in_flight.total, rate_out);
     Ok(Some(ChannelStatus {
-        channel: name.to_owned(),
-        time_ms: now,
-        mode: meta.audience.mode(),
-        ended: meta.ended,
-        sender_waiting_since_ms: (meta.number("waiting") > 0)
-            .then(|| meta.number("waiting"))
-            .filter(|_| sender.is_some()),
-        sender,
-        files_announced: announced,
-        files_finished: meta.number("finished"),
-        files_in_flight: active.len() as u64,
-        bytes_held: meta.number("held"),
-        limit: meta.number("limit"),
-        bytes_sent: meta.number("original"),
-        rate_in,
+        files_in_flight: overview.active.len() as u64,
         rate_out,
-        eta_seconds,
-        bytes_stored: meta.number("stored"),
-        compression_ratio: (meta.number("stored") > 0)
-            .then(|| meta.number("original") as f64 / meta.number("stored") as f64),
+        eta_seconds: eta(broadcast, &receivers, in_flight.total, rate_out),
         receivers,
-        parked,
+        parked: overview.parked,
         split_files,
         bytes_left_over: census.leftover_bytes(),
         bytes_per_master: census
@@ -321,51 +221,146 @@ pub async fn channel_status(
             .into_iter()
             .map(|(master, bytes)| MasterBytes { master, bytes })
             .collect(),
+        ..ChannelStatus::of_meta(name, now, &meta, sender)
     }))
+}
+
+impl ChannelStatus {
+    /// What `meta` and the sender's lease say; nothing yet of receivers,
+    /// files in flight or chunks.
+    fn of_meta(name: &str, now: u64, meta: &Meta, sender: Option<String>) -> Self {
+        let rate_fresh = now.saturating_sub(meta.number("rate_at")) <= RATE_FRESH_MS;
+        let stored = meta.number("stored");
+        ChannelStatus {
+            channel: name.to_owned(),
+            time_ms: now,
+            mode: meta.audience.mode(),
+            ended: meta.ended,
+            sender_waiting_since_ms: (meta.number("waiting") > 0)
+                .then(|| meta.number("waiting"))
+                .filter(|_| sender.is_some()),
+            rate_in: match sender {
+                Some(_) if rate_fresh => meta.number("rate"),
+                _ => 0,
+            },
+            sender,
+            files_announced: meta.number("announced"),
+            files_finished: meta.number("finished"),
+            files_in_flight: 0,
+            bytes_held: meta.number("held"),
+            limit: meta.number("limit"),
+            bytes_sent: meta.number("original"),
+            rate_out: 0,
+            eta_seconds: None,
+            bytes_stored: stored,
+            compression_ratio: (stored > 0).then(|| meta.number("original") as f64 / stored as f64),
+            receivers: Vec::new(),
+            parked: Vec::new(),
+            split_files: Vec::new(),
+            bytes_per_master: Vec::new(),
+            bytes_left_over: 0,
+        }
+    }
+}
+
+/// Whose status to show: a broadcast's named receivers, a work queue's
+/// workers that joined; sorted.
+fn receiver_ids(audience: &Audience, members: &[String]) -> Vec<String> {
+    let mut ids = match audience {
+        Audience::Broadcast(ids) => ids.clone(),
+        Audience::Workers => members.to_vec(),
+    };
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// On a Redis Cluster, the channel's chunks on each master and those left
+/// over; on one server, where no failover brings chunks back, nothing: a
+/// scan of the whole key space is not worth its cost.
+async fn leftover_census(channel: &Channel) -> Result<ChunkCensus> {
+    if channel.redis.is_cluster() {
+        channel.chunk_census().await
+    } else {
+        Ok(ChunkCensus::default())
+    }
+}
+
+/// What every receiver's status is measured against.
+struct Reading<'a> {
+    channel: &'a Channel,
+    audience: &'a Audience,
+    /// Bytes of the files uploaded so far, finished or not.
+    uploaded: u64,
+    /// Files announced for the first time: uploads again are owed only to
+    /// the receivers they are for.
+    first_uploads: u64,
+    now: u64,
+}
+
+impl<'a> Reading<'a> {
+    fn new(channel: &'a Channel, meta: &'a Meta, uploading: u64, now: u64) -> Self {
+        let again = meta.number("resupplied") + meta.number("aborted");
+        Reading {
+            channel,
+            audience: &meta.audience,
+            uploaded: meta.number("original") + uploading,
+            first_uploads: meta.number("announced").saturating_sub(again),
+            now,
+        }
+    }
+
+    /// The status of receiver `id`, which `joined` the channel or not.
+    async fn receiver(&self, id: String, joined: bool) -> Result<ReceiverStatus> {
+        let counters = self.channel.receiver_counters(&id).await?;
+        let broadcast = matches!(self.audience, Audience::Broadcast(_));
+        let into = counters.current.as_ref().map(|_| counters.at);
+        let behind = broadcast.then(|| {
+            self.uploaded
+                .saturating_sub(counters.bytes + into.unwrap_or(0))
+        });
+        // A rate last said long ago is no rate: the receiver is idle.
+        let fresh = counters
+            .seen
+            .is_some_and(|seen| self.now.saturating_sub(seen) <= RECEIVER_RATE_FRESH_MS);
+        let rate = if fresh { counters.rate } else { 0 };
+        let settled = counters.files + counters.parked + counters.moved;
+        let role = lease::role_of(self.audience, &id).0;
+        Ok(ReceiverStatus {
+            joined,
+            process: lease::holder_of(self.channel, &role).await?,
+            files_behind: broadcast
+                .then(|| (self.first_uploads + counters.owed).saturating_sub(settled)),
+            id,
+            files_done: counters.files,
+            bytes_done: counters.bytes,
+            files_parked: counters.parked,
+            lines_unparsed: counters.unparsed,
+            last_file: counters.last,
+            current_file: counters.current,
+            bytes_into_current: into,
+            last_seen_ms: counters.seen,
+            rate,
+            bytes_behind: behind,
+            eta_seconds: behind.filter(|_| rate > 0).map(|b| b / rate),
+        })
+    }
 }
 
 /// The files of the channel sent in pieces. A piece is settled once its
 /// upload record (`sent`) says it was uploaded, its file id is no longer
 /// `active`, and no receiver asked for it again (`wanted`).
-async fn split_files(redis: &Redis, keys: &Keys, active: &[u64]) -> Result<Vec<SplitFile>> {
-    let split: HashMap<String, String> = redis
-        .query(
-            "reading files sent in pieces",
-            redis::cmd("HGETALL").arg(keys.split()),
-        )
-        .await?;
-    let mut files = Vec::with_capacity(split.len());
-    for (file, cut) in split {
-        let pieces: u64 = cut
-            .split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let names: Vec<String> = (1..=pieces).map(|i| format!("{file}#{i}")).collect();
-        let (records, wanted): (Vec<Option<String>>, Vec<Option<String>>) = redis
-            .query_pipe(
-                "reading pieces",
-                redis::pipe()
-                    .cmd("HMGET")
-                    .arg(keys.sent())
-                    .arg(&names)
-                    .cmd("HMGET")
-                    .arg(keys.wanted())
-                    .arg(&names),
-            )
-            .await?;
-        let settled = records
-            .iter()
-            .zip(&wanted)
-            .filter(|(_, wanted)| wanted.is_none())
-            .filter_map(|(record, _)| record.as_deref()?.strip_suffix(" sent"))
-            .filter_map(|record| record.split(' ').next()?.parse::<u64>().ok())
-            .filter(|fid| !active.contains(fid))
-            .count() as u64;
+async fn split_files(channel: &Channel, active: &[u64]) -> Result<Vec<SplitFile>> {
+    let mut files = Vec::new();
+    for record in channel.split_records().await? {
+        let names: Vec<String> = (1..=record.pieces)
+            .map(|i| format!("{}#{i}", record.file))
+            .collect();
+        let uploaded = channel.pieces_uploaded(&names).await?;
         files.push(SplitFile {
-            file,
-            pieces,
-            pieces_settled: settled,
+            file: record.file,
+            pieces: record.pieces,
+            pieces_settled: uploaded.iter().filter(|fid| !active.contains(fid)).count() as u64,
         });
     }
     files.sort_by(|a, b| a.file.cmp(&b.file));
@@ -382,30 +377,16 @@ struct InFlight {
     total: u64,
 }
 
-async fn in_flight_bytes(redis: &Redis, keys: &Keys, active: &[u64]) -> Result<InFlight> {
+async fn in_flight_bytes(channel: &Channel, active: &[u64]) -> Result<InFlight> {
     let mut found = InFlight {
         uploading: 0,
         total: 0,
     };
-    if active.is_empty() {
-        return Ok(found);
-    }
-    let mut pipe = redis::pipe();
-    for &fid in active {
-        pipe.cmd("HMGET")
-            .arg(keys.file(fid))
-            .arg("state")
-            .arg("offset")
-            .arg("size");
-    }
-    let files: Vec<(Option<String>, Option<u64>, Option<u64>)> =
-        redis.query_pipe("reading files in flight", &pipe).await?;
-    for (state, offset, size) in files {
-        let published = offset.unwrap_or(0);
-        if state.as_deref() == Some("uploading") {
-            found.uploading += published;
+    for file in channel.files_in_flight(active).await? {
+        if file.uploading {
+            found.uploading += file.published;
         }
-        found.total += size.unwrap_or(published);
+        found.total += file.size.unwrap_or(file.published);
     }
     Ok(found)
 }
@@ -438,36 +419,9 @@ fn eta(
 
 /// Files of a channel given up on, by file then receiver.
 pub(crate) async fn parked_files(redis: &Redis, keys: &Keys) -> Result<Vec<ParkedFile>> {
-    let fields: HashMap<String, Vec<u8>> = redis
-        .query(
-            "reading parked files",
-            redis::cmd("HGETALL").arg(keys.parked()),
-        )
-        .await?;
-    Ok(parse_parked(fields))
-}
-
-/// The `parked` hash's fields are `fid:receiver`, its values `name<TAB>reason`
-/// (a poison file's name may not be UTF-8: it is shown lossily).
-fn parse_parked(fields: HashMap<String, Vec<u8>>) -> Vec<ParkedFile> {
-    let mut parked: Vec<ParkedFile> = fields
-        .into_iter()
-        .map(|(key, value)| {
-            let value = String::from_utf8_lossy(&value);
-            let receiver = key
-                .split_once(':')
-                .map(|(_, r)| r.to_owned())
-                .unwrap_or_default();
-            let (file, reason) = value.split_once('\t').unwrap_or((&value, ""));
-            ParkedFile {
-                file: file.to_owned(),
-                receiver,
-                reason: reason.to_owned(),
-            }
-        })
-        .collect();
-    parked.sort_by(|a, b| (&a.file, &a.receiver).cmp(&(&b.file, &b.receiver)));
-    parked
+    Channel::new(redis.clone(), keys.clone())
+        .parked_files()
+        .await
 }
 
 #[cfg(test)]

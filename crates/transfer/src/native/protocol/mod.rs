@@ -37,6 +37,11 @@ use redis::Script;
 
 use crate::redis::memory;
 
+pub(crate) mod inspect;
+pub(crate) mod lease;
+pub(crate) mod offer_again;
+pub(crate) mod teardown;
+
 /// Version of this key schema, stored in every channel's `meta` hash.
 pub const VERSION: &str = "5";
 
@@ -257,27 +262,6 @@ pub(crate) static OPEN: LazyLock<Script> =
 pub(crate) static ABORT: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("scripts/abort.lua")));
 
-/// Takes the lease of a role, `P:{C}:lease:ROLE`, unless someone else
-/// holds it. KEYS: meta. ARGV: base, role, holder, ttl (ms), a holder it may
-/// replace ('' for none: one whose process is known to be gone).
-/// Returns `{'', generation}` when taken (or already ours), else
-/// `{current holder, ''}`. The generation, field ROLE of `P:{C}:leasegen`, counts
-/// the holders a role had: a holder that finds it moved on lost the role,
-/// even once its successor gave the role back.
-pub(crate) static LEASE_TAKE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/lease_take.lua")));
-
-/// Renews a lease we hold, or takes it back when nobody holds it and
-/// nobody else held it since (Redis restarted without it).
-/// KEYS: meta. ARGV: base, role, holder, ttl (ms), generation.
-/// Returns 1, or 0 when it is no longer ours (it lapsed and was taken).
-pub(crate) static LEASE_RENEW: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/lease_renew.lua")));
-
-/// Gives a lease back if it is still ours. KEYS: meta. ARGV: base, role, holder.
-pub(crate) static LEASE_DROP: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/lease_drop.lua")));
-
 /// Announces a file, or finds the announcement a previous run made.
 /// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size,
 /// acks needed, then for a re-supply (else three ''): the receivers it is
@@ -389,15 +373,6 @@ pub(crate) static RELEASE_PLAN: LazyLock<Script> =
 /// KEYS: meta. ARGV: base, fid, upto.
 pub(crate) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("scripts/release.lua")));
-
-/// Offers parked files again: each becomes a request in `wanted` for the
-/// receivers that parked it (any worker in a work queue), for the sender
-/// to upload it again from its source; its parked entry is removed.
-/// Files sent from a stream cannot be read again and stay parked.
-/// KEYS: meta. ARGV: base, names separated by newlines ('' for all).
-/// Returns `{name, receiver, offered|stream, ...}`.
-pub(crate) static RETRY: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/retry.lua")));
 
 #[cfg(test)]
 mod tests {
