@@ -14,8 +14,6 @@ pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs
     let source = &args.source;
     let options = AggregateOptions {
         prefix: prefix.to_owned(),
-        channel: source.channel.clone(),
-        id: source.id.clone(),
         dimensions: args.by.clone(),
         lines: line_options(&args)?,
         table_files: args.table.clone(),

@@ -187,8 +187,6 @@ async fn aggregate_by_country(
         receive.prefix = options.prefix.clone();
         let job = AggregateOptions {
             prefix: options.prefix.clone(),
-            channel: channel.clone(),
-            id: id.to_owned(),
             dimensions: vec![Dimension::Country],
             lines: LineOptions {
                 format: FormatChoice::Named(LogFormat::Combined),

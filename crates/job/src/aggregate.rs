@@ -23,7 +23,6 @@ use redistribute_transfer::error::{Error, Result};
 use redistribute_transfer::files::decode::Decode;
 use redistribute_transfer::files::incoming::IncomingFile;
 use redistribute_transfer::files::source::FileSource;
-use redistribute_transfer::native::protocol::Keys;
 use redistribute_transfer::redis::Redis;
 
 /// Longest line we look at; longer ones count as unparsed (a binary file
@@ -360,7 +359,7 @@ impl FileCounts {
 
 /// Decoded bytes of a file travel to the counter in blocks of about this
 /// many bytes, cut after a newline.
-const BLOCK: usize = 256 << 10;
+const LINE_BLOCK_BYTES: usize = 256 << 10;
 /// Blocks read ahead of the counter.
 const BLOCKS_IN_FLIGHT: usize = 4;
 
@@ -376,7 +375,7 @@ async fn read_blocks(
     let mut fresh = || {
         returned
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BLOCK + BLOCK / 4))
+            .unwrap_or_else(|_| Vec::with_capacity(LINE_BLOCK_BYTES + LINE_BLOCK_BYTES / 4))
     };
     let mut block = fresh();
     let mut overlong = 0;
@@ -399,7 +398,7 @@ async fn read_blocks(
         }
         block.extend_from_slice(data);
         std::pin::Pin::new(&mut reader).consume(length);
-        if block.len() >= BLOCK {
+        if block.len() >= LINE_BLOCK_BYTES {
             let cut = memchr::memrchr(b'\n', &block).map_or(0, |newline| newline + 1);
             let mut next = fresh();
             if block.len() - cut > MAX_LINE {
@@ -449,10 +448,6 @@ fn member(table: &GeoTable, id: u32, dimension: Dimension) -> String {
 pub struct AggregateOptions {
     /// Key prefix of the channel and of the location table in Redis.
     pub prefix: String,
-    /// The channel files come from: part of each file's token.
-    pub channel: String,
-    /// This receiver's id, under which unparsed lines are recorded.
-    pub id: String,
     /// What to count visits by; each has its own sorted sets.
     pub dimensions: Vec<Dimension>,
     /// How the log lines are read.
@@ -521,28 +516,15 @@ pub async fn run<S: FileSource>(
             }
         };
         crate::telemetry::lines_counted(counts.lines, counts.unparsed);
-        let token = file.token(prefix, &options.channel);
+        let token = file.token().to_owned();
         let server = redis.run_id().await?;
         counts.apply(redis, &table, options, &token).await?;
-        if std::env::var_os("REDISTRIBUTE_TEST_DIE_BEFORE_ACK").is_some() {
-            // Test-only failure point: counts written, file not acknowledged.
-            std::process::exit(86);
-        }
         if !counts.format.is_empty() {
             tracing::debug!("{name}: read as {}", counts.format);
         }
         if counts.unparsed > 0 {
             tracing::warn!("{name}: {}", counts.unparsed_summary());
-            let key = Keys::new(prefix, &options.channel).receiver(&options.id);
-            redis
-                .query::<()>(
-                    "recording unparsed lines",
-                    redis::cmd("HINCRBY")
-                        .arg(key)
-                        .arg("unparsed")
-                        .arg(counts.unparsed),
-                )
-                .await?;
+            files.record_unparsed(&file, counts.unparsed).await?;
         }
         files.ack(file).await?;
         // A Redis that restarted from a snapshot between our counts and our
@@ -701,7 +683,7 @@ mod tests {
         lines.insert(100, "x".repeat(MAX_LINE + 1));
         lines.insert(
             20_000,
-            format!("1.2.3.4 2026-11-01 {}", "y".repeat(BLOCK * 2)),
+            format!("1.2.3.4 2026-11-01 {}", "y".repeat(LINE_BLOCK_BYTES * 2)),
         );
         lines.insert(25_000, "not a log line".into());
         // The last line has no newline.

@@ -94,6 +94,7 @@ impl ClassicReceiver {
             verified,
             vec![AbortOnDrop(task)],
         )
+        .of_channel("", &self.keys.channel)
     }
 }
 

@@ -96,6 +96,9 @@ impl PieceOf {
 pub struct IncomingFile {
     name: String,
     ticket: Ticket,
+    /// See [`IncomingFile::token`]; stamped by the receiver that built it
+    /// ([`IncomingFile::of_channel`]).
+    token: String,
     /// Shared, so progress can be watched while the file is being read.
     received: Arc<AtomicU64>,
     /// The size the sender saw, when it knew one (not for a stream).
@@ -123,6 +126,7 @@ impl IncomingFile {
         IncomingFile {
             name,
             ticket,
+            token: String::new(),
             received: Arc::default(),
             expected_size: None,
             piece: None,
@@ -146,18 +150,10 @@ impl IncomingFile {
         }
     }
 
-    /// An identity of this file that stays the same however often it is
-    /// delivered, and differs from every other file ever sent on any
-    /// channel: what makes counting a file twice detectable.
-    ///
-    /// A file read from disk is named by its name and its source's
-    /// identity (size and modification time), not by a file id: a Redis
-    /// that restarted from an older snapshot can lose the record of a
-    /// file a worker is finishing, and the sender then announces the same
-    /// file under a new id, which must not count it again. A stream is
-    /// never announced again, so its first upload's id names it.
-    pub fn token(&self, prefix: &str, channel: &str) -> String {
-        match &self.ticket {
+    /// The file as one of channel `channel` under key prefix `prefix`
+    /// (the book's format has none): stamps its [`IncomingFile::token`].
+    pub(crate) fn of_channel(mut self, prefix: &str, channel: &str) -> Self {
+        self.token = match &self.ticket {
             Ticket::Native {
                 origin,
                 epoch,
@@ -168,7 +164,22 @@ impl IncomingFile {
                 epoch, identity, ..
             } => format!("{prefix}:{channel}:{epoch}:{}:{identity}", self.name),
             Ticket::Classic { message, ts } => format!("classic:{channel}:{ts}:{message}"),
-        }
+        };
+        self
+    }
+
+    /// An identity of this file that stays the same however often it is
+    /// delivered, and differs from every other file ever sent on any
+    /// channel: what makes counting a file twice detectable.
+    ///
+    /// A file read from disk is named by its name and its source's
+    /// identity (size and modification time), not by a file id: a Redis
+    /// that restarted from an older snapshot can lose the record of a
+    /// file a worker is finishing, and the sender then announces the same
+    /// file under a new id, which must not count it again. A stream is
+    /// never announced again, so its first upload's id names it.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Whether the file was read to its end and found intact.

@@ -75,7 +75,7 @@ impl Sink {
                 files.ack_done_before(file).await?;
                 continue;
             }
-            let key = file.token("", "");
+            let key = file.token().to_owned();
             if let Some((cut, cut_name, why)) = &cut_short
                 && *cut != key
             {

@@ -49,6 +49,22 @@ pub trait FileSource {
         async move { Err(not_done_before(&file)) }
     }
 
+    /// Records that the consumer could not parse `lines` lines of `file`,
+    /// for `status` to show next to this receiver. A source whose format
+    /// has nowhere to keep the count (the book's) does nothing.
+    ///
+    /// # Errors
+    ///
+    /// Redis errors that outlast the retries.
+    fn record_unparsed(
+        &mut self,
+        file: &IncomingFile,
+        lines: u64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (file, lines);
+        async { Ok(()) }
+    }
+
     /// Reports that processing a file failed with `error`.
     ///
     /// # Errors

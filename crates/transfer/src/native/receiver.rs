@@ -250,6 +250,11 @@ impl FileSource for Receiver {
         self.acknowledge(fid, &entry, "done", "", size).await
     }
 
+    /// Adds to this receiver's count of unparsed lines (`status` shows it).
+    async fn record_unparsed(&mut self, _file: &IncomingFile, lines: u64) -> Result<()> {
+        self.channel.add_unparsed(&self.options.id, lines).await
+    }
+
     /// Reports that processing a file failed. It is offered again up to
     /// [`MAX_FAILURES`] attempts in all, then parked.
     async fn fail(&mut self, file: IncomingFile, error: Error) -> Result<Failure> {
@@ -1051,6 +1056,7 @@ impl Receiver {
             gone,
         };
         let file = IncomingFile::new(name, ticket, chunks, verified, tasks)
+            .of_channel(&self.options.prefix, &self.options.channel)
             .expecting(size)
             .piece_of(piece);
         Ok(Some(if done_before {

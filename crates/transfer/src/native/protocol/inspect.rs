@@ -1,6 +1,6 @@
 //! What `status` reads of a channel's control keys, decoded: files in
-//! flight, parked files, members, each receiver's counters, files sent
-//! in pieces.
+//! flight, parked files, members, each receiver's counters (and the one
+//! counter the job adds to them), files sent in pieces.
 
 use std::collections::HashMap;
 
@@ -146,6 +146,19 @@ impl Channel {
             last: fields.get("last").cloned(),
             seen: number("seen"),
         })
+    }
+
+    /// Adds `lines` to the lines receiver `id` could not parse.
+    pub(crate) async fn add_unparsed(&self, id: &str, lines: u64) -> Result<()> {
+        self.redis
+            .query(
+                "recording unparsed lines",
+                redis::cmd("HINCRBY")
+                    .arg(self.keys.receiver(id))
+                    .arg("unparsed")
+                    .arg(lines),
+            )
+            .await
     }
 
     /// The records of the files `active` names, in its order.
@@ -334,7 +347,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_receivers_counters_are_read_back() {
+    async fn a_receivers_counters_are_read_back_with_the_unparsed_lines_added() {
         let server = LocalRedis::start(LocalRedisOptions::default()).unwrap();
         let channel = channel(&server).await;
         write(
@@ -349,11 +362,12 @@ mod tests {
                     ("last", "b.log"),
                     ("seen", "1000"),
                     ("rate", "7"),
-                    ("unparsed", "7"),
                 ],
             ),
         )
         .await;
+        channel.add_unparsed("r", 3).await.unwrap();
+        channel.add_unparsed("r", 4).await.unwrap();
         let counters = channel.receiver_counters("r").await.unwrap();
         assert_eq!(
             counters,
