@@ -42,122 +42,20 @@ pub struct DemoOptions {
 
 /// Runs the demo and prints what it did.
 pub async fn run(options: DemoOptions) -> Result<()> {
-    let (_private, _cluster);
-    let url = match &options.redis_url {
-        Some(url) => url.clone(),
-        None if options.cluster => {
-            let cluster = LocalCluster::start(LocalClusterOptions::default())
-                .map_err(|e| Error::io("redis-server", e))?;
-            let ports: Vec<String> = cluster
-                .nodes()
-                .iter()
-                .map(|n| n.port().to_string())
-                .collect();
-            say(
-                &options,
-                &format!(
-                    "started a private Redis Cluster of three masters on ports {}",
-                    ports.join(", ")
-                ),
-            );
-            let url = cluster.url();
-            _cluster = cluster;
-            url
-        }
-        None => {
-            let redis = LocalRedis::start(LocalRedisOptions::default())
-                .map_err(|e| Error::io("redis-server", e))?;
-            say(
-                &options,
-                &format!("started a private redis-server on port {}", redis.port()),
-            );
-            let url = redis.url();
-            _private = redis;
-            url
-        }
-    };
+    let (url, _private) = private_redis(&options)?;
     let work = tempfile::Builder::new()
         .prefix("redistribute-demo-")
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let source = work.path().join("logs");
-    say(
-        &options,
-        &format!(
-            "generating {} of access logs",
-            bytesize::ByteSize(options.size)
-        ),
-    );
-    let dir = source.clone();
-    let size = options.size;
-    tokio::task::spawn_blocking(move || loggen::write_log_dir(&dir, size, 8, LogFormat::Combined))
-        .await
-        .map_err(|e| Error::io(&source, std::io::Error::other(e)))?
-        .map_err(|e| Error::io(&source, e))?;
-    let files = inputs::collect(std::slice::from_ref(&source), None)?;
-    let total: u64 = files.iter().map(|f| f.size).sum();
-
+    let files = generate_logs(&options, &source).await?;
     let channel = format!("demo-{}", std::process::id());
     let ids: Vec<String> = (0..options.receivers).map(|i| i.to_string()).collect();
     let started = Instant::now();
-    let mut receivers = Vec::new();
-    for id in &ids {
-        let out = work.path().join(format!("copy-{id}"));
-        let mut receive = ReceiveOptions::new(&channel, id);
-        receive.prefix = options.prefix.clone();
-        let receiver = Receiver::connect(&url, receive).await?;
-        receivers.push(tokio::spawn(receive_all(receiver, out)));
-    }
-    let mut send = SendOptions::new(&channel, Audience::Broadcast(ids.clone()));
-    send.prefix = options.prefix.clone();
-    let mut sender = Sender::open(&url, send).await?;
-    sender.set_progress(progress::reporter(&progress::bytes(
-        total,
-        options.quiet,
-        "sending",
-    )));
-    say(
-        &options,
-        &format!(
-            "sending {} ({}) to receivers {}",
-            counted(files.len() as u64, "file", "files"),
-            bytesize::ByteSize(total),
-            ids.join(", ")
-        ),
-    );
-    deliver(&sender, &files, receivers, "receiver").await?;
+    broadcast(&url, &options, &channel, &ids, &files, work.path()).await?;
     let elapsed = started.elapsed();
-
-    for id in &ids {
-        let copy = work.path().join(format!("copy-{id}"));
-        for file in &files {
-            let original = file.path.as_deref().expect("demo inputs are files");
-            if digest(original)? != digest(&copy.join(&file.name))? {
-                return Err(Error::Corrupt {
-                    name: file.name.clone(),
-                    reason: format!("receiver {id}'s copy differs from the original"),
-                });
-            }
-        }
-    }
-    let redis = Redis::connect(&url).await?;
-    let stored = status::channel_status(&redis, &options.prefix, &channel)
-        .await?
-        .map_or(0, |s| s.bytes_stored);
-    let leftover = purge(&redis, &options.prefix, &channel).await?;
-    let seconds = elapsed.as_secs_f64();
-    println!(
-        "demo: {}, {} sent once (stored in Redis as {}: plain logs compressed, gzip'd ones as they are) and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
-        counted(files.len() as u64, "file", "files"),
-        bytesize::ByteSize(total),
-        bytesize::ByteSize(stored),
-        ids.len(),
-        seconds,
-        bytesize::ByteSize((total as f64 / seconds) as u64),
-        bytesize::ByteSize((total as f64 * ids.len() as f64 / seconds) as u64),
-        files.len() * ids.len(),
-        leftover,
-    );
+    verify_copies(work.path(), &ids, &files)?;
+    report_broadcast(&url, &options, &channel, ids.len(), &files, elapsed).await?;
     if options.redis_url.is_some() {
         // The job writes the book's daily:* keys, which carry no prefix: on
         // someone's own Redis they could mix with real counts.
@@ -168,6 +66,153 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         return Ok(());
     }
     aggregate_by_country(&url, &options, &source, files.len()).await
+}
+
+/// A Redis the demo started, stopped when this is dropped.
+enum PrivateRedis {
+    Server { _running: LocalRedis },
+    Cluster { _running: LocalCluster },
+}
+
+/// The URL of the Redis to use: the one given, or a private server or
+/// cluster started now.
+fn private_redis(options: &DemoOptions) -> Result<(String, Option<PrivateRedis>)> {
+    if let Some(url) = &options.redis_url {
+        return Ok((url.clone(), None));
+    }
+    if options.cluster {
+        let cluster = LocalCluster::start(LocalClusterOptions::default())
+            .map_err(|e| Error::io("redis-server", e))?;
+        let ports: Vec<String> = cluster
+            .nodes()
+            .iter()
+            .map(|n| n.port().to_string())
+            .collect();
+        say(
+            options,
+            &format!(
+                "started a private Redis Cluster of three masters on ports {}",
+                ports.join(", ")
+            ),
+        );
+        return Ok((
+            cluster.url(),
+            Some(PrivateRedis::Cluster { _running: cluster }),
+        ));
+    }
+    let redis = LocalRedis::start(LocalRedisOptions::default())
+        .map_err(|e| Error::io("redis-server", e))?;
+    say(
+        options,
+        &format!("started a private redis-server on port {}", redis.port()),
+    );
+    Ok((redis.url(), Some(PrivateRedis::Server { _running: redis })))
+}
+
+/// Writes a day-per-file set of access logs under `source`.
+async fn generate_logs(options: &DemoOptions, source: &Path) -> Result<Vec<inputs::Input>> {
+    say(
+        options,
+        &format!(
+            "generating {} of access logs",
+            bytesize::ByteSize(options.size)
+        ),
+    );
+    let (dir, size) = (source.to_owned(), options.size);
+    tokio::task::spawn_blocking(move || loggen::write_log_dir(&dir, size, 8, LogFormat::Combined))
+        .await
+        .map_err(|e| Error::io(source, std::io::Error::other(e)))?
+        .map_err(|e| Error::io(source, e))?;
+    inputs::collect(&[source.to_owned()], None)
+}
+
+/// Sends `files` to receivers `ids`, each writing copies under
+/// `work/copy-ID`, until all of them have them.
+async fn broadcast(
+    url: &str,
+    options: &DemoOptions,
+    channel: &str,
+    ids: &[String],
+    files: &[inputs::Input],
+    work: &Path,
+) -> Result<()> {
+    let mut receivers = Vec::new();
+    for id in ids {
+        let mut receive = ReceiveOptions::new(channel, id);
+        receive.prefix = options.prefix.clone();
+        let receiver = Receiver::connect(url, receive).await?;
+        receivers.push(tokio::spawn(receive_all(
+            receiver,
+            work.join(format!("copy-{id}")),
+        )));
+    }
+    let mut send = SendOptions::new(channel, Audience::Broadcast(ids.to_vec()));
+    send.prefix = options.prefix.clone();
+    let mut sender = Sender::open(url, send).await?;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    sender.set_progress(progress::reporter(&progress::bytes(
+        total,
+        options.quiet,
+        "sending",
+    )));
+    say(
+        options,
+        &format!(
+            "sending {} ({}) to receivers {}",
+            counted(files.len() as u64, "file", "files"),
+            bytesize::ByteSize(total),
+            ids.join(", ")
+        ),
+    );
+    deliver(&sender, files, receivers, "receiver").await
+}
+
+/// Checks every receiver's copy of every file against the original.
+fn verify_copies(work: &Path, ids: &[String], files: &[inputs::Input]) -> Result<()> {
+    for id in ids {
+        let copy = work.join(format!("copy-{id}"));
+        for file in files {
+            let original = file.path.as_deref().expect("demo inputs are files");
+            if digest(original)? != digest(&copy.join(&file.name))? {
+                return Err(Error::Corrupt {
+                    name: file.name.clone(),
+                    reason: format!("receiver {id}'s copy differs from the original"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints what the broadcast took, and purges its channel.
+async fn report_broadcast(
+    url: &str,
+    options: &DemoOptions,
+    channel: &str,
+    receivers: usize,
+    files: &[inputs::Input],
+    elapsed: std::time::Duration,
+) -> Result<()> {
+    let redis = Redis::connect(url).await?;
+    let stored = status::channel_status(&redis, &options.prefix, channel)
+        .await?
+        .map_or(0, |s| s.bytes_stored);
+    let leftover = purge(&redis, &options.prefix, channel).await?;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let seconds = elapsed.as_secs_f64();
+    println!(
+        "demo: {}, {} sent once (stored in Redis as {}: plain logs compressed, gzip'd ones as they are) and received {} times in {:.2} s: {}/s in, {}/s out; all {} copies verified (BLAKE3); {} small channel records purged",
+        counted(files.len() as u64, "file", "files"),
+        bytesize::ByteSize(total),
+        bytesize::ByteSize(stored),
+        receivers,
+        seconds,
+        bytesize::ByteSize((total as f64 / seconds) as u64),
+        bytesize::ByteSize((total as f64 * receivers as f64 / seconds) as u64),
+        files.len() * receivers,
+        leftover,
+    );
+    Ok(())
 }
 
 /// The flagship job on the same logs: two aggregation workers share the

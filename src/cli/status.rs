@@ -67,7 +67,6 @@ async fn gather(redis: &Redis, prefix: &str, args: &StatusArgs) -> Result<Vec<Ch
 /// report 3 s ago`.
 fn pace(r: &ReceiverStatus, now_ms: u64) -> Option<String> {
     let seen = r.last_seen_ms?;
-    let size = |b: u64| bytesize::ByteSize(b).to_string();
     let mut parts = Vec::new();
     if let (Some(name), Some(into)) = (&r.current_file, r.bytes_into_current) {
         parts.push(format!("reading {name} ({} in)", size(into)));
@@ -92,7 +91,6 @@ fn pace(r: &ReceiverStatus, now_ms: u64) -> Option<String> {
 /// `rate in 40.0 MiB/s, out 80.0 MiB/s, about 12 s left`, or nothing
 /// when nothing moves and nothing is left.
 fn channel_pace(s: &ChannelStatus) -> Option<String> {
-    let size = |b: u64| bytesize::ByteSize(b).to_string();
     let mut parts = Vec::new();
     if s.rate_in > 0 || s.rate_out > 0 {
         parts.push(format!(
@@ -117,9 +115,31 @@ fn time_left(seconds: u64) -> String {
     }
 }
 
+/// A byte count for people: `12.0 MiB`.
+fn size(bytes: u64) -> String {
+    bytesize::ByteSize(bytes).to_string()
+}
+
 fn print_status(s: &ChannelStatus) {
-    use std::io::IsTerminal;
-    let size = |b: u64| bytesize::ByteSize(b).to_string();
+    print_channel(s);
+    print_receivers(s);
+    for f in &s.split_files {
+        println!(
+            "  {}: {} of {} pieces through (done or parked)",
+            f.file, f.pieces_settled, f.pieces
+        );
+    }
+    for p in &s.parked {
+        println!(
+            "  parked: {} (receiver {}): {}",
+            p.file, p.receiver, p.reason
+        );
+    }
+}
+
+/// The channel's own lines: files, memory, the sender, pace, compression,
+/// chunks per master.
+fn print_channel(s: &ChannelStatus) {
     println!(
         "channel {}: {}{}, {} announced, {} finished, {} in flight, {} held of {} limit",
         s.channel,
@@ -164,6 +184,11 @@ fn print_status(s: &ChannelStatus) {
             size(s.bytes_left_over)
         );
     }
+}
+
+/// One line per receiver, and its pace under it.
+fn print_receivers(s: &ChannelStatus) {
+    use std::io::IsTerminal;
     let bars = std::io::stdout().is_terminal();
     println!(
         "  {:<12} {:<15} {:>7} {:>11} {:>7} {:>7} {:>9}  last file",
@@ -171,14 +196,7 @@ fn print_status(s: &ChannelStatus) {
     );
     for r in &s.receivers {
         let behind = r.files_behind.map_or("-".to_owned(), |b| b.to_string());
-        let bar = match (bars, r.files_behind) {
-            (true, Some(behind)) => {
-                let total = (r.files_done + behind).max(1);
-                let filled = (20 * r.files_done / total) as usize;
-                format!("[{}{}] ", "#".repeat(filled), ".".repeat(20 - filled))
-            }
-            _ => String::new(),
-        };
+        let bar = if bars { progress_bar(r) } else { String::new() };
         let state = match (&r.process, r.joined) {
             (Some(_), _) => "running",
             (None, true) => "stopped",
@@ -198,18 +216,17 @@ fn print_status(s: &ChannelStatus) {
             println!("  {:<12} {line}", "");
         }
     }
-    for f in &s.split_files {
-        println!(
-            "  {}: {} of {} pieces through (done or parked)",
-            f.file, f.pieces_settled, f.pieces
-        );
-    }
-    for p in &s.parked {
-        println!(
-            "  parked: {} (receiver {}): {}",
-            p.file, p.receiver, p.reason
-        );
-    }
+}
+
+/// `[#####...............] `: a broadcast receiver's files done of those
+/// it is due; nothing for a worker.
+fn progress_bar(r: &ReceiverStatus) -> String {
+    let Some(behind) = r.files_behind else {
+        return String::new();
+    };
+    let total = (r.files_done + behind).max(1);
+    let filled = (20 * r.files_done / total) as usize;
+    format!("[{}{}] ", "#".repeat(filled), ".".repeat(20 - filled))
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@
 //! flushes. The caller acknowledges only after the sink returns `Ok`.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,7 +17,9 @@ use crate::files::incoming::IncomingFile;
 use crate::files::names;
 use crate::files::progress::Progress;
 use crate::files::source::{Failure, FileSource};
-use crate::host;
+
+mod copy;
+use copy::{remove_stale_partials, write_copy};
 
 /// What to do with each received file.
 #[derive(Clone, Debug)]
@@ -59,115 +60,70 @@ impl Sink {
             remove_stale_partials(dir).await;
         }
         let mut done = 0;
-        // Bytes of each file that earlier attempts wrote to stdout, which
-        // cannot be taken back: a later attempt goes on after them, and no
-        // other file may start before it (see `cut_short`).
-        let mut printed: HashMap<String, u64> = HashMap::new();
-        // The file printed in part: its key, its name, why it stopped.
-        let mut cut_short: Option<(String, String, String)> = None;
+        let mut printed = Printed::default();
         while let Some(mut file) = files.next_file().await? {
-            let name = file.title();
             if file.done_before() && self.still_holds(&file).await {
                 tracing::info!(
-                    "{name}: received already, before Redis restarted without its latest writes; \
-                     acknowledging it again"
+                    "{}: received already, before Redis restarted without its latest writes; \
+                     acknowledging it again",
+                    file.title()
                 );
                 files.ack_done_before(file).await?;
                 continue;
             }
-            let key = file.token().to_owned();
-            if let Some((cut, cut_name, why)) = &cut_short
-                && *cut != key
-            {
-                let printed = printed.get(cut).copied().unwrap_or_default();
-                let next = if name == *cut_name {
-                    "another version of it".to_owned()
-                } else {
-                    name
-                };
+            if let Some(refused) = printed.refusal(&file) {
                 file.close().await;
-                return Err(Error::CutShort {
-                    name: cut_name.clone(),
-                    printed,
-                    reason: format!("{why}, and the next file offered is {next}"),
-                });
+                return Err(refused);
             }
-            let already = printed.entry(key.clone()).or_default();
-            let so_far = file.received_so_far();
-            if let Some(progress) = progress {
-                progress.file_started(&name, file.expected_size());
+            let token = file.token().to_owned();
+            let outcome = self
+                .process_showing(&mut file, decode, printed.bytes_of(&token), progress)
+                .await;
+            printed.note(&file, &outcome);
+            if outcome.is_ok() {
+                done += 1;
             }
-            let mut reported = 0;
-            let outcome = {
-                // Progress within a file too, a few times a second.
-                let processing = self.process_after(&mut file, decode, already);
-                tokio::pin!(processing);
-                let mut tick = tokio::time::interval(PROGRESS_EVERY);
-                loop {
-                    tokio::select! {
-                        outcome = &mut processing => break outcome,
-                        _ = tick.tick() => if let Some(progress) = progress {
-                            let now = so_far.load(std::sync::atomic::Ordering::Relaxed);
-                            progress.advance(now.saturating_sub(reported));
-                            reported = now;
-                        }
-                    }
-                }
-            };
-            match &outcome {
-                Ok(()) => {
-                    printed.remove(&key);
-                    cut_short = None;
-                }
-                Err(error) if printed.get(&key).is_some_and(|&bytes| bytes > 0) => {
-                    let why = match error {
-                        Error::Corrupt { reason, .. } | Error::Processing { reason, .. } => {
-                            reason.clone()
-                        }
-                        other => other.to_string(),
-                    };
-                    cut_short = Some((key.clone(), name.clone(), why));
-                }
-                Err(_) => {}
-            }
-            if let Some(progress) = progress {
-                if outcome.is_ok() {
-                    progress.advance(file.received().saturating_sub(reported));
-                }
-                progress.file_ended();
-            }
-            match outcome {
-                // Every file would fail the same way: stop, acknowledging
-                // and parking nothing; the file comes back on the next run.
-                Err(error @ Error::Sink { .. }) => {
-                    file.close().await;
-                    return Err(error);
-                }
-                Ok(()) => {
-                    let bytes = file.received();
-                    files.ack(file).await?;
-                    done += 1;
-                    tracing::info!("received {name} ({})", bytesize::ByteSize(bytes));
-                }
-                Err(error) => {
-                    let shown = error.to_string();
-                    match files.fail(file, error).await? {
-                        Failure::WillRetry => tracing::warn!("{shown}; will try again"),
-                        Failure::Parked if cut_short.is_some() => {
-                            return Err(Error::CutShort {
-                                name,
-                                printed: printed.get(&key).copied().unwrap_or_default(),
-                                reason: format!("{shown}; parked after repeated failures"),
-                            });
-                        }
-                        Failure::Parked => {
-                            tracing::error!("{shown}; parked after repeated failures")
-                        }
-                    }
-                }
-            }
+            settle(files, file, outcome, &printed).await?;
         }
         Ok(done)
+    }
+
+    /// [`Sink::process_after`], telling `progress` how far the file is a
+    /// few times a second.
+    async fn process_showing(
+        &self,
+        file: &mut IncomingFile,
+        decode: Decode,
+        already: &mut u64,
+        progress: Option<&dyn Progress>,
+    ) -> Result<()> {
+        let so_far = file.received_so_far();
+        if let Some(progress) = progress {
+            progress.file_started(&file.title(), file.expected_size());
+        }
+        let mut reported = 0;
+        let outcome = {
+            let processing = self.process_after(file, decode, already);
+            tokio::pin!(processing);
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            loop {
+                tokio::select! {
+                    outcome = &mut processing => break outcome,
+                    _ = tick.tick() => if let Some(progress) = progress {
+                        let now = so_far.load(std::sync::atomic::Ordering::Relaxed);
+                        progress.advance(now.saturating_sub(reported));
+                        reported = now;
+                    }
+                }
+            }
+        };
+        if let Some(progress) = progress {
+            if outcome.is_ok() {
+                progress.advance(file.received().saturating_sub(reported));
+            }
+            progress.file_ended();
+        }
+        outcome
     }
 
     /// Whether this sink's output still holds a file it committed before
@@ -218,6 +174,119 @@ impl Sink {
             },
             Sink::Exec(command) => run_command(command, &name, file, decode).await,
             Sink::Stdout => write_stdout(&name, file, decode, already).await,
+        }
+    }
+}
+
+/// Acknowledges a file processed, or reports its failure to `files`.
+/// A broken output (every file would fail the same way) stops the run,
+/// acknowledging and parking nothing: the file comes back on the next run.
+async fn settle<S: FileSource>(
+    files: &mut S,
+    file: IncomingFile,
+    outcome: Result<()>,
+    printed: &Printed,
+) -> Result<()> {
+    let name = file.title();
+    match outcome {
+        Err(error @ Error::Sink { .. }) => {
+            file.close().await;
+            Err(error)
+        }
+        Ok(()) => {
+            let bytes = file.received();
+            files.ack(file).await?;
+            tracing::info!("received {name} ({})", bytesize::ByteSize(bytes));
+            Ok(())
+        }
+        Err(error) => {
+            let shown = error.to_string();
+            let token = file.token().to_owned();
+            match files.fail(file, error).await? {
+                Failure::WillRetry => tracing::warn!("{shown}; will try again"),
+                Failure::Parked if printed.cut_short.is_some() => {
+                    return Err(Error::CutShort {
+                        name,
+                        printed: printed.bytes.get(&token).copied().unwrap_or_default(),
+                        reason: format!("{shown}; parked after repeated failures"),
+                    });
+                }
+                Failure::Parked => tracing::error!("{shown}; parked after repeated failures"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What earlier attempts wrote to stdout, which cannot be taken back: a
+/// later attempt at a file goes on after its bytes, and no other file may
+/// start before a file printed in part is finished.
+#[derive(Default)]
+struct Printed {
+    /// Bytes of each file (by token) that earlier attempts wrote.
+    bytes: HashMap<String, u64>,
+    /// The file printed in part, if one was.
+    cut_short: Option<CutShort>,
+}
+
+/// A file printed in part.
+struct CutShort {
+    token: String,
+    /// Its name, for messages.
+    name: String,
+    /// Why its attempt stopped.
+    why: String,
+}
+
+impl Printed {
+    /// The error that stops the run when `file` is not the file printed
+    /// in part.
+    fn refusal(&self, file: &IncomingFile) -> Option<Error> {
+        let cut = self.cut_short.as_ref()?;
+        if cut.token == file.token() {
+            return None;
+        }
+        let next = if file.title() == cut.name {
+            "another version of it".to_owned()
+        } else {
+            file.title()
+        };
+        Some(Error::CutShort {
+            name: cut.name.clone(),
+            printed: self.bytes.get(&cut.token).copied().unwrap_or_default(),
+            reason: format!("{}, and the next file offered is {next}", cut.why),
+        })
+    }
+
+    /// The bytes of the file with `token` printed so far, to be raised as
+    /// more are.
+    fn bytes_of(&mut self, token: &str) -> &mut u64 {
+        self.bytes.entry(token.to_owned()).or_default()
+    }
+
+    /// Takes note of how an attempt at `file` ended: finished, nothing of
+    /// it stays to be resumed; failed after printing some, it is cut short.
+    fn note(&mut self, file: &IncomingFile, outcome: &Result<()>) {
+        let token = file.token();
+        match outcome {
+            Ok(()) => {
+                self.bytes.remove(token);
+                self.cut_short = None;
+            }
+            Err(error) if self.bytes.get(token).is_some_and(|&bytes| bytes > 0) => {
+                let why = match error {
+                    Error::Corrupt { reason, .. } | Error::Processing { reason, .. } => {
+                        reason.clone()
+                    }
+                    other => other.to_string(),
+                };
+                self.cut_short = Some(CutShort {
+                    token: token.to_owned(),
+                    name: file.title(),
+                    why,
+                });
+            }
+            Err(_) => {}
         }
     }
 }
@@ -322,167 +391,6 @@ fn broken(output: impl std::fmt::Display, error: std::io::Error) -> Error {
     Error::Sink {
         output: output.to_string(),
         reason: error.to_string(),
-    }
-}
-
-/// Writes a copy under `dir` through `.NAME.HOST.PID.rd-partial`, renamed
-/// into place once verified (host and process id keep two receivers
-/// writing the same file into one directory, as workers may after Redis
-/// lost an acknowledgement, out of each other's way, and tell which
-/// temporary files a killed receiver left: see [`remove_stale_partials`]). Every step below `dir` works relative to a handle
-/// on the directory above it and never follows a symbolic link, so a link
-/// planted inside the output directory cannot send a write elsewhere.
-async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
-    let (dir, name_owned) = (dir.to_owned(), name.to_owned());
-    let opened = tokio::task::spawn_blocking(move || open_partial(&dir, &name_owned))
-        .await
-        .map_err(|e| broken("the output directory", std::io::Error::other(e)))??;
-    let Partial {
-        parent,
-        partial,
-        base,
-        shown,
-        out,
-    } = opened;
-    let mut out = tokio::fs::File::from_std(out);
-    let mut temporary = Temporary {
-        parent: &parent,
-        name: &partial,
-        kept: false,
-    };
-    pump(name, file, &mut out)
-        .await
-        .map_err(|side| side.into_error(&shown))?;
-    out.sync_all().await.map_err(|e| broken(&shown, e))?;
-    rustix::fs::renameat(&parent, &partial, &parent, &base)
-        .map_err(|e| broken(&shown, e.into()))?;
-    temporary.kept = true;
-    Ok(())
-}
-
-/// What a temporary copy's name ends with.
-const PARTIAL: &str = ".rd-partial";
-
-/// The part of a temporary copy's name before [`PARTIAL`] that names the
-/// process writing it: `HOST.PID`.
-fn partial_owner(pid: u32) -> String {
-    format!("{}.{pid}", host::name())
-}
-
-/// Deletes the temporary copies under `dir` that receivers killed on this
-/// host left (their process is gone), so a restarted receiver leaves a
-/// clean directory; another host's, whose process cannot be checked from
-/// here, stay.
-async fn remove_stale_partials(dir: &Path) {
-    let dir = dir.to_owned();
-    let removed = tokio::task::spawn_blocking(move || {
-        let host = format!(".{}.", host::name());
-        let mut removed = 0u64;
-        for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
-            let name = entry.file_name().to_string_lossy();
-            let Some(rest) = name.strip_suffix(PARTIAL) else {
-                continue;
-            };
-            let stale = rest.rsplit_once('.').is_some_and(|(before, pid)| {
-                (before.to_owned() + ".").ends_with(&host)
-                    && pid.parse().is_ok_and(|pid| !host::process_exists(pid))
-            });
-            if stale && entry.file_type().is_file() && std::fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
-        }
-        removed
-    })
-    .await
-    .unwrap_or(0);
-    if removed > 0 {
-        tracing::info!(
-            "removed {} that killed receivers left",
-            crate::text::counted(removed, "temporary copy", "temporary copies")
-        );
-    }
-}
-
-/// Removes the temporary file unless it was renamed into place: after an
-/// error, and when the copy is abandoned midway (the receiver was stopped).
-struct Temporary<'a> {
-    parent: &'a OwnedFd,
-    name: &'a str,
-    kept: bool,
-}
-
-impl Drop for Temporary<'_> {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = rustix::fs::unlinkat(self.parent, self.name, rustix::fs::AtFlags::empty());
-        }
-    }
-}
-
-/// A temporary file open for writing, and how to rename it into place.
-struct Partial {
-    /// The directory it is in.
-    parent: OwnedFd,
-    /// Its name there, and the name it is renamed to.
-    partial: String,
-    base: String,
-    /// Its path, for messages.
-    shown: String,
-    out: std::fs::File,
-}
-
-/// Creates the directories of `name` under `dir` and the temporary file,
-/// refusing symbolic links on the way.
-fn open_partial(dir: &Path, name: &str) -> Result<Partial> {
-    use rustix::fs::{Mode, OFlags};
-    let directory = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
-    std::fs::create_dir_all(dir).map_err(|e| broken(dir.display(), e))?;
-    let mut parent = rustix::fs::open(
-        dir,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| broken(dir.display(), e.into()))?;
-    let mut shown = dir.to_path_buf();
-    let mut parts: Vec<&str> = name.split('/').collect();
-    let base = parts.pop().unwrap_or_default().to_owned();
-    for part in parts {
-        shown.push(part);
-        match rustix::fs::mkdirat(&parent, part, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(broken(shown.display(), e.into())),
-        }
-        parent = rustix::fs::openat(&parent, part, directory, Mode::empty())
-            .map_err(|e| link_refused(&shown, e))?;
-    }
-    let partial = format!(".{base}.{}{PARTIAL}", partial_owner(std::process::id()));
-    shown.push(&partial);
-    let out = rustix::fs::openat(
-        &parent,
-        partial.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| link_refused(&shown, e))?;
-    Ok(Partial {
-        parent,
-        partial,
-        base,
-        shown: shown.display().to_string(),
-        out: std::fs::File::from(out),
-    })
-}
-
-/// A symbolic link where a directory or the temporary file goes is this
-/// file's problem (its name leads there), not the whole output's.
-fn link_refused(path: &Path, error: rustix::io::Errno) -> Error {
-    if error == rustix::io::Errno::LOOP || error == rustix::io::Errno::NOTDIR {
-        Error::Processing {
-            name: path.display().to_string(),
-            reason: "a symbolic link or a file stands where a directory or the temporary file goes; refusing to write through it".into(),
-        }
-    } else {
-        broken(path.display(), error.into())
     }
 }
 
