@@ -10,438 +10,24 @@
 //! marker makes a redelivered file (a worker died after counting, before
 //! acknowledging) add nothing twice, key by key.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
-
-use redis::Script;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use std::sync::Arc;
 
 use crate::geo::{self, GeoTable};
-use crate::logline::{self, Address, LineOptions, LineParser};
+use crate::logline::LineOptions;
 use crate::report::Dimension;
-use redistribute_transfer::error::{Error, Result};
-use redistribute_transfer::files::decode::Decode;
+use redistribute_transfer::error::Result;
 use redistribute_transfer::files::incoming::IncomingFile;
 use redistribute_transfer::files::source::FileSource;
 use redistribute_transfer::redis::Redis;
 
-/// Longest line we look at; longer ones count as unparsed (a binary file
-/// without newlines must not grow memory without bound).
-const MAX_LINE: usize = 64 * 1024;
+mod apply;
+mod blocks;
+mod counts;
+
+pub use counts::FileCounts;
 
 /// What the member of a visit from an address not in the table is called.
 pub const UNKNOWN: &str = "unknown";
-
-/// Adds increments to one sorted set unless this file already did.
-/// KEYS: sorted set, its marker set. ARGV: token, then member/increment pairs.
-static APPLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-for i = 2, #ARGV, 2 do
-  redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i])
-end
-return 1
-"#,
-    )
-});
-
-/// One file's visits, counted per day and place.
-pub struct FileCounts {
-    /// Per day: visits per place id, the last slot for unknown addresses.
-    days: Vec<(Vec<u8>, Vec<u64>)>,
-    /// Index into `days` of the previous line's day: logs are in time order.
-    last_day: usize,
-    places: usize,
-    /// IPv4 visits (address, day index) waiting to be looked up together:
-    /// lookups in a tight loop overlap their cache misses, which lookups
-    /// interleaved with parsing cannot.
-    pending: Vec<(u32, usize)>,
-    /// Lines read, parsed or not.
-    pub lines: u64,
-    /// Lines that did not parse as the log format.
-    pub unparsed: u64,
-    /// The first few lines that did not parse, to show and to tell what
-    /// they look like.
-    unparsed_lines: Vec<Vec<u8>>,
-    /// The format the lines were read as, for messages.
-    pub format: String,
-}
-
-/// Unparsed lines kept per file, whole (they are at most [`MAX_LINE`]):
-/// telling what a JSON line looks like needs all of it.
-const KEPT_LINES: usize = 16;
-
-/// IPv4 visits looked up per batch.
-const BATCH: usize = 256;
-
-impl FileCounts {
-    /// Empty counts for a file, with room for every place of `table`.
-    pub fn new(table: &GeoTable) -> Self {
-        FileCounts {
-            days: Vec::new(),
-            last_day: 0,
-            places: table.places().len(),
-            pending: Vec::with_capacity(BATCH),
-            lines: 0,
-            unparsed: 0,
-            unparsed_lines: Vec::new(),
-            format: String::new(),
-        }
-    }
-
-    /// One unparsed line, kept while few are (blank ones show nothing).
-    fn unparsed(&mut self, line: &[u8]) {
-        self.unparsed += 1;
-        if self.unparsed_lines.len() < KEPT_LINES && !line.trim_ascii().is_empty() {
-            self.unparsed_lines.push(line.to_vec());
-        }
-    }
-
-    /// The share of lines that did not parse, and one of them, for the
-    /// warning a file with some gets.
-    pub fn unparsed_summary(&self) -> String {
-        let share = self.unparsed as f64 * 100.0 / self.lines.max(1) as f64;
-        format!(
-            "{} of {} lines ({share:.1} %) did not parse as {}{}",
-            self.unparsed,
-            self.lines,
-            self.format_name(),
-            self.example()
-        )
-    }
-
-    /// The format lines were read as; a file whose every line was too long
-    /// to look at was read as none.
-    fn format_name(&self) -> &str {
-        if self.format.is_empty() {
-            "any log format"
-        } else {
-            &self.format
-        }
-    }
-
-    /// One line that did not parse, for a message: kept ones are shown,
-    /// otherwise they were all too long to keep.
-    fn example(&self) -> String {
-        match self.unparsed_lines.first() {
-            Some(line) => format!(", such as {:?}", logline::shown(line)),
-            None => format!(
-                " (lines longer than {} KiB, which no log has)",
-                MAX_LINE >> 10
-            ),
-        }
-    }
-
-    /// Why a file most of whose lines did not parse is not counted:
-    /// which format its lines look like, if any.
-    fn mismatch(&self, options: &LineOptions) -> String {
-        let kept: Vec<&[u8]> = self.unparsed_lines.iter().map(Vec::as_slice).collect();
-        let looks = logline::detect(&kept, options)
-            .filter(|(_, fits)| *fits * 2 > kept.len())
-            .map(|(format, _)| format.name());
-        match looks {
-            Some(name) => format!(
-                "{} of {} lines do not parse: they look like {name}, not {}; pass --log-format {name}",
-                self.unparsed, self.lines, self.format
-            ),
-            None if self.format.is_empty() => format!(
-                "{} of {} lines do not parse as any log format{}; pass --log-format",
-                self.unparsed,
-                self.lines,
-                self.example()
-            ),
-            None => format!(
-                "{} of {} lines do not parse as {} nor as any known log format{}; \
-                 pass --log-format",
-                self.unparsed,
-                self.lines,
-                self.format,
-                self.example()
-            ),
-        }
-    }
-
-    /// Counts one line (without its newline); IPv4 visits are counted when
-    /// their batch is looked up ([`FileCounts::flush`]).
-    fn add_line(&mut self, table: &GeoTable, parser: &LineParser, line: &[u8]) {
-        self.lines += 1;
-        if line.len() > MAX_LINE {
-            self.unparsed += 1;
-            return;
-        }
-        let Some(visit) = parser.parse(line) else {
-            self.unparsed(line);
-            return;
-        };
-        let day = self.day_index(&visit.day);
-        match visit.address {
-            Address::V4(ip) => {
-                self.pending.push((ip, day));
-                if self.pending.len() == BATCH {
-                    self.flush(table);
-                }
-            }
-            Address::V6(ip) => {
-                let slot = table.lookup_v6(ip).map_or(self.places, |id| id as usize);
-                self.days[day].1[slot] += 1;
-            }
-        }
-    }
-
-    /// Looks up and counts the pending IPv4 visits.
-    fn flush(&mut self, table: &GeoTable) {
-        let mut slots = [0usize; BATCH];
-        for (slot, (ip, _)) in slots.iter_mut().zip(&self.pending) {
-            *slot = table.lookup_v4(*ip).map_or(self.places, |id| id as usize);
-        }
-        for (slot, (_, day)) in slots.iter().zip(&self.pending) {
-            self.days[*day].1[*slot] += 1;
-        }
-        self.pending.clear();
-    }
-
-    /// The index in `days` of `day`, added when new.
-    fn day_index(&mut self, day: &[u8]) -> usize {
-        if self.days.get(self.last_day).is_none_or(|(d, _)| d != day) {
-            self.last_day = match self.days.iter().position(|(d, _)| d == day) {
-                Some(index) => index,
-                None => {
-                    self.days.push((day.to_vec(), vec![0; self.places + 1]));
-                    self.days.len() - 1
-                }
-            };
-        }
-        self.last_day
-    }
-
-    /// Counts the lines of a block of whole lines (the last block of a
-    /// file may end without a newline).
-    fn add_block(&mut self, table: &GeoTable, parser: &LineParser, block: &[u8]) {
-        let mut start = 0;
-        for newline in memchr::memchr_iter(b'\n', block) {
-            self.add_line(table, parser, &block[start..newline]);
-            start = newline + 1;
-        }
-        if start < block.len() {
-            self.add_line(table, parser, &block[start..]);
-        }
-    }
-
-    /// Reads a whole file's (decoded) lines.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Processing`] when the file cannot be read to its end;
-    /// [`Error::Unprocessable`] when no known format fits its first lines
-    /// (with `auto`), or when most of its lines do not parse: counting a
-    /// file read in the wrong format would record a fraction of its visits
-    /// as if that were all.
-    pub async fn count_file(
-        file: &mut IncomingFile,
-        table: Arc<GeoTable>,
-        options: &LineOptions,
-    ) -> Result<Self> {
-        let name = file.name().to_owned();
-        let processing = |reason: String| Error::Processing {
-            name: name.clone(),
-            reason,
-        };
-        let counts = FileCounts::count_lines(file.decoded(Decode::Auto), table, options)
-            .await
-            .map_err(|e| match e.kind() {
-                // No format fits: the same lines will not fit next time.
-                std::io::ErrorKind::InvalidInput => Error::Unprocessable {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                },
-                _ => processing(e.to_string()),
-            })?;
-        if counts.unparsed * 2 > counts.lines {
-            return Err(Error::Unprocessable {
-                name,
-                reason: counts.mismatch(options),
-            });
-        }
-        Ok(counts)
-    }
-
-    /// Counts the lines `reader` gives, in the format `options` asks for
-    /// or the one its first block shows. Reading and decoding stay on this
-    /// task while a blocking thread parses and counts blocks of whole
-    /// lines, so the two overlap; a few blocks in flight bound the memory.
-    async fn count_lines(
-        reader: impl AsyncBufRead + Unpin,
-        table: Arc<GeoTable>,
-        options: &LineOptions,
-    ) -> std::io::Result<Self> {
-        let (blocks, mut to_count) = tokio::sync::mpsc::channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
-        let (give_back, returned) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-        let options = options.clone();
-        let counter = tokio::task::spawn_blocking(move || {
-            let mut counts = FileCounts::new(&table);
-            let mut parser: Option<LineParser> = None;
-            while let Some(mut block) = to_count.blocking_recv() {
-                let parser = match &mut parser {
-                    Some(parser) => parser,
-                    empty => {
-                        let found = LineParser::for_file(&options, &block).map_err(|e| {
-                            std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
-                        })?;
-                        counts.format = found.describe().to_owned();
-                        empty.insert(found)
-                    }
-                };
-                counts.add_block(&table, parser, &block);
-                block.clear();
-                let _ = give_back.send(block);
-            }
-            counts.flush(&table);
-            Ok::<_, std::io::Error>(counts)
-        });
-        let read = read_blocks(reader, &blocks, returned).await;
-        drop(blocks);
-        let mut counts = counter.await.map_err(std::io::Error::other)??;
-        let overlong = read?;
-        counts.lines += overlong;
-        counts.unparsed += overlong;
-        Ok(counts)
-    }
-
-    /// The increments for one dimension, per day: member → visits.
-    fn by(&self, table: &GeoTable, dimension: Dimension) -> Vec<(&[u8], HashMap<String, u64>)> {
-        self.days
-            .iter()
-            .map(|(day, visits)| {
-                let mut members: HashMap<String, u64> = HashMap::new();
-                for (slot, &count) in visits.iter().enumerate().filter(|(_, c)| **c > 0) {
-                    let member = if slot == self.places {
-                        UNKNOWN.to_owned()
-                    } else {
-                        member(table, slot as u32, dimension)
-                    };
-                    *members.entry(member).or_default() += count;
-                }
-                (day.as_slice(), members)
-            })
-            .collect()
-    }
-
-    /// Adds this file's counts into Redis, once per `token` whatever
-    /// happens: a repeated call adds nothing to a set it already reached.
-    pub async fn apply(
-        &self,
-        redis: &Redis,
-        table: &GeoTable,
-        options: &AggregateOptions,
-        token: &str,
-    ) -> Result<()> {
-        for &dimension in &options.dimensions {
-            for (day, members) in self.by(table, dimension) {
-                let day = String::from_utf8_lossy(day);
-                let key = dimension.day_key(&options.namespace, &day);
-                let marker = format!("{{{key}}}:applied");
-                redis
-                    .retry("adding counts", |mut con| {
-                        let mut invocation = APPLY.prepare_invoke();
-                        invocation.key(&key).key(&marker).arg(token);
-                        for (member, count) in &members {
-                            invocation.arg(member).arg(*count);
-                        }
-                        async move { invocation.invoke_async::<i64>(&mut con).await }
-                    })
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Decoded bytes of a file travel to the counter in blocks of about this
-/// many bytes, cut after a newline.
-const LINE_BLOCK_BYTES: usize = 256 << 10;
-/// Blocks read ahead of the counter.
-const BLOCKS_IN_FLIGHT: usize = 4;
-
-/// Sends what `reader` gives to `blocks` as blocks of whole lines,
-/// reusing the buffers that come back on `returned`. Lines longer than
-/// [`MAX_LINE`] are skipped as they stream by rather than gathered; returns
-/// how many there were.
-async fn read_blocks(
-    mut reader: impl AsyncBufRead + Unpin,
-    blocks: &tokio::sync::mpsc::Sender<Vec<u8>>,
-    mut returned: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-) -> std::io::Result<u64> {
-    let mut fresh = || {
-        returned
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(LINE_BLOCK_BYTES + LINE_BLOCK_BYTES / 4))
-    };
-    let mut block = fresh();
-    let mut overlong = 0;
-    let mut skipping = false;
-    loop {
-        let buffer = reader.fill_buf().await?;
-        let length = buffer.len();
-        if length == 0 {
-            break;
-        }
-        let mut data = buffer;
-        if skipping {
-            match memchr::memchr(b'\n', data) {
-                Some(newline) => {
-                    skipping = false;
-                    data = &data[newline + 1..];
-                }
-                None => data = &[],
-            }
-        }
-        block.extend_from_slice(data);
-        std::pin::Pin::new(&mut reader).consume(length);
-        if block.len() >= LINE_BLOCK_BYTES {
-            let cut = memchr::memrchr(b'\n', &block).map_or(0, |newline| newline + 1);
-            let mut next = fresh();
-            if block.len() - cut > MAX_LINE {
-                overlong += 1;
-                skipping = true;
-            } else {
-                next.extend_from_slice(&block[cut..]);
-            }
-            block.truncate(cut);
-            let full = std::mem::replace(&mut block, next);
-            if !full.is_empty() && blocks.send(full).await.is_err() {
-                break; // the counter is gone; its error says why
-            }
-        }
-    }
-    if !block.is_empty() {
-        let _ = blocks.send(block).await;
-    }
-    Ok(overlong)
-}
-
-/// The sorted-set member a place counts under: `CC`, `CC/region` or
-/// `CC/region/city`, with `unknown` standing in for what the table lacks.
-fn member(table: &GeoTable, id: u32, dimension: Dimension) -> String {
-    let place = table.place(id);
-    let or_unknown = |s: &str| {
-        if s.is_empty() {
-            UNKNOWN.to_owned()
-        } else {
-            s.to_owned()
-        }
-    };
-    let country = or_unknown(&place.country);
-    match dimension {
-        Dimension::Country => country,
-        Dimension::Region => format!("{country}/{}", or_unknown(&place.region)),
-        Dimension::City => format!(
-            "{country}/{}/{}",
-            or_unknown(&place.region),
-            or_unknown(&place.city)
-        ),
-    }
-}
 
 /// What an aggregation run needs besides its source of files.
 #[derive(Clone, Debug)]
@@ -459,14 +45,6 @@ pub struct AggregateOptions {
     pub namespace: String,
 }
 
-/// Where the location table came from, so a newer import can be picked up
-/// between files.
-enum Source {
-    Files,
-    Redis(u64),
-    Builtin,
-}
-
 /// Counts every file `files` hands out until it ends (never, for a
 /// following receiver), adding each file's visits to Redis exactly once
 /// before acknowledging it. A file that cannot be read to its verified end
@@ -482,18 +60,14 @@ pub async fn run<S: FileSource>(
     files: &mut S,
     options: &AggregateOptions,
 ) -> Result<u64> {
-    let prefix = &options.prefix;
-    let (mut table, mut source) = load_table(redis, prefix, &options.table_files).await?;
+    let mut job = Job {
+        redis,
+        options,
+        table: Table::load(redis, options).await?,
+    };
     let mut counted_files = 0;
     while let Some(mut file) = files.next_file().await? {
-        let stale = match source {
-            Source::Files => false,
-            Source::Redis(version) => geo::current_version(redis, prefix).await? != Some(version),
-            Source::Builtin => geo::current_version(redis, prefix).await?.is_some(),
-        };
-        if stale {
-            (table, source) = load_table(redis, prefix, &options.table_files).await?;
-        }
+        job.table.refresh(redis, options).await?;
         let name = file.title();
         if file.done_before() {
             // Redis came back from a snapshot older than our acknowledgement:
@@ -504,7 +78,8 @@ pub async fn run<S: FileSource>(
                  counting it again (what Redis kept of its counts is not added twice)"
             );
         }
-        let counts = match FileCounts::count_file(&mut file, table.clone(), &options.lines).await {
+        let table = job.table.geo.clone();
+        let counts = match FileCounts::count_file(&mut file, table, &options.lines).await {
             Ok(counts) => counts,
             Err(error) => {
                 // Said only once the source recorded it: a source that
@@ -516,9 +91,35 @@ pub async fn run<S: FileSource>(
             }
         };
         crate::telemetry::lines_counted(counts.lines, counts.unparsed);
-        let token = file.token().to_owned();
-        let server = redis.run_id().await?;
-        counts.apply(redis, &table, options, &token).await?;
+        job.add_then_acknowledge(files, file, &counts).await?;
+        counted_files += 1;
+        tracing::info!("counted {name}: {} lines", counts.lines);
+    }
+    Ok(counted_files)
+}
+
+/// What counting the files of one run takes.
+struct Job<'a> {
+    redis: &'a Redis,
+    options: &'a AggregateOptions,
+    table: Table,
+}
+
+impl Job<'_> {
+    /// Adds a counted file's visits to Redis, then acknowledges it. A
+    /// Redis that restarted from a snapshot between the two holds the
+    /// acknowledgement without the counts: they are added again; the
+    /// markers keep what it did keep from counting twice.
+    async fn add_then_acknowledge<S: FileSource>(
+        &self,
+        files: &mut S,
+        file: IncomingFile,
+        counts: &FileCounts,
+    ) -> Result<()> {
+        let (redis, options, table) = (self.redis, self.options, &self.table.geo);
+        let (name, token) = (file.title(), file.token().to_owned());
+        let mut server = redis.run_id().await?;
+        counts.apply(redis, table, options, &token).await?;
         if !counts.format.is_empty() {
             tracing::debug!("{name}: read as {}", counts.format);
         }
@@ -527,189 +128,72 @@ pub async fn run<S: FileSource>(
             files.record_unparsed(&file, counts.unparsed).await?;
         }
         files.ack(file).await?;
-        // A Redis that restarted from a snapshot between our counts and our
-        // acknowledgement holds the acknowledgement without the counts:
-        // add them again; its markers keep what it did keep from counting
-        // twice.
-        let mut server = server;
         loop {
             let now = redis.run_id().await?;
             if now == server {
-                break;
+                return Ok(());
             }
             tracing::info!(
                 "{name}: Redis restarted while it was being counted; adding what it lost of the counts"
             );
             server = now;
-            counts.apply(redis, &table, options, &token).await?;
-        }
-        counted_files += 1;
-        tracing::info!("counted {name}: {} lines", counts.lines);
-    }
-    Ok(counted_files)
-}
-
-async fn load_table(
-    redis: &Redis,
-    prefix: &str,
-    files: &[std::path::PathBuf],
-) -> Result<(Arc<GeoTable>, Source)> {
-    if !files.is_empty() {
-        return Ok((Arc::new(GeoTable::from_files(files)?), Source::Files));
-    }
-    match geo::load(redis, prefix).await? {
-        Some((version, table)) => {
-            tracing::info!("using location table version {version} from Redis");
-            Ok((Arc::new(table), Source::Redis(version)))
-        }
-        None => {
-            tracing::info!("no location table imported; using the built-in country table");
-            Ok((Arc::new(GeoTable::builtin()?), Source::Builtin))
+            counts.apply(redis, table, options, &token).await?;
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::logline::{FormatChoice, LogFormat};
+/// The location table, and where it came from, so a newer import can be
+/// picked up between files.
+struct Table {
+    geo: Arc<GeoTable>,
+    source: Source,
+}
 
-    async fn count(text: &str, format: FormatChoice) -> std::io::Result<FileCounts> {
-        let table = Arc::new(GeoTable::builtin().unwrap());
-        let options = LineOptions {
-            format,
-            ..LineOptions::default()
-        };
-        FileCounts::count_lines(text.as_bytes(), table, &options).await
-    }
+/// Where a location table came from.
+enum Source {
+    Files,
+    Redis(u64),
+    Builtin,
+}
 
-    #[tokio::test]
-    async fn a_few_unparsed_lines_are_summed_up_with_their_share_and_one_of_them() {
-        let mut text = "1.2.3.4 2026-11-01 x\n".repeat(99);
-        text.push_str("1.2.3.4 2026-11-31 a day that is not one\n");
-        let counts = count(&text, FormatChoice::Auto).await.unwrap();
-        assert_eq!((counts.lines, counts.unparsed), (100, 1));
-        assert_eq!(
-            counts.unparsed_summary(),
-            "1 of 100 lines (1.0 %) did not parse as book, such as \"1.2.3.4 2026-11-31 a day that is not one\""
-        );
-    }
-
-    #[tokio::test]
-    async fn a_file_in_another_format_than_asked_says_which_it_looks_like() {
-        let combined =
-            "1.2.3.4 - - [01/Nov/2026:00:00:00 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"ua\"\n";
-        let counts = count(&combined.repeat(10), FormatChoice::Named(LogFormat::Book))
-            .await
-            .unwrap();
-        assert_eq!(counts.unparsed, 10);
-        let why = counts.mismatch(&LineOptions::default());
-        assert_eq!(
-            why,
-            "10 of 10 lines do not parse: they look like combined, not book; pass --log-format combined"
-        );
-        let garbage = count(
-            "\u{1}\u{2}\n".repeat(3).as_str(),
-            FormatChoice::Named(LogFormat::Book),
-        )
-        .await
-        .unwrap();
-        assert!(
-            garbage
-                .mismatch(&LineOptions::default())
-                .contains("nor as any known log format")
-        );
-        // With auto, a file no format fits is refused at its first lines.
-        let Err(refused) = count("\u{1}\u{2}\n", FormatChoice::Auto).await else {
-            panic!("a file of garbage was counted");
-        };
-        assert!(
-            refused.to_string().contains("no known log format"),
-            "{refused}"
-        );
-    }
-
-    /// A file of one huge line (no log has one) is refused with words that
-    /// name what it is, not an empty format and an empty example.
-    #[test]
-    fn a_file_of_one_overlong_line_is_refused_in_plain_words() {
-        // As reading leaves it: the line skipped unread, no format seen.
-        let mut counts = FileCounts::new(&GeoTable::builtin().unwrap());
-        counts.lines = 1;
-        counts.unparsed = 1;
-        let message = counts.mismatch(&LineOptions::default());
-        assert!(
-            message.contains("any log format") && message.contains("longer than 64 KiB"),
-            "{message}"
-        );
-        assert!(!message.contains("\"\""), "{message}");
-    }
-
-    /// Per day and country, what counting `lines` one by one must give.
-    fn expected(table: &GeoTable, lines: &[String]) -> HashMap<(String, String), u64> {
-        let book = LineOptions {
-            format: FormatChoice::Named(LogFormat::Book),
-            ..LineOptions::default()
-        };
-        let book = LineParser::for_file(&book, b"").unwrap();
-        let mut visits = HashMap::new();
-        for line in lines.iter().filter(|line| line.len() <= MAX_LINE) {
-            let Some(visit) = book.parse(line.as_bytes()) else {
-                continue;
-            };
-            let Address::V4(ip) = visit.address else {
-                panic!("the test writes IPv4 addresses only");
-            };
-            let member = table.lookup_v4(ip).map_or(UNKNOWN.to_owned(), |id| {
-                member(table, id, Dimension::Country)
+impl Table {
+    /// The table `options` names, else the one imported into Redis, else
+    /// the built-in country table.
+    async fn load(redis: &Redis, options: &AggregateOptions) -> Result<Self> {
+        let (files, prefix) = (&options.table_files, &options.prefix);
+        if !files.is_empty() {
+            return Ok(Table {
+                geo: Arc::new(GeoTable::from_files(files)?),
+                source: Source::Files,
             });
-            let day = String::from_utf8_lossy(&visit.day).into_owned();
-            *visits.entry((day, member)).or_default() += 1;
         }
-        visits
+        let (geo, source) = match geo::load(redis, prefix).await? {
+            Some((version, table)) => {
+                tracing::info!("using location table version {version} from Redis");
+                (table, Source::Redis(version))
+            }
+            None => {
+                tracing::info!("no location table imported; using the built-in country table");
+                (GeoTable::builtin()?, Source::Builtin)
+            }
+        };
+        Ok(Table {
+            geo: Arc::new(geo),
+            source,
+        })
     }
 
-    #[tokio::test]
-    async fn lines_stay_whole_whatever_the_reads_and_overlong_ones_count_as_unparsed() {
-        let table = Arc::new(GeoTable::builtin().unwrap());
-        let mut rng = fastrand::Rng::with_seed(5);
-        let mut lines: Vec<String> = (0..30_000)
-            .map(|i| {
-                let ip = std::net::Ipv4Addr::from(rng.u32(..));
-                format!("{ip} 2026-11-0{} GET /{i} 200", 1 + i % 3)
-            })
-            .collect();
-        // Longer than a line may be, one of them longer than a block.
-        lines.insert(100, "x".repeat(MAX_LINE + 1));
-        lines.insert(
-            20_000,
-            format!("1.2.3.4 2026-11-01 {}", "y".repeat(LINE_BLOCK_BYTES * 2)),
-        );
-        lines.insert(25_000, "not a log line".into());
-        // The last line has no newline.
-        let text = lines.join("\n").into_bytes();
-        let want = expected(&table, &lines);
-        for capacity in [7, 4096, 1 << 20] {
-            let reader = tokio::io::BufReader::with_capacity(capacity, &text[..]);
-            let counts = FileCounts::count_lines(reader, table.clone(), &LineOptions::default())
-                .await
-                .unwrap();
-            assert_eq!(counts.format, "book");
-            assert_eq!(counts.lines, lines.len() as u64, "reads of {capacity}");
-            assert_eq!(counts.unparsed, 3, "reads of {capacity}");
-            let mut got = HashMap::new();
-            for (day, members) in counts.by(&table, Dimension::Country) {
-                for (member, visits) in members {
-                    let day = String::from_utf8_lossy(day).into_owned();
-                    got.insert((day, member), visits);
-                }
-            }
-            let wrong: Vec<_> = want
-                .iter()
-                .filter(|(k, v)| got.get(*k) != Some(v))
-                .collect();
-            assert!(wrong.is_empty(), "reads of {capacity}: {wrong:?} differ");
-            assert_eq!(got.len(), want.len(), "reads of {capacity}");
+    /// Loads the table again when a newer one was imported into Redis.
+    async fn refresh(&mut self, redis: &Redis, options: &AggregateOptions) -> Result<()> {
+        let prefix = &options.prefix;
+        let stale = match self.source {
+            Source::Files => false,
+            Source::Redis(version) => geo::current_version(redis, prefix).await? != Some(version),
+            Source::Builtin => geo::current_version(redis, prefix).await?.is_some(),
+        };
+        if stale {
+            *self = Table::load(redis, options).await?;
         }
+        Ok(())
     }
 }
