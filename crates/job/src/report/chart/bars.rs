@@ -4,7 +4,9 @@
 
 use std::fmt::Write;
 
-use super::super::{DayReport, parse_day, share, thousands};
+use super::super::days::parse_day;
+use super::super::render::thousands;
+use super::super::{DayReport, share};
 use super::{CHAR_WIDTH, Chart, FONT, GAP, HEADING, INK, LABEL, MARGIN, MUTED, NOTE, SMALL_NOTE};
 use super::{SUMMARY, WIDTH, escape, label};
 
@@ -129,7 +131,7 @@ fn value_text(visits: u64, share: f64) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::parse_day;
+    use super::super::super::days::parse_day;
 
     #[test]
     fn weekdays_match_the_calendar() {

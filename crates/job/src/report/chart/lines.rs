@@ -8,7 +8,9 @@ use std::fmt::Write;
 
 use jiff::civil::Date;
 
-use super::super::{Report, parse_day, thousands};
+use super::super::Report;
+use super::super::days::parse_day;
+use super::super::render::thousands;
 use super::{CHAR_WIDTH, Chart, GAP, HEADING, INK, MARGIN, MUTED, RULE, SMALL_NOTE, SUMMARY};
 use super::{WIDTH, escape, label};
 

@@ -138,7 +138,11 @@ impl Chart<'_> {
 
     /// "1 country", "12 countries".
     fn count_of(&self, members: u64) -> String {
-        format!("{} {}", super::thousands(members), self.noun(members))
+        format!(
+            "{} {}",
+            super::render::thousands(members),
+            self.noun(members)
+        )
     }
 
     fn noun(&self, members: u64) -> &'static str {
