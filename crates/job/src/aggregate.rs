@@ -146,11 +146,11 @@ impl Job<'_> {
 /// picked up between files.
 struct Table {
     geo: Arc<GeoTable>,
-    source: Source,
+    origin: Origin,
 }
 
 /// Where a location table came from.
-enum Source {
+enum Origin {
     Files,
     Redis(u64),
     Builtin,
@@ -164,32 +164,32 @@ impl Table {
         if !files.is_empty() {
             return Ok(Table {
                 geo: Arc::new(GeoTable::from_files(files)?),
-                source: Source::Files,
+                origin: Origin::Files,
             });
         }
-        let (geo, source) = match geo::load(redis, prefix).await? {
+        let (geo, origin) = match geo::load(redis, prefix).await? {
             Some((version, table)) => {
                 tracing::info!("using location table version {version} from Redis");
-                (table, Source::Redis(version))
+                (table, Origin::Redis(version))
             }
             None => {
                 tracing::info!("no location table imported; using the built-in country table");
-                (GeoTable::builtin()?, Source::Builtin)
+                (GeoTable::builtin()?, Origin::Builtin)
             }
         };
         Ok(Table {
             geo: Arc::new(geo),
-            source,
+            origin,
         })
     }
 
     /// Loads the table again when a newer one was imported into Redis.
     async fn refresh(&mut self, redis: &Redis, options: &AggregateOptions) -> Result<()> {
         let prefix = &options.prefix;
-        let stale = match self.source {
-            Source::Files => false,
-            Source::Redis(version) => geo::current_version(redis, prefix).await? != Some(version),
-            Source::Builtin => geo::current_version(redis, prefix).await?.is_some(),
+        let stale = match self.origin {
+            Origin::Files => false,
+            Origin::Redis(version) => geo::current_version(redis, prefix).await? != Some(version),
+            Origin::Builtin => geo::current_version(redis, prefix).await?.is_some(),
         };
         if stale {
             *self = Table::load(redis, options).await?;

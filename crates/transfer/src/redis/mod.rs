@@ -8,6 +8,7 @@
 //! connection until Redis is back, so a Redis restart or a flaky network
 //! pauses a transfer instead of ending it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +54,22 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long we keep retrying while Redis is unreachable before giving up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+/// What a server's `INFO memory` says of its memory.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Memory {
+    /// `used_memory`: bytes in use.
+    pub used: u64,
+    /// `maxmemory`: the most it may use, 0 for no limit.
+    pub max: u64,
+}
+
+impl Memory {
+    /// Whether it holds more than half its limit (never without one).
+    pub(crate) fn past_half(&self) -> bool {
+        self.max > 0 && self.used > self.max / 2
+    }
+}
 
 /// A pair of connections to one Redis server (or one Redis Cluster) and
 /// the URL they came from.
@@ -367,9 +384,9 @@ impl Redis {
             .collect())
     }
 
-    /// `used_memory` and `maxmemory` of every primary, named `host:port`
-    /// (empty for a single server); none when `INFO` is not allowed.
-    pub(crate) async fn memory_by_primary(&self) -> Result<Vec<(String, u64, u64)>> {
+    /// The memory of every primary, named `host:port` (empty for a single
+    /// server); none when `INFO` is not allowed.
+    pub(crate) async fn memory_by_primary(&self) -> Result<HashMap<String, Memory>> {
         let number = |info: &str, field| {
             info_field(info, field)
                 .and_then(|v| v.parse::<u64>().ok())
@@ -381,11 +398,11 @@ impl Redis {
             .into_iter()
             .filter_map(|(node, info)| {
                 let info = info?;
-                Some((
-                    node,
-                    number(&info, "used_memory"),
-                    number(&info, "maxmemory"),
-                ))
+                let memory = Memory {
+                    used: number(&info, "used_memory"),
+                    max: number(&info, "maxmemory"),
+                };
+                Some((node, memory))
             })
             .collect())
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::redis::Redis;
+use crate::redis::{Memory, Redis};
 
 /// How old the memory figures may be before they are read again.
 const FRESH_FOR: Duration = Duration::from_millis(500);
@@ -21,10 +21,10 @@ pub struct Shards {
 
 #[derive(Default)]
 struct State {
-    /// `(first slot, last slot, master)` for every range of slots.
-    slots: Vec<(u16, u16, String)>,
-    /// `used_memory` and `maxmemory` of each master (`host:port`).
-    memory: HashMap<String, (u64, u64)>,
+    /// Every range of slots, with the master that serves it.
+    slots: Vec<SlotRange>,
+    /// The memory of each master (`host:port`).
+    memory: HashMap<String, Memory>,
     read_at: Option<Instant>,
     /// The masters we last said were full.
     said: Vec<String>,
@@ -51,13 +51,13 @@ impl Shards {
             let master = state
                 .slots
                 .iter()
-                .find(|(first, last, _)| (*first..=*last).contains(&slot))
-                .map(|(_, _, master)| master.clone());
-            let full = master.as_ref().and_then(|m| {
-                let (used, max) = state.memory.get(m).copied()?;
-                (max > 0 && used > max / 2).then_some((used, max))
-            });
-            let Some((used, max)) = full else {
+                .find(|range| (range.first..=range.last).contains(&slot))
+                .map(|range| range.master.clone());
+            let full = master
+                .as_ref()
+                .and_then(|m| state.memory.get(m).copied())
+                .filter(Memory::past_half);
+            let Some(Memory { used, max }) = full else {
                 return Ok(());
             };
             let master = master.expect("found above");
@@ -84,18 +84,11 @@ impl Shards {
             )
             .await?;
         state.slots = parse_slots(&nodes);
-        let mut memory = HashMap::new();
-        for (master, used, max) in self.redis.memory_by_primary().await? {
-            memory.insert(master, (used, max));
-        }
-        state.memory = memory;
+        state.memory = self.redis.memory_by_primary().await?;
         state.read_at = Some(Instant::now());
-        state.said.retain(|m| {
-            state
-                .memory
-                .get(m)
-                .is_some_and(|(used, max)| *max > 0 && *used > max / 2)
-        });
+        state
+            .said
+            .retain(|m| state.memory.get(m).is_some_and(Memory::past_half));
         Ok(())
     }
 }
@@ -116,10 +109,18 @@ pub(crate) fn slot_of(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(hashed) % 16384
 }
 
-/// `(first, last, master)` slot ranges of the masters in a `CLUSTER
-/// NODES` answer (slot fields from the ninth on: `a-b` or `a`; importing
-/// and migrating markers in brackets are skipped).
-fn parse_slots(nodes: &str) -> Vec<(u16, u16, String)> {
+/// Slots `first..=last`, served by `master` (`host:port`).
+#[derive(Debug, PartialEq, Eq)]
+struct SlotRange {
+    first: u16,
+    last: u16,
+    master: String,
+}
+
+/// The slot ranges of the masters in a `CLUSTER NODES` answer (slot
+/// fields from the ninth on: `a-b` or `a`; importing and migrating
+/// markers in brackets are skipped).
+fn parse_slots(nodes: &str) -> Vec<SlotRange> {
     let mut ranges = Vec::new();
     for line in nodes.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -135,7 +136,11 @@ fn parse_slots(nodes: &str) -> Vec<(u16, u16, String)> {
             }
             let (first, last) = range.split_once('-').unwrap_or((range, range));
             if let (Ok(first), Ok(last)) = (first.parse(), last.parse()) {
-                ranges.push((first, last, address.to_owned()));
+                ranges.push(SlotRange {
+                    first,
+                    last,
+                    master: address.to_owned(),
+                });
             }
         }
     }
@@ -144,7 +149,7 @@ fn parse_slots(nodes: &str) -> Vec<(u16, u16, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_slots, slot_of};
+    use super::{SlotRange, parse_slots, slot_of};
 
     #[test]
     fn slots_follow_redis_including_hash_tags() {
@@ -162,12 +167,17 @@ a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460 [5461->-b2]
 b2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922 16000
 d4 127.0.0.1:7004@17004 slave a1 0 0 1 connected
 ";
+        let range = |first, last, master: &str| SlotRange {
+            first,
+            last,
+            master: master.to_owned(),
+        };
         assert_eq!(
             parse_slots(nodes),
             vec![
-                (0, 5460, "127.0.0.1:7001".to_owned()),
-                (5461, 10922, "127.0.0.1:7002".to_owned()),
-                (16000, 16000, "127.0.0.1:7002".to_owned()),
+                range(0, 5460, "127.0.0.1:7001"),
+                range(5461, 10922, "127.0.0.1:7002"),
+                range(16000, 16000, "127.0.0.1:7002"),
             ]
         );
     }
