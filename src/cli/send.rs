@@ -26,14 +26,7 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
                 .into(),
         ));
     }
-    let mut options = SendOptions::new(&args.channel, audience(&args)?);
-    options.prefix = prefix.to_owned();
-    options.limit = args.limit;
-    options.chunk_size = args.chunk_size;
-    options.compress = args.compress;
-    options.allow_eviction = args.allow_eviction;
-    options.split = args.split;
-    let mut sender = Sender::open(url, options).await?;
+    let mut sender = Sender::open(url, send_options(prefix, &args)?).await?;
     // Pieces of a compressed input carry its decoded bytes, which no size
     // on disk tells: those runs count without a total.
     let total = match args.split {
@@ -42,7 +35,6 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
     };
     let bar = progress::bytes(total, quiet, "sending");
     sender.set_progress(progress::reporter(&bar));
-    let started = Instant::now();
     if args.follow {
         // Named files and stdin go now; directories' files once they settle.
         let (dirs, others): (Vec<PathBuf>, Vec<PathBuf>) =
@@ -53,9 +45,31 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
         bar.finish_and_clear();
         return follow(&sender, &dirs, args.settle).await;
     }
+    send_all(&sender, &inputs, &bar).await?;
+    sender.wait_until_done().await?;
+    tracing::info!("all receivers finished; the channel's data is gone from Redis");
+    check_nothing_parked(&sender, &args.channel).await
+}
+
+/// The library's options for what `args` asks.
+fn send_options(prefix: &str, args: &SendArgs) -> Result<SendOptions> {
+    let mut options = SendOptions::new(&args.channel, audience(args)?);
+    options.prefix = prefix.to_owned();
+    options.limit = args.limit;
+    options.chunk_size = args.chunk_size;
+    options.compress = args.compress;
+    options.allow_eviction = args.allow_eviction;
+    options.split = args.split;
+    Ok(options)
+}
+
+/// Sends `inputs` and marks the end of input; files an earlier run sent
+/// leave what `bar` counts on.
+async fn send_all(sender: &Sender, inputs: &[Input], bar: &indicatif::ProgressBar) -> Result<()> {
+    let started = Instant::now();
     let (mut bytes, mut count) = (0, 0);
-    for input in &inputs {
-        match send_one(&sender, input).await? {
+    for input in inputs {
+        match send_one(sender, input).await? {
             Some(sent) => (bytes, count) = (bytes + sent, count + 1),
             // Sent by an earlier run: not part of what is left to do.
             None => bar.set_length(bar.length().unwrap_or(0).saturating_sub(input.size)),
@@ -69,8 +83,12 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
         bytesize::ByteSize(bytes),
         started.elapsed().as_secs_f64()
     );
-    sender.wait_until_done().await?;
-    tracing::info!("all receivers finished; the channel's data is gone from Redis");
+    Ok(())
+}
+
+/// Fails, naming the files and who parked them, when receivers gave up on
+/// any file.
+async fn check_nothing_parked(sender: &Sender, channel: &str) -> Result<()> {
     let parked = sender.parked().await?;
     if parked.is_empty() {
         return Ok(());
@@ -80,7 +98,7 @@ pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result
         .map(|p| format!("{} (by {}: {})", p.file, p.receiver, p.reason))
         .collect();
     Err(Error::FilesParked {
-        channel: args.channel.clone(),
+        channel: channel.to_owned(),
         count: parked.len() as u64,
         detail: format!(": {}", detail.join("; ")),
     })
