@@ -31,7 +31,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use flate2::bufread::MultiGzDecoder;
@@ -40,6 +39,9 @@ use super::GeoTable;
 use super::Place;
 use super::build::TableBuilder;
 use super::mmdb;
+
+mod fields;
+use fields::{Ip, Row, add_range, address, latin1, location_id, looks_like_address, network, text};
 use redistribute_transfer::error::{Error, Result};
 
 /// One file to read, by name (for messages) and content.
@@ -287,35 +289,15 @@ impl<'a> Opened<'a> {
         builder: &mut TableBuilder,
         locations: &mut Locations,
     ) -> Result<(), String> {
-        let row = &self.row;
-        let field = |i: usize| row.get(i);
         match self.format {
-            Format::Ranges => {
-                if row.len() < 3 {
-                    let line = self.line.trim_ascii_end();
-                    return Err(format!(
-                        "expected start,end,country (or a GeoLite2 or GeoLiteCity header), got {:?}",
-                        String::from_utf8_lossy(&line[..line.len().min(80)])
-                    ));
-                }
-                let place = builder.country_id(text(field(2))?.trim());
-                add_range(builder, address(field(0))?, address(field(1))?, place)
-            }
+            Format::Ranges => self.range_row(builder),
             Format::GeoLite2Blocks {
-                network: network_column,
+                network,
                 geoname_id,
                 registered_country,
             } => {
-                let (start, end) = network(text(field(network_column))?)?;
-                let id = match (field(geoname_id), field(registered_country)) {
-                    (b"", b"") => return Ok(()),
-                    (b"", id) | (id, _) => location_id(id)?,
-                };
-                let place = locations.geonames.get(&id).ok_or_else(|| {
-                    format!("geoname_id {id} is in no *-Locations-*.csv given with this file")
-                })?;
-                let place = builder.place_id(place);
-                add_range(builder, start, end, place)
+                let columns = [network, geoname_id, registered_country];
+                self.geolite2_block_row(builder, locations, columns)
             }
             Format::GeoLite2Locations {
                 geoname_id,
@@ -325,7 +307,7 @@ impl<'a> Opened<'a> {
                 city,
             } => {
                 let optional = |column: Option<usize>| match column {
-                    Some(i) => text(field(i)),
+                    Some(i) => text(self.row.get(i)),
                     None => Ok(""),
                 };
                 let region = match optional(region_name)? {
@@ -333,177 +315,83 @@ impl<'a> Opened<'a> {
                     name => name,
                 };
                 let place = Place {
-                    country: text(field(country))?.to_owned(),
+                    country: text(self.row.get(country))?.to_owned(),
                     region: region.to_owned(),
                     city: optional(city)?.to_owned(),
                 };
-                locations
-                    .geonames
-                    .insert(location_id(field(geoname_id))?, place);
+                let id = location_id(self.row.get(geoname_id))?;
+                locations.geonames.insert(id, place);
                 Ok(())
             }
-            Format::LegacyBlocks => {
-                let start = address(field(0))?;
-                if let Ip::V6(_) = start {
-                    return Err("GeoLiteCity blocks hold IPv4 addresses only".into());
-                }
-                let id = location_id(field(2))?;
-                let place = locations.legacy.get(&id).ok_or_else(|| {
-                    format!("locId {id} is in no GeoLiteCity-Location.csv given with this file")
-                })?;
-                let place = builder.place_id(place);
-                add_range(builder, start, address(field(1))?, place)
-            }
+            Format::LegacyBlocks => self.legacy_block_row(builder, locations),
             Format::LegacyLocations => {
+                let row = &self.row;
                 if row.len() < 4 {
                     return Err("expected locId,country,region,city,...".into());
                 }
                 let place = Place {
-                    country: latin1(field(1)),
-                    region: latin1(field(2)),
-                    city: latin1(field(3)),
+                    country: latin1(row.get(1)),
+                    region: latin1(row.get(2)),
+                    city: latin1(row.get(3)),
                 };
-                locations.legacy.insert(location_id(field(0))?, place);
+                locations.legacy.insert(location_id(row.get(0))?, place);
                 Ok(())
             }
         }
     }
-}
 
-/// An address read from a file.
-#[derive(Clone, Copy)]
-enum Ip {
-    V4(u32),
-    V6(u128),
-}
-
-fn add_range(builder: &mut TableBuilder, start: Ip, end: Ip, place: u32) -> Result<(), String> {
-    match (start, end) {
-        (Ip::V4(start), Ip::V4(end)) if start <= end => builder.add_v4(start, end, place),
-        (Ip::V6(start), Ip::V6(end)) if start <= end => builder.add_v6(start, end, place),
-        (Ip::V4(_), Ip::V4(_)) | (Ip::V6(_), Ip::V6(_)) => {
-            return Err("range ends before it starts".into());
+    /// `start,end,country`: a range of the book's CSV.
+    fn range_row(&self, builder: &mut TableBuilder) -> Result<(), String> {
+        let row = &self.row;
+        if row.len() < 3 {
+            let line = self.line.trim_ascii_end();
+            return Err(format!(
+                "expected start,end,country (or a GeoLite2 or GeoLiteCity header), got {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            ));
         }
-        _ => return Err("range starts and ends in different address families".into()),
-    }
-    Ok(())
-}
-
-/// Whether the first field of a headerless file could be the start of a
-/// range. Loose on purpose: a malformed address in a range CSV is a bad row,
-/// reported with its line, not a file of unknown format.
-fn looks_like_address(field: &[u8]) -> bool {
-    let field = field.trim_ascii();
-    field
-        .iter()
-        .any(|&byte| byte.is_ascii_digit() || byte == b':')
-        && field
-            .iter()
-            .all(|&byte| byte.is_ascii_hexdigit() || byte == b'.' || byte == b':')
-}
-
-/// A dotted IPv4, IPv6, or plain integer (IPv4, as the book writes them).
-fn address(field: &[u8]) -> Result<Ip, String> {
-    let text = text(field)?.trim();
-    let parsed = if text.contains(':') {
-        text.parse::<Ipv6Addr>().ok().map(|ip| Ip::V6(ip.into()))
-    } else if text.contains('.') {
-        text.parse::<Ipv4Addr>().ok().map(|ip| Ip::V4(ip.into()))
-    } else {
-        text.parse::<u32>().ok().map(Ip::V4)
-    };
-    parsed.ok_or_else(|| format!("{text:?} is not an IP address"))
-}
-
-/// The first and last address of a CIDR network such as `1.0.0.0/24`.
-fn network(text: &str) -> Result<(Ip, Ip), String> {
-    let invalid = || format!("{text:?} is not a CIDR network");
-    let (address_text, prefix) = text.trim().split_once('/').ok_or_else(invalid)?;
-    let prefix: u32 = prefix.parse().map_err(|_| invalid())?;
-    let host_bits_set = || format!("{text:?} has bits set after its /{prefix} prefix");
-    match address(address_text.as_bytes()).map_err(|_| invalid())? {
-        Ip::V4(start) if prefix <= 32 => {
-            let host = u32::MAX.checked_shr(prefix).unwrap_or(0);
-            if start & host != 0 {
-                return Err(host_bits_set());
-            }
-            Ok((Ip::V4(start), Ip::V4(start | host)))
-        }
-        Ip::V6(start) if prefix <= 128 => {
-            let host = u128::MAX.checked_shr(prefix).unwrap_or(0);
-            if start & host != 0 {
-                return Err(host_bits_set());
-            }
-            Ok((Ip::V6(start), Ip::V6(start | host)))
-        }
-        _ => Err(invalid()),
-    }
-}
-
-fn location_id(field: &[u8]) -> Result<u32, String> {
-    let text = text(field)?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a location id"))
-}
-
-fn text(field: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(field).map_err(|_| "not UTF-8 text".to_owned())
-}
-
-/// Each byte is the code point of the same value.
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
-}
-
-/// One line of a CSV file, split into fields. Quoted fields may hold
-/// commas and doubled quotes; no format read here has fields spanning
-/// lines, so reading line by line keeps line numbers exact for messages.
-#[derive(Default)]
-struct Row {
-    /// 1-based, counting blank lines.
-    line: u64,
-    /// The fields' bytes, quotes removed, one after another.
-    data: Vec<u8>,
-    /// Where each field ends in `data`.
-    ends: Vec<usize>,
-}
-
-impl Row {
-    fn split(&mut self, line: &[u8]) {
-        self.data.clear();
-        self.ends.clear();
-        let mut quoted = false;
-        let mut bytes = line.iter().copied().peekable();
-        while let Some(byte) = bytes.next() {
-            match byte {
-                b'"' if quoted && bytes.peek() == Some(&b'"') => {
-                    self.data.push(b'"');
-                    bytes.next();
-                }
-                b'"' => quoted = !quoted,
-                b',' if !quoted => self.ends.push(self.data.len()),
-                _ => self.data.push(byte),
-            }
-        }
-        self.ends.push(self.data.len());
+        let place = builder.country_id(text(row.get(2))?.trim());
+        add_range(builder, address(row.get(0))?, address(row.get(1))?, place)
     }
 
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Field `i`, empty when the row is shorter.
-    fn get(&self, i: usize) -> &[u8] {
-        let Some(&end) = self.ends.get(i) else {
-            return b"";
+    /// A GeoLite2 block: a network and the location it is in, or else the
+    /// country it is registered to; `columns` are where the network, the
+    /// geoname id and the registered country's id are.
+    fn geolite2_block_row(
+        &self,
+        builder: &mut TableBuilder,
+        locations: &Locations,
+        [network_column, geoname_id, registered_country]: [usize; 3],
+    ) -> Result<(), String> {
+        let row = &self.row;
+        let (start, end) = network(text(row.get(network_column))?)?;
+        let id = match (row.get(geoname_id), row.get(registered_country)) {
+            (b"", b"") => return Ok(()),
+            (b"", id) | (id, _) => location_id(id)?,
         };
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.data[start..end]
+        let place = locations.geonames.get(&id).ok_or_else(|| {
+            format!("geoname_id {id} is in no *-Locations-*.csv given with this file")
+        })?;
+        let place = builder.place_id(place);
+        add_range(builder, start, end, place)
     }
 
-    /// Where a header row has the column `name`.
-    fn column(&self, name: &str) -> Option<usize> {
-        (0..self.len()).find(|&i| self.get(i) == name.as_bytes())
+    /// A GeoLiteCity block: `start,end,locId`, IPv4 only.
+    fn legacy_block_row(
+        &self,
+        builder: &mut TableBuilder,
+        locations: &Locations,
+    ) -> Result<(), String> {
+        let row = &self.row;
+        let start = address(row.get(0))?;
+        if let Ip::V6(_) = start {
+            return Err("GeoLiteCity blocks hold IPv4 addresses only".into());
+        }
+        let id = location_id(row.get(2))?;
+        let place = locations.legacy.get(&id).ok_or_else(|| {
+            format!("locId {id} is in no GeoLiteCity-Location.csv given with this file")
+        })?;
+        let place = builder.place_id(place);
+        add_range(builder, start, address(row.get(1))?, place)
     }
 }
