@@ -73,9 +73,7 @@ impl Healing {
         F: FnMut(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(50);
-        let mut warned = false;
+        let mut outage = Outage::new(what);
         loop {
             let (connection, generation) = self.get();
             // Our own bound besides the client's: the cluster client does not
@@ -84,50 +82,83 @@ impl Healing {
                 self.timeouts.response + Duration::from_secs(1),
                 step(connection),
             );
-            let outcome = attempt.await.unwrap_or_else(|_| Err(timed_out()));
-            match outcome {
+            match attempt.await.unwrap_or_else(|_| Err(timed_out())) {
                 Ok(value) => {
-                    if warned {
-                        tracing::info!("Redis is back; {what} goes on");
-                    }
+                    outage.over();
                     return Ok(value);
                 }
-                Err(source) if is_out_of_memory(&source) => {
-                    if !warned {
-                        tracing::warn!(
-                            "Redis is out of memory (maxmemory reached); waiting for room before {what}"
-                        );
-                        warned = true;
-                    }
-                }
+                Err(source) if is_out_of_memory(&source) => outage.warn_once(format_args!(
+                    "Redis is out of memory (maxmemory reached); waiting for room before {what}"
+                )),
                 Err(source) if is_transient(&source) => {
-                    if started.elapsed() > patience {
+                    if outage.lasted() > patience {
                         return Err(Error::GaveUp {
                             what,
-                            seconds: started.elapsed().as_secs(),
+                            seconds: outage.lasted().as_secs(),
                             source,
                         });
                     }
                     crate::telemetry::redis_retry();
                     // A caller that gives up within seconds hears nothing of
                     // the retries: its error, if it comes, says it all.
-                    if !warned && patience >= GIVE_UP_AFTER {
-                        tracing::warn!(
+                    if patience >= GIVE_UP_AFTER {
+                        outage.warn_once(format_args!(
                             "Redis connection problem during {what}: {source}; retrying"
-                        );
-                        warned = true;
+                        ));
                     }
                     // Renewed after the pause, so the next attempt uses a
                     // connection as young as possible.
-                    tokio::time::sleep(delay).await;
+                    outage.pause().await;
                     self.renew(generation).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
                     continue;
                 }
                 Err(source) => return Err(Error::Redis { what, source }),
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+            outage.pause().await;
+        }
+    }
+}
+
+/// A step waiting for Redis: since when, how long the next pause is
+/// (doubling up to 2 s), and whether it said so.
+struct Outage {
+    what: &'static str,
+    started: Instant,
+    delay: Duration,
+    warned: bool,
+}
+
+impl Outage {
+    fn new(what: &'static str) -> Self {
+        Outage {
+            what,
+            started: Instant::now(),
+            delay: Duration::from_millis(50),
+            warned: false,
+        }
+    }
+
+    fn lasted(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Says why the step waits, once.
+    fn warn_once(&mut self, why: std::fmt::Arguments<'_>) {
+        if !self.warned {
+            tracing::warn!("{why}");
+            self.warned = true;
+        }
+    }
+
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(2));
+    }
+
+    /// The step was answered: says so if it had said it waits.
+    fn over(&self) {
+        if self.warned {
+            tracing::info!("Redis is back; {} goes on", self.what);
         }
     }
 }
