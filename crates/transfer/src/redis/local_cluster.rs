@@ -56,17 +56,7 @@ impl LocalCluster {
             .map(|_| LocalRedis::start(node.clone()))
             .collect::<io::Result<Vec<_>>>()?;
         let cluster = LocalCluster { nodes };
-        let per_master = 16384 / options.masters;
-        for (i, master) in cluster.nodes[..options.masters].iter().enumerate() {
-            let first = i * per_master;
-            let last = if i + 1 == options.masters {
-                16383
-            } else {
-                first + per_master - 1
-            };
-            let slots: Vec<usize> = (first..=last).collect();
-            command(master, redis::cmd("CLUSTER").arg("ADDSLOTS").arg(&slots))?;
-        }
+        cluster.assign_slots(options.masters)?;
         let first = cluster.nodes[0].port();
         for other in &cluster.nodes[1..] {
             command(
@@ -78,51 +68,79 @@ impl LocalCluster {
             )?;
         }
         cluster.wait(|info, nodes| info.contains("cluster_state:ok") && nodes.len() == count)?;
-        for (i, replica) in cluster.nodes[options.masters..].iter().enumerate() {
-            let master = &cluster.nodes[i % options.masters];
+        cluster.attach_replicas(options.masters)?;
+        if options.replicas_per_master > 0 {
+            cluster.wait_for_replicas_in_sync(options.masters, options.replicas_per_master)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The slots of `masters`, the first nodes: an even share each, the
+    /// last taking what is left.
+    fn assign_slots(&self, masters: usize) -> io::Result<()> {
+        let per_master = 16384 / masters;
+        for (i, master) in self.nodes[..masters].iter().enumerate() {
+            let first = i * per_master;
+            let last = if i + 1 == masters {
+                16383
+            } else {
+                first + per_master - 1
+            };
+            let slots: Vec<usize> = (first..=last).collect();
+            command(master, redis::cmd("CLUSTER").arg("ADDSLOTS").arg(&slots))?;
+        }
+        Ok(())
+    }
+
+    /// Makes every node after the first `masters` a replica of one of
+    /// them, in turn, and waits until the cluster sees them so.
+    fn attach_replicas(&self, masters: usize) -> io::Result<()> {
+        for (i, replica) in self.nodes[masters..].iter().enumerate() {
+            let master = &self.nodes[i % masters];
             let id: String = query(master, redis::cmd("CLUSTER").arg("MYID"))?;
             command(replica, redis::cmd("CLUSTER").arg("REPLICATE").arg(id))?;
         }
-        let replicas = count - options.masters;
-        cluster.wait(|info, nodes| {
+        let (count, replicas) = (self.nodes.len(), self.nodes.len() - masters);
+        self.wait(|info, nodes| {
             info.contains("cluster_state:ok")
                 && nodes.len() == count
                 && nodes.iter().filter(|l| l.contains("slave")).count() == replicas
-        })?;
-        // Replicas in sync and streaming (after a diskless sync a master
-        // holds writes back until its replica's first acknowledgement): a
-        // failover before that would lose everything. A write to each
-        // master that `WAIT` sees replicated proves it.
-        if options.replicas_per_master > 0 {
-            for (i, master) in cluster.nodes[..options.masters].iter().enumerate() {
-                let probe = (0..)
-                    .map(|n| format!("harness-probe-{n}"))
-                    .find(|key| {
-                        let slot: usize =
-                            query(master, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
-                                .unwrap_or(usize::MAX);
-                        slot / per_master == i.min(options.masters - 1) && slot < 16384
-                    })
-                    .expect("some key hashes to every master");
-                // One connection: WAIT counts the replicas that have this
-                // connection's writes.
-                let (_, acked, _): (redis::Value, usize, redis::Value) = redis::pipe()
-                    .set(&probe, 1)
-                    .cmd("WAIT")
-                    .arg(options.replicas_per_master)
-                    .arg(30_000)
-                    .del(&probe)
-                    .query(&mut connect(master)?)
-                    .map_err(io::Error::other)?;
-                if acked < options.replicas_per_master {
-                    return Err(io::Error::other(format!(
-                        "replicas did not catch up within 30 s:\n{}",
-                        cluster.log()
-                    )));
-                }
+        })
+    }
+
+    /// Waits until the replicas are in sync and streaming (after a
+    /// diskless sync a master holds writes back until its replica's first
+    /// acknowledgement): a failover before that would lose everything. A
+    /// write to each master that `WAIT` sees replicated proves it.
+    fn wait_for_replicas_in_sync(&self, masters: usize, replicas_each: usize) -> io::Result<()> {
+        let slots_each = 16384 / masters;
+        for (i, master) in self.nodes[..masters].iter().enumerate() {
+            let probe = (0..)
+                .map(|n| format!("harness-probe-{n}"))
+                .find(|key| {
+                    let slot: usize = query(master, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+                        .unwrap_or(usize::MAX);
+                    slot / slots_each == i.min(masters - 1) && slot < 16384
+                })
+                .expect("some key hashes to every master");
+            // One connection: WAIT counts the replicas that have this
+            // connection's writes.
+            let (_, acked, _): (redis::Value, usize, redis::Value) = redis::pipe()
+                .set(&probe, 1)
+                .cmd("WAIT")
+                .arg(replicas_each)
+                .arg(30_000)
+                .del(&probe)
+                .query(&mut connect(master)?)
+                .map_err(io::Error::other)?;
+            if acked < replicas_each {
+                return Err(io::Error::other(format!(
+                    "replicas did not catch up within 30 s:\n{}",
+                    self.log()
+                )));
             }
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// The URL of the first master: any node's URL reaches the cluster.

@@ -92,6 +92,34 @@ impl LocalRedis {
     /// and with the same data directory.
     pub fn start_again(&mut self) -> io::Result<()> {
         let mut command = Command::new("redis-server");
+        self.listen_on(&mut command);
+        command
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg(if self.options.persistent { "yes" } else { "no" })
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.limit_and_guard(&mut command);
+        self.join_a_cluster(&mut command);
+        let child = command.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start redis-server ({e}); install it with `apt-get install redis-server`"),
+            )
+        })?;
+        self.child = Some(child);
+        self.wait_until_ready()
+    }
+
+    /// Where the server listens: its port on 127.0.0.1 (with TLS when
+    /// asked), and a unix socket when asked.
+    fn listen_on(&self, command: &mut Command) {
         match &self.options.tls {
             None => command.arg("--port").arg(self.port.to_string()),
             Some(tls) => command
@@ -105,20 +133,18 @@ impl LocalRedis {
                 .arg(&tls.ca)
                 .args(["--tls-auth-clients", "yes"]),
         };
-        command
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(self.log_path())
-            .arg("--save")
-            .arg("")
-            .arg("--appendonly")
-            .arg(if self.options.persistent { "yes" } else { "no" })
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        command.arg("--bind").arg("127.0.0.1");
+        if self.options.unix_socket {
+            command
+                .arg("--unixsocket")
+                .arg(self.socket_path())
+                .arg("--unixsocketperm")
+                .arg("700");
+        }
+    }
+
+    /// Its `maxmemory` and policy, and its password, when asked.
+    fn limit_and_guard(&self, command: &mut Command) {
         if let Some(bytes) = self.options.maxmemory {
             command
                 .arg("--maxmemory")
@@ -131,39 +157,29 @@ impl LocalRedis {
                         .unwrap_or("noeviction"),
                 );
         }
-        if self.options.unix_socket {
-            command
-                .arg("--unixsocket")
-                .arg(self.socket_path())
-                .arg("--unixsocketperm")
-                .arg("700");
-        }
         if let Some(password) = &self.options.password {
             command.arg("--requirepass").arg(password);
         }
-        if let Some(timeout) = self.options.cluster_node_timeout {
-            if self.options.tls.is_some() {
-                // The cluster bus, and the ports nodes announce, are TLS too.
-                command.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
-            }
-            command
-                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
-                .arg(self.dir.path().join("nodes.conf"))
-                .arg("--cluster-node-timeout")
-                .arg(timeout.as_millis().to_string())
-                // A replica takes over however long ago it last heard
-                // from its master: tests kill masters on purpose.
-                .args(["--cluster-replica-validity-factor", "0"])
-                .args(["--repl-diskless-sync-delay", "0"]);
+    }
+
+    /// Cluster mode, for a node of a [`super::LocalCluster`].
+    fn join_a_cluster(&self, command: &mut Command) {
+        let Some(timeout) = self.options.cluster_node_timeout else {
+            return;
+        };
+        if self.options.tls.is_some() {
+            // The cluster bus, and the ports nodes announce, are TLS too.
+            command.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
         }
-        let child = command.spawn().map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start redis-server ({e}); install it with `apt-get install redis-server`"),
-            )
-        })?;
-        self.child = Some(child);
-        self.wait_until_ready()
+        command
+            .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(self.dir.path().join("nodes.conf"))
+            .arg("--cluster-node-timeout")
+            .arg(timeout.as_millis().to_string())
+            // A replica takes over however long ago it last heard
+            // from its master: tests kill masters on purpose.
+            .args(["--cluster-replica-validity-factor", "0"])
+            .args(["--repl-diskless-sync-delay", "0"]);
     }
 
     /// Stops the server gracefully (SIGTERM), so a persistent one writes its
