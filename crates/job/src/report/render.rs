@@ -1,7 +1,30 @@
 //! A report as people and programs read it: an aligned table, JSON, CSV,
 //! or an SVG chart. Each is a pure function of the report.
 
-use super::{Report, chart};
+use super::{DayReport, Report, chart};
+
+/// A line of the table: day, rank, member, visits, share.
+type Line = [String; 5];
+
+/// A line of the table padded to `widths`: numbers align right so their
+/// digits line up; text aligns left.
+fn aligned(line: &Line, widths: [usize; 5]) -> String {
+    let right = [false, true, false, true, true];
+    let cells: Vec<String> = line
+        .iter()
+        .zip(widths)
+        .zip(right)
+        .map(|((cell, width), right)| {
+            let pad = " ".repeat(width - cell.chars().count());
+            if right {
+                format!("{pad}{cell}")
+            } else {
+                format!("{cell}{pad}")
+            }
+        })
+        .collect();
+    cells.join("  ").trim_end().to_owned() + "\n"
+}
 
 /// `1234567` as `1,234,567`, for people.
 pub(super) fn thousands(number: u64) -> String {
@@ -24,66 +47,50 @@ impl Report {
             return format!("no visits by {} on the selected days\n", self.by.key());
         }
         let header = ["day", "rank", self.by.key(), "visits", "share"].map(String::from);
-        let mut blocks: Vec<Vec<[String; 5]>> = Vec::new();
-        for day in &self.days {
-            let mut lines: Vec<[String; 5]> = day
-                .rows
-                .iter()
-                .map(|row| {
-                    [
-                        day.day.clone(),
-                        row.rank.to_string(),
-                        row.title(),
-                        thousands(row.visits),
-                        format!("{:.1}%", row.share),
-                    ]
-                })
-                .collect();
-            lines.push([
-                day.day.clone(),
-                String::new(),
-                format!(
-                    "all {} {}",
-                    thousands(day.members),
-                    self.by.noun(day.members)
-                ),
-                thousands(day.total),
-                if day.total > 0 { "100.0%" } else { "" }.to_owned(),
-            ]);
-            blocks.push(lines);
-        }
+        let blocks: Vec<Vec<Line>> = self.days.iter().map(|day| self.table_lines(day)).collect();
         let mut widths = header.clone().map(|cell| cell.chars().count());
         for line in blocks.iter().flatten() {
             for (width, cell) in widths.iter_mut().zip(line) {
                 *width = (*width).max(cell.chars().count());
             }
         }
-        // Numbers align right so their digits line up; text aligns left.
-        let right = [false, true, false, true, true];
-        let render = |line: &[String; 5]| {
-            let cells: Vec<String> = line
-                .iter()
-                .zip(widths)
-                .zip(right)
-                .map(|((cell, width), right)| {
-                    let pad = " ".repeat(width - cell.chars().count());
-                    if right {
-                        format!("{pad}{cell}")
-                    } else {
-                        format!("{cell}{pad}")
-                    }
-                })
-                .collect();
-            cells.join("  ").trim_end().to_owned() + "\n"
-        };
-        let mut out = render(&header);
+        let mut out = aligned(&header, widths);
         for (i, block) in blocks.iter().enumerate() {
             if i > 0 {
                 out.push('\n');
             }
-            out.extend(block.iter().map(render));
+            out.extend(block.iter().map(|line| aligned(line, widths)));
         }
         out
+    }
+
+    /// One day's lines of the table: its rows, then its total.
+    fn table_lines(&self, day: &DayReport) -> Vec<Line> {
+        let mut lines: Vec<Line> = day
+            .rows
+            .iter()
+            .map(|row| {
+                [
+                    day.day.clone(),
+                    row.rank.to_string(),
+                    row.title(),
+                    thousands(row.visits),
+                    format!("{:.1}%", row.share),
+                ]
+            })
+            .collect();
+        lines.push([
+            day.day.clone(),
+            String::new(),
+            format!(
+                "all {} {}",
+                thousands(day.members),
+                self.by.noun(day.members)
+            ),
+            thousands(day.total),
+            if day.total > 0 { "100.0%" } else { "" }.to_owned(),
+        ]);
+        lines
     }
 
     /// The days as a JSON array: `[{"day", "total", "members", "rows":

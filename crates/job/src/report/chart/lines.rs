@@ -71,14 +71,21 @@ impl Plot {
 
 /// Draws both sections from `top` down; returns where the next starts.
 pub(super) fn draw(chart: &mut Chart, top: f64) -> f64 {
-    let report = chart.report;
-    let Some(days) = days(report) else {
+    let Some(days) = days(chart.report) else {
         return top;
     };
+    let y = draw_totals(chart, &days, top) + GAP;
+    draw_followed(chart, &days, y) + GAP
+}
+
+/// The visits of all members day by day, with their trend; returns
+/// where it ends.
+fn draw_totals(chart: &mut Chart, days: &Days, top: f64) -> f64 {
+    let report = chart.report;
     let totals: Vec<u64> = report.days.iter().map(|day| day.total).collect();
     let heading = format!("Visits of all {}", report.by.plural());
     chart.text(MARGIN, top + 16.0, &HEADING, "section", &heading);
-    if let Some(trend) = trend(&days, &totals) {
+    if let Some(trend) = trend(days, &totals) {
         chart.text(
             WIDTH - MARGIN,
             top + 16.0,
@@ -91,8 +98,8 @@ pub(super) fn draw(chart: &mut Chart, top: f64) -> f64 {
             TOTALS_HEIGHT,
             *totals.iter().max().unwrap_or(&0),
         );
-        grid(chart, &days, &plot, step);
-        polyline(chart, &days, &plot, &totals, INK, "trend-total", "all");
+        grid(chart, days, &plot, step);
+        polyline(chart, days, &plot, &totals, INK, "trend-total", "all");
         let _ = writeln!(
             chart.body,
             r#"<line class="trend-fit" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{MUTED}" stroke-width="1.5" stroke-dasharray="5 4"/>"#,
@@ -101,13 +108,16 @@ pub(super) fn draw(chart: &mut Chart, top: f64) -> f64 {
             days.x(days.span),
             plot.y(trend.last),
         );
-        dots(chart, &days, &plot, &totals, INK, "all");
+        dots(chart, days, &plot, &totals, INK, "all");
     }
-    let mut y = top + 40.0 + TOTALS_HEIGHT;
-    y = x_labels(chart, &days, y) + GAP;
+    x_labels(chart, days, top + 40.0 + TOTALS_HEIGHT)
+}
 
-    let followed = report.series.len();
-    let heading = match followed {
+/// The visits of the members followed, one line each; returns where it
+/// ends.
+fn draw_followed(chart: &mut Chart, days: &Days, y: f64) -> f64 {
+    let report = chart.report;
+    let heading = match report.series.len() {
         1 => format!("The {} with the most visits", report.by.key()),
         n => format!("The {n} {} with the most visits", report.by.plural()),
     };
@@ -120,25 +130,24 @@ pub(super) fn draw(chart: &mut Chart, top: f64) -> f64 {
         .copied()
         .unwrap_or(0);
     let (plot, step) = Plot::new(y + 40.0, MEMBERS_HEIGHT, largest);
-    grid(chart, &days, &plot, step);
+    grid(chart, days, &plot, step);
     // The least visited first, so the biggest lines are drawn on top.
     for series in report.series.iter().rev() {
         let color = chart.color_of(&series.member).to_owned();
         let title = series.title();
         polyline(
             chart,
-            &days,
+            days,
             &plot,
             &series.visits,
             &color,
             "series",
             &series.member,
         );
-        dots(chart, &days, &plot, &series.visits, &color, &title);
+        dots(chart, days, &plot, &series.visits, &color, &title);
     }
-    end_labels(chart, &days, &plot);
-    y = x_labels(chart, &days, y + 40.0 + MEMBERS_HEIGHT);
-    y + GAP
+    end_labels(chart, days, &plot);
+    x_labels(chart, days, y + 40.0 + MEMBERS_HEIGHT)
 }
 
 /// The days' layout, with room on the right for the end labels; `None`
