@@ -53,21 +53,7 @@ impl FromStr for NginxLayout {
             if dollar > 0 {
                 parts.push(Part::Text(rest.as_bytes()[..dollar].to_vec()));
             }
-            let after = &rest[dollar + 1..];
-            let (name, next) = match after.strip_prefix('{') {
-                Some(braced) => {
-                    let close = braced
-                        .find('}')
-                        .ok_or_else(|| format!("${{ without }} in the layout {text:?}"))?;
-                    (&braced[..close], &braced[close + 1..])
-                }
-                None => {
-                    let end = after
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        .unwrap_or(after.len());
-                    (&after[..end], &after[end..])
-                }
-            };
+            let (name, next) = variable_name(&rest[dollar + 1..], text)?;
             if name.is_empty() {
                 return Err(format!(
                     "a $ without a variable name in the layout {text:?}"
@@ -79,14 +65,7 @@ impl FromStr for NginxLayout {
                      ends cannot be told: {text:?}"
                 ));
             }
-            parts.push(Part::Variable(match name {
-                "remote_addr" | "realip_remote_addr" => Variable::Address,
-                "time_local" | "time_iso8601" | "msec" => Variable::Time,
-                // Not `$proxy_add_x_forwarded_for`: it ends with the
-                // address that connected, which would pass as the client.
-                "http_x_forwarded_for" => Variable::Forwarded,
-                _ => Variable::Other,
-            }));
+            parts.push(Part::Variable(Variable::named(name)));
             rest = next;
         }
         let has = |wanted| parts.contains(&Part::Variable(wanted));
@@ -110,6 +89,39 @@ impl FromStr for NginxLayout {
             parts,
             last_needed,
         })
+    }
+}
+
+/// The name of the variable `after` a `$` starts with (`name` or
+/// `{name}`), and the layout after it.
+fn variable_name<'a>(after: &'a str, layout: &str) -> Result<(&'a str, &'a str), String> {
+    match after.strip_prefix('{') {
+        Some(braced) => {
+            let close = braced
+                .find('}')
+                .ok_or_else(|| format!("${{ without }} in the layout {layout:?}"))?;
+            Ok((&braced[..close], &braced[close + 1..]))
+        }
+        None => {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            Ok((&after[..end], &after[end..]))
+        }
+    }
+}
+
+impl Variable {
+    /// What the variable `name` holds, as far as counting visits cares.
+    fn named(name: &str) -> Self {
+        match name {
+            "remote_addr" | "realip_remote_addr" => Variable::Address,
+            "time_local" | "time_iso8601" | "msec" => Variable::Time,
+            // Not `$proxy_add_x_forwarded_for`: it ends with the
+            // address that connected, which would pass as the client.
+            "http_x_forwarded_for" => Variable::Forwarded,
+            _ => Variable::Other,
+        }
     }
 }
 

@@ -455,10 +455,20 @@ async fn run_command(
     }
     drop(stdin);
     let status = child.wait().await.map_err(|e| broken(&output, e))?;
+    exit_verdict(status, command, name, output)
+}
+
+/// What the command's exit says of the file: done, failed, or (for the
+/// shell's own codes for a command it could not find or run) a broken
+/// output, as every file would fail the same way.
+fn exit_verdict(
+    status: std::process::ExitStatus,
+    command: &str,
+    name: &str,
+    output: String,
+) -> Result<()> {
     match status.code() {
         Some(0) => Ok(()),
-        // The shell's own codes for a command it could not find or run:
-        // every file would fail the same way.
         Some(code @ (126 | 127)) => Err(Error::Sink {
             output,
             reason: format!(
