@@ -6,7 +6,8 @@ use std::process::Command;
 use redistribute::redis::LocalRedisOptions;
 
 use crate::common::{
-    self, Server, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait, write,
+    self, SendCommand, Server, assert_same_tree, failed_with_one_line, noise, run, spawn,
+    succeeded, wait, write,
 };
 use crate::{T, kill, wait_for_status};
 
@@ -53,17 +54,12 @@ fn a_wrong_password_and_an_unknown_receiver_are_one_line_errors() {
     write(work.path(), "f", b"x");
     let mut sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "u", "--receivers", "a,b"])
-            .arg(work.path().join("f")),
+            .send("u")
+            .receivers("a,b")
+            .path(work.path().join("f")),
     );
     wait_for_status(&server, "u", "the channel", |s| s["files_announced"] == 1);
-    let line = failed_with_one_line(&run(
-        server
-            .command()
-            .args(["receive", "--channel", "u", "--id", "zed", "--stdout"]),
-        T,
-    ));
+    let line = failed_with_one_line(&run(server.receive("u", "zed").stdout(), T));
     assert!(
         line.contains("\"zed\" is not a receiver") && line.contains("a, b"),
         "{line}"
@@ -82,22 +78,12 @@ fn a_unix_socket_url_works() {
     let url = format!("unix://{}", server.0.socket_path().display());
     let sender = spawn(
         server
-            .command()
-            .env("REDIS_URL", &url)
-            .args(["send", "--channel", "u", "--receivers", "1"])
-            .arg(work.path().join("f")),
+            .send("u")
+            .receivers(1)
+            .path(work.path().join("f"))
+            .env("REDIS_URL", &url),
     );
-    let output = run(
-        server.command().env("REDIS_URL", &url).args([
-            "receive",
-            "--channel",
-            "u",
-            "--id",
-            "0",
-            "--stdout",
-        ]),
-        T,
-    );
+    let output = run(server.receive("u", 0).stdout().env("REDIS_URL", &url), T);
     succeeded(&output);
     assert_eq!(output.stdout, b"over a socket\n");
     succeeded(&wait(sender, T));
@@ -124,20 +110,18 @@ fn tls_with_a_private_ca_and_client_certificates_works_and_its_errors_say_what_t
     };
     let mut send = server.command();
     tls(&mut send);
-    let sender = spawn(
-        send.args(["send", "--channel", "t", "--receivers", "1"])
-            .arg(&source),
-    );
+    let sender = spawn(SendCommand::new(send, "t").receivers(1).path(&source));
     // The same files through environment variables instead of options.
     let out = work.path().join("out");
-    let mut receive = server.command();
-    receive
-        .env("REDIS_TLS_CA_CERT", &ca)
-        .env("REDIS_TLS_CERT", &client_cert)
-        .env("REDIS_TLS_KEY", &client_key)
-        .args(["receive", "--channel", "t", "--id", "0", "--out"])
-        .arg(&out);
-    succeeded(&run(&mut receive, T));
+    succeeded(&run(
+        server
+            .receive("t", 0)
+            .out(&out)
+            .env("REDIS_TLS_CA_CERT", &ca)
+            .env("REDIS_TLS_CERT", &client_cert)
+            .env("REDIS_TLS_KEY", &client_key),
+        T,
+    ));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
 

@@ -138,19 +138,8 @@ fn a_channel_made_by_another_version_is_refused_in_one_line_by_every_side() {
         .arg(&["version", "4", "mode", "broadcast", "receivers", "0"])
         .query(&mut con)
         .unwrap();
-    let receive = run(
-        server
-            .command()
-            .args(["receive", "--channel", "old", "--id", "0", "--stdout"]),
-        T,
-    );
-    let send = run(
-        server
-            .command()
-            .args(["send", "--channel", "old", "--receivers", "1"])
-            .arg(&file),
-        T,
-    );
+    let receive = run(server.receive("old", 0).stdout(), T);
+    let send = run(server.send("old").receivers(1).path(&file), T);
     for output in [receive, send] {
         let line = failed_with_one_line(&output);
         assert!(
@@ -186,17 +175,10 @@ fn a_sender_facing_an_out_of_memory_redis_waits_says_why_and_finishes_once_there
     }
     let sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "oom",
-                "--receivers",
-                "1",
-                "--chunk-size",
-                "256KiB",
-            ])
-            .arg(&source),
+            .send("oom")
+            .receivers(1)
+            .chunk_size("256KiB")
+            .path(&source),
     );
     std::thread::sleep(Duration::from_millis(1500));
     for key in 0..filler {
@@ -205,13 +187,7 @@ fn a_sender_facing_an_out_of_memory_redis_waits_says_why_and_finishes_once_there
             .query(&mut con)
             .unwrap();
     }
-    succeeded(&run(
-        server
-            .command()
-            .args(["receive", "--channel", "oom", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    ));
+    succeeded(&run(server.receive("oom", 0).out(&out), T));
     let stderr = succeeded(&wait(sender, T));
     assert!(stderr.contains("Redis is out of memory"), "{stderr}");
     assert_same_tree(&source, &out);
@@ -227,26 +203,14 @@ fn a_redis_that_may_evict_our_keys_is_refused_up_front_unless_allowed() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write(&source, "a.log", &noise(100_000, 1));
-    let send = || {
-        let mut command = server.command();
-        command
-            .args(["send", "--channel", "ev", "--receivers", "1"])
-            .arg(&source);
-        command
-    };
-    let line = failed_with_one_line(&run(&mut send(), T));
+    let send = || server.send("ev").receivers(1).path(&source);
+    let line = failed_with_one_line(&run(send(), T));
     assert!(
         line.contains("maxmemory-policy allkeys-lru") && line.contains("--allow-eviction"),
         "{line}"
     );
     let out = work.path().join("out");
-    let receive = run(
-        server
-            .command()
-            .args(["receive", "--channel", "ev", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    );
+    let receive = run(server.receive("ev", 0).out(&out), T);
     let line = failed_with_one_line(&receive);
     assert!(line.contains("allkeys-lru"), "{line}");
     let written = tokio::runtime::Runtime::new()
@@ -254,21 +218,8 @@ fn a_redis_that_may_evict_our_keys_is_refused_up_front_unless_allowed() {
         .block_on(server.keys("*"));
     assert!(written.is_empty(), "refused runs wrote {written:?}");
 
-    let receiver = spawn(
-        server
-            .command()
-            .args([
-                "receive",
-                "--channel",
-                "ev",
-                "--id",
-                "0",
-                "--allow-eviction",
-                "--out",
-            ])
-            .arg(&out),
-    );
-    succeeded(&run(send().arg("--allow-eviction"), T));
+    let receiver = spawn(server.receive("ev", 0).allow_eviction().out(&out));
+    succeeded(&run(send().allow_eviction(), T));
     succeeded(&wait(receiver, T));
     assert_same_tree(&source, &out);
 }

@@ -15,20 +15,14 @@ use crate::{T, send_to_one, wait_for_status};
 fn hostile_names_are_refused_by_the_sender() {
     let server = Server::start();
     for name in ["../escape", "/etc/passwd", "a/../../b", "line\nbreak"] {
-        let mut command = server.command();
-        command
-            .args([
-                "send",
-                "--channel",
-                "h",
-                "--receivers",
-                "1",
-                "--name",
-                name,
-                "-",
-            ])
-            .stdin(Stdio::null());
-        let line = failed_with_one_line(&run(&mut command, T));
+        let line = failed_with_one_line(&run(
+            server
+                .send("h")
+                .receivers(1)
+                .stdin_as(name)
+                .stdin(Stdio::null()),
+            T,
+        ));
         assert!(line.contains("refusing file name"), "{line}");
     }
 }
@@ -40,12 +34,7 @@ fn a_hostile_name_written_into_redis_is_refused_by_the_receiver() {
     let (source, out) = (work.path().join("in"), work.path().join("deep/out"));
     write(&source, "innocent", b"payload\n");
     write(&source, "second", b"fine\n");
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "x", "--receivers", "1"])
-            .arg(&source),
-    );
+    let sender = spawn(server.send("x").receivers(1).path(&source));
     wait_for_status(&server, "x", "both announcements", |s| {
         s["files_announced"] == 2 && s["ended"] == true
     });
@@ -60,13 +49,7 @@ fn a_hostile_name_written_into_redis_is_refused_by_the_receiver() {
         .query(&mut con)
         .unwrap();
 
-    let output = run(
-        server
-            .command()
-            .args(["receive", "--channel", "x", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    );
+    let output = run(server.receive("x", 0).out(&out), T);
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("refusing file name \"../../escaped\"")
@@ -115,15 +98,7 @@ fn malformed_records_are_parked_naming_the_key_and_the_receiver_goes_on() {
         .arg("chunk")
         .query(&mut con)
         .unwrap();
-    let receive = || {
-        run(
-            server
-                .command()
-                .args(["receive", "--channel", "poison", "--id", "0", "--out"])
-                .arg(&out),
-            T,
-        )
-    };
+    let receive = || run(server.receive("poison", 0).out(&out), T);
     let first = receive();
     assert_eq!(first.status.code(), Some(3), "{first:?}");
     let stderr = String::from_utf8_lossy(&first.stderr);
@@ -173,13 +148,7 @@ fn symbolic_links_planted_in_the_output_directory_are_never_followed() {
     std::os::unix::fs::symlink(&victim, out.join(".b.log.rd-partial")).unwrap();
     std::os::unix::fs::symlink(&victim, out.join("c.log")).unwrap();
     let sender = send_to_one(&server, "links", &source);
-    let received = run(
-        server
-            .command()
-            .args(["receive", "--channel", "links", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    );
+    let received = run(server.receive("links", 0).out(&out), T);
     assert_eq!(received.status.code(), Some(3), "{received:?}");
     let stderr = String::from_utf8_lossy(&received.stderr);
     assert!(stderr.contains("refusing to write through it"), "{stderr}");
@@ -215,10 +184,11 @@ fn a_tampered_chunk_never_reaches_stdout_is_supplied_again_and_finished_before_t
     write(&source, "y", b"after the damaged file\n");
     let sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "t", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB", "--compress", "none"])
-            .arg(&source),
+            .send("t")
+            .receivers(1)
+            .chunk_size("16KiB")
+            .compress("none")
+            .path(&source),
     );
     wait_for_status(&server, "t", "both files uploaded", |s| {
         s["files_announced"] == 2 && s["ended"] == true
@@ -234,12 +204,7 @@ fn a_tampered_chunk_never_reaches_stdout_is_supplied_again_and_finished_before_t
         .arg("tampered")
         .query(&mut con)
         .unwrap();
-    let received = run(
-        server
-            .command()
-            .args(["receive", "--channel", "t", "--id", "0", "--stdout"]),
-        T,
-    );
+    let received = run(server.receive("t", 0).stdout(), T);
     let stderr = succeeded(&received);
     assert!(
         stderr.contains("chunk 2 does not match its digest")

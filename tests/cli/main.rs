@@ -68,12 +68,7 @@ fn terminate(process: &Running) {
 /// Returns once the channel exists, so a receiver started next has no
 /// wait to mention.
 fn send_to_one(server: &Server, channel: &str, source: &std::path::Path) -> Running {
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", channel, "--receivers", "1"])
-            .arg(source),
-    );
+    let sender = spawn(server.send(channel).receivers(1).path(source));
     wait_for_status(server, channel, "the first announcement", |s| {
         s["files_announced"].as_u64() >= Some(1)
     });

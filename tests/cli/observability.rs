@@ -4,11 +4,24 @@
 //! shell completions and the manual page.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Running, Server, assert_same_tree, noise, run, spawn, succeeded, wait, write};
+use crate::common::{
+    AsCommand, Running, Server, assert_same_tree, noise, run, spawn, succeeded, wait, write,
+};
 use crate::{T, kill, terminate, wait_for_text};
+
+/// Starts `command` with its stderr going to the file `path`, to be read
+/// while it runs, and its stdout thrown away.
+fn spawn_saying_to(mut command: impl AsCommand, path: &std::path::Path) -> Child {
+    command
+        .as_command()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(path).unwrap())
+        .spawn()
+        .unwrap()
+}
 
 #[test]
 fn waits_say_what_they_wait_for_and_who_is_behind() {
@@ -17,36 +30,22 @@ fn waits_say_what_they_wait_for_and_who_is_behind() {
     let data = noise(6 << 20, 9);
     let file = write(work.path(), "big.bin", &data);
     let sender_said = work.path().join("sender.err");
-    let mut sender = server
-        .command()
-        .args([
-            "send",
-            "--channel",
-            "logs",
-            "--receivers",
-            "a,b",
-            "--limit",
-            "2MiB",
-        ])
-        .args(["--compress", "none"])
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&sender_said).unwrap())
-        .spawn()
-        .unwrap();
+    let mut sender = spawn_saying_to(
+        server
+            .send("logs")
+            .receivers("a,b")
+            .limit("2MiB")
+            .compress("none")
+            .path(&file),
+        &sender_said,
+    );
     wait_for_text(
         &sender_said,
         "big.bin: the channel holds its limit (2.0 MiB); waiting for a (never connected), b (never connected)",
     );
 
     let lost_said = work.path().join("lost.err");
-    let mut lost = server
-        .command()
-        .args(["receive", "--channel", "lgos", "--id", "a", "--stdout"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&lost_said).unwrap())
-        .spawn()
-        .unwrap();
+    let mut lost = spawn_saying_to(server.receive("lgos", "a").stdout(), &lost_said);
     wait_for_text(
         &lost_said,
         "channel lgos does not exist yet; waiting for a sender (existing channels: logs)",
@@ -55,14 +54,7 @@ fn waits_say_what_they_wait_for_and_who_is_behind() {
 
     let receivers: Vec<Running> = ["a", "b"]
         .iter()
-        .map(|id| {
-            spawn(
-                server
-                    .command()
-                    .args(["receive", "--channel", "logs", "--id", id, "--out"])
-                    .arg(work.path().join(id)),
-            )
-        })
+        .map(|id| spawn(server.receive("logs", id).out(work.path().join(id))))
         .collect();
     for (receiver, id) in receivers.into_iter().zip(["a", "b"]) {
         succeeded(&wait(receiver, T));
@@ -163,26 +155,12 @@ fn metrics_are_served_in_prometheus_text_format_and_count_what_was_received() {
     };
     let receiver = spawn(
         server
-            .command()
-            .args([
-                "receive",
-                "--channel",
-                "m",
-                "--id",
-                "0",
-                "--follow",
-                "--out",
-            ])
-            .arg(work.path().join("out"))
-            .args(["--metrics", &address]),
+            .receive("m", 0)
+            .follow()
+            .out(work.path().join("out"))
+            .metrics(&address),
     );
-    succeeded(&run(
-        server
-            .command()
-            .args(["send", "--channel", "m", "--receivers", "1"])
-            .arg(&source),
-        T,
-    ));
+    succeeded(&run(server.send("m").receivers(1).path(&source), T));
     let deadline = Instant::now() + T;
     let samples = loop {
         let samples = scrape(&address);
@@ -275,26 +253,16 @@ fn on_a_terminal_log_lines_are_written_around_the_progress_bar() {
     for i in 0..4 {
         write(&source, &format!("f{i}"), &noise(3 << 20, i));
     }
-    let receiver = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "tty", "--id", "0", "--out"])
-            .arg(work.path().join("out")),
-    );
+    let receiver = spawn(server.receive("tty", 0).out(work.path().join("out")));
     let typescript = work.path().join("typescript");
-    let mut send = server.command();
-    send.args([
-        "send",
-        "--channel",
-        "tty",
-        "--receivers",
-        "1",
-        "--limit",
-        "2MiB",
-    ])
-    .args(["--compress", "none", "--chunk-size", "256KiB"])
-    .arg(&source);
-    succeeded(&run(&mut on_a_terminal(&send, &typescript), T));
+    let send = server
+        .send("tty")
+        .receivers(1)
+        .limit("2MiB")
+        .compress("none")
+        .chunk_size("256KiB")
+        .path(&source);
+    succeeded(&run(on_a_terminal(&send, &typescript), T));
     succeeded(&wait(receiver, T));
     let screen = std::fs::read_to_string(&typescript).unwrap();
     assert!(screen.contains("sending"), "no bar was drawn: {screen:?}");
@@ -322,28 +290,17 @@ fn a_receivers_progress_moves_while_a_file_streams_in() {
     let (first, rest) = (noise(300_000, 21), noise(200_000, 22));
     let mut sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "sp",
-                "--receivers",
-                "1",
-                "--name",
-                "s.log",
-                "-",
-            ])
+            .send("sp")
+            .receivers(1)
+            .stdin_as("s.log")
             .stdin(Stdio::piped()),
     );
     let mut input = sender.stdin.take().unwrap();
     std::io::Write::write_all(&mut input, &first).unwrap();
     let typescript = work.path().join("typescript");
     let out = work.path().join("out");
-    let mut receive = server.command();
-    receive
-        .args(["receive", "--channel", "sp", "--id", "0", "--out"])
-        .arg(&out);
-    let receiver = spawn(&mut on_a_terminal(&receive, &typescript));
+    let receive = server.receive("sp", 0).out(&out);
+    let receiver = spawn(on_a_terminal(&receive, &typescript));
     // The first part arrives and shows in the bar before the file ends.
     wait_for_text(&typescript, "292.97 KiB");
     std::io::Write::write_all(&mut input, &rest).unwrap();
@@ -373,23 +330,17 @@ fn a_receiver_shows_a_bar_per_file_with_its_size_when_the_sender_knew_it() {
     );
     let sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "bars", "--receivers", "1"])
-            .args(["--limit", "1MiB", "--compress", "none"])
-            .arg(&logs),
+            .send("bars")
+            .receivers(1)
+            .limit("1MiB")
+            .compress("none")
+            .path(&logs),
     );
     let typescript = work.path().join("typescript");
-    let mut receive = server.command();
-    receive.args([
-        "receive",
-        "--channel",
-        "bars",
-        "--id",
-        "0",
-        "--exec",
-        "while IFS= read -r line; do sleep 0.004; done",
-    ]);
-    let receiver = spawn(&mut on_a_terminal(&receive, &typescript));
+    let receive = server
+        .receive("bars", 0)
+        .exec("while IFS= read -r line; do sleep 0.004; done");
+    let receiver = spawn(on_a_terminal(&receive, &typescript));
     // The file's own bar, named in a shortened form, counts towards its size.
     wait_for_text(&typescript, "/4.00 MiB");
     succeeded(&wait(sender, T));

@@ -20,18 +20,8 @@ fn a_file_that_fails_three_times_is_parked_and_reported_not_retried_forever() {
         "echo \"$REDISTRIBUTE_NAME\" >> {}; if [ \"$REDISTRIBUTE_NAME\" = poison ]; then exit 3; fi; cat > /dev/null",
         tries.display()
     );
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "pz", "--workers"])
-            .arg(&source),
-    );
-    let output = run(
-        server
-            .command()
-            .args(["receive", "--channel", "pz", "--id", "w", "--exec", &exec]),
-        T,
-    );
+    let sender = spawn(server.send("pz").workers().path(&source));
+    let output = run(server.receive("pz", "w").exec(&exec), T);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -78,29 +68,21 @@ fn a_stream_whose_data_left_redis_before_a_restarted_receiver_read_it_is_parked_
     let input = write(work.path(), "input", &data);
     let sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "st", "--receivers", "2"])
-            .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
-            .args(["--name", "stream.bin", "-"])
+            .send("st")
+            .receivers(2)
+            .chunk_size("16KiB")
+            .limit("64KiB")
+            .stdin_as("stream.bin")
             .stdin(std::fs::File::open(&input).unwrap()),
     );
     let out = work.path().join("out");
-    let steady = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "st", "--id", "0", "--out"])
-            .arg(&out),
-    );
+    let steady = spawn(server.receive("st", 0).out(&out));
     // Receiver 1 reads part of the stream, then stalls until killed.
-    let mut stalled = spawn(server.command().args([
-        "receive",
-        "--channel",
-        "st",
-        "--id",
-        "1",
-        "--exec",
-        "head -c 300000 > /dev/null; sleep 60",
-    ]));
+    let mut stalled = spawn(
+        server
+            .receive("st", 1)
+            .exec("head -c 300000 > /dev/null; sleep 60"),
+    );
     let mut con = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
@@ -118,13 +100,7 @@ fn a_stream_whose_data_left_redis_before_a_restarted_receiver_read_it_is_parked_
         std::thread::sleep(Duration::from_millis(20));
     }
     kill(&mut stalled);
-    let again = run(
-        server
-            .command()
-            .args(["receive", "--channel", "st", "--id", "1", "--out"])
-            .arg(work.path().join("out1")),
-        T,
-    );
+    let again = run(server.receive("st", 1).out(work.path().join("out1")), T);
     assert_eq!(again.status.code(), Some(3), "{again:?}");
     succeeded(&wait(steady, T));
     assert_eq!(std::fs::read(out.join("stream.bin")).unwrap(), data);
@@ -146,18 +122,13 @@ fn retry_offers_parked_files_again_and_the_next_sender_uploads_them_from_their_s
     write(&source, "flaky", &noise(100_000, 5));
     write(&source, "fine", b"good\n");
     let send = || {
-        let mut command = server.command();
-        command
-            .args(["send", "--channel", "rt", "--receivers", "a,b"])
-            .args(["--chunk-size", "16KiB"])
-            .arg(&source);
-        command
+        server
+            .send("rt")
+            .receivers("a,b")
+            .chunk_size("16KiB")
+            .path(&source)
     };
-    let receive = |id: &str, exec: &str| {
-        let mut command = server.command();
-        command.args(["receive", "--channel", "rt", "--id", id, "--exec", exec]);
-        command
-    };
+    let receive = |id: &str, exec: &str| server.receive("rt", id).exec(exec);
     let (out_a, out_b) = (work.path().join("a"), work.path().join("b"));
     std::fs::create_dir_all(&out_a).unwrap();
     std::fs::create_dir_all(&out_b).unwrap();
@@ -167,9 +138,9 @@ fn retry_offers_parked_files_again_and_the_next_sender_uploads_them_from_their_s
         "if [ \"$REDISTRIBUTE_NAME\" = flaky ]; then exit 1; fi; {}",
         keep(&out_b)
     );
-    let sender = spawn(&mut send());
-    succeeded(&run(&mut receive("a", &keep(&out_a)), T));
-    assert_eq!(run(&mut receive("b", &failing), T).status.code(), Some(3));
+    let sender = spawn(send());
+    succeeded(&run(receive("a", &keep(&out_a)), T));
+    assert_eq!(run(receive("b", &failing), T).status.code(), Some(3));
     assert_eq!(wait(sender, T).status.code(), Some(3));
     assert!(!out_b.join("flaky").exists());
 
@@ -192,8 +163,8 @@ fn retry_offers_parked_files_again_and_the_next_sender_uploads_them_from_their_s
         "{retried}"
     );
     // The same send again: nothing new, but "flaky" uploaded again for b only.
-    let sender = spawn(&mut send());
-    let received = succeeded(&run(&mut receive("b", &keep(&out_b)), T));
+    let sender = spawn(send());
+    let received = succeeded(&run(receive("b", &keep(&out_b)), T));
     assert!(received.contains("received flaky"), "{received}");
     let sent = succeeded(&wait(sender, T));
     assert!(

@@ -18,37 +18,20 @@ fn a_receiver_killed_mid_file_gets_that_file_again_after_a_restart() {
     write(&source, "b-small", b"small\n");
     let sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "k",
-                "--receivers",
-                "1",
-                "--chunk-size",
-                "64KiB",
-            ])
-            .arg(&source),
+            .send("k")
+            .receivers(1)
+            .chunk_size("64KiB")
+            .path(&source),
     );
     // Reads a little of the first file, then stalls: killed mid-file.
-    let mut stalled = spawn(server.command().args([
-        "receive",
-        "--channel",
-        "k",
-        "--id",
-        "0",
-        "--exec",
-        "head -c 1000 > /dev/null; sleep 60",
-    ]));
+    let mut stalled = spawn(
+        server
+            .receive("k", 0)
+            .exec("head -c 1000 > /dev/null; sleep 60"),
+    );
     std::thread::sleep(Duration::from_millis(500));
     kill(&mut stalled);
-    succeeded(&run(
-        server
-            .command()
-            .args(["receive", "--channel", "k", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    ));
+    succeeded(&run(server.receive("k", 0).out(&out), T));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
 }
@@ -60,37 +43,22 @@ fn a_sender_killed_mid_upload_resumes_without_duplicating_or_reannouncing() {
     let (source, out) = (work.path().join("in"), work.path().join("out"));
     write(&source, "1-done-first", &noise(1000, 1));
     write(&source, "2-large", &noise(2 << 20, 2));
-    let send = |server: &Server| {
-        let mut command = server.command();
-        command
-            .args([
-                "send",
-                "--channel",
-                "s",
-                "--receivers",
-                "1",
-                "--chunk-size",
-                "64KiB",
-                "--limit",
-                "512KiB",
-            ])
-            .arg(&source);
-        command
+    let send = || {
+        server
+            .send("s")
+            .receivers(1)
+            .chunk_size("64KiB")
+            .limit("512KiB")
+            .path(&source)
     };
     // No receiver yet, so the sender fills the budget and blocks mid-file.
-    let mut first = spawn(&mut send(&server));
+    let mut first = spawn(send());
     wait_for_status(&server, "s", "a full budget", |s| {
         s["bytes_held"].as_u64() > Some(400 << 10)
     });
     kill(&mut first);
-    let second = spawn(&mut send(&server));
-    succeeded(&run(
-        server
-            .command()
-            .args(["receive", "--channel", "s", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    ));
+    let second = spawn(send());
+    succeeded(&run(server.receive("s", 0).out(&out), T));
     succeeded(&wait(second, T));
     assert_same_tree(&source, &out);
     wait_for_status(&server, "s", "the final counts", |s| {
@@ -111,19 +79,11 @@ fn a_redis_restart_mid_transfer_pauses_the_transfer_and_it_completes() {
     }
     let sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "p",
-                "--receivers",
-                "1",
-                "--chunk-size",
-                "64KiB",
-                "--limit",
-                "256KiB",
-            ])
-            .arg(&source),
+            .send("p")
+            .receivers(1)
+            .chunk_size("64KiB")
+            .limit("256KiB")
+            .path(&source),
     );
     wait_for_status(server, "p", "the upload to start", |s| {
         s["bytes_held"].as_u64() > Some(0)
@@ -131,12 +91,7 @@ fn a_redis_restart_mid_transfer_pauses_the_transfer_and_it_completes() {
     server.0.stop().unwrap();
     std::thread::sleep(Duration::from_millis(700));
     server.0.start_again().unwrap();
-    let receiver = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "p", "--id", "0", "--out"])
-            .arg(&out),
-    );
+    let receiver = spawn(server.receive("p", 0).out(&out));
     succeeded(&wait(receiver, T));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
@@ -149,23 +104,13 @@ fn a_dead_workers_file_goes_to_another_worker_after_claim_after() {
     let (source, out) = (work.path().join("in"), work.path().join("out"));
     write(&source, "held-by-the-dead", &noise(200_000, 1));
     write(&source, "other", b"other\n");
-    let sender = spawn(
+    let sender = spawn(server.send("dq").workers().path(&source));
+    let mut doomed = spawn(
         server
-            .command()
-            .args(["send", "--channel", "dq", "--workers"])
-            .arg(&source),
+            .receive("dq", "doomed")
+            .claim_after("1s")
+            .exec("sleep 60"),
     );
-    let mut doomed = spawn(server.command().args([
-        "receive",
-        "--channel",
-        "dq",
-        "--id",
-        "doomed",
-        "--claim-after",
-        "1s",
-        "--exec",
-        "sleep 60",
-    ]));
     wait_for_status(&server, "dq", "the doomed worker to register", |s| {
         s["receivers"].as_array().is_some_and(|r| !r.is_empty())
     });
@@ -173,19 +118,7 @@ fn a_dead_workers_file_goes_to_another_worker_after_claim_after() {
     kill(&mut doomed);
     let started = Instant::now();
     succeeded(&run(
-        server
-            .command()
-            .args([
-                "receive",
-                "--channel",
-                "dq",
-                "--id",
-                "heir",
-                "--claim-after",
-                "1s",
-                "--out",
-            ])
-            .arg(&out),
+        server.receive("dq", "heir").claim_after("1s").out(&out),
         T,
     ));
     succeeded(&wait(sender, T));
@@ -203,35 +136,20 @@ fn a_resumed_upload_keeps_its_chunk_size_even_when_the_option_changed() {
     let (source, out) = (work.path().join("in"), work.path().join("out"));
     write(&source, "big", &noise(1 << 20, 3));
     let send = |chunk: &str| {
-        let mut command = server.command();
-        command
-            .args([
-                "send",
-                "--channel",
-                "cs",
-                "--receivers",
-                "1",
-                "--limit",
-                "256KiB",
-                "--chunk-size",
-                chunk,
-            ])
-            .arg(&source);
-        command
+        server
+            .send("cs")
+            .receivers(1)
+            .limit("256KiB")
+            .chunk_size(chunk)
+            .path(&source)
     };
-    let mut first = spawn(&mut send("64KiB"));
+    let mut first = spawn(send("64KiB"));
     wait_for_status(&server, "cs", "a full budget", |s| {
         s["bytes_held"].as_u64() >= Some(192 << 10)
     });
     kill(&mut first);
-    let second = spawn(&mut send("100KiB"));
-    succeeded(&run(
-        server
-            .command()
-            .args(["receive", "--channel", "cs", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    ));
+    let second = spawn(send("100KiB"));
+    succeeded(&run(server.receive("cs", 0).out(&out), T));
     succeeded(&wait(second, T));
     assert_same_tree(&source, &out);
 }
@@ -245,27 +163,14 @@ fn sigterm_abandons_the_file_in_progress_cleanly_and_exits_0() {
     // A stream that pauses halfway: its first part reaches the receiver.
     let mut sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "term",
-                "--receivers",
-                "1",
-                "--name",
-                "s.log",
-                "-",
-            ])
+            .send("term")
+            .receivers(1)
+            .stdin_as("s.log")
             .stdin(Stdio::piped()),
     );
     let mut input = sender.stdin.take().unwrap();
     std::io::Write::write_all(&mut input, &first).unwrap();
-    let receiver = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "term", "--id", "0", "--out"])
-            .arg(&out),
-    );
+    let receiver = spawn(server.receive("term", 0).out(&out));
     let partial = || {
         std::fs::read_dir(&out)
             .into_iter()
@@ -286,13 +191,7 @@ fn sigterm_abandons_the_file_in_progress_cleanly_and_exits_0() {
 
     std::io::Write::write_all(&mut input, &rest).unwrap();
     drop(input);
-    succeeded(&run(
-        server
-            .command()
-            .args(["receive", "--channel", "term", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    ));
+    succeeded(&run(server.receive("term", 0).out(&out), T));
     succeeded(&wait(sender, T));
     assert_eq!(
         std::fs::read(out.join("s.log")).unwrap(),

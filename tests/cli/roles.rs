@@ -35,37 +35,26 @@ fn one_process_per_role_a_second_is_refused_naming_the_holder_and_a_dead_ones_ro
         write(&source, &format!("f{i}"), &noise(100_000, i));
     }
     let send = || {
-        let mut command = server.command();
-        command
-            .args(["send", "--channel", "role", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
-            .arg(&source);
-        command
+        server
+            .send("role")
+            .receivers(1)
+            .chunk_size("16KiB")
+            .limit("256KiB")
+            .path(&source)
     };
-    let sender = spawn(&mut send());
+    let sender = spawn(send());
     wait_for_key(&server, "rd:{role}:lease:sender");
-    let line = failed_with_one_line(&run(&mut send(), T));
+    let line = failed_with_one_line(&run(send(), T));
     assert!(
         line.contains("the sender of channel \"role\" is already taken by pid"),
         "{line}"
     );
     let out = work.path().join("out");
-    let receive = || {
-        let mut command = server.command();
-        command
-            .args(["receive", "--channel", "role", "--id", "0", "--out"])
-            .arg(&out);
-        command
-    };
+    let receive = || server.receive("role", 0).out(&out);
     // Busy on its first file until killed.
-    let mut first = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "role", "--id", "0"])
-            .args(["--exec", "sleep 30"]),
-    );
+    let mut first = spawn(server.receive("role", 0).exec("sleep 30"));
     wait_for_key(&server, "rd:{role}:lease:r:0");
-    let line = failed_with_one_line(&run(&mut receive(), T));
+    let line = failed_with_one_line(&run(receive(), T));
     assert!(
         line.contains(&format!(
             "receiver 0 of channel \"role\" is already taken by pid {}",
@@ -75,7 +64,7 @@ fn one_process_per_role_a_second_is_refused_naming_the_holder_and_a_dead_ones_ro
     );
     // Killed outright: a new process on the same host takes over at once.
     kill(&mut first);
-    succeeded(&run(&mut receive(), T));
+    succeeded(&run(receive(), T));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
 }
@@ -86,12 +75,7 @@ fn a_role_held_on_another_host_is_free_once_its_lease_lapses() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write(&source, "a", b"one file\n");
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "far", "--workers"])
-            .arg(&source),
-    );
+    let sender = spawn(server.send("far").workers().path(&source));
     wait_for_key(&server, "rd:{far}:lease:sender");
     let mut con = redis::Client::open(server.url())
         .unwrap()
@@ -105,14 +89,7 @@ fn a_role_held_on_another_host_is_free_once_its_lease_lapses() {
         .arg(1500)
         .query(&mut con)
         .unwrap();
-    let work_on = || {
-        run(
-            server
-                .command()
-                .args(["receive", "--channel", "far", "--id", "w1", "--stdout"]),
-            T,
-        )
-    };
+    let work_on = || run(server.receive("far", "w1").stdout(), T);
     let line = failed_with_one_line(&work_on());
     assert!(line.contains("pid 4242 on host elsewhere"), "{line}");
     std::thread::sleep(Duration::from_millis(1600));
@@ -129,17 +106,10 @@ fn purge_refuses_a_channel_in_use_and_deletes_every_key_once_its_processes_are_g
     write(work.path(), "f", &noise(300_000, 9));
     let mut sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "gone",
-                "--receivers",
-                "1",
-                "--chunk-size",
-                "16KiB",
-            ])
-            .arg(work.path().join("f")),
+            .send("gone")
+            .receivers(1)
+            .chunk_size("16KiB")
+            .path(work.path().join("f")),
     );
     wait_for_status(&server, "gone", "data in Redis", |s| {
         s["files_announced"] == 1
@@ -170,17 +140,10 @@ fn purging_one_channel_leaves_a_channel_with_a_longer_similar_name_alone() {
     for channel in ["a", "a:c:1"] {
         senders.push(spawn(
             server
-                .command()
-                .args([
-                    "send",
-                    "--channel",
-                    channel,
-                    "--receivers",
-                    "1",
-                    "--chunk-size",
-                    "16KiB",
-                ])
-                .arg(work.path().join("f")),
+                .send(channel)
+                .receivers(1)
+                .chunk_size("16KiB")
+                .path(work.path().join("f")),
         ));
         wait_for_status(&server, channel, "the upload", |s| {
             s["files_announced"] == 1 && s["ended"] == true
@@ -206,21 +169,8 @@ fn chunks_of_finished_files_left_in_redis_are_deleted_by_purge_stale_and_by_the_
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write(&source, "f.log", &noise(50_000, 9));
-    let receiver = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "left", "--id", "0", "--out"])
-            .arg(work.path().join("out")),
-    );
-    let send = || {
-        run(
-            server
-                .command()
-                .args(["send", "--channel", "left", "--receivers", "1"])
-                .arg(&source),
-            T,
-        )
-    };
+    let receiver = spawn(server.receive("left", 0).out(work.path().join("out")));
+    let send = || run(server.send("left").receivers(1).path(&source), T);
     succeeded(&send());
     succeeded(&wait(receiver, T));
     let keys = redistribute::transfer::protocol::Keys::new("rd", "left");

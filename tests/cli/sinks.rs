@@ -19,41 +19,31 @@ fn a_source_cut_short_while_it_is_sent_is_abandoned_not_delivered_short() {
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     let path = write(&source, "growing.log", &noise(1 << 20, 3));
+    let send = || {
+        server
+            .send("cut")
+            .receivers(1)
+            .chunk_size("16KiB")
+            .limit("64KiB")
+            .path(&source)
+    };
     // No receiver yet and a small budget: the sender stalls after a few
     // chunks, and the file is cut while it waits.
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "cut", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
-            .arg(&source),
-    );
+    let sender = spawn(send());
     // Full: no room for one more chunk (16 KiB and its key).
     wait_for_status(&server, "cut", "the sender to fill the budget", |s| {
         s["bytes_held"].as_u64().unwrap() + 16_384 + KEY_COST > 64 << 10
     });
     std::fs::write(&path, noise(100_000, 4)).unwrap();
     let out = work.path().join("out");
-    let receiver = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "cut", "--id", "0", "--out"])
-            .arg(&out),
-    );
+    let receiver = spawn(server.receive("cut", 0).out(&out));
     let line = failed_with_one_line(&wait(sender, T));
     assert!(
         line.contains("growing.log") && line.contains("size changed"),
         "{line}"
     );
     // Sent again once stable: the receiver gets the file as it is now.
-    succeeded(&run(
-        server
-            .command()
-            .args(["send", "--channel", "cut", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
-            .arg(&source),
-        T,
-    ));
+    succeeded(&run(send(), T));
     let stderr = succeeded(&wait(receiver, T));
     assert!(stderr.contains("abandoned"), "{stderr}");
     assert_eq!(
@@ -72,19 +62,15 @@ fn a_file_abandoned_after_part_of_it_went_to_stdout_ends_the_receiver_and_nothin
     let send = || {
         spawn(
             server
-                .command()
-                .args(["send", "--channel", "cutout", "--receivers", "1"])
-                .args(["--chunk-size", "16KiB", "--limit", "64KiB"])
-                .arg(&source),
+                .send("cutout")
+                .receivers(1)
+                .chunk_size("16KiB")
+                .limit("64KiB")
+                .path(&source),
         )
     };
     let sender = send();
-    let mut receiver =
-        spawn(
-            server
-                .command()
-                .args(["receive", "--channel", "cutout", "--id", "0", "--stdout"]),
-        );
+    let mut receiver = spawn(server.receive("cutout", 0).stdout());
     // Read slowly, so the sender waits for room while the file is cut.
     let mut stdout = receiver.stdout.take().unwrap();
     let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -135,13 +121,7 @@ fn nothing_lost_after_a_broken_sink(
     sender: Running,
 ) {
     let out = tempfile::tempdir().unwrap();
-    succeeded(&run(
-        server
-            .command()
-            .args(["receive", "--channel", channel, "--id", "0", "--out"])
-            .arg(out.path()),
-        T,
-    ));
+    succeeded(&run(server.receive(channel, 0).out(out.path()), T));
     succeeded(&wait(sender, T));
     assert_same_tree(source, out.path());
 }
@@ -156,12 +136,7 @@ fn a_closed_stdout_stops_the_receiver_and_loses_nothing() {
     }
     let sender = send_to_one(&server, "pipe", &source);
     // `receive --stdout | head -c 1000`: the reader goes away early.
-    let mut receiver =
-        spawn(
-            server
-                .command()
-                .args(["receive", "--channel", "pipe", "--id", "0", "--stdout"]),
-        );
+    let mut receiver = spawn(server.receive("pipe", 0).stdout());
     let mut head = [0u8; 1000];
     std::io::Read::read_exact(receiver.stdout.as_mut().unwrap(), &mut head).unwrap();
     drop(receiver.stdout.take());
@@ -182,18 +157,7 @@ fn a_command_that_does_not_exist_stops_the_receiver_and_loses_nothing() {
         write(&source, &format!("f{i}"), &noise(10_000, i));
     }
     let sender = send_to_one(&server, "cmd", &source);
-    let output = run(
-        server.command().args([
-            "receive",
-            "--channel",
-            "cmd",
-            "--id",
-            "0",
-            "--exec",
-            "no-such-command-here",
-        ]),
-        T,
-    );
+    let output = run(server.receive("cmd", 0).exec("no-such-command-here"), T);
     // The shell says so too, on the stderr the command shares with us.
     let line = last_line_of_failure(&output);
     assert!(
@@ -213,13 +177,7 @@ fn an_output_directory_that_cannot_be_written_stops_the_receiver_and_loses_nothi
     // A regular file where the output directory should be.
     let out = write(work.path(), "not-a-dir", b"x");
     let sender = send_to_one(&server, "dir", &source);
-    let output = run(
-        server
-            .command()
-            .args(["receive", "--channel", "dir", "--id", "0", "--out"])
-            .arg(&out),
-        T,
-    );
+    let output = run(server.receive("dir", 0).out(&out), T);
     let line = failed_with_one_line(&output);
     assert!(line.contains("not-a-dir"), "{line}");
     nothing_lost_after_a_broken_sink(&server, "dir", &source, sender);

@@ -11,42 +11,20 @@ fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_cha
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let small = write(work.path(), "small/a.log", b"done soon");
-    let old = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "old", "--receivers", "1"])
-            .arg(&small),
-    );
-    succeeded(&run(
-        server
-            .command()
-            .args(["receive", "--channel", "old", "--id", "0", "--stdout"]),
-        T,
-    ));
+    let old = spawn(server.send("old").receivers(1).path(&small));
+    succeeded(&run(server.receive("old", 0).stdout(), T));
     succeeded(&wait(old, T));
 
     let big = write(work.path(), "big.bin", &noise(4 << 20, 3));
     let mut sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "busy",
-                "--receivers",
-                "a,b",
-                "--limit",
-                "1MiB",
-            ])
-            .args(["--compress", "none"])
-            .arg(&big),
+            .send("busy")
+            .receivers("a,b")
+            .limit("1MiB")
+            .compress("none")
+            .path(&big),
     );
-    let mut a =
-        spawn(
-            server
-                .command()
-                .args(["receive", "--channel", "busy", "--id", "a", "--stdout"]),
-        );
+    let mut a = spawn(server.receive("busy", "a").stdout());
     wait_for_status(&server, "busy", "receiver a reading", |s| {
         let a = &s["receivers"][0];
         a["process"].is_string()
@@ -133,20 +111,17 @@ fn status_shows_the_channels_rates_in_and_out_and_how_long_is_left() {
     let logs = write(work.path(), "slow.log", &line.repeat(2048));
     let mut sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "slow", "--receivers", "a"])
-            .args(["--limit", "1MiB", "--compress", "none"])
-            .arg(&logs),
+            .send("slow")
+            .receivers("a")
+            .limit("1MiB")
+            .compress("none")
+            .path(&logs),
     );
-    let mut receiver = spawn(server.command().args([
-        "receive",
-        "--channel",
-        "slow",
-        "--id",
-        "a",
-        "--exec",
-        "while IFS= read -r line; do sleep 0.004; done",
-    ]));
+    let mut receiver = spawn(
+        server
+            .receive("slow", "a")
+            .exec("while IFS= read -r line; do sleep 0.004; done"),
+    );
     wait_for_status(&server, "slow", "rates in and out and a time left", |s| {
         s["rate_in"].as_u64() > Some(0)
             && s["rate_out"].as_u64() > Some(0)

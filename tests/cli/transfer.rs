@@ -22,29 +22,20 @@ fn receivers_started_first_wait_and_each_of_three_gets_every_file() {
     }
     let receivers: Vec<Running> = (0..3)
         .map(|i| {
-            let out = work.path().join(format!("out{i}"));
             spawn(
                 server
-                    .command()
-                    .args(["receive", "--channel", "b", "--id", &i.to_string(), "--out"])
-                    .arg(out),
+                    .receive("b", i)
+                    .out(work.path().join(format!("out{i}"))),
             )
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     succeeded(&run(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "b",
-                "--receivers",
-                "3",
-                "--chunk-size",
-                "16KiB",
-            ])
-            .arg(&source),
+            .send("b")
+            .receivers(3)
+            .chunk_size("16KiB")
+            .path(&source),
         T,
     ));
     for receiver in receivers {
@@ -72,21 +63,10 @@ fn a_work_queue_gives_each_file_to_exactly_one_of_three_workers() {
         "cat > /dev/null; echo \"$REDISTRIBUTE_NAME\" >> {}",
         journal.display()
     );
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "q", "--workers"])
-            .arg(&source),
-    );
+    let sender = spawn(server.send("q").workers().path(&source));
     let workers: Vec<Running> = ["w1", "w2", "w3"]
         .iter()
-        .map(|id| {
-            spawn(
-                server
-                    .command()
-                    .args(["receive", "--channel", "q", "--id", id, "--exec", &exec]),
-            )
-        })
+        .map(|id| spawn(server.receive("q", id).exec(&exec)))
         .collect();
     for worker in workers {
         succeeded(&wait(worker, T));
@@ -111,33 +91,13 @@ fn with_follow_the_sender_picks_up_files_that_appear_later() {
     write(&source, "early.log", b"early\n");
     let mut sender = spawn(
         server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "fw",
-                "--receivers",
-                "1",
-                "--follow",
-                "--settle",
-                "200ms",
-            ])
-            .arg(&source),
+            .send("fw")
+            .receivers(1)
+            .follow()
+            .settle("200ms")
+            .path(&source),
     );
-    let mut receiver = spawn(
-        server
-            .command()
-            .args([
-                "receive",
-                "--channel",
-                "fw",
-                "--id",
-                "0",
-                "--follow",
-                "--out",
-            ])
-            .arg(&out),
-    );
+    let mut receiver = spawn(server.receive("fw", 0).follow().out(&out));
     write(&source, "rotated/late.log", b"late\n");
     let deadline = Instant::now() + T;
     while !out.join("rotated/late.log").exists() {
@@ -155,30 +115,18 @@ fn stdin_sent_twice_under_one_name_is_delivered_twice() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let journal = work.path().join("journal");
-    let mut receiver = spawn(server.command().args([
-        "receive",
-        "--channel",
-        "in",
-        "--id",
-        "0",
-        "--follow",
-        "--exec",
-        &format!("cat >> {}", journal.display()),
-    ]));
+    let mut receiver = spawn(
+        server
+            .receive("in", 0)
+            .follow()
+            .exec(&format!("cat >> {}", journal.display())),
+    );
     for text in ["first\n", "second\n"] {
         let mut sender = spawn(
             server
-                .command()
-                .args([
-                    "send",
-                    "--channel",
-                    "in",
-                    "--receivers",
-                    "1",
-                    "--name",
-                    "piped.log",
-                    "-",
-                ])
+                .send("in")
+                .receivers(1)
+                .stdin_as("piped.log")
                 .stdin(Stdio::piped()),
         );
         sender
