@@ -90,6 +90,12 @@ impl Server {
     pub fn receive(&self, channel: &str, id: impl Display) -> ReceiveCommand {
         ReceiveCommand::new(self.command(), channel, id)
     }
+
+    /// `aggregate --channel CHANNEL --id ID` on this server, for the test
+    /// to go on.
+    pub fn aggregate(&self, channel: &str, id: impl Display) -> AggregateCommand {
+        AggregateCommand::new(self.command(), channel, id)
+    }
 }
 
 /// A Redis Cluster for one test; the logs of its nodes are printed if the
@@ -129,6 +135,12 @@ impl Cluster {
     /// to go on.
     pub fn receive(&self, channel: &str, id: impl Display) -> ReceiveCommand {
         ReceiveCommand::new(self.command(), channel, id)
+    }
+
+    /// `aggregate --channel CHANNEL --id ID` on this cluster, for the
+    /// test to go on.
+    pub fn aggregate(&self, channel: &str, id: impl Display) -> AggregateCommand {
+        AggregateCommand::new(self.command(), channel, id)
     }
 
     /// Every key matching `pattern` on every master, with the port of the
@@ -390,6 +402,45 @@ impl ReceiveCommand {
     /// `--exec COMMAND`: each file piped into `sh -c COMMAND`.
     pub fn exec(self, command: &str) -> Self {
         self.args(["--exec", command])
+    }
+
+    /// `--claim-after DURATION`: a silent worker's file goes to another
+    /// after this long.
+    pub fn claim_after(self, duration: &str) -> Self {
+        self.args(["--claim-after", duration])
+    }
+}
+
+/// `aggregate --channel CHANNEL --id ID`, then one method per option in
+/// the order they are called, so the binary gets them in that order.
+pub struct AggregateCommand(Command);
+
+command_builder!(AggregateCommand);
+
+impl AggregateCommand {
+    /// `command` (the binary pointed at some Redis, with any options that
+    /// come before the subcommand) told to count the logs of `channel` as
+    /// worker `id`.
+    pub fn new(mut command: Command, channel: &str, id: impl Display) -> Self {
+        command
+            .args(["aggregate", "--channel", channel, "--id"])
+            .arg(id.to_string());
+        AggregateCommand(command)
+    }
+
+    /// `--table FILE`: the location table, read from a file.
+    pub fn table(self, file: impl AsRef<OsStr>) -> Self {
+        self.arg("--table").arg(file)
+    }
+
+    /// `--log-format FORMAT`.
+    pub fn log_format(self, format: &str) -> Self {
+        self.args(["--log-format", format])
+    }
+
+    /// `--by DIMENSIONS`: what to count (`country,region,city`).
+    pub fn by(self, dimensions: &str) -> Self {
+        self.args(["--by", dimensions])
     }
 
     /// `--claim-after DURATION`: a silent worker's file goes to another
