@@ -139,12 +139,11 @@ impl Sender {
                 crate::native::purge::remove_leftovers(&self.channel).await?;
                 self.lease.release().await
             }
-            None => Err(Error::Protocol {
-                key: self.channel.keys.meta(),
-                reason: "the channel vanished while receivers were working (purged, or Redis \
-                         restarted without persistence); send again"
+            None => Err(self.channel.protocol_error(
+                "the channel vanished while receivers were working (purged, or Redis \
+                 restarted without persistence); send again"
                     .into(),
-            }),
+            )),
         }
     }
 }

@@ -301,22 +301,16 @@ impl Sender {
         index: u64,
         packed: Packed,
     ) -> impl Future<Output = Result<Written>> + Send + use<> {
-        let redis = self.channel.redis.clone();
-        let key = self.channel.keys.chunk(fid, index);
-        let shards = self.shards.clone();
+        let store = self
+            .channel
+            .store_chunk(fid, index, packed.data.clone(), self.shards.clone());
         async move {
             let data = packed.data;
             let hashing = tokio::task::spawn_blocking({
                 let data = data.clone();
                 move || blake3::hash(&data)
             });
-            if let Some(shards) = shards {
-                shards.wait_for_room(&key).await?;
-            }
-            // The data's one copy: into the command, which every attempt sends.
-            let mut command = redis::cmd("SET");
-            command.arg(key).arg(data.as_ref());
-            redis.query::<()>("writing a chunk", &command).await?;
+            store.await?;
             let digest = hashing
                 .await
                 .map_err(|e| Error::io("hashing a chunk", std::io::Error::other(e)))?;

@@ -379,7 +379,7 @@ impl Channel {
     }
 
     /// A protocol error about this channel's `meta`.
-    fn odd(&self, reason: String) -> Error {
+    pub(crate) fn protocol_error(&self, reason: String) -> Error {
         Error::Protocol {
             key: self.keys.meta(),
             reason,

@@ -1,14 +1,17 @@
 //! The steps of one file's upload: announcing it, reserving room,
 //! publishing chunks, and finishing or abandoning it.
 
-use std::sync::LazyLock;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
 
+use bytes::Bytes;
 use redis::Script;
 
 use super::Wanted;
 use crate::error::Result;
 use crate::native::channel::Channel;
 use crate::native::protocol::script;
+use crate::redis::shards::Shards;
 
 /// Abandons an upload whose source changed while it was read: receivers
 /// reading it stop with the reason, and its chunks are reclaimed.
@@ -226,11 +229,11 @@ impl Channel {
             "sent" => AnnounceState::AlreadySent,
             "busy" => AnnounceState::Busy,
             "forgot" => AnnounceState::Forgot,
-            other => return Err(self.odd(format!("ANNOUNCE answered state {other:?}"))),
+            other => return Err(self.protocol_error(format!("ANNOUNCE answered state {other:?}"))),
         };
         let fid = fid
             .parse()
-            .map_err(|_| self.odd(format!("file id {fid:?} is not a number")))?;
+            .map_err(|_| self.protocol_error(format!("file id {fid:?} is not a number")))?;
         Ok(Announced {
             fid,
             state,
@@ -301,5 +304,30 @@ impl Channel {
         let args = [fid.to_string(), reason.to_owned()];
         let aborted: i64 = self.run("abandoning an upload", &ABORT, &args).await?;
         Ok(aborted == 1)
+    }
+
+    /// Stores chunk `index` of file `fid` under its own key: no script, as
+    /// chunk keys are no control state (a chunk is invisible until
+    /// PUBLISH), and no hash tag, so a file spreads over a cluster's
+    /// shards. With `shards`, waits first until its master has room.
+    /// Owns what it needs, so several writes can be in flight at once.
+    pub(crate) fn store_chunk(
+        &self,
+        fid: u64,
+        index: u64,
+        data: Bytes,
+        shards: Option<Arc<Shards>>,
+    ) -> impl Future<Output = Result<()>> + Send + use<> {
+        let redis = self.redis.clone();
+        let key = self.keys.chunk(fid, index);
+        async move {
+            if let Some(shards) = shards {
+                shards.wait_for_room(&key).await?;
+            }
+            // The data's one copy: into the command, which every attempt sends.
+            let mut command = redis::cmd("SET");
+            command.arg(key).arg(data.as_ref());
+            redis.query::<()>("writing a chunk", &command).await
+        }
     }
 }
