@@ -1,6 +1,6 @@
 //! The queue every upload goes through. One call of [`Sender::drive`]
 //! works through a queue that starts with one job; a step that finds Redis
-//! lost earlier work says so in its answer ([`Progress`]), and the driver
+//! lost earlier work says so in its answer ([`Stop`]), and the driver
 //! puts that work ahead of the job at hand (in the order the files first
 //! came: receivers read files in that order) and goes on.
 
@@ -39,7 +39,9 @@ pub(super) enum Purpose {
     Redo,
 }
 
-/// One file to upload.
+/// One file to upload. Steps take it as `&mut Job` even to read it: it
+/// may hold a stream, which is `Send` but not `Sync`, so a `&Job` held
+/// across an await would keep the public calls' futures from being `Send`.
 pub(super) struct Job {
     pub(super) name: String,
     pub(super) input: Input,
@@ -106,8 +108,8 @@ impl Task<'_> {
     }
 }
 
-/// How far a step took its job.
-pub(super) enum Progress<'a> {
+/// Why a step stopped working on its job.
+pub(super) enum Stop<'a> {
     /// Over: the bytes uploaded, `None` when there was nothing to upload.
     Done(Option<u64>),
     /// Nothing announced: Redis forgot earlier files of this run.
@@ -148,25 +150,28 @@ impl Sender {
                 }
             };
             let ahead = match progress {
-                Ok(Progress::Done(bytes)) => match job.purpose {
+                Ok(Stop::Done(bytes)) => match job.purpose {
                     Purpose::Redo => continue,
-                    Purpose::Given | Purpose::Again(_) => return Ok(bytes),
+                    Purpose::Given | Purpose::Again(_) => {
+                        debug_assert!(queue.is_empty(), "lost work goes ahead of a given job");
+                        return Ok(bytes);
+                    }
                 },
                 Err(error) => {
                     self.failed(&job, error)?;
                     continue;
                 }
-                Ok(Progress::Forgot) => {
+                Ok(Stop::Forgot) => {
                     self.forget_watch().await?;
                     job.check_forgotten = false;
                     let lost = self.restart_work(&queued(&queue, &job)).await?;
                     chain(lost, Task::Start(job))
                 }
-                Ok(Progress::Lost) => {
+                Ok(Stop::Lost) => {
                     let queued = queued(&queue, &job);
                     self.start_over(job, &queued).await?
                 }
-                Ok(Progress::Restarted(upload)) => {
+                Ok(Stop::Restarted(upload)) => {
                     let lost = self.restart_work(&queued(&queue, &job)).await?;
                     chain(lost, Task::Resume(job, upload))
                 }

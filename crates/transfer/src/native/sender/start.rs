@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use super::Sender;
-use super::driver::{Input, Job, Progress, Stream};
+use super::driver::{Input, Job, Stop, Stream};
 use super::upload::{Ended, Upload};
 use crate::error::{Error, Result};
 use crate::native::codec::Codec;
@@ -38,7 +38,7 @@ impl Input {
 
 impl Sender {
     /// Starts `job`: opens, announces and uploads it.
-    pub(super) async fn start(&self, job: &mut Job) -> Result<Progress<'_>> {
+    pub(super) async fn start(&self, job: &mut Job) -> Result<Stop<'_>> {
         match job.input.file() {
             Some((path, piece)) => self.start_file(job, &path, piece.as_ref()).await,
             None => self.start_stream(job).await,
@@ -50,7 +50,7 @@ impl Sender {
         &'a self,
         job: &mut Job,
         upload: Box<Upload<'a>>,
-    ) -> Result<Progress<'a>> {
+    ) -> Result<Stop<'a>> {
         match job.input.file() {
             Some((path, _)) => self.run_file(&path, upload).await,
             None => self.run_stream(upload).await,
@@ -63,7 +63,7 @@ impl Sender {
         job: &mut Job,
         path: &Path,
         piece: Option<&Piece>,
-    ) -> Result<Progress<'_>> {
+    ) -> Result<Stop<'_>> {
         // Opened before it is announced: a file that vanished must not leave
         // an announcement behind that receivers would wait on.
         let opened = open_input(path, piece, job)?;
@@ -123,11 +123,7 @@ impl Sender {
     }
 
     /// Runs a file's upload until it ends or waits for Redis' lost work.
-    async fn run_file<'a>(
-        &'a self,
-        path: &Path,
-        mut upload: Box<Upload<'a>>,
-    ) -> Result<Progress<'a>> {
+    async fn run_file<'a>(&'a self, path: &Path, mut upload: Box<Upload<'a>>) -> Result<Stop<'a>> {
         let ended = match upload.run().await {
             Ok(ended) => ended,
             Err(error) => {
@@ -149,7 +145,7 @@ impl Sender {
             }
         };
         Ok(match ended {
-            Ended::Finished(size) => Progress::Done(Some(size)),
+            Ended::Finished(size) => Stop::Done(Some(size)),
             Ended::Unread => {
                 // Those who asked for it again are served before the next
                 // file (or in the final wait), which has the room now.
@@ -159,15 +155,15 @@ impl Sender {
                     upload.name()
                 );
                 self.state().asked = true;
-                Progress::Done(None)
+                Stop::Done(None)
             }
-            Ended::Lost => Progress::Lost,
-            Ended::Restarted => Progress::Restarted(upload),
+            Ended::Lost => Stop::Lost,
+            Ended::Restarted => Stop::Restarted(upload),
         })
     }
 
     /// Sends a stream as the job's file.
-    async fn start_stream(&self, job: &mut Job) -> Result<Progress<'_>> {
+    async fn start_stream(&self, job: &mut Job) -> Result<Stop<'_>> {
         let file = self.announcement(job, "stream", false, None);
         let announced = self.announce(file).await?;
         if let Some(skipped) = skip(&job.name, announced.state) {
@@ -188,9 +184,9 @@ impl Sender {
     }
 
     /// Runs a stream's upload until it ends or waits for Redis' lost work.
-    async fn run_stream<'a>(&'a self, mut upload: Box<Upload<'a>>) -> Result<Progress<'a>> {
+    async fn run_stream<'a>(&'a self, mut upload: Box<Upload<'a>>) -> Result<Stop<'a>> {
         Ok(match upload.run().await? {
-            Ended::Finished(size) => Progress::Done(Some(size)),
+            Ended::Finished(size) => Stop::Done(Some(size)),
             Ended::Unread => {
                 return Err(Error::Processing {
                     name: upload.name().to_owned(),
@@ -199,8 +195,8 @@ impl Sender {
                         .into(),
                 });
             }
-            Ended::Lost => Progress::Lost,
-            Ended::Restarted => Progress::Restarted(upload),
+            Ended::Lost => Stop::Lost,
+            Ended::Restarted => Stop::Restarted(upload),
         })
     }
 
@@ -240,15 +236,15 @@ impl Sender {
 
 /// What becomes of a job whose announcement says there is nothing to
 /// upload now; `None` when there is.
-fn skip(name: &str, state: AnnounceState) -> Option<Progress<'static>> {
+fn skip(name: &str, state: AnnounceState) -> Option<Stop<'static>> {
     match state {
         AnnounceState::Upload => None,
-        AnnounceState::Forgot => Some(Progress::Forgot),
+        AnnounceState::Forgot => Some(Stop::Forgot),
         AnnounceState::AlreadySent => {
             tracing::info!("{name}: already sent by an earlier run; skipping");
-            Some(Progress::Done(None))
+            Some(Stop::Done(None))
         }
-        AnnounceState::Busy => Some(Progress::Done(None)),
+        AnnounceState::Busy => Some(Stop::Done(None)),
     }
 }
 
