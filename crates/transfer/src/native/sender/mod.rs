@@ -424,3 +424,6 @@ async fn create_channel(channel: &Channel, options: &SendOptions, limit: u64) ->
         existing,
     })
 }
+
+#[cfg(test)]
+mod tests;
