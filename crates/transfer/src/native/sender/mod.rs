@@ -1,7 +1,7 @@
 //! The sending side: announce files, upload them chunk by chunk within the
 //! channel's memory budget, and resume where a previous run stopped.
 //!
-//! Every input becomes a [`driver::Job`] that [`Sender::drive`] works
+//! Every input becomes a job (`driver.rs`) that the driver works
 //! through a queue: `start` opens and announces it, `upload` streams its
 //! chunks, `resupply` serves receivers' requests for files again, and
 //! `repair` finds what a Redis restart lost. A step that finds lost work
