@@ -150,7 +150,6 @@ struct Remembered {
 
 /// The server a sender last looked at: connection replacements and its
 /// run id then, to notice a Redis that restarted.
-#[derive(Default)]
 struct Watch {
     reconnections: u64,
     run_id: Option<String>,
@@ -162,7 +161,8 @@ struct Watch {
 /// a sender is shared by reference, and a library user may send files
 /// from several tasks at once. The lock is never held across an await.
 struct RunState {
-    /// Every input of this run by name.
+    /// Every input of this run by name, to upload again for receivers
+    /// that ask, or after Redis lost it.
     inputs: HashMap<String, Remembered>,
     /// How many inputs were remembered: the next one's place.
     remembered: u64,
@@ -195,6 +195,7 @@ pub struct Sender {
     /// Bytes uploaded over the last minute: the channel's rate in, which
     /// `status` shows (meta fields `rate` and `rate_at`).
     rate: RateMeter,
+    /// What this run learned so far.
     run: Mutex<RunState>,
 }
 

@@ -63,8 +63,8 @@ pub(super) struct Upload<'a> {
     in_flight: FuturesOrdered<Write>,
     /// The newest progress event RESERVE saw: a wait starts after it.
     last_event: String,
-    /// Size and digest of the input, once it ended.
-    end: Option<(u64, blake3::Hash)>,
+    /// What the input was, once it ended.
+    end: Option<InputEnd>,
     notice: WaitNotice,
     /// Whether `status` was told that we wait for room.
     said_waiting: bool,
@@ -216,7 +216,7 @@ impl<'a> Upload<'a> {
                 self.in_flight.push_back(Box::pin(write));
                 self.next += 1;
             }
-            Some(Ok(Encoded::End { size, digest })) => self.end = Some((size, digest)),
+            Some(Ok(Encoded::End { size, digest })) => self.end = Some(InputEnd { size, digest }),
             Some(Err(error)) => return Err(Error::io(&self.name, error)),
             None => {
                 let stopped = std::io::Error::other("reading stopped");
@@ -262,7 +262,7 @@ impl<'a> Upload<'a> {
 
     /// Records size and digest once every chunk is published.
     async fn finish(&mut self) -> Result<Ended> {
-        let (size, digest) = self.end.expect("finished at the end of input");
+        let InputEnd { size, digest } = self.end.expect("finished at the end of input");
         let ending = Ending {
             fid: self.fid,
             size,
@@ -321,6 +321,14 @@ impl Sender {
             })
         }
     }
+}
+
+/// The whole input, known once it ended.
+#[derive(Clone, Copy)]
+struct InputEnd {
+    size: u64,
+    /// BLAKE3 of its original bytes.
+    digest: blake3::Hash,
 }
 
 /// A chunk that is in Redis, not yet published.
