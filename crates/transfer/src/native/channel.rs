@@ -159,7 +159,7 @@ impl Channel {
     }
 
     /// Deletes the chunks named by a release plan (`fid, from, to` triples as
-    /// returned by [`protocol::ACK`] and [`protocol::RELEASE_PLAN`]) and then
+    /// returned by [`protocol::ACK`] and [`Channel::release_plan`]) and then
     /// releases them from the budget.
     pub async fn reclaim(&self, plan: &[String]) -> Result<()> {
         for triple in plan.chunks_exact(3) {
