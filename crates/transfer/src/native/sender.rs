@@ -24,6 +24,7 @@ use crate::native::encoder::{self, Encoded, Layout, Snapshot};
 use crate::native::lease::{self, Lease};
 use crate::native::notice::WaitNotice;
 use crate::native::pieces::{self, Piece};
+use crate::native::protocol::reading::ReleasePlan;
 use crate::native::protocol::{self, Audience, Keys};
 use crate::native::rate::RateMeter;
 use crate::native::status::{self, ParkedFile};
@@ -1296,8 +1297,9 @@ impl Sender {
                 &[early.to_owned()],
             )
             .await?;
+        let plan = ReleasePlan::parse(&self.channel.keys.meta(), &plan)?;
         self.channel.reclaim(&plan).await?;
-        Ok(!plan.is_empty())
+        Ok(!plan.0.is_empty())
     }
 
     /// Blocks until a receiver reports progress after `last_event`, or for

@@ -37,6 +37,8 @@ use redis::Script;
 
 use crate::redis::memory;
 
+pub(crate) mod reading;
+
 /// Version of this key schema, stored in every channel's `meta` hash.
 pub const VERSION: &str = "5";
 
@@ -300,15 +302,6 @@ pub(crate) static LEASE_DROP: LazyLock<Script> =
 pub(crate) static ANNOUNCE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("scripts/announce.lua")));
 
-/// A receiver (or worker) found chunks of a file gone from Redis before it
-/// could read them: settles the file as `moved` for it and asks the sender,
-/// through `wanted`, to upload the file again. A file read from a stream,
-/// or already supplied again `max rounds` times, is parked instead.
-/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, max rounds, reason.
-/// Returns `wanted`, `parked`, or `gone` (settled or vanished already).
-pub(crate) static REQUEST: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/request.lua")));
-
 /// The sender cannot upload a wanted file again (its source changed or
 /// is gone): parks it for every receiver that wanted it.
 /// KEYS: meta. ARGV: base, name, reason. Returns how many receivers.
@@ -352,27 +345,6 @@ pub(crate) static FINISH: LazyLock<Script> =
 pub(crate) static END_INPUT: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("scripts/end_input.lua")));
 
-/// Records how many chunks of a file a receiver has consumed, so a sender
-/// short of room may delete them before the file is finished.
-/// `restart` 1 sets the position back (a receiver starting the file over).
-/// KEYS: meta. ARGV: base, fid, receiver, chunks consumed, restart (0/1).
-pub(crate) static CONSUME: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/consume.lua")));
-
-/// Settles a file for one receiver (`done` or `parked`) and acknowledges
-/// its announcement; `skip` only acknowledges (aborted or vanished files).
-/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason, bytes.
-/// Returns the reclaim list: `{fid, freed, reserved, ...}`.
-pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/ack.lua")));
-
-/// Work queue: a worker failed a file, or it sat unacknowledged longer than
-/// `min idle` with a worker that stopped responding. Counts the failure and
-/// either queues the file again or parks it.
-/// KEYS: meta. ARGV: base, fid, worker, entry id, min idle (ms), max failures, reason.
-/// Returns `requeued`, `parked`, or `gone` (someone else already handled it).
-pub(crate) static FAILED: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/failed.lua")));
-
 /// Lists chunk ranges that may be deleted now: files everyone finished and,
 /// when `early` is 1 (the sender is out of room), the prefix every receiver
 /// has consumed of the file being uploaded, if it alone fills the budget.
@@ -383,12 +355,6 @@ pub(crate) static FAILED: LazyLock<Script> =
 /// KEYS: meta. ARGV: base, early (0/1). Returns `{fid, from, to, ...}`.
 pub(crate) static RELEASE_PLAN: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("scripts/release_plan.lua")));
-
-/// Releases chunks `freed..upto` of a file after the caller deleted them,
-/// and forgets the file once it is finished and fully deleted.
-/// KEYS: meta. ARGV: base, fid, upto.
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/release.lua")));
 
 /// Offers parked files again: each becomes a request in `wanted` for the
 /// receivers that parked it (any worker in a work queue), for the sender
@@ -480,7 +446,13 @@ mod tests {
         assert_eq!(reserve(&channel, &old, 8, 0).await, 4, "a limit of its own");
         // Its consumed prefix is released early, as if it were alone.
         let fid = old.as_str();
-        let _: i64 = run(&channel, &CONSUME, &[fid, "r", "2", "0"]).await;
+        let consumption = reading::Consumption {
+            fid: fid.parse().unwrap(),
+            receiver: "r",
+            chunks: 2,
+            restart: false,
+        };
+        channel.consume(consumption).await.unwrap();
         let _: i64 = run(
             &channel,
             &PUBLISH,
