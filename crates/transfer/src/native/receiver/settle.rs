@@ -58,8 +58,7 @@ impl Receiver {
         Delivery {
             fid,
             entry,
-            receiver: &self.options.id,
-            group: &self.group,
+            reader: self.reader(),
         }
     }
 

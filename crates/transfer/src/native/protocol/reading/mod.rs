@@ -64,9 +64,8 @@ pub(crate) struct Delivery<'a> {
     pub fid: u64,
     /// The entry of `files` that announced it.
     pub entry: &'a str,
-    pub receiver: &'a str,
-    /// The consumer group the receiver reads `files` with.
-    pub group: &'a str,
+    /// Who it was delivered to.
+    pub reader: Reader<'a>,
 }
 
 /// How far a receiver has read a file (CONSUME).
@@ -227,8 +226,8 @@ impl Channel {
         let [outcome, reason, bytes] = outcome.arguments();
         let args = [
             delivery.fid.to_string(),
-            delivery.receiver.to_owned(),
-            delivery.group.to_owned(),
+            delivery.reader.id.to_owned(),
+            delivery.reader.group.to_owned(),
             delivery.entry.to_owned(),
             outcome,
             reason,
@@ -272,8 +271,8 @@ impl Channel {
     ) -> Result<Requested> {
         let args = [
             delivery.fid.to_string(),
-            delivery.receiver.to_owned(),
-            delivery.group.to_owned(),
+            delivery.reader.id.to_owned(),
+            delivery.reader.group.to_owned(),
             delivery.entry.to_owned(),
             max_rounds.to_string(),
             reason.to_owned(),

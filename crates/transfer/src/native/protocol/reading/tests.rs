@@ -99,8 +99,10 @@ impl Fixture {
         Delivery {
             fid: 1,
             entry,
-            receiver: RECEIVER,
-            group: GROUP,
+            reader: Reader {
+                group: GROUP,
+                id: RECEIVER,
+            },
         }
     }
 
