@@ -37,6 +37,7 @@ use redis::Script;
 
 use crate::redis::memory;
 
+pub(crate) mod reading;
 pub(crate) mod sending;
 
 /// Version of this key schema, stored in every channel's `meta` hash.
@@ -265,42 +266,6 @@ pub(crate) static LEASE_RENEW: LazyLock<Script> =
 /// Gives a lease back if it is still ours. KEYS: meta. ARGV: base, role, holder.
 pub(crate) static LEASE_DROP: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("scripts/lease_drop.lua")));
-
-/// A receiver (or worker) found chunks of a file gone from Redis before it
-/// could read them: settles the file as `moved` for it and asks the sender,
-/// through `wanted`, to upload the file again. A file read from a stream,
-/// or already supplied again `max rounds` times, is parked instead.
-/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, max rounds, reason.
-/// Returns `wanted`, `parked`, or `gone` (settled or vanished already).
-pub(crate) static REQUEST: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/request.lua")));
-
-/// Records how many chunks of a file a receiver has consumed, so a sender
-/// short of room may delete them before the file is finished.
-/// `restart` 1 sets the position back (a receiver starting the file over).
-/// KEYS: meta. ARGV: base, fid, receiver, chunks consumed, restart (0/1).
-pub(crate) static CONSUME: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/consume.lua")));
-
-/// Settles a file for one receiver (`done` or `parked`) and acknowledges
-/// its announcement; `skip` only acknowledges (aborted or vanished files).
-/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason, bytes.
-/// Returns the reclaim list: `{fid, freed, reserved, ...}`.
-pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/ack.lua")));
-
-/// Work queue: a worker failed a file, or it sat unacknowledged longer than
-/// `min idle` with a worker that stopped responding. Counts the failure and
-/// either queues the file again or parks it.
-/// KEYS: meta. ARGV: base, fid, worker, entry id, min idle (ms), max failures, reason.
-/// Returns `requeued`, `parked`, or `gone` (someone else already handled it).
-pub(crate) static FAILED: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/failed.lua")));
-
-/// Releases chunks `freed..upto` of a file after the caller deleted them,
-/// and forgets the file once it is finished and fully deleted.
-/// KEYS: meta. ARGV: base, fid, upto.
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/release.lua")));
 
 /// Offers parked files again: each becomes a request in `wanted` for the
 /// receivers that parked it (any worker in a work queue), for the sender

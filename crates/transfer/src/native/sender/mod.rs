@@ -384,7 +384,7 @@ impl Sender {
     async fn release(&self, early: bool) -> Result<bool> {
         let plan = self.channel.release_plan(early).await?;
         self.channel.reclaim(&plan).await?;
-        Ok(!plan.is_empty())
+        Ok(!plan.0.is_empty())
     }
 
     /// Who the channel waits for, for a wait notice.

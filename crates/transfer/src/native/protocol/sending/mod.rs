@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 
+use super::reading::ReleasePlan;
 use super::{Audience, VERSION, script};
 use crate::error::{Error, Result};
 use crate::native::channel::Channel;
@@ -195,13 +196,15 @@ impl Channel {
         self.run("parking a file", &GIVE_UP, &args).await
     }
 
-    /// Chunk ranges to delete now (RELEASE_PLAN): `fid, from, to` triples,
-    /// as [`Channel::reclaim`] takes them. `early` also lists what every
-    /// receiver consumed of an upload that alone fills the budget.
-    pub(crate) async fn release_plan(&self, early: bool) -> Result<Vec<String>> {
+    /// Chunk ranges to delete now (RELEASE_PLAN), as [`Channel::reclaim`]
+    /// takes them. `early` also lists what every receiver consumed of an
+    /// upload that alone fills the budget.
+    pub(crate) async fn release_plan(&self, early: bool) -> Result<ReleasePlan> {
         let early = if early { "1" } else { "0" }.to_owned();
-        self.run("planning deletions", &RELEASE_PLAN, &[early])
-            .await
+        let triples: Vec<String> = self
+            .run("planning deletions", &RELEASE_PLAN, &[early])
+            .await?;
+        ReleasePlan::parse(&self.keys.meta(), &triples)
     }
 
     /// Every request for a file again, from `wanted`.

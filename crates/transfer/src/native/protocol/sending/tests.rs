@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::native::protocol::Keys;
+use crate::native::protocol::reading::ChunkRange;
 use crate::redis::memory;
 use crate::redis::{LocalRedis, LocalRedisOptions, Redis};
 
@@ -296,9 +297,16 @@ async fn the_oldest_file_gets_room_that_newer_files_hold_and_no_more() {
     set(&channel, channel.keys.file(old), "pos:r", "2").await;
     assert_eq!(publish(&channel, old, 0, 4).await, Publish::Done);
     let plan = channel.release_plan(true).await.unwrap();
-    assert_eq!(plan, [old.to_string(), "0".into(), "2".into()]);
+    assert_eq!(
+        plan.0,
+        [ChunkRange {
+            fid: old,
+            from: 0,
+            to: 2
+        }]
+    );
     assert_eq!(
         channel.release_plan(false).await.unwrap(),
-        Vec::<String>::new()
+        ReleasePlan::default()
     );
 }
