@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, Server, binary, failed_with_one_line, run, spawn, succeeded, wait, write};
+use common::{
+    AggregateCommand, Cluster, ReceiveCommand, SendCommand, Server, binary, failed_with_one_line,
+    run, spawn, succeeded, wait, write,
+};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -62,23 +65,22 @@ fn the_transfer_user_runs_everything(url: &str, work: &std::path::Path) {
         );
     }
     let sender = spawn(
-        binary(url)
-            .args(["send", "--channel", "acl", "--receivers", "1"])
-            .args(["--limit", "1MiB", "--chunk-size", "64KiB"])
-            .arg(&source),
+        SendCommand::new(binary(url), "acl")
+            .receivers(1)
+            .limit("1MiB")
+            .chunk_size("64KiB")
+            .path(&source),
     );
     succeeded(&run(
-        binary(url)
-            .args(["receive", "--channel", "acl", "--id", "0", "--out"])
-            .arg(work.join("out")),
+        ReceiveCommand::new(binary(url), "acl", 0).out(work.join("out")),
         T,
     ));
     succeeded(&wait(sender, T));
     common::assert_same_tree(&source, &work.join("out"));
     let sender = spawn(
-        binary(url)
-            .args(["send", "--channel", "jobs", "--workers"])
-            .arg(&source),
+        SendCommand::new(binary(url), "jobs")
+            .workers()
+            .path(&source),
     );
     // The first attempt at each file fails: the requeue runs too.
     let marks = work.join("marks");
@@ -88,15 +90,7 @@ fn the_transfer_user_runs_everything(url: &str, work: &std::path::Path) {
         marks.display()
     );
     succeeded(&run(
-        binary(url).args([
-            "receive",
-            "--channel",
-            "jobs",
-            "--id",
-            "w",
-            "--exec",
-            &command,
-        ]),
+        ReceiveCommand::new(binary(url), "jobs", "w").exec(&command),
         T,
     ));
     succeeded(&wait(sender, T));
@@ -124,14 +118,11 @@ fn the_job_user_runs_everything(url: &str, work: &std::path::Path) {
         b"1.0.0.7 2026-11-01 x\n2.3.4.5 2026-11-02 y\n",
     );
     let sender = spawn(
-        binary(url)
-            .args(["send", "--channel", "weblogs", "--workers"])
-            .arg(&logs),
+        SendCommand::new(binary(url), "weblogs")
+            .workers()
+            .path(&logs),
     );
-    succeeded(&run(
-        binary(url).args(["aggregate", "--channel", "weblogs", "--id", "w"]),
-        T,
-    ));
+    succeeded(&run(AggregateCommand::new(binary(url), "weblogs", "w"), T));
     succeeded(&wait(sender, T));
     for args in [
         &[

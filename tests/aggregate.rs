@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::killer::ConnectionKiller;
@@ -25,30 +24,16 @@ fn counted(server: &Server) -> BTreeMap<(String, String), f64> {
     server.daily_counts("country")
 }
 
-fn aggregate(server: &Server, table: &Path, id: &str, extra: &[&str]) -> Command {
-    let mut command = server.command();
-    command
-        .args(["aggregate", "--channel", "logs", "--id", id, "--table"])
-        .arg(table)
-        .args(extra);
-    command
-}
-
 #[test]
 fn a_work_queue_of_aggregators_counts_every_visit_once_with_unknowns_and_garbage() {
     let server = Server::start();
     let work = tempfile::tempdir().unwrap();
     let table = write(work.path(), "table.csv", TABLE.as_bytes());
     let expected = book_logs(&work.path().join("logs"), 6, 500);
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "logs", "--workers"])
-            .arg(work.path().join("logs")),
-    );
+    let sender = spawn(server.send("logs").workers().path(work.path().join("logs")));
     let workers: Vec<Running> = ["w1", "w2"]
         .iter()
-        .map(|id| spawn(&mut aggregate(&server, &table, id, &[])))
+        .map(|id| spawn(server.aggregate("logs", id).table(&table)))
         .collect();
     for worker in workers {
         succeeded(&wait(worker, T));
@@ -127,12 +112,7 @@ fn a_worker_that_dies_after_counting_but_before_acknowledging_adds_nothing_twice
     let work = tempfile::tempdir().unwrap();
     let table = write(work.path(), "table.csv", TABLE.as_bytes());
     let expected = book_logs(&work.path().join("logs"), 3, 200);
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "logs", "--workers"])
-            .arg(work.path().join("logs")),
-    );
+    let sender = spawn(server.send("logs").workers().path(work.path().join("logs")));
     match count_and_die(&server, &table) {
         Err(Error::Usage(said)) if said == DIED => {}
         other => panic!("the failure point was not reached: {other:?}"),
@@ -142,7 +122,10 @@ fn a_worker_that_dies_after_counting_but_before_acknowledging_adds_nothing_twice
         "the dying worker wrote nothing"
     );
     succeeded(&run(
-        &mut aggregate(&server, &table, "heir", &["--claim-after", "1s"]),
+        server
+            .aggregate("logs", "heir")
+            .table(&table)
+            .claim_after("1s"),
         T,
     ));
     succeeded(&wait(sender, T));
@@ -163,21 +146,17 @@ fn broadcast_aggregators_and_combined_logs_count_each_file_once() {
           2.2.2.2 - - [11/Oct/2000:00:00:01 -0700] \"GET /b HTTP/1.0\" 404 1 \"-\" \"-\"\n\
           not a log line\n",
     );
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "logs", "--receivers", "a,b"])
-            .arg(&logs),
-    );
+    let sender = spawn(server.send("logs").receivers("a,b").path(&logs));
     let receivers: Vec<Running> = ["a", "b"]
         .iter()
         .map(|id| {
-            spawn(&mut aggregate(
-                &server,
-                &table,
-                id,
-                &["--log-format", "combined", "--by", "country,region,city"],
-            ))
+            spawn(
+                server
+                    .aggregate("logs", id)
+                    .table(&table)
+                    .log_format("combined")
+                    .by("country,region,city"),
+            )
         })
         .collect();
     for receiver in receivers {
@@ -237,23 +216,17 @@ fn workers_and_the_sender_killed_at_random_while_connections_drop_still_count_ev
     let send = || {
         spawn(
             server
-                .command()
-                .args(["send", "--channel", "logs", "--workers"])
-                .args(["--chunk-size", "16KiB", "--limit", "512KiB"])
-                .arg(work.path().join("logs")),
+                .send("logs")
+                .workers()
+                .chunk_size("16KiB")
+                .limit("512KiB")
+                .path(work.path().join("logs")),
         )
     };
     let killer = ConnectionKiller::start(&server, 17);
     let mut sender = send();
     let ids = ["r1", "r2", "r3"];
-    let start = |id: &str| {
-        spawn(&mut aggregate(
-            &server,
-            &table,
-            id,
-            &["--claim-after", "1s"],
-        ))
-    };
+    let start = |id: &str| spawn(server.aggregate("logs", id).table(&table).claim_after("1s"));
     let mut workers: Vec<Running> = ids.iter().map(|id| start(id)).collect();
     let mut rng = fastrand::Rng::with_seed(7);
     let mut kills = 0;
@@ -293,13 +266,8 @@ fn a_channel_purged_and_used_again_still_counts_its_new_files() {
     for round in 0..2 {
         let logs = work.path().join(format!("round{round}"));
         write(&logs, "day.log", b"1.0.0.1 2026-11-24 GET /\n");
-        let sender = spawn(
-            server
-                .command()
-                .args(["send", "--channel", "logs", "--workers"])
-                .arg(&logs),
-        );
-        succeeded(&run(&mut aggregate(&server, &table, "w", &[]), T));
+        let sender = spawn(server.send("logs").workers().path(&logs));
+        succeeded(&run(server.aggregate("logs", "w").table(&table), T));
         succeeded(&wait(sender, T));
         succeeded(&run(
             server.command().args(["purge", "--channel", "logs"]),
@@ -354,23 +322,11 @@ fn a_geolite2_city_table_imported_into_redis_gives_regions_and_cities() {
         "a.log",
         b"1.0.0.9 2026-11-24 x\n2.1.1.1 2026-11-24 x\n1.0.0.10 2026-11-24 x\n",
     );
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "logs", "--workers"])
-            .arg(&logs),
-    );
-    let mut worker = server.command();
-    worker.args([
-        "aggregate",
-        "--channel",
-        "logs",
-        "--id",
-        "w",
-        "--by",
-        "country,region,city",
-    ]);
-    succeeded(&run(&mut worker, T));
+    let sender = spawn(server.send("logs").workers().path(&logs));
+    succeeded(&run(
+        server.aggregate("logs", "w").by("country,region,city"),
+        T,
+    ));
     succeeded(&wait(sender, T));
     let report = run(
         server
@@ -426,7 +382,12 @@ fn with_a_prefix_the_counts_go_under_it_and_report_reads_them_there() {
             .args(["--prefix", "team", "send", "--channel", "logs", "--workers"])
             .arg(work.path().join("logs")),
     );
-    let worker = spawn(&mut aggregate(&server, &table, "w1", &["--prefix", "team"]));
+    let worker = spawn(
+        server
+            .aggregate("logs", "w1")
+            .table(&table)
+            .args(["--prefix", "team"]),
+    );
     succeeded(&wait(worker, T));
     succeeded(&wait(sender, T));
     let rt = tokio::runtime::Runtime::new().unwrap();

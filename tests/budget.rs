@@ -56,10 +56,11 @@ fn a_full_channel_costs_redis_its_limit_and_holds_several_times_more_logs() {
     let before = used_memory(&mut con);
     let sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "logs", "--receivers", "1"])
-            .args(["--chunk-size", "256KiB", "--limit", "2MiB"])
-            .arg(&source),
+            .send("logs")
+            .receivers(1)
+            .chunk_size("256KiB")
+            .limit("2MiB")
+            .path(&source),
     );
     // Full: no room for one more chunk. Nobody reads, so it stays full.
     let deadline = Instant::now() + T;
@@ -128,12 +129,7 @@ fn a_full_channel_costs_redis_its_limit_and_holds_several_times_more_logs() {
     );
 
     let out = work.path().join("out");
-    let receiver = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", "logs", "--id", "0", "--out"])
-            .arg(&out),
-    );
+    let receiver = spawn(server.receive("logs", 0).out(&out));
     succeeded(&wait(receiver, T));
     succeeded(&wait(sender, T));
     assert_same_tree(&source, &out);
@@ -155,12 +151,7 @@ fn send_with(
     out: &Path,
 ) -> (serde_json::Value, String) {
     let channel = format!("{mode}-{}", out.file_name().unwrap().to_string_lossy());
-    let receiver = spawn(
-        server
-            .command()
-            .args(["receive", "--channel", &channel, "--id", "0", "--out"])
-            .arg(out),
-    );
+    let receiver = spawn(server.receive(&channel, 0).out(out));
     let said = succeeded(&run(
         server
             .command()

@@ -10,8 +10,8 @@ use std::time::Duration;
 use redistribute_transfer::native::sender::raw_chunk_capacity;
 
 use common::{
-    Cluster, Running, assert_same_tree, failed_with_one_line, noise, run, spawn, succeeded, wait,
-    write,
+    AggregateCommand, Cluster, ReceiveCommand, Running, SendCommand, assert_same_tree,
+    failed_with_one_line, noise, run, spawn, succeeded, wait, write,
 };
 
 const T: Duration = Duration::from_secs(90);
@@ -20,21 +20,7 @@ const T: Duration = Duration::from_secs(90);
 /// `dir/out1`.
 fn broadcast_receivers(cluster: &Cluster, channel: &str, dir: &std::path::Path) -> Vec<Running> {
     (0..2)
-        .map(|i| {
-            spawn(
-                cluster
-                    .command()
-                    .args([
-                        "receive",
-                        "--channel",
-                        channel,
-                        "--id",
-                        &i.to_string(),
-                        "--out",
-                    ])
-                    .arg(dir.join(format!("out{i}"))),
-            )
-        })
+        .map(|i| spawn(cluster.receive(channel, i).out(dir.join(format!("out{i}")))))
         .collect()
 }
 
@@ -56,10 +42,11 @@ fn send_broadcast(
 ) -> Running {
     spawn(
         cluster
-            .command()
-            .args(["send", "--channel", channel, "--receivers", "2"])
-            .args(["--chunk-size", "16KiB", "--limit", limit])
-            .arg(source),
+            .send(channel)
+            .receivers(2)
+            .chunk_size("16KiB")
+            .limit(limit)
+            .path(source),
     )
 }
 /// `status --json` of one channel (`null` while it does not exist).
@@ -90,10 +77,11 @@ fn a_broadcast_and_a_work_queue_on_a_cluster_deliver_every_file_with_chunks_on_e
     let receivers = broadcast_receivers(&cluster, "logs", work.path());
     let sender = spawn(
         cluster
-            .command()
-            .args(["send", "--channel", "logs", "--receivers", "2"])
-            .args(["--chunk-size", "64KiB", "--limit", "1MiB"])
-            .arg(&source),
+            .send("logs")
+            .receivers(2)
+            .chunk_size("64KiB")
+            .limit("1MiB")
+            .path(&source),
     );
     // While it runs, chunks live on every master.
     let deadline = std::time::Instant::now() + T;
@@ -124,34 +112,14 @@ fn a_broadcast_and_a_work_queue_on_a_cluster_deliver_every_file_with_chunks_on_e
     // A work queue of two workers on another channel.
     let out = work.path().join("queue");
     let workers: Vec<_> = (0..2)
-        .map(|i| {
-            spawn(
-                cluster
-                    .command()
-                    .args([
-                        "receive",
-                        "--channel",
-                        "jobs",
-                        "--id",
-                        &format!("w{i}"),
-                        "--out",
-                    ])
-                    .arg(&out),
-            )
-        })
+        .map(|i| spawn(cluster.receive("jobs", format!("w{i}")).out(&out)))
         .collect();
     succeeded(&run(
         cluster
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "jobs",
-                "--workers",
-                "--chunk-size",
-                "64KiB",
-            ])
-            .arg(&source),
+            .send("jobs")
+            .workers()
+            .chunk_size("64KiB")
+            .path(&source),
         T,
     ));
     let mut received = 0;
@@ -171,10 +139,10 @@ fn status_and_purge_cover_every_master_and_classic_is_refused_in_one_line() {
     // No receiver: the data stays, spread over the masters.
     let mut sender = spawn(
         cluster
-            .command()
-            .args(["send", "--channel", "parked", "--receivers", "1"])
-            .args(["--chunk-size", "64KiB"])
-            .arg(&source),
+            .send("parked")
+            .receivers(1)
+            .chunk_size("64KiB")
+            .path(&source),
     );
     let deadline = std::time::Instant::now() + T;
     loop {
@@ -302,12 +270,10 @@ fn the_job_on_a_cluster_counts_every_visit_once_and_reports_what_one_server_repo
         succeeded(&run(command().args(["geo", "import"]).arg(&table), T));
         let workers: Vec<_> = ["a", "b"]
             .iter()
-            .map(|id| spawn(command().args(["aggregate", "--channel", "logs", "--id", id])))
+            .map(|id| spawn(AggregateCommand::new(command(), "logs", id)))
             .collect();
         succeeded(&run(
-            command()
-                .args(["send", "--channel", "logs", "--workers"])
-                .arg(&logs),
+            SendCommand::new(command(), "logs").workers().path(&logs),
             T,
         ));
         for worker in workers {
@@ -492,10 +458,11 @@ fn a_cluster_whose_client_connections_keep_dropping_still_delivers_every_file_on
     let receivers = broadcast_receivers(&cluster, "drops", work.path());
     let sent = run(
         cluster
-            .command()
-            .args(["send", "--channel", "drops", "--receivers", "2"])
-            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
-            .arg(&source),
+            .send("drops")
+            .receivers(2)
+            .chunk_size("16KiB")
+            .limit("1MiB")
+            .path(&source),
         T,
     );
     let outcomes: Vec<_> = receivers.into_iter().map(|r| wait(r, T)).collect();
@@ -552,18 +519,13 @@ fn a_master_past_half_its_maxmemory_gets_no_chunks_until_it_has_room_again() {
         write(&source, &format!("f{i}.bin"), &noise(400_000, i));
     }
     let out = work.path().join("out");
-    let receiver = spawn(
-        cluster
-            .command()
-            .args(["receive", "--channel", "room", "--id", "0", "--out"])
-            .arg(&out),
-    );
+    let receiver = spawn(cluster.receive("room", 0).out(&out));
     let sender = spawn(
         cluster
-            .command()
-            .args(["send", "--channel", "room", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB"])
-            .arg(&source),
+            .send("room")
+            .receivers(1)
+            .chunk_size("16KiB")
+            .path(&source),
     );
     // The other masters get chunks; the full one none.
     let deadline = std::time::Instant::now() + T;
@@ -618,10 +580,11 @@ fn a_backlog_of_96_chunks_spreads_a_third_per_master_within_twelve_points() {
     // No receiver: the whole backlog stays while we look.
     let mut sender = spawn(
         cluster
-            .command()
-            .args(["send", "--channel", "spread", "--receivers", "1"])
-            .args(["--chunk-size", "16KiB", "--compress", "none"])
-            .arg(&source),
+            .send("spread")
+            .receivers(1)
+            .chunk_size("16KiB")
+            .compress("none")
+            .path(&source),
     );
     let deadline = std::time::Instant::now() + T;
     let status = loop {
@@ -662,25 +625,13 @@ fn follow_retry_and_geo_lookup_work_on_a_cluster_too() {
     std::fs::create_dir_all(&watched).unwrap();
     let mut sender = spawn(
         cluster
-            .command()
-            .args(["send", "--channel", "live", "--receivers", "1", "--follow"])
-            .args(["--settle", "200ms"])
-            .arg(&watched),
+            .send("live")
+            .receivers(1)
+            .follow()
+            .settle("200ms")
+            .path(&watched),
     );
-    let mut receiver = spawn(
-        cluster
-            .command()
-            .args([
-                "receive",
-                "--channel",
-                "live",
-                "--id",
-                "0",
-                "--follow",
-                "--out",
-            ])
-            .arg(&out),
-    );
+    let mut receiver = spawn(cluster.receive("live", 0).follow().out(&out));
     write(&watched, "late.log", &noise(300_000, 4));
     let deadline = std::time::Instant::now() + T;
     while std::fs::read(out.join("late.log")).ok() != Some(noise(300_000, 4)) {
@@ -723,9 +674,11 @@ fn a_tls_cluster_with_client_certificates_delivers_every_file() {
     let mut send = cluster.command();
     tls(&mut send);
     let sender = spawn(
-        send.args(["send", "--channel", "tls", "--workers", "--limit", "4MiB"])
-            .args(["--chunk-size", "256KiB"])
-            .arg(&source),
+        SendCommand::new(send, "tls")
+            .workers()
+            .limit("4MiB")
+            .chunk_size("256KiB")
+            .path(&source),
     );
     let out = work.path().join("out");
     let workers: Vec<Running> = ["a", "b"]
@@ -733,11 +686,7 @@ fn a_tls_cluster_with_client_certificates_delivers_every_file() {
         .map(|id| {
             let mut receive = cluster.command();
             tls(&mut receive);
-            spawn(
-                receive
-                    .args(["receive", "--channel", "tls", "--id", id, "--out"])
-                    .arg(&out),
-            )
+            spawn(ReceiveCommand::new(receive, "tls", id).out(&out))
         })
         .collect();
     for worker in workers {
@@ -878,10 +827,8 @@ fn deliver_and_check(
     let receivers: Vec<Running> = (0..2)
         .map(|i| {
             spawn(
-                common::binary(&url)
-                    .args(["receive", "--channel", channel, "--id", &i.to_string()])
-                    .arg("--out")
-                    .arg(dir.join(format!("out{i}"))),
+                ReceiveCommand::new(common::binary(&url), channel, i)
+                    .out(dir.join(format!("out{i}"))),
             )
         })
         .collect();

@@ -17,15 +17,7 @@ const T: Duration = Duration::from_secs(120);
 /// Receivers `0` and `1` of `channel`, writing to `dir/out0` and `dir/out1`.
 fn broadcast_receivers(server: &Server, channel: &str, dir: &std::path::Path) -> Vec<Running> {
     (0..2)
-        .map(|i| {
-            spawn(
-                server
-                    .command()
-                    .args(["receive", "--channel", channel, "--id", &i.to_string()])
-                    .arg("--out")
-                    .arg(dir.join(format!("out{i}"))),
-            )
-        })
+        .map(|i| spawn(server.receive(channel, i).out(dir.join(format!("out{i}")))))
         .collect()
 }
 
@@ -78,10 +70,11 @@ fn broadcast_round(round: u64) {
     let receivers = broadcast_receivers(&server, "flaky", work.path());
     let sent = run(
         server
-            .command()
-            .args(["send", "--channel", "flaky", "--receivers", "2"])
-            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
-            .arg(&source),
+            .send("flaky")
+            .receivers(2)
+            .chunk_size("16KiB")
+            .limit("1MiB")
+            .path(&source),
         T,
     );
     let outcomes: Vec<_> = receivers.into_iter().map(|r| wait(r, T)).collect();
@@ -112,22 +105,15 @@ fn workers_round(round: u64) {
     let out = work.path().join("out");
     let killer = ConnectionKiller::start(&server, 11 + round);
     let workers: Vec<Running> = (0..2)
-        .map(|i| {
-            spawn(
-                server
-                    .command()
-                    .args(["receive", "--channel", "q", "--id", &format!("w{i}")])
-                    .arg("--out")
-                    .arg(&out),
-            )
-        })
+        .map(|i| spawn(server.receive("q", format!("w{i}")).out(&out)))
         .collect();
     let sent = run(
         server
-            .command()
-            .args(["send", "--channel", "q", "--workers"])
-            .args(["--chunk-size", "16KiB", "--limit", "1MiB"])
-            .arg(&source),
+            .send("q")
+            .workers()
+            .chunk_size("16KiB")
+            .limit("1MiB")
+            .path(&source),
         T,
     );
     let outcomes: Vec<_> = workers.into_iter().map(|w| wait(w, T)).collect();
@@ -160,21 +146,15 @@ fn workers_killed_mid_file_with_a_backlog_many_times_the_budget_lose_nothing() {
         "sleep 0.05; exec cat > '{}'/\"$REDISTRIBUTE_NAME\"",
         out.display()
     );
-    let worker = |id: &str| {
-        spawn(
-            server
-                .command()
-                .args(["receive", "--channel", "kq", "--id", id])
-                .args(["--claim-after", "1s", "--exec", &exec]),
-        )
-    };
+    let worker = |id: &str| spawn(server.receive("kq", id).claim_after("1s").exec(&exec));
     let steady = worker("steady");
     let sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "kq", "--workers"])
-            .args(["--chunk-size", "16KiB", "--limit", "512KiB"])
-            .arg(&source),
+            .send("kq")
+            .workers()
+            .chunk_size("16KiB")
+            .limit("512KiB")
+            .path(&source),
     );
     let mut rng = fastrand::Rng::with_seed(5);
     let mut kills = 0;
@@ -214,10 +194,11 @@ fn files_larger_than_the_budget_survive_kills_of_receivers_and_sender_under_drop
     let send = || {
         spawn(
             server
-                .command()
-                .args(["send", "--channel", "big", "--receivers", "steady,victim"])
-                .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
-                .arg(&source),
+                .send("big")
+                .receivers("steady,victim")
+                .chunk_size("16KiB")
+                .limit("256KiB")
+                .path(&source),
         )
     };
     let out = |id: &str| work.path().join(format!("out-{id}"));
@@ -225,11 +206,7 @@ fn files_larger_than_the_budget_survive_kills_of_receivers_and_sender_under_drop
         // Reads 16 KiB every 20 ms: kills land mid-file.
         let exec = slow_copy(&out(id), "0.02");
         std::fs::create_dir_all(out(id)).unwrap();
-        spawn(
-            server
-                .command()
-                .args(["receive", "--channel", "big", "--id", id, "--exec", &exec]),
-        )
+        spawn(server.receive("big", id).exec(&exec))
     };
     let killer = ConnectionKiller::start(&server, 23);
     let steady = receive("steady");
@@ -322,35 +299,25 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("in");
     write_files(&source, 60);
-    let (receivers, audience) = match mode {
+    let (receivers, send) = match mode {
         Mode::Broadcast => (
             broadcast_receivers(&server, "fail", work.path()),
-            "--receivers",
+            server.send("fail").receivers(2),
         ),
         Mode::Workers => (
             (0..2)
                 .map(|i| {
                     spawn(
                         server
-                            .command()
-                            .args(["receive", "--channel", "fail", "--id", &format!("w{i}")])
-                            .arg("--out")
-                            .arg(work.path().join("out")),
+                            .receive("fail", format!("w{i}"))
+                            .out(work.path().join("out")),
                     )
                 })
                 .collect(),
-            "--workers",
+            server.send("fail").workers(),
         ),
     };
-    let mut send = server.command();
-    send.args(["send", "--channel", "fail", audience]);
-    if mode == Mode::Broadcast {
-        send.arg("2");
-    }
-    let sender = spawn(
-        send.args(["--chunk-size", "16KiB", "--limit", "1MiB"])
-            .arg(&source),
-    );
+    let sender = spawn(send.chunk_size("16KiB").limit("1MiB").path(&source));
     let deadline = std::time::Instant::now() + T;
     // Early enough that receivers still have work after the last failure:
     // writes lost after everyone finished and left would leave a sender
@@ -419,23 +386,14 @@ fn a_worker_restarted_in_the_middle_of_a_file_larger_than_the_budget_gets_it_who
     std::fs::create_dir_all(&out).unwrap();
     // Reads 16 KiB every 10 ms: the kill lands mid-file.
     let exec = slow_copy(&out, "0.01");
-    let worker = || {
-        spawn(server.command().args([
-            "receive",
-            "--channel",
-            "wq",
-            "--id",
-            "only",
-            "--exec",
-            &exec,
-        ]))
-    };
+    let worker = || spawn(server.receive("wq", "only").exec(&exec));
     let sender = spawn(
         server
-            .command()
-            .args(["send", "--channel", "wq", "--workers"])
-            .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
-            .arg(&source),
+            .send("wq")
+            .workers()
+            .chunk_size("16KiB")
+            .limit("256KiB")
+            .path(&source),
     );
     let mut first = worker();
     std::thread::sleep(Duration::from_millis(800));
@@ -471,22 +429,18 @@ fn a_sender_stopped_mid_file_while_an_older_file_is_wanted_again_is_resumed_firs
     let send = || {
         spawn(
             server
-                .command()
-                .args(["send", "--channel", "rs", "--receivers", "1"])
-                .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
-                .arg(&source),
+                .send("rs")
+                .receivers(1)
+                .chunk_size("16KiB")
+                .limit("256KiB")
+                .path(&source),
         )
     };
     let out = work.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     // Reads 16 KiB every 10 ms: the sender is stopped in the middle of b.
     let exec = slow_copy(&out, "0.01");
-    let receiver =
-        spawn(
-            server
-                .command()
-                .args(["receive", "--channel", "rs", "--id", "0", "--exec", &exec]),
-        );
+    let receiver = spawn(server.receive("rs", 0).exec(&exec));
     let mut first = send();
     let mut con = redis::Client::open(server.url())
         .unwrap()
@@ -549,21 +503,15 @@ fn a_sender_and_a_receiver_paused_past_their_leases_say_they_lost_their_role() {
     write(&source, "big.bin", &noise(2 << 20, 61));
     write(&source, "small.log", &log_text(50_000, 62));
     let out = work.path().join("out");
-    let receive = || {
-        spawn(
-            server
-                .command()
-                .args(["receive", "--channel", "paused", "--id", "0", "--out"])
-                .arg(&out),
-        )
-    };
+    let receive = || spawn(server.receive("paused", 0).out(&out));
     let send = || {
         spawn(
             server
-                .command()
-                .args(["send", "--channel", "paused", "--receivers", "1"])
-                .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
-                .arg(&source),
+                .send("paused")
+                .receivers(1)
+                .chunk_size("16KiB")
+                .limit("256KiB")
+                .path(&source),
         )
     };
     let old_receiver = receive();

@@ -119,12 +119,7 @@ fn each_file_is_read_in_the_format_its_first_lines_show() {
     ] {
         garbage += fixture(&logs, format, 300, &mut expected);
     }
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "mixed", "--workers"])
-            .arg(&logs),
-    );
+    let sender = spawn(server.send("mixed").workers().path(&logs));
     let worker = run(
         server
             .command()
@@ -187,34 +182,24 @@ fn a_custom_nginx_layout_and_the_client_behind_a_proxy() {
     let proxied = work.path().join("proxied");
     write(&proxied, "access.log", forwarded.as_bytes());
 
-    let send = |channel: &str, dir: &Path| {
-        spawn(
-            server
-                .command()
-                .args(["send", "--channel", channel, "--workers"])
-                .arg(dir),
-        )
-    };
+    let send = |channel: &str, dir: &Path| spawn(server.send(channel).workers().path(dir));
     let sender = send("custom", &logs);
     succeeded(&run(
         server
-            .command()
-            .args(["aggregate", "--channel", "custom", "--id", "w", "--table"])
-            .arg(&table)
-            .args([
-                "--log-format",
-                "nginx:$remote_addr|$time_iso8601|$request|$status",
-            ]),
+            .aggregate("custom", "w")
+            .table(&table)
+            .log_format("nginx:$remote_addr|$time_iso8601|$request|$status"),
         T,
     ));
     succeeded(&wait(sender, T));
     let sender = send("proxied", &proxied);
     succeeded(&run(
-        server
-            .command()
-            .args(["aggregate", "--channel", "proxied", "--id", "w", "--table"])
-            .arg(&table)
-            .args(["--client-ip", "forwarded", "--trusted-proxy", "10.0.0.0/8"]),
+        server.aggregate("proxied", "w").table(&table).args([
+            "--client-ip",
+            "forwarded",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+        ]),
         T,
     ));
     succeeded(&wait(sender, T));
@@ -237,19 +222,13 @@ fn a_file_in_another_format_or_in_none_is_refused_not_counted() {
         }
     }
     write(&logs, "core.dump", &binary);
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "wrong", "--workers"])
-            .arg(&logs),
-    );
+    let sender = spawn(server.send("wrong").workers().path(&logs));
     // Told the wrong format, and given a binary file.
     let worker = run(
         server
-            .command()
-            .args(["aggregate", "--channel", "wrong", "--id", "w", "--table"])
-            .arg(&table)
-            .args(["--log-format", "book"]),
+            .aggregate("wrong", "w")
+            .table(&table)
+            .log_format("book"),
         T,
     );
     // Both are parked after their tries, and the sender says so too.

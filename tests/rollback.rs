@@ -102,11 +102,11 @@ fn varied_files(dir: &Path) {
 fn send(server: &Server, channel: &str, audience: &[&str], source: &Path) -> Running {
     spawn(
         server
-            .command()
-            .args(["send", "--channel", channel])
+            .send(channel)
             .args(audience)
-            .args(["--chunk-size", "16KiB", "--limit", "256KiB"])
-            .arg(source),
+            .chunk_size("16KiB")
+            .limit("256KiB")
+            .path(source),
     )
 }
 
@@ -119,14 +119,7 @@ fn aggregate_workers_count_every_visit_exactly_once_through_snapshot_rollbacks()
     let expected = book_logs(&logs, FILES as usize, 3000);
     let workers: Vec<Running> = ["w1", "w2"]
         .iter()
-        .map(|id| {
-            spawn(
-                server
-                    .command()
-                    .args(["aggregate", "--channel", "logs", "--id", id, "--table"])
-                    .arg(&table),
-            )
-        })
+        .map(|id| spawn(server.aggregate("logs", id).table(&table)))
         .collect();
     let sender = send(&server, "logs", &["--workers"], &logs);
     roll_back_twice(&mut server, "logs");
@@ -144,14 +137,7 @@ fn broadcast_copies_are_whole_through_snapshot_rollbacks() {
     varied_files(&source);
     let receivers: Vec<Running> = ["a", "b"]
         .iter()
-        .map(|id| {
-            spawn(
-                server
-                    .command()
-                    .args(["receive", "--channel", "copies", "--id", id, "--out"])
-                    .arg(work.path().join(id)),
-            )
-        })
+        .map(|id| spawn(server.receive("copies", id).out(work.path().join(id))))
         .collect();
     let sender = send(&server, "copies", &["--receivers", "a,b"], &source);
     roll_back_twice(&mut server, "copies");

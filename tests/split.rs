@@ -106,21 +106,8 @@ fn three_workers_share_the_pieces_of_huge_files_and_count_each_once_despite_a_ki
     let gz_bytes = log_lines(&mut gz, 2_000_000, 2, &mut expected);
     gz.finish().unwrap().flush().unwrap();
 
-    let sender = spawn(
-        server
-            .command()
-            .args(["send", "--channel", "huge", "--workers", "--split", "16MiB"])
-            .arg(&logs),
-    );
-    let worker = |id: &str| {
-        spawn(
-            server
-                .command()
-                .args(["aggregate", "--channel", "huge", "--id", id, "--table"])
-                .arg(&table)
-                .args(["--claim-after", "2s"]),
-        )
-    };
+    let sender = spawn(server.send("huge").workers().split("16MiB").path(&logs));
+    let worker = |id: &str| spawn(server.aggregate("huge", id).table(&table).claim_after("2s"));
     let mut running: Vec<Running> = ["w1", "w2", "w3"].iter().map(|id| worker(id)).collect();
     // Once w2 has counted a piece and reads its next, kill it -9 and
     // start it again: the piece it held goes to whoever claims it.
@@ -182,37 +169,14 @@ fn a_command_gets_each_piece_with_its_number_and_out_refuses_pieces() {
     let work = tempfile::tempdir().unwrap();
     let text: String = (0..1000).map(|i| format!("line {i:04}\n")).collect();
     let file = write(work.path(), "in/app.log", text.as_bytes());
-    let sender = spawn(
-        server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "pieces",
-                "--workers",
-                "--split",
-                "2KiB",
-            ])
-            .arg(&file),
-    );
+    let sender = spawn(server.send("pieces").workers().split("2KiB").path(&file));
     let pieces = work.path().join("pieces");
     std::fs::create_dir_all(&pieces).unwrap();
     let command = format!(
         "cat > '{}'/\"$REDISTRIBUTE_NAME.$REDISTRIBUTE_PIECE-of-$REDISTRIBUTE_PIECES\"",
         pieces.display()
     );
-    succeeded(&run(
-        server.command().args([
-            "receive",
-            "--channel",
-            "pieces",
-            "--id",
-            "w",
-            "--exec",
-            &command,
-        ]),
-        T,
-    ));
+    succeeded(&run(server.receive("pieces", "w").exec(&command), T));
     succeeded(&wait(sender, T));
     let mut names: Vec<String> = std::fs::read_dir(&pieces)
         .unwrap()
@@ -236,24 +200,9 @@ fn a_command_gets_each_piece_with_its_number_and_out_refuses_pieces() {
         .collect();
     assert_eq!(String::from_utf8(joined).unwrap(), text);
 
-    let sender = spawn(
-        server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "refused",
-                "--workers",
-                "--split",
-                "2KiB",
-            ])
-            .arg(&file),
-    );
+    let sender = spawn(server.send("refused").workers().split("2KiB").path(&file));
     let out = run(
-        server
-            .command()
-            .args(["receive", "--channel", "refused", "--id", "w", "--out"])
-            .arg(work.path().join("out")),
+        server.receive("refused", "w").out(work.path().join("out")),
         T,
     );
     assert!(!out.status.success());
@@ -266,47 +215,23 @@ fn a_command_gets_each_piece_with_its_number_and_out_refuses_pieces() {
     );
     drop(sender);
     // A broadcast cannot be split: each piece is one worker's.
-    let broadcast = run(
-        server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "b",
-                "--receivers",
-                "2",
-                "--split",
-                "1MiB",
-            ])
-            .arg(&file),
-        T,
-    );
+    let broadcast = run(server.send("b").receivers(2).split("1MiB").path(&file), T);
     assert_eq!(broadcast.status.code(), Some(2));
     // Nor can a stream: pieces are cut from a file.
-    let mut stdin = server.command();
-    stdin
-        .args(["send", "--channel", "s", "--workers", "--split", "1MiB"])
-        .args(["--name", "x", "-"])
-        .stdin(std::process::Stdio::null());
-    let stream = run(&mut stdin, T);
+    let stream = run(
+        server
+            .send("s")
+            .workers()
+            .split("1MiB")
+            .stdin_as("x")
+            .stdin(std::process::Stdio::null()),
+        T,
+    );
     assert_eq!(stream.status.code(), Some(2));
     let said = common::failed_with_one_line(&stream);
     assert!(said.contains("stdin cannot be sent with --split"), "{said}");
     // Sent again cut otherwise, its pieces would count twice: refused.
-    let recut = run(
-        server
-            .command()
-            .args([
-                "send",
-                "--channel",
-                "pieces",
-                "--workers",
-                "--split",
-                "4KiB",
-            ])
-            .arg(&file),
-        T,
-    );
+    let recut = run(server.send("pieces").workers().split("4KiB").path(&file), T);
     assert_eq!(recut.status.code(), Some(2));
     let said = common::failed_with_one_line(&recut);
     assert!(
@@ -326,24 +251,13 @@ fn a_sender_killed_mid_piece_resumes_it_and_every_piece_arrives_whole() {
     let send = || {
         spawn(
             server
-                .command()
-                .args([
-                    "send",
-                    "--channel",
-                    "resume",
-                    "--workers",
-                    "--split",
-                    "2MiB",
-                ])
-                .args([
-                    "--limit",
-                    "1MiB",
-                    "--chunk-size",
-                    "64KiB",
-                    "--compress",
-                    "none",
-                ])
-                .arg(&file),
+                .send("resume")
+                .workers()
+                .split("2MiB")
+                .limit("1MiB")
+                .chunk_size("64KiB")
+                .compress("none")
+                .path(&file),
         )
     };
     let mut sender = send();
@@ -355,15 +269,7 @@ fn a_sender_killed_mid_piece_resumes_it_and_every_piece_arrives_whole() {
         "while IFS= read -r l; do printf '%s\\n' \"$l\"; done > '{}'/\"$REDISTRIBUTE_PIECE\"",
         pieces.display()
     );
-    let worker = spawn(server.command().args([
-        "receive",
-        "--channel",
-        "resume",
-        "--id",
-        "w",
-        "--exec",
-        &command,
-    ]));
+    let worker = spawn(server.receive("resume", "w").exec(&command));
     // Killed once its second piece is partly uploaded, and started again.
     let deadline = Instant::now() + T;
     loop {

@@ -1,7 +1,9 @@
-//! Shared test harness: a private redis-server per test, the binary, and
-//! small helpers for files.
+//! Shared test harness: a private redis-server per test, the binary and
+//! builders of its commands, and small helpers for files.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::ffi::OsStr;
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -79,6 +81,23 @@ impl Server {
     pub fn command(&self) -> Command {
         binary(&self.url())
     }
+
+    /// `send --channel CHANNEL` on this server, for the test to go on.
+    pub fn send(&self, channel: &str) -> SendCommand {
+        SendCommand::new(self.command(), channel)
+    }
+
+    /// `receive --channel CHANNEL --id ID` on this server, for the test
+    /// to go on.
+    pub fn receive(&self, channel: &str, id: impl Display) -> ReceiveCommand {
+        ReceiveCommand::new(self.command(), channel, id)
+    }
+
+    /// `aggregate --channel CHANNEL --id ID` on this server, for the test
+    /// to go on.
+    pub fn aggregate(&self, channel: &str, id: impl Display) -> AggregateCommand {
+        AggregateCommand::new(self.command(), channel, id)
+    }
 }
 
 /// A Redis Cluster for one test; the logs of its nodes are printed if the
@@ -107,6 +126,23 @@ impl Cluster {
     /// The binary, pointed at the cluster through its first node.
     pub fn command(&self) -> Command {
         binary(&self.url())
+    }
+
+    /// `send --channel CHANNEL` on this cluster, for the test to go on.
+    pub fn send(&self, channel: &str) -> SendCommand {
+        SendCommand::new(self.command(), channel)
+    }
+
+    /// `receive --channel CHANNEL --id ID` on this cluster, for the test
+    /// to go on.
+    pub fn receive(&self, channel: &str, id: impl Display) -> ReceiveCommand {
+        ReceiveCommand::new(self.command(), channel, id)
+    }
+
+    /// `aggregate --channel CHANNEL --id ID` on this cluster, for the
+    /// test to go on.
+    pub fn aggregate(&self, channel: &str, id: impl Display) -> AggregateCommand {
+        AggregateCommand::new(self.command(), channel, id)
     }
 
     /// Every key matching `pattern` on every master, with the port of the
@@ -198,10 +234,229 @@ pub fn binary(url: &str) -> Command {
     command
 }
 
+/// What [`run`], [`spawn`] and [`spawn_printing_to`] start: a `Command`,
+/// or one of the builders below, with or without a `&mut`; `as_command()`
+/// is the `Command` underneath.
+pub trait AsCommand {
+    fn as_command(&mut self) -> &mut Command;
+}
+
+impl AsCommand for Command {
+    fn as_command(&mut self) -> &mut Command {
+        self
+    }
+}
+
+impl<C: AsCommand + ?Sized> AsCommand for &mut C {
+    fn as_command(&mut self) -> &mut Command {
+        (**self).as_command()
+    }
+}
+
+/// What every builder of a command has: arguments passed through as
+/// they are, and the `Command` underneath for its environment and
+/// standard streams (`.stdin(...)`, `.env(...)` end the chain there).
+macro_rules! command_builder {
+    ($builder:ident) => {
+        impl $builder {
+            /// One more argument, as it is.
+            pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+                self.0.arg(arg);
+                self
+            }
+
+            /// More arguments, as they are.
+            pub fn args<I, S>(mut self, args: I) -> Self
+            where
+                I: IntoIterator<Item = S>,
+                S: AsRef<OsStr>,
+            {
+                self.0.args(args);
+                self
+            }
+
+            /// `--follow`: do not stop at the end of the input.
+            pub fn follow(self) -> Self {
+                self.arg("--follow")
+            }
+
+            /// `--allow-eviction`: work on a Redis that may evict keys.
+            pub fn allow_eviction(self) -> Self {
+                self.arg("--allow-eviction")
+            }
+
+            /// `--metrics ADDRESS`: serve Prometheus metrics there.
+            pub fn metrics(self, address: &str) -> Self {
+                self.args(["--metrics", address])
+            }
+        }
+
+        impl std::ops::Deref for $builder {
+            type Target = Command;
+            fn deref(&self) -> &Command {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $builder {
+            fn deref_mut(&mut self) -> &mut Command {
+                &mut self.0
+            }
+        }
+
+        impl AsCommand for $builder {
+            fn as_command(&mut self) -> &mut Command {
+                &mut self.0
+            }
+        }
+    };
+}
+
+/// `send --channel CHANNEL`, then one method per option in the order
+/// they are called, so the binary gets them in that order.
+pub struct SendCommand(Command);
+
+command_builder!(SendCommand);
+
+impl SendCommand {
+    /// `command` (the binary pointed at some Redis, with any options that
+    /// come before the subcommand, such as TLS files) told to send into
+    /// `channel`.
+    pub fn new(mut command: Command, channel: &str) -> Self {
+        command.args(["send", "--channel", channel]);
+        SendCommand(command)
+    }
+
+    /// `--receivers WHO`: a count (`3`) or names (`a,b`).
+    pub fn receivers(self, who: impl Display) -> Self {
+        self.arg("--receivers").arg(who.to_string())
+    }
+
+    /// `--workers`: a work queue.
+    pub fn workers(self) -> Self {
+        self.arg("--workers")
+    }
+
+    /// `--chunk-size SIZE`.
+    pub fn chunk_size(self, size: &str) -> Self {
+        self.args(["--chunk-size", size])
+    }
+
+    /// `--limit SIZE`: the channel's memory budget.
+    pub fn limit(self, size: &str) -> Self {
+        self.args(["--limit", size])
+    }
+
+    /// `--compress CODEC`.
+    pub fn compress(self, codec: &str) -> Self {
+        self.args(["--compress", codec])
+    }
+
+    /// `--settle DURATION`, with `--follow`.
+    pub fn settle(self, duration: &str) -> Self {
+        self.args(["--settle", duration])
+    }
+
+    /// `--split SIZE`, with `--workers`.
+    pub fn split(self, size: &str) -> Self {
+        self.args(["--split", size])
+    }
+
+    /// `--name NAME -`: what comes on stdin, sent as the file `name`.
+    pub fn stdin_as(self, name: &str) -> Self {
+        self.args(["--name", name, "-"])
+    }
+
+    /// A file or directory to send.
+    pub fn path(self, path: impl AsRef<OsStr>) -> Self {
+        self.arg(path)
+    }
+}
+
+/// `receive --channel CHANNEL --id ID`, then one method per option in
+/// the order they are called, so the binary gets them in that order.
+pub struct ReceiveCommand(Command);
+
+command_builder!(ReceiveCommand);
+
+impl ReceiveCommand {
+    /// `command` (the binary pointed at some Redis, with any options that
+    /// come before the subcommand) told to receive from `channel` as
+    /// receiver or worker `id`.
+    pub fn new(mut command: Command, channel: &str, id: impl Display) -> Self {
+        command
+            .args(["receive", "--channel", channel, "--id"])
+            .arg(id.to_string());
+        ReceiveCommand(command)
+    }
+
+    /// `--out DIR`: copies under `dir`.
+    pub fn out(self, dir: impl AsRef<OsStr>) -> Self {
+        self.arg("--out").arg(dir)
+    }
+
+    /// `--stdout`: every file printed. (`Command::stdout`, for where the
+    /// process's own output goes, is behind `as_command()`.)
+    pub fn stdout(self) -> Self {
+        self.arg("--stdout")
+    }
+
+    /// `--exec COMMAND`: each file piped into `sh -c COMMAND`.
+    pub fn exec(self, command: &str) -> Self {
+        self.args(["--exec", command])
+    }
+
+    /// `--claim-after DURATION`: a silent worker's file goes to another
+    /// after this long.
+    pub fn claim_after(self, duration: &str) -> Self {
+        self.args(["--claim-after", duration])
+    }
+}
+
+/// `aggregate --channel CHANNEL --id ID`, then one method per option in
+/// the order they are called, so the binary gets them in that order.
+pub struct AggregateCommand(Command);
+
+command_builder!(AggregateCommand);
+
+impl AggregateCommand {
+    /// `command` (the binary pointed at some Redis, with any options that
+    /// come before the subcommand) told to count the logs of `channel` as
+    /// worker `id`.
+    pub fn new(mut command: Command, channel: &str, id: impl Display) -> Self {
+        command
+            .args(["aggregate", "--channel", channel, "--id"])
+            .arg(id.to_string());
+        AggregateCommand(command)
+    }
+
+    /// `--table FILE`: the location table, read from a file.
+    pub fn table(self, file: impl AsRef<OsStr>) -> Self {
+        self.arg("--table").arg(file)
+    }
+
+    /// `--log-format FORMAT`.
+    pub fn log_format(self, format: &str) -> Self {
+        self.args(["--log-format", format])
+    }
+
+    /// `--by DIMENSIONS`: what to count (`country,region,city`).
+    pub fn by(self, dimensions: &str) -> Self {
+        self.args(["--by", dimensions])
+    }
+
+    /// `--claim-after DURATION`: a silent worker's file goes to another
+    /// after this long.
+    pub fn claim_after(self, duration: &str) -> Self {
+        self.args(["--claim-after", duration])
+    }
+}
+
 /// Starts a command in the background with its output captured.
-pub fn spawn(command: &mut Command) -> Running {
+pub fn spawn(mut command: impl AsCommand) -> Running {
     Running(Some(
         command
+            .as_command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -211,10 +466,15 @@ pub fn spawn(command: &mut Command) -> Running {
 
 /// Starts a command in the background with its stdout going to the file
 /// `path` and its stderr captured.
-pub fn spawn_printing_to(command: &mut Command, path: &Path) -> Running {
+pub fn spawn_printing_to(mut command: impl AsCommand, path: &Path) -> Running {
     let file = std::fs::File::create(path).unwrap();
     Running(Some(
-        command.stdout(file).stderr(Stdio::piped()).spawn().unwrap(),
+        command
+            .as_command()
+            .stdout(file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
     ))
 }
 
@@ -245,8 +505,9 @@ impl Drop for Running {
 }
 
 /// Runs a command to completion with a timeout, returning its output.
-pub fn run(command: &mut Command, timeout: Duration) -> Output {
+pub fn run(mut command: impl AsCommand, timeout: Duration) -> Output {
     let child = command
+        .as_command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent peer for the classic wire format of Redis in Action 6.6.
 
-Written from the wire-format description in docs/protocol.md (and the
+Written from the wire-format description in docs/classic.md (and the
 book), not from our Rust code, so the interoperability tests in
 tests/classic.rs compare two implementations. It behaves like the book's
 Python: the sender APPENDs 128 KiB blocks and announces each file in a chat

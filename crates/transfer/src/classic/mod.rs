@@ -40,7 +40,7 @@ pub fn refuse_cluster(redis: &Redis) -> Result<()> {
 }
 
 /// Size of each `APPEND` and `GETRANGE`, as in the book.
-pub const BLOCK: u64 = 1 << 17;
+pub const BLOCK_SIZE: u64 = 1 << 17;
 /// Redis' default `proto-max-bulk-len`: no string key can grow beyond it.
 pub(crate) const MAX_FILE: u64 = 512 * 1024 * 1024;
 /// How often to look again when the format gives nothing to block on.

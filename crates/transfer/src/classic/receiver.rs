@@ -8,7 +8,7 @@ use bytes::Bytes;
 use redis::Script;
 use tokio::sync::mpsc;
 
-use super::{BLOCK, ClassicKeys, DONE, POLL, parse_message};
+use super::{BLOCK_SIZE, ClassicKeys, DONE, POLL, parse_message};
 use crate::error::{Error, Result};
 use crate::files::incoming::{AbortOnDrop, IncomingFile, Ticket};
 use crate::files::names;
@@ -207,7 +207,7 @@ async fn read_blocks(
                 redis::cmd("GETRANGE")
                     .arg(&key)
                     .arg(offset)
-                    .arg(offset + BLOCK - 1),
+                    .arg(offset + BLOCK_SIZE - 1),
             )
             .await;
         let block = match block {
@@ -221,7 +221,7 @@ async fn read_blocks(
                 return;
             }
         };
-        let short = (block.len() as u64) < BLOCK;
+        let short = (block.len() as u64) < BLOCK_SIZE;
         offset += block.len() as u64;
         if !block.is_empty() && out.send(Ok(Bytes::from(block))).await.is_err() {
             return;

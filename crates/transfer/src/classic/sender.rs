@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::Script;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{BLOCK, ClassicKeys, DONE, MAX_FILE, POLL, SOURCE, message_json, parse_message};
+use super::{BLOCK_SIZE, ClassicKeys, DONE, MAX_FILE, POLL, SOURCE, message_json, parse_message};
 use crate::error::{Error, Result};
 use crate::files::names;
 use crate::files::progress::Progress;
@@ -185,22 +185,8 @@ impl ClassicSender {
     /// Appends `path` under `name` (a base name) and announces it, waiting
     /// first until the files in Redis leave room under the limit.
     pub async fn send_file(&mut self, path: &Path, name: &str) -> Result<()> {
-        names::check_file_name(name)?;
-        if name.contains('/') {
-            return Err(Error::HostileName {
-                name: name.to_owned(),
-                reason: "the classic protocol sends base names only",
-            });
-        }
-        if self.announced.iter().any(|n| n == name) {
-            tracing::info!("{name}: already sent by an earlier run; skipping");
+        if !self.may_send(name)? {
             return Ok(());
-        }
-        if self.done_sent {
-            return Err(Error::Usage(format!(
-                "chat {:?} already ended with `:done`, so the book's receivers stopped; send {name} on a new channel name",
-                self.keys.channel
-            )));
         }
         let size = tokio::fs::metadata(path)
             .await
@@ -210,8 +196,44 @@ impl ClassicSender {
             return Err(too_big(name, size));
         }
         self.wait_for_room(name, size).await?;
+        let offset = self.resume_offset(path, name, size).await?;
+        self.append_from(path, name, offset, size).await?;
+        self.send_message(name).await?;
+        self.outstanding.push((name.to_owned(), size));
+        self.announced.push(name.to_owned());
+        tracing::info!("sent {name} ({})", bytesize::ByteSize(size));
+        Ok(())
+    }
+
+    /// Whether `name` is to be sent: refuses names the book's receivers
+    /// cannot take and a chat that already ended; `false` for a file an
+    /// earlier run announced.
+    fn may_send(&self, name: &str) -> Result<bool> {
+        names::check_file_name(name)?;
+        if name.contains('/') {
+            return Err(Error::HostileName {
+                name: name.to_owned(),
+                reason: "the classic protocol sends base names only",
+            });
+        }
+        if self.announced.iter().any(|n| n == name) {
+            tracing::info!("{name}: already sent by an earlier run; skipping");
+            return Ok(false);
+        }
+        if self.done_sent {
+            return Err(Error::Usage(format!(
+                "chat {:?} already ended with `:done`, so the book's receivers stopped; send {name} on a new channel name",
+                self.keys.channel
+            )));
+        }
+        Ok(true)
+    }
+
+    /// How much of the file an earlier run already appended: the run goes
+    /// on from there.
+    async fn resume_offset(&self, path: &Path, name: &str, size: u64) -> Result<u64> {
         let content = self.keys.content(name);
-        let mut offset: u64 = self
+        let offset: u64 = self
             .redis
             .query("reading a file", redis::cmd("STRLEN").arg(&content))
             .await?;
@@ -230,15 +252,22 @@ impl ClassicSender {
                 bytesize::ByteSize(offset)
             );
         }
+        Ok(offset)
+    }
+
+    /// Appends the file from `offset` to `size` in the book's blocks, each
+    /// only at the offset it expects, so a retried append never doubles.
+    async fn append_from(&self, path: &Path, name: &str, mut offset: u64, size: u64) -> Result<()> {
+        let content = self.keys.content(name);
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| Error::io(path, e))?;
         file.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(|e| Error::io(path, e))?;
-        let mut block = vec![0u8; BLOCK as usize];
+        let mut block = vec![0u8; BLOCK_SIZE as usize];
         while offset < size {
-            let want = (size - offset).min(BLOCK) as usize;
+            let want = (size - offset).min(BLOCK_SIZE) as usize;
             file.read_exact(&mut block[..want])
                 .await
                 .map_err(|e| Error::io(path, e))?;
@@ -265,10 +294,6 @@ impl ClassicSender {
                 progress.advance(want as u64);
             }
         }
-        self.send_message(name).await?;
-        self.outstanding.push((name.to_owned(), size));
-        self.announced.push(name.to_owned());
-        tracing::info!("sent {name} ({})", bytesize::ByteSize(size));
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use redis::{FromRedisValue, Script};
 
 use crate::error::{Error, Result};
+use crate::native::protocol::reading::ReleasePlan;
 use crate::native::protocol::{self, Audience, Keys};
 use crate::redis::Redis;
 
@@ -30,6 +31,16 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The channel's creation time, in Unix ms (`created_ms`).
+    pub fn epoch(&self) -> &str {
+        self.fields.get("created_ms").map_or("", String::as_str)
+    }
+
+    /// Whether `entry` of `files` is the end-of-input mark in force.
+    pub fn is_end_mark(&self, entry: &str) -> bool {
+        self.ended && self.fields.get("eof_id").is_some_and(|id| id == entry)
+    }
+
     /// A numeric field, 0 when missing.
     pub fn number(&self, field: &str) -> u64 {
         self.fields
@@ -158,36 +169,32 @@ impl Channel {
         }))
     }
 
-    /// Deletes the chunks named by a release plan (`fid, from, to` triples as
-    /// returned by [`protocol::ACK`] and [`protocol::RELEASE_PLAN`]) and then
-    /// releases them from the budget.
-    pub async fn reclaim(&self, plan: &[String]) -> Result<()> {
-        for triple in plan.chunks_exact(3) {
-            let parse = |s: &String| {
-                s.parse::<u64>().map_err(|_| Error::Protocol {
-                    key: self.keys.meta(),
-                    reason: format!("bad number {s:?} in a release plan"),
-                })
-            };
-            let (fid, from, to) = (parse(&triple[0])?, parse(&triple[1])?, parse(&triple[2])?);
-            let mut start = from;
-            while start < to {
-                let end = (start + UNLINK_BATCH).min(to);
+    /// Reads `meta` of a channel that must exist: an error once it is gone.
+    pub async fn existing_meta(&self) -> Result<Meta> {
+        self.meta().await?.ok_or_else(|| Error::Protocol {
+            key: self.keys.meta(),
+            reason: "the channel disappeared (was it purged?)".into(),
+        })
+    }
+
+    /// Deletes the chunks a release plan names (what ACK and RELEASE_PLAN
+    /// answer), then releases their bytes from the budget: deleted first,
+    /// so a crash in between can only overestimate memory.
+    pub(crate) async fn reclaim(&self, plan: &ReleasePlan) -> Result<()> {
+        for range in &plan.0 {
+            let mut start = range.from;
+            while start < range.to {
+                let end = (start + UNLINK_BATCH).min(range.to);
                 // One command for the batch: on a cluster, where chunk keys
                 // live on different shards, the client splits it by slot.
                 let mut unlink = redis::cmd("UNLINK");
                 for i in start..end {
-                    unlink.arg(self.keys.chunk(fid, i));
+                    unlink.arg(self.keys.chunk(range.fid, i));
                 }
                 self.redis.query::<u64>("deleting chunks", &unlink).await?;
                 start = end;
             }
-            self.run::<i64>(
-                "releasing chunks",
-                &protocol::RELEASE,
-                &[fid.to_string(), to.to_string()],
-            )
-            .await?;
+            self.release(range.fid, range.to).await?;
         }
         Ok(())
     }

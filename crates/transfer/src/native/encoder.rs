@@ -152,6 +152,54 @@ pub(crate) fn encode_stream<R: AsyncRead + Unpin + Send + 'static>(
 /// The reading and encoding tasks of one input; dropping them stops them.
 pub(crate) type Tasks = [AbortOnDrop; 2];
 
+/// A block being encoded: raw at once, compressed on the blocking pool;
+/// `None` asks for the chunk being filled to be closed.
+type Pending = Either<
+    tokio::task::JoinHandle<Option<Encoding>>,
+    futures_util::future::Ready<Result<Option<Encoding>, tokio::task::JoinError>>,
+>;
+
+/// What [`encode`] keeps between blocks.
+struct Packing {
+    packer: Packer,
+    /// Turns raw once compression keeps missing.
+    codec: Codec,
+    /// Compressed reads in a row that did not shrink.
+    misses: u32,
+    /// Chunks packed, to pass on.
+    done: Vec<Packed>,
+}
+
+impl Packing {
+    /// Starts encoding one block with the codec in force.
+    fn start(&self, buffer: Vec<u8>, slot: u64) -> Pending {
+        let codec = self.codec;
+        if codec == Codec::Raw {
+            return Either::Right(ready(Ok(Some(Encoding::Raw(Block::raw(buffer))))));
+        }
+        Either::Left(tokio::task::spawn_blocking(move || {
+            let read = Compressed::new(codec, &buffer[chunk::HEADER..], slot);
+            READS.give(buffer);
+            Some(Encoding::Compressed(read))
+        }))
+    }
+
+    /// Packs an encoded block, or closes the chunk being filled.
+    fn pack(&mut self, encoded: Option<Encoding>) {
+        match encoded {
+            Some(Encoding::Raw(block)) => self.packer.push(block, &mut self.done),
+            Some(Encoding::Compressed(read)) => {
+                self.misses = if read.shrank() { 0 } else { self.misses + 1 };
+                if self.misses >= GIVE_UP_AFTER {
+                    self.codec = Codec::Raw;
+                }
+                self.packer.push_compressed(read, &mut self.done);
+            }
+            None => self.done.extend(self.packer.take()),
+        }
+    }
+}
+
 /// Compresses blocks in parallel and packs them in order.
 async fn encode(
     mut input: mpsc::Receiver<std::io::Result<Input>>,
@@ -159,39 +207,24 @@ async fn encode(
     out: mpsc::Sender<std::io::Result<Encoded>>,
 ) {
     let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut packer = Packer::new(layout.slot);
-    let mut codec = layout.codec;
-    let mut misses = 0;
-    let mut pending = FuturesOrdered::new();
+    let mut packing = Packing {
+        packer: Packer::new(layout.slot),
+        codec: layout.codec,
+        misses: 0,
+        done: Vec::new(),
+    };
+    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut end = None;
-    let mut done = Vec::new();
     loop {
         tokio::select! {
             biased;
-            encoded = pending.next(), if !pending.is_empty() => {
-                match encoded {
-                    Some(Ok(Some(Encoding::Raw(block)))) => packer.push(block, &mut done),
-                    Some(Ok(Some(Encoding::Compressed(read)))) => {
-                        misses = if read.shrank() { 0 } else { misses + 1 };
-                        if misses >= GIVE_UP_AFTER {
-                            codec = Codec::Raw;
-                        }
-                        packer.push_compressed(read, &mut done);
-                    }
-                    Some(Ok(None)) => done.extend(packer.take()),
-                    _ => return,
-                }
-            }
+            encoded = pending.next(), if !pending.is_empty() => match encoded {
+                Some(Ok(encoded)) => packing.pack(encoded),
+                _ => return,
+            },
             next = input.recv(), if end.is_none() && pending.len() < parallel => match next {
-                Some(Ok(Input::Block(buffer))) if codec == Codec::Raw => {
-                    pending.push_back(Either::Right(ready(Ok(Some(Encoding::Raw(Block::raw(buffer)))))));
-                }
                 Some(Ok(Input::Block(buffer))) => {
-                    pending.push_back(Either::Left(tokio::task::spawn_blocking(move || {
-                        let read = Compressed::new(codec, &buffer[chunk::HEADER..], layout.slot);
-                        READS.give(buffer);
-                        Some(Encoding::Compressed(read))
-                    })));
+                    pending.push_back(packing.start(buffer, layout.slot));
                 }
                 // In order with the blocks before it.
                 Some(Ok(Input::Flush)) => pending.push_back(Either::Right(ready(Ok(None)))),
@@ -204,13 +237,13 @@ async fn encode(
             },
             else => break,
         }
-        for packed in done.drain(..) {
+        for packed in packing.done.drain(..) {
             if out.send(Ok(Encoded::Chunk(packed))).await.is_err() {
                 return;
             }
         }
     }
-    if let Some(last) = packer.take() {
+    if let Some(last) = packing.packer.take() {
         let _ = out.send(Ok(Encoded::Chunk(last))).await;
     }
     if let Some(end) = end {
@@ -303,25 +336,13 @@ async fn read_stream<R: AsyncRead + Unpin>(
     loop {
         let size = layout.read_len();
         let mut buffer = chunk::block_buffer(layout.pool(), size);
-        let mut len = 0;
-        let mut paused = false;
-        while len < size {
-            let mut rest = (&mut reader).take((size - len) as u64);
-            // Reads are cancellation safe: a timeout loses nothing.
-            match tokio::time::timeout(FLUSH_AFTER, rest.read_buf(&mut buffer)).await {
-                Err(_) if len > 0 => {
-                    paused = true;
-                    break;
-                }
-                Err(_) => continue,
-                Ok(Ok(0)) => break,
-                Ok(Ok(n)) => len += n,
-                Ok(Err(error)) => {
-                    let _ = out.send(Err(error)).await;
-                    return;
-                }
+        let (len, paused) = match fill_block(&mut reader, &mut buffer, size).await {
+            Ok(filled) => filled,
+            Err(error) => {
+                let _ = out.send(Err(error)).await;
+                return;
             }
-        }
+        };
         if let Some(settled) = settled.take() {
             let (codec, kind) = compression.codec_for(&buffer[chunk::HEADER..]);
             if let Some(kind) = kind {
@@ -352,6 +373,28 @@ async fn read_stream<R: AsyncRead + Unpin>(
             return;
         }
     }
+}
+
+/// Reads up to `size` bytes of a stream into `buffer`: fewer when it
+/// ends, or pauses for [`FLUSH_AFTER`] after some bytes (then `true`).
+async fn fill_block<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut Vec<u8>,
+    size: usize,
+) -> std::io::Result<(usize, bool)> {
+    let mut len = 0;
+    while len < size {
+        let mut rest = (&mut *reader).take((size - len) as u64);
+        // Reads are cancellation safe: a timeout loses nothing.
+        match tokio::time::timeout(FLUSH_AFTER, rest.read_buf(buffer)).await {
+            Err(_) if len > 0 => return Ok((len, true)),
+            Err(_) => continue,
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => len += n,
+            Ok(Err(error)) => return Err(error),
+        }
+    }
+    Ok((len, false))
 }
 
 /// What a file looked like when it was opened, to tell whether it changed

@@ -382,7 +382,7 @@ async fn in_flight_bytes(channel: &Channel, active: &[u64]) -> Result<InFlight> 
         uploading: 0,
         total: 0,
     };
-    for file in channel.files_in_flight(active).await? {
+    for file in channel.in_flight_records(active).await? {
         if file.uploading {
             found.uploading += file.published;
         }

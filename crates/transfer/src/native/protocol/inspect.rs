@@ -162,7 +162,7 @@ impl Channel {
     }
 
     /// The records of the files `active` names, in its order.
-    pub(crate) async fn files_in_flight(&self, active: &[u64]) -> Result<Vec<FileInFlight>> {
+    pub(crate) async fn in_flight_records(&self, active: &[u64]) -> Result<Vec<FileInFlight>> {
         if active.is_empty() {
             return Ok(Vec::new());
         }
@@ -286,7 +286,7 @@ mod tests {
             channel.receiver_counters("r").await.unwrap(),
             ReceiverCounters::default()
         );
-        assert!(channel.files_in_flight(&[]).await.unwrap().is_empty());
+        assert!(channel.in_flight_records(&[]).await.unwrap().is_empty());
         assert!(channel.split_records().await.unwrap().is_empty());
         assert!(
             channel_names(&channel.redis, "rd")
@@ -329,7 +329,7 @@ mod tests {
         );
         assert_eq!(channel.parked_files().await.unwrap().len(), 2);
         assert_eq!(
-            channel.files_in_flight(&overview.active).await.unwrap(),
+            channel.in_flight_records(&overview.active).await.unwrap(),
             [
                 FileInFlight {
                     uploading: true,

@@ -31,8 +31,6 @@
 //! idempotent, which is what makes retrying after a dropped connection safe.
 //! `docs/protocol.md` walks through the same steps in prose.
 
-use std::sync::LazyLock;
-
 use redis::Script;
 
 use crate::redis::memory;
@@ -40,6 +38,8 @@ use crate::redis::memory;
 pub(crate) mod inspect;
 pub(crate) mod lease;
 pub(crate) mod offer_again;
+pub(crate) mod reading;
+pub(crate) mod sending;
 pub(crate) mod teardown;
 
 /// Version of this key schema, stored in every channel's `meta` hash.
@@ -248,150 +248,9 @@ fn script(body: &str) -> Script {
     ))
 }
 
-/// Creates the channel or checks that it matches.
-/// KEYS: meta. ARGV: base, mode, receivers, limit, chunk size, now (ms), [`VERSION`].
-/// Returns `{}` on success, `{mode, receivers}` of an existing channel that
-/// differs (mode `version N` when written by another schema version).
-pub(crate) static OPEN: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/open.lua")));
-
-/// Abandons an upload whose source changed while it was read: receivers
-/// reading it stop with the reason, and its chunks are reclaimed.
-/// KEYS: meta. ARGV: base, fid, reason. Returns 1 when aborted now, 0 when
-/// it was no longer being uploaded.
-pub(crate) static ABORT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/abort.lua")));
-
-/// Announces a file, or finds the announcement a previous run made.
-/// KEYS: meta. ARGV: base, name, identity, resumable (0/1), chunk size,
-/// acks needed, then for a re-supply (else three ''): the receivers it is
-/// for (comma-separated, `*` for any worker), the original file id, the
-/// round; then the lowest file id a new file may get (above every id this
-/// sender has seen: after Redis lost its latest writes, an id must not
-/// name two files); then `I/N` when the file is piece I of N of a file
-/// sent with `--split` (else ''); then 1 to answer `forgot` when Redis
-/// no longer knows file ids this sender was given (else 0).
-/// Returns `{fid, state, published, chunk slot, offset, stored, requests}`
-/// where state is `new`, `uploading` or `sent`, `busy` for a re-supply
-/// while any upload is unfinished (of this file, or one a stopped sender
-/// left, which receivers read first), or `forgot` (nothing
-/// announced) when Redis came back from a snapshot older than this
-/// sender's last announcement; a resumed upload
-/// keeps its chunk slot and goes on after `offset` original bytes, which
-/// took `stored` bytes;
-/// `requests` counts the names in `wanted` (after this one), so a sender
-/// looks at them only when there are some.
-pub(crate) static ANNOUNCE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/announce.lua")));
-
-/// A receiver (or worker) found chunks of a file gone from Redis before it
-/// could read them: settles the file as `moved` for it and asks the sender,
-/// through `wanted`, to upload the file again. A file read from a stream,
-/// or already supplied again `max rounds` times, is parked instead.
-/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, max rounds, reason.
-/// Returns `wanted`, `parked`, or `gone` (settled or vanished already).
-pub(crate) static REQUEST: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/request.lua")));
-
-/// The sender cannot upload a wanted file again (its source changed or
-/// is gone): parks it for every receiver that wanted it.
-/// KEYS: meta. ARGV: base, name, reason. Returns how many receivers.
-pub(crate) static GIVE_UP: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/give_up.lua")));
-
-/// Reserves room in the channel's budget for chunks up to `want`.
-/// KEYS: meta. ARGV: base, fid, want (chunk count), limit (bytes), chunks
-/// the sender published. Returns `{reserved, last event id}`; reserved is
-/// -1 when the file is no longer being uploaded (aborted by a newer
-/// sender), -2 when Redis lost the record or some of its publications (a
-/// restart that lost recent writes): the upload must start over from
-/// what Redis still has; -3 when everyone the upload was for settled the
-/// file already (asked for it again, or parked it): the upload is
-/// abandoned here, and requests for it are served from the start.
-pub(crate) static RESERVE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/reserve.lua")));
-
-/// Makes chunks `0..count` of a file visible to receivers, with the BLAKE3
-/// digest of each chunk newly published (`d` in its upload log entry:
-/// 64 hex digits per chunk, for chunks `count - len/64 .. count`), and
-/// how many original and stored bytes chunks `0..count` hold (where a
-/// resumed upload goes on from).
-/// KEYS: meta. ARGV: base, fid, from, count, digests of chunks `from..count`,
-/// original bytes, stored bytes. Returns 1, or -2 when Redis no longer has
-/// the record or chunks before `from` (see [`RESERVE`]).
-pub(crate) static PUBLISH: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/publish.lua")));
-
-/// Records a file's size and digest once its last chunk is published, and
-/// what its last chunk costs Redis (the others fill their slots).
-/// KEYS: meta. ARGV: base, fid, size, digest (hex), chunk count, cost of
-/// the last chunk.
-/// Returns 1 when recorded (now or by an earlier attempt), 0 when the
-/// upload was abandoned, -1 when Redis lost the record or some of its
-/// publications (see [`RESERVE`]).
-pub(crate) static FINISH: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/finish.lua")));
-
-/// Sets the end-of-input mark. KEYS: meta. ARGV: base.
-pub(crate) static END_INPUT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/end_input.lua")));
-
-/// Records how many chunks of a file a receiver has consumed, so a sender
-/// short of room may delete them before the file is finished.
-/// `restart` 1 sets the position back (a receiver starting the file over).
-/// KEYS: meta. ARGV: base, fid, receiver, chunks consumed, restart (0/1).
-pub(crate) static CONSUME: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/consume.lua")));
-
-/// Settles a file for one receiver (`done` or `parked`) and acknowledges
-/// its announcement; `skip` only acknowledges (aborted or vanished files).
-/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason, bytes.
-/// Returns the reclaim list: `{fid, freed, reserved, ...}`.
-pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("scripts/ack.lua")));
-
-/// Work queue: a worker failed a file, or it sat unacknowledged longer than
-/// `min idle` with a worker that stopped responding. Counts the failure and
-/// either queues the file again or parks it.
-/// KEYS: meta. ARGV: base, fid, worker, entry id, min idle (ms), max failures, reason.
-/// Returns `requeued`, `parked`, or `gone` (someone else already handled it).
-pub(crate) static FAILED: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/failed.lua")));
-
-/// Lists chunk ranges that may be deleted now: files everyone finished and,
-/// when `early` is 1 (the sender is out of room), the prefix every receiver
-/// has consumed of the file being uploaded, if it alone fills the budget.
-/// Early release costs a second upload for a receiver restarted mid-file
-/// (it finds chunks gone and asks for the file again), so it happens only
-/// when a file larger than the budget must stream through; files that fit
-/// are never released early.
-/// KEYS: meta. ARGV: base, early (0/1). Returns `{fid, from, to, ...}`.
-pub(crate) static RELEASE_PLAN: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/release_plan.lua")));
-
-/// Releases chunks `freed..upto` of a file after the caller deleted them,
-/// and forgets the file once it is finished and fully deleted.
-/// KEYS: meta. ARGV: base, fid, upto.
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("scripts/release.lua")));
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::channel::Channel;
-    use crate::redis::{LocalRedis, LocalRedisOptions, Redis};
-
-    const SLOT: u64 = 4096;
-    const COST: u64 = SLOT + memory::KEY_COST;
-    const LIMIT: u64 = 4 * COST;
-
-    async fn run<T: redis::FromRedisValue>(
-        channel: &Channel,
-        script: &'static Script,
-        args: &[&str],
-    ) -> T {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        channel.run("testing", script, &args).await.unwrap()
-    }
 
     #[test]
     fn a_chunk_key_names_its_file_and_only_its_own_channel_matches() {
@@ -403,66 +262,5 @@ mod tests {
         );
         assert_eq!(keys.chunk_file(&keys.meta()), None);
         assert_eq!(keys.chunk_file("rd:c:1:a:12"), None);
-    }
-
-    async fn announce(channel: &Channel, name: &str) -> String {
-        let slot = SLOT.to_string();
-        let (fid, ..): (String, String, u64, u64, u64, u64, u64) = run(
-            channel,
-            &ANNOUNCE,
-            &[name, "stream", "0", &slot, "1", "", "", "", "1"],
-        )
-        .await;
-        fid
-    }
-
-    async fn reserve(channel: &Channel, fid: &str, want: u64, published: u64) -> i64 {
-        let (want, limit, published) = (want.to_string(), LIMIT.to_string(), published.to_string());
-        let (reserved, _): (i64, String) =
-            run(channel, &RESERVE, &[fid, &want, &limit, &published]).await;
-        reserved
-    }
-
-    /// After Redis lost writes, the file receivers read (the oldest) can be
-    /// unfinished while newer files fill the budget: it must still get
-    /// room, or nobody ever frees any.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_oldest_file_gets_room_that_newer_files_hold_and_no_more() {
-        let server = LocalRedis::start(LocalRedisOptions::default()).unwrap();
-        let redis = Redis::connect(&server.url()).await.unwrap();
-        let channel = Channel::new(redis, Keys::new("rd", "t"));
-        let (limit, slot) = (LIMIT.to_string(), SLOT.to_string());
-        let _: Vec<String> = run(
-            &channel,
-            &OPEN,
-            &["broadcast", "r", &limit, &slot, "0", VERSION],
-        )
-        .await;
-        let old = announce(&channel, "old").await;
-        assert_eq!(reserve(&channel, &old, 1, 0).await, 1);
-        let new = announce(&channel, "new").await;
-        assert_eq!(
-            reserve(&channel, &new, 8, 0).await,
-            3,
-            "the rest of the budget"
-        );
-        // Full. The newer file waits; the older one goes on, chunk by chunk,
-        // until it alone would fill a budget.
-        assert_eq!(reserve(&channel, &new, 8, 0).await, 3);
-        assert_eq!(reserve(&channel, &old, 8, 0).await, 2);
-        assert_eq!(reserve(&channel, &old, 8, 0).await, 3);
-        assert_eq!(reserve(&channel, &old, 8, 0).await, 4);
-        assert_eq!(reserve(&channel, &old, 8, 0).await, 4, "a limit of its own");
-        // Its consumed prefix is released early, as if it were alone.
-        let fid = old.as_str();
-        let _: i64 = run(&channel, &CONSUME, &[fid, "r", "2", "0"]).await;
-        let _: i64 = run(
-            &channel,
-            &PUBLISH,
-            &[fid, "0", "4", &"0".repeat(256), "4", "4"],
-        )
-        .await;
-        let plan: Vec<String> = run(&channel, &RELEASE_PLAN, &["1"]).await;
-        assert_eq!(plan, [fid, "0", "2"]);
     }
 }

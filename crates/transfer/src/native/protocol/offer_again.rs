@@ -50,7 +50,8 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::protocol::{Keys, OPEN, VERSION};
+    use crate::native::protocol::sending::Opened;
+    use crate::native::protocol::{Audience, Keys};
     use crate::redis::{LocalRedis, LocalRedisOptions, Redis};
 
     /// A work queue where worker `w` parked `a.log` (read from disk) and
@@ -58,15 +59,8 @@ mod tests {
     async fn channel_with_parked_files(server: &LocalRedis) -> Channel {
         let redis = Redis::connect(&server.url()).await.unwrap();
         let channel = Channel::new(redis, Keys::new("rd", "t"));
-        let open: Vec<String> = channel
-            .run(
-                "testing",
-                &OPEN,
-                &["workers", "", "65536", "4096", "0", VERSION].map(str::to_owned),
-            )
-            .await
-            .unwrap();
-        assert!(open.is_empty());
+        let opened = channel.create(&Audience::Workers, 65536, 4096).await;
+        assert_eq!(opened.unwrap(), Opened::Ready);
         let base = channel.keys.base().to_owned();
         let _: () = channel
             .redis
