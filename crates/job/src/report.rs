@@ -280,7 +280,7 @@ async fn follow(redis: &Redis, query: &ReportQuery, days: &[DayReport]) -> Resul
             let members = &members;
             async move {
                 redis
-                    .retry("reading the visits of the followed members", |mut con| {
+                    .keep_trying("reading the visits of the followed members", |mut con| {
                         let mut command = redis::cmd("ZMSCORE");
                         command.arg(&key).arg(members);
                         async move { command.query_async(&mut con).await }
@@ -335,7 +335,7 @@ async fn read_day(redis: &Redis, query: &ReportQuery, day: String) -> Result<Day
     invocation.key(&key).arg(top);
     let invocation = &invocation;
     let read: Result<DayReply> = redis
-        .retry("reading a day of the report", |mut con| async move {
+        .keep_trying("reading a day of the report", |mut con| async move {
             invocation.invoke_async(&mut con).await
         })
         .await;

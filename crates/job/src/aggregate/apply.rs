@@ -41,7 +41,7 @@ impl FileCounts {
                 let key = dimension.day_key(&options.namespace, &day);
                 let marker = format!("{{{key}}}:applied");
                 redis
-                    .retry("adding counts", |mut con| {
+                    .keep_trying("adding counts", |mut con| {
                         let mut invocation = APPLY.prepare_invoke();
                         invocation.key(&key).key(&marker).arg(token);
                         for (member, count) in &members {

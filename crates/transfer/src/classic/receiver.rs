@@ -64,7 +64,7 @@ impl ClassicReceiver {
             self.keys.messages(),
         );
         self.redis
-            .retry("recording progress", |mut con| {
+            .keep_trying("recording progress", |mut con| {
                 let mut invocation = FINISH_MESSAGE.prepare_invoke();
                 invocation.key(&chat).key(&seen).key(&messages);
                 if let Some(done) = &done {

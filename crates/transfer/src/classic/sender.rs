@@ -274,7 +274,7 @@ impl ClassicSender {
             let data = &block[..want];
             let length: u64 = self
                 .redis
-                .retry("appending a block", |mut con| {
+                .keep_trying("appending a block", |mut con| {
                     let mut invocation = APPEND_AT.prepare_invoke();
                     invocation.key(&content).arg(offset).arg(data);
                     async move { invocation.invoke_async(&mut con).await }
@@ -435,7 +435,7 @@ impl ClassicSender {
         }
         .await;
         self.redis
-            .retry("unlocking the chat", |mut con| {
+            .keep_trying("unlocking the chat", |mut con| {
                 let mut invocation = RELEASE_LOCK.prepare_invoke();
                 invocation.key(&lock).arg(&identifier);
                 async move { invocation.invoke_async::<i64>(&mut con).await }

@@ -126,7 +126,7 @@ impl Channel {
         let meta = self.keys.meta();
         let base = self.keys.base().to_owned();
         self.redis
-            .retry(what, |mut con| {
+            .keep_trying(what, |mut con| {
                 let mut invocation = script.prepare_invoke();
                 invocation.key(&meta).arg(&base);
                 for arg in args {

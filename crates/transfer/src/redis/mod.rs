@@ -36,7 +36,7 @@ pub use local_server::{LocalRedis, LocalRedisOptions, LocalTls};
 
 /// How long a blocking read waits before the caller looks around again.
 /// Kept well below the blocking connection's response timeout.
-pub const BLOCK: Duration = Duration::from_secs(2);
+pub const LONGEST_WAIT: Duration = Duration::from_secs(2);
 
 /// How long an answer may take before the step is retried on a fresh
 /// connection. Short enough to matter: a request written while its
@@ -142,7 +142,7 @@ impl Redis {
         };
         let blocking = Timeouts {
             connect: CONNECT_TIMEOUT,
-            response: BLOCK + Duration::from_secs(10),
+            response: LONGEST_WAIT + Duration::from_secs(10),
         };
         let mut cluster = nodes.len() > 1;
         if !cluster {
@@ -195,7 +195,7 @@ impl Redis {
     }
 
     /// Runs an idempotent step, retrying transient failures with backoff.
-    pub async fn retry<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
+    pub async fn keep_trying<T, F, Fut>(&self, what: &'static str, step: F) -> Result<T>
     where
         F: FnMut(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -203,12 +203,12 @@ impl Redis {
         self.commands.run(self.patience, what, step).await
     }
 
-    /// Sends one command with [`Redis::retry`]. Most steps are a single
+    /// Sends one command with [`Redis::keep_trying`]. Most steps are a single
     /// command, and this spares each of them a closure that rebuilds it per
     /// attempt. Every attempt sends the same borrowed command, so a large
     /// argument (a chunk) is copied once, not once per attempt.
     pub async fn query<T: FromRedisValue>(&self, what: &'static str, command: &Cmd) -> Result<T> {
-        self.retry(what, |mut con| async move {
+        self.keep_trying(what, |mut con| async move {
             command.query_async(&mut con).await
         })
         .await
@@ -219,7 +219,7 @@ impl Redis {
     /// short (a dropped connection, a timeout): the connection is renewed,
     /// and the caller looks around and waits again, as after a block that
     /// timed out. While Redis is unreachable this waits, and gives up, as
-    /// [`Redis::retry`] does. Retrying the same long block instead could never finish
+    /// [`Redis::keep_trying`] does. Retrying the same long block instead could never finish
     /// where connections live shorter than a block (a flaky proxy).
     pub async fn wait<T: FromRedisValue>(
         &self,
@@ -252,7 +252,7 @@ impl Redis {
         what: &'static str,
         pipeline: &Pipeline,
     ) -> Result<T> {
-        self.retry(what, |mut con| async move {
+        self.keep_trying(what, |mut con| async move {
             pipeline.query_async(&mut con).await
         })
         .await
@@ -280,7 +280,7 @@ impl Redis {
         what: &'static str,
         pattern: &str,
     ) -> Result<Vec<(String, Vec<String>)>> {
-        self.retry(what, |mut con| async move {
+        self.keep_trying(what, |mut con| async move {
             let mut found = Vec::new();
             for node in con.primaries().await? {
                 let mut keys = Vec::new();
@@ -414,7 +414,7 @@ impl Redis {
         let mut command = redis::cmd("INFO");
         command.arg(section);
         let command = &command;
-        self.retry("reading INFO", |mut con| async move {
+        self.keep_trying("reading INFO", |mut con| async move {
             let mut found = Vec::new();
             for node in con.primaries().await? {
                 let info = match con.on_node(command, &node).await {

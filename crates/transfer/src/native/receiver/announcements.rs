@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{LONGEST_WAIT, MAX_FAILURES, Receiver};
+use super::{MAX_FAILURES, Receiver};
 use crate::error::Result;
 use crate::files::incoming::IncomingFile;
 use crate::native::notice::WaitNotice;
@@ -13,6 +13,7 @@ use crate::native::protocol::Audience;
 use crate::native::protocol::reading::{
     Announced, Announcement, Outcome, PendingFile, ReadFrom, WorkFailure,
 };
+use crate::redis::LONGEST_WAIT;
 
 /// What reading our pending announcements gave.
 enum Pending {

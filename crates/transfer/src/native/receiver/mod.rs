@@ -33,6 +33,7 @@ use crate::native::protocol::reading::{Outcome, Reader};
 use crate::native::protocol::{Audience, Keys};
 use crate::native::rate::RateMeter;
 use crate::native::status;
+use crate::redis::LONGEST_WAIT;
 use crate::redis::Redis;
 use crate::telemetry;
 
@@ -41,8 +42,6 @@ use settle::{Handout, OfferAgain};
 
 /// Attempts at a file before it is parked.
 pub const MAX_FAILURES: u32 = 3;
-/// How long one blocking read waits before the receiver looks around again.
-const LONGEST_WAIT: Duration = crate::redis::BLOCK;
 
 /// What a [`Receiver`] needs to know.
 #[derive(Clone, Debug)]

@@ -127,7 +127,7 @@ impl Channel {
             let attempts = AtomicU32::new(0);
             let reply = self
                 .redis
-                .retry("reading announcements", |mut con| {
+                .keep_trying("reading announcements", |mut con| {
                     attempts.fetch_add(1, Ordering::Relaxed);
                     let command = &command;
                     async move { command.query_async(&mut con).await }

@@ -17,7 +17,7 @@ use super::{Audience, VERSION, script};
 use crate::error::{Error, Result};
 use crate::native::channel::Channel;
 use crate::native::lease;
-use crate::redis::BLOCK as LONGEST_WAIT;
+use crate::redis::LONGEST_WAIT;
 
 mod upload;
 
