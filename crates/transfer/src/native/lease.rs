@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 use crate::files::incoming::AbortOnDrop;
 use crate::host;
-use crate::native::channel::Channel;
 use crate::native::protocol::Audience;
+use crate::native::protocol::channel::Channel;
 use crate::native::protocol::lease::{Renewal, RoleClaim, Take};
 
 /// How long a lease outlives its last renewal.

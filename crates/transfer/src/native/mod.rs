@@ -1,13 +1,12 @@
 //! The native wire format: files cut into chunks under a channel's memory
 //! budget, announced on a stream, streamed back, verified and acknowledged.
 //!
-//! [`protocol`] holds the key schema and every atomic state change;
-//! the channel module the reads of its metadata both sides share; the
-//! [`sender`] and [`receiver`] are the two parties; [`status`],
-//! [`retry`] and [`purge`] are for operators.
+//! [`protocol`] is the only code that names a control key or runs a
+//! script: the key schema, and one typed call per state change on a
+//! channel's handle; the [`sender`] and [`receiver`] are the two parties;
+//! [`status`], [`retry`] and [`purge`] are for operators.
 
 pub(crate) mod buffers;
-pub(crate) mod channel;
 pub(crate) mod chunk;
 pub mod codec;
 pub(crate) mod encoder;

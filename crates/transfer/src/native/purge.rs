@@ -4,9 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::files::names;
-use crate::native::channel::{Channel, UNLINK_BATCH};
 use crate::native::lease;
 use crate::native::protocol::Keys;
+use crate::native::protocol::channel::{Channel, UNLINK_BATCH};
 use crate::redis::Redis;
 
 /// Deletes every key of a channel. Returns how many keys were deleted.

@@ -4,9 +4,9 @@
 
 use crate::error::Result;
 use crate::files::names;
-use crate::native::channel::Channel;
 use crate::native::lease;
 use crate::native::protocol::Keys;
+use crate::native::protocol::channel::Channel;
 pub use crate::native::protocol::offer_again::Retried;
 use crate::redis::Redis;
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::files::names;
-use crate::native::channel::{Channel, ChunkCensus, Meta};
 use crate::native::lease;
+use crate::native::protocol::channel::{Channel, ChunkCensus, Meta};
 use crate::native::protocol::inspect;
 pub use crate::native::protocol::inspect::ParkedFile;
 use crate::native::protocol::{Audience, Keys};

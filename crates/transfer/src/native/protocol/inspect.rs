@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::native::channel::Channel;
 use crate::native::protocol::Keys;
+use crate::native::protocol::channel::Channel;
 use crate::redis::Redis;
 
 /// A file given up on.

@@ -10,7 +10,7 @@ use redis::Script;
 
 use super::script;
 use crate::error::{Error, Result};
-use crate::native::channel::Channel;
+use crate::native::protocol::channel::Channel;
 
 /// Takes the lease of a role, `P:{C}:lease:ROLE`, unless someone else
 /// holds it. KEYS: meta. ARGV: base, role, holder, ttl (ms), a holder it may

@@ -30,11 +30,19 @@
 //! two steps can only overestimate memory, never lose data. Each script is
 //! idempotent, which is what makes retrying after a dropped connection safe.
 //! `docs/protocol.md` walks through the same steps in prose.
+//!
+//! A `Channel` (`channel.rs`) is a channel's keys with the connection
+//! that reaches them; each state change is one method of it, written in
+//! the module of the party that takes it (`sending`, `reading`, `lease`,
+//! `offer_again`, `inspect`, `teardown`), with its arguments as
+//! named fields and its answer as an enum. The Lua is in `scripts/`, the
+//! helpers the scripts share in `scripts/prelude.lua`.
 
 use redis::Script;
 
 use crate::redis::memory;
 
+pub(crate) mod channel;
 pub(crate) mod inspect;
 pub(crate) mod lease;
 pub(crate) mod offer_again;

@@ -7,7 +7,7 @@ use redis::Script;
 
 use super::script;
 use crate::error::Result;
-use crate::native::channel::Channel;
+use crate::native::protocol::channel::Channel;
 
 /// Offers parked files again: each becomes a request in `wanted` for the
 /// receivers that parked it (any worker in a work queue), for the sender

@@ -3,7 +3,7 @@
 //! the channel's name in the list of channels.
 
 use crate::error::Result;
-use crate::native::channel::Channel;
+use crate::native::protocol::channel::Channel;
 
 impl Channel {
     /// Deletes every key of the channel and forgets its name. Returns how

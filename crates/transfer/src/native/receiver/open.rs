@@ -9,8 +9,8 @@ use super::fetch::{Fetch, FileToFetch};
 use crate::error::Result;
 use crate::files::incoming::{AbortOnDrop, IncomingFile, PieceOf, Ticket};
 use crate::files::names;
-use crate::native::channel::Channel;
 use crate::native::protocol::Audience;
+use crate::native::protocol::channel::Channel;
 use crate::native::protocol::reading::{FileRecord, Outcome};
 
 /// The smallest chunk slot a sender uses: a record that says less is damaged.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::native::channel::Channel;
+use crate::native::protocol::channel::Channel;
 use crate::native::protocol::reading::{LogEntry, UploadEnd};
 
 /// The upload log of one file, as read so far.

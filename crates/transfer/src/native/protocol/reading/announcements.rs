@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::streams::{StreamId, StreamInfoGroupsReply, StreamRangeReply, StreamReadReply};
 
 use crate::error::Result;
-use crate::native::channel::Channel;
+use crate::native::protocol::channel::Channel;
 
 /// Who reads `files`: a consumer of a consumer group.
 #[derive(Clone, Copy, Debug)]

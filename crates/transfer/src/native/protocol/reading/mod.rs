@@ -19,7 +19,7 @@ use redis::Script;
 
 use super::script;
 use crate::error::{Error, Result};
-use crate::native::channel::Channel;
+use crate::native::protocol::channel::Channel;
 
 pub(crate) use announcements::{Announced, Announcement, PendingFile, ReadFrom, Reader};
 pub(crate) use records::{FileRecord, LogEntry, ReadingReport, UploadEnd};

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use redis::streams::{StreamId, StreamReadReply};
 
 use crate::error::Result;
-use crate::native::channel::Channel;
 use crate::native::lease;
+use crate::native::protocol::channel::Channel;
 
 /// A file's record `f:N` as stored: raw bytes, since a record someone
 /// else wrote may hold anything, and one bad record must not stop a

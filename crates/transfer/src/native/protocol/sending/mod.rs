@@ -15,8 +15,8 @@ use redis::Script;
 use super::reading::ReleasePlan;
 use super::{Audience, VERSION, script};
 use crate::error::{Error, Result};
-use crate::native::channel::Channel;
 use crate::native::lease;
+use crate::native::protocol::channel::Channel;
 use crate::redis::LONGEST_WAIT;
 
 mod upload;

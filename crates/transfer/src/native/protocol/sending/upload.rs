@@ -9,7 +9,7 @@ use redis::Script;
 
 use super::Wanted;
 use crate::error::Result;
-use crate::native::channel::Channel;
+use crate::native::protocol::channel::Channel;
 use crate::native::protocol::script;
 use crate::redis::shards::Shards;
 
