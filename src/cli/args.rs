@@ -295,7 +295,7 @@ impl ColorWhen {
 pub enum Protocol {
     /// Chunked, bounded, resumable; see docs/protocol.md.
     Native,
-    /// *Redis in Action* section 6.6, byte for byte: one key per file (512 MB at most), one shard.
+    /// *Redis in Action* section 6.6, byte for byte: one key per file (512 MB at most), one shard; see docs/classic.md.
     Classic,
 }
 

@@ -23,6 +23,19 @@ pub fn shortened(text: &str, max: usize) -> String {
     format!("{head}…{end}")
 }
 
+/// `1234567` as `1,234,567`, for people.
+pub fn thousands(number: u64) -> String {
+    let digits = number.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -42,5 +55,13 @@ mod tests {
         assert_eq!(super::shortened(long, 20).chars().count(), 20);
         assert_eq!(super::shortened("DE Germany", 20), "DE Germany");
         assert_eq!(super::shortened("ÄÖÜäöüßÄÖÜ", 5), "ÄÖ…ÖÜ");
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(1234567), "1,234,567");
     }
 }

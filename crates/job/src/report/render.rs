@@ -1,6 +1,8 @@
 //! A report as people and programs read it: an aligned table, JSON, CSV,
 //! or an SVG chart. Each is a pure function of the report.
 
+use redistribute_transfer::text::thousands;
+
 use super::{DayReport, Report, chart};
 
 /// A line of the table: day, rank, member, visits, share.
@@ -24,19 +26,6 @@ fn aligned(line: &Line, widths: [usize; 5]) -> String {
         })
         .collect();
     cells.join("  ").trim_end().to_owned() + "\n"
-}
-
-/// `1234567` as `1,234,567`, for people.
-pub(super) fn thousands(number: u64) -> String {
-    let digits = number.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 impl Report {
@@ -163,14 +152,6 @@ mod tests {
                 })
                 .collect(),
         }
-    }
-
-    #[test]
-    fn thousands_are_separated() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
     }
 
     #[test]

@@ -5,10 +5,10 @@
 use std::fmt::Write;
 
 use super::super::days::parse_day;
-use super::super::render::thousands;
 use super::super::{DayReport, share};
 use super::{CHAR_WIDTH, Chart, FONT, GAP, HEADING, INK, LABEL, MARGIN, MUTED, NOTE, SMALL_NOTE};
 use super::{SUMMARY, WIDTH, escape, label};
+use redistribute_transfer::text::thousands;
 
 const ROW: f64 = 24.0;
 const BAR: f64 = 17.0;

@@ -10,9 +10,9 @@ use jiff::civil::Date;
 
 use super::super::Report;
 use super::super::days::parse_day;
-use super::super::render::thousands;
 use super::{CHAR_WIDTH, Chart, GAP, HEADING, INK, MARGIN, MUTED, RULE, SMALL_NOTE, SUMMARY};
 use super::{WIDTH, escape, label};
+use redistribute_transfer::text::thousands;
 
 const TOTALS_HEIGHT: f64 = 110.0;
 const MEMBERS_HEIGHT: f64 = 210.0;

@@ -140,7 +140,7 @@ impl Chart<'_> {
     fn count_of(&self, members: u64) -> String {
         format!(
             "{} {}",
-            super::render::thousands(members),
+            redistribute_transfer::text::thousands(members),
             self.noun(members)
         )
     }

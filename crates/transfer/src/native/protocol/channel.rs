@@ -8,7 +8,6 @@ use futures_util::{StreamExt, TryStreamExt};
 use redis::{FromRedisValue, Script};
 
 use crate::error::{Error, Result};
-use crate::native::protocol::reading::ReleasePlan;
 use crate::native::protocol::{self, Audience, Keys};
 use crate::redis::Redis;
 
@@ -66,6 +65,39 @@ impl ChunkCensus {
     /// Bytes of the leftover chunks.
     pub fn leftover_bytes(&self) -> u64 {
         self.leftovers.iter().map(|(_, bytes)| bytes).sum()
+    }
+}
+
+/// Chunks `from..to` of file `fid`, to delete and then release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkRange {
+    pub fid: u64,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// What ACK and RELEASE_PLAN answer: chunk ranges that may be deleted now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ReleasePlan(pub Vec<ChunkRange>);
+
+impl ReleasePlan {
+    /// Reads a script's `{fid, from, to, ...}` answer; `meta` names the
+    /// channel in an error.
+    pub(crate) fn parse(meta: &str, triples: &[String]) -> Result<ReleasePlan> {
+        let parse = |s: &String| {
+            s.parse::<u64>().map_err(|_| Error::Protocol {
+                key: meta.to_owned(),
+                reason: format!("bad number {s:?} in a release plan"),
+            })
+        };
+        let ranges = triples.chunks_exact(3).map(|triple| {
+            Ok(ChunkRange {
+                fid: parse(&triple[0])?,
+                from: parse(&triple[1])?,
+                to: parse(&triple[2])?,
+            })
+        });
+        Ok(ReleasePlan(ranges.collect::<Result<_>>()?))
     }
 }
 

@@ -19,7 +19,7 @@ use redis::Script;
 
 use super::script;
 use crate::error::{Error, Result};
-use crate::native::protocol::channel::Channel;
+use crate::native::protocol::channel::{Channel, ReleasePlan};
 
 pub(crate) use announcements::{Announced, Announcement, PendingFile, ReadFrom, Reader};
 pub(crate) use records::{FileRecord, LogEntry, ReadingReport, UploadEnd};
@@ -164,39 +164,6 @@ pub(crate) enum Released {
     Returned,
     /// The file's record is gone; it left `reclaim`.
     NoRecord,
-}
-
-/// Chunks `from..to` of file `fid`, to delete and then release.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ChunkRange {
-    pub fid: u64,
-    pub from: u64,
-    pub to: u64,
-}
-
-/// What ACK and RELEASE_PLAN answer: chunk ranges that may be deleted now.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ReleasePlan(pub Vec<ChunkRange>);
-
-impl ReleasePlan {
-    /// Reads a script's `{fid, from, to, ...}` answer; `meta` names the
-    /// channel in an error.
-    pub(crate) fn parse(meta: &str, triples: &[String]) -> Result<ReleasePlan> {
-        let parse = |s: &String| {
-            s.parse::<u64>().map_err(|_| Error::Protocol {
-                key: meta.to_owned(),
-                reason: format!("bad number {s:?} in a release plan"),
-            })
-        };
-        let ranges = triples.chunks_exact(3).map(|triple| {
-            Ok(ChunkRange {
-                fid: parse(&triple[0])?,
-                from: parse(&triple[1])?,
-                to: parse(&triple[2])?,
-            })
-        });
-        Ok(ReleasePlan(ranges.collect::<Result<_>>()?))
-    }
 }
 
 impl Channel {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::records::Published;
 use super::*;
 use crate::native::protocol::Keys;
+use crate::native::protocol::channel::ChunkRange;
 use crate::redis::{LocalRedis, LocalRedisOptions, Redis};
 
 const RECEIVER: &str = "r";

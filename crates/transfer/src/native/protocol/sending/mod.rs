@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 
-use super::reading::ReleasePlan;
+use super::channel::ReleasePlan;
 use super::{Audience, VERSION, script};
 use crate::error::{Error, Result};
 use crate::native::lease;

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::native::protocol::Keys;
-use crate::native::protocol::reading::ChunkRange;
+use crate::native::protocol::channel::ChunkRange;
 use crate::redis::memory;
 use crate::redis::{LocalRedis, LocalRedisOptions, Redis};
 
