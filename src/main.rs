@@ -63,6 +63,7 @@ async fn main() -> std::process::ExitCode {
                 // Done, but not everything was delivered: distinct, so a
                 // cron job can tell it from a failure to run.
                 redistribute_transfer::Error::FilesParked { .. }
+                | redistribute_transfer::Error::FilesRefused { .. }
                 | redistribute_transfer::Error::NotSupplied { .. } => {
                     std::process::ExitCode::from(3)
                 }

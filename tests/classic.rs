@@ -455,3 +455,43 @@ fn a_book_sender_feeds_our_aggregation_job() {
     );
     assert_no_file_keys(&server);
 }
+
+/// A name the book's Python sends but a receiver must not write (a
+/// backslash reads as a path on other systems): skipped with a line naming
+/// it, the others delivered, and exit 3 (done, not all delivered), as the
+/// exit codes in docs/operations.md say.
+#[test]
+fn a_name_our_receiver_refuses_is_skipped_and_the_run_exits_3() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    write(&source, "good.log", &noise(300_000, 1));
+    write(&source, "bad\\name.log", &noise(1_000, 2));
+    let out = work.path().join("out");
+    let receiver = spawn(&mut rust_receive(&server, "0", &out));
+    // The book's sender waits for every file's done counter, which the
+    // refused file never gets: it is stopped once our receiver is done.
+    let mut book = spawn(&mut python(&server, &["send", "1"], &source));
+    let output = wait(receiver, T);
+    book.kill().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(r#"refusing file name "bad\\name.log""#),
+        "{stderr}"
+    );
+    assert!(
+        common::last_line_of_failure(&output)
+            .contains("1 file was refused for its name and not counted as done"),
+        "{stderr}"
+    );
+    assert_eq!(
+        common::tree(&out).keys().collect::<Vec<_>>(),
+        ["good.log"],
+        "only the good file was written"
+    );
+    assert_eq!(
+        std::fs::read(out.join("good.log")).unwrap(),
+        noise(300_000, 1)
+    );
+}

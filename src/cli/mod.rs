@@ -157,8 +157,9 @@ fn check_nothing_parked(files: &impl FileSource, source: &SourceArgs) -> Result<
             count: parked,
             detail: String::new(),
         },
-        Protocol::Classic => Error::Usage(format!(
-            "{parked} files were refused for their names and not counted as done"
-        )),
+        Protocol::Classic => Error::FilesRefused {
+            channel: channel.to_owned(),
+            count: parked,
+        },
     })
 }

@@ -266,6 +266,22 @@ pub enum Error {
         detail: String,
     },
 
+    /// The book's format announced files under names this receiver
+    /// refuses (a path, a control character): each was skipped, named in
+    /// a line of its own, and not counted as done. The binary exits with 3:
+    /// the work is done, but not all of it was delivered.
+    #[error(
+        "{} and not counted as done on chat {channel:?}; send {} again under a plain file name",
+        crate::text::counted(*.count, "file was refused for its name", "files were refused for their names"),
+        if *.count == 1 { "it" } else { "them" }
+    )]
+    FilesRefused {
+        /// The channel (the book's chat).
+        channel: String,
+        /// How many files.
+        count: u64,
+    },
+
     /// Receivers wait for files whose data left Redis before they could
     /// read them, and this sender was not given those files. The binary
     /// exits with 3.
