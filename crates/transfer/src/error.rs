@@ -364,6 +364,22 @@ impl Error {
         }
     }
 
+    /// What failed while reading file `name`: one of our own errors that
+    /// travelled through `io::Error` from an [`crate::IncomingFile`] (its
+    /// message already names the file), else [`Error::Processing`].
+    pub fn reading(name: &str, error: std::io::Error) -> Self {
+        if error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(Ok(ours)) = error.into_inner().map(|inner| inner.downcast::<Error>()) {
+                return *ours;
+            }
+            unreachable!("checked above");
+        }
+        Error::Processing {
+            name: name.to_owned(),
+            reason: error.to_string(),
+        }
+    }
+
     /// Whether the same operation may succeed if tried again later, as
     /// opposed to errors that need a person to change something.
     pub fn is_retryable(&self) -> bool {
@@ -421,3 +437,23 @@ pub(crate) fn is_out_of_memory(error: &RedisError) -> bool {
 
 /// Shorthand used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn an_error_read_from_a_file_names_the_file_once() {
+        let ours = Error::Corrupt {
+            name: "big3.log".into(),
+            reason: "chunk 0 is missing".into(),
+        };
+        let read = Error::reading("big3.log", std::io::Error::other(ours));
+        assert_eq!(
+            read.to_string(),
+            r#"file "big3.log": chunk 0 is missing; it was not acknowledged"#
+        );
+        let other = Error::reading("big3.log", std::io::Error::other("gzip: bad header"));
+        assert_eq!(other.to_string(), r#"file "big3.log": gzip: bad header"#);
+    }
+}

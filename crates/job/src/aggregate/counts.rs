@@ -212,10 +212,6 @@ impl FileCounts {
         options: &LineOptions,
     ) -> Result<Self> {
         let name = file.name().to_owned();
-        let processing = |reason: String| Error::Processing {
-            name: name.clone(),
-            reason,
-        };
         let counts = FileCounts::count_lines(file.decoded(Decode::Auto), table, options)
             .await
             .map_err(|e| match e.kind() {
@@ -224,7 +220,7 @@ impl FileCounts {
                     name: name.clone(),
                     reason: e.to_string(),
                 },
-                _ => processing(e.to_string()),
+                _ => Error::reading(&name, e),
             })?;
         if counts.unparsed * 2 > counts.lines {
             return Err(Error::Unprocessable {

@@ -291,21 +291,6 @@ impl Printed {
     }
 }
 
-/// Our own errors travel through `io::Error` from the reader; unwrap them
-/// so the message is not repeated.
-fn failed(name: &str, error: std::io::Error) -> Error {
-    if error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        if let Some(Ok(ours)) = error.into_inner().map(|inner| inner.downcast::<Error>()) {
-            return *ours;
-        }
-        unreachable!("checked above");
-    }
-    Error::Processing {
-        name: name.to_owned(),
-        reason: error.to_string(),
-    }
-}
-
 /// Writes contents to stdout, after the first `*already` bytes (written by
 /// an earlier attempt), raising `*already` as it goes. On a multi-threaded
 /// runtime each buffer is written in place with a blocking write, saving
@@ -324,7 +309,10 @@ async fn write_stdout(
     let mut contents = file.decoded(decode);
     let mut seen = 0u64;
     loop {
-        let buffer = contents.fill_buf().await.map_err(|e| failed(name, e))?;
+        let buffer = contents
+            .fill_buf()
+            .await
+            .map_err(|e| Error::reading(name, e))?;
         if buffer.is_empty() {
             break;
         }
@@ -376,7 +364,7 @@ where
         let buffer = contents
             .fill_buf()
             .await
-            .map_err(|e| Side::Read(failed(name, e)))?;
+            .map_err(|e| Side::Read(Error::reading(name, e)))?;
         if buffer.is_empty() {
             return Ok(());
         }
@@ -446,7 +434,7 @@ async fn run_command(
         Err(Side::Write(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
             tokio::io::copy_buf(&mut contents, &mut tokio::io::sink())
                 .await
-                .map_err(|e| failed(name, e))?;
+                .map_err(|e| Error::reading(name, e))?;
         }
         Err(side) => {
             let _ = child.kill().await;
