@@ -278,14 +278,22 @@ impl LineParser {
     }
 
     /// A common, combined or nginx main line: `IP - user [10/Oct/2000:13:55:36
-    /// -0700] "request" status bytes "referer" "user agent" "X-Forwarded-For"`.
+    /// -0700] "request" status bytes "referer" "user agent" "X-Forwarded-For"`,
+    /// or with nginx's `$time_iso8601` in the brackets
+    /// (`[2000-10-10T13:55:36-07:00]`, a common customisation).
     /// The forwarded list is looked for only when it is used.
     fn clf(&self, line: &[u8]) -> Option<Visit> {
         let (address, rest) = leading_address(line.trim_ascii_start())?;
         // A plain scan: the bracket is a few bytes away, closer than
         // memchr's set-up pays off.
         let open = rest.iter().position(|&b| b == b'[')?;
-        let day = self.on_calendar(time::clf_ymd(rest.get(open + 1..open + 12)?)?)?;
+        let stamp = rest.get(open + 1..)?;
+        let ymd = if stamp.get(4) == Some(&b'-') {
+            time::iso_day(stamp)?
+        } else {
+            time::clf_ymd(stamp.get(..11)?)?
+        };
+        let day = self.on_calendar(ymd)?;
         let Some(trusted) = &self.forwarded else {
             return Some(Visit { address, day });
         };

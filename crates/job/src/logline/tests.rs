@@ -36,6 +36,32 @@ fn combined_lines_give_the_day_of_their_timestamp() {
     assert_eq!(day(&visit), "2000-10-10");
 }
 
+/// nginx's `$time_iso8601` in place of `$time_local`: `--log-format auto`
+/// takes it for combined, and the day is the timestamp's own.
+#[test]
+fn combined_lines_with_iso_times_in_the_brackets_are_combined() {
+    let lines: Vec<&[u8]> = vec![
+        br#"192.0.2.7 - - [2026-11-20T00:00:00+00:00] "GET / HTTP/1.1" 200 512 "-" "curl/8.5""#,
+        br#"192.0.2.8 - - [2026-11-20T23:59:59+01:00] "GET /a HTTP/1.1" 404 0 "https://example.com/" "Mozilla/5.0""#,
+    ];
+    let auto = options(FormatChoice::Auto, ClientIp::Remote);
+    assert_eq!(
+        detect::detect(&lines, &auto).map(|(format, _)| format),
+        Some(LogFormat::Combined)
+    );
+    let visit = parse(LogFormat::Combined, lines[1]).unwrap();
+    assert_eq!(visit.address, Address::V4(0xc000_0208));
+    assert_eq!(day(&visit), "2026-11-20");
+    // Not a date: not a line of this format.
+    assert_eq!(
+        parse(
+            LogFormat::Combined,
+            br#"192.0.2.7 - - [2026-13-20T00:00:00Z] "GET / HTTP/1.1" 200 1 "-" "-""#
+        ),
+        None
+    );
+}
+
 #[test]
 fn vhost_combined_lines_start_with_host_and_port() {
     let line = br#"www.example.com:443 192.0.2.7 - - [01/Mar/2024:00:00:01 +0100] "GET / HTTP/1.1" 200 512 "-" "curl""#;
