@@ -164,14 +164,13 @@ impl Sender {
                 Ok(Stop::Forgot) => {
                     self.forget_watch().await?;
                     job.check_forgotten = false;
+                    drop_redone_work(&mut queue);
                     let lost = self.restart_work(&queued(&queue, &job)).await?;
                     chain(lost, Task::Start(job))
                 }
-                Ok(Stop::Lost) => {
-                    let queued = queued(&queue, &job);
-                    self.start_over(job, &queued).await?
-                }
+                Ok(Stop::Lost) => self.start_over(job, &mut queue).await?,
                 Ok(Stop::Restarted(upload)) => {
+                    drop_redone_work(&mut queue);
                     let lost = self.restart_work(&queued(&queue, &job)).await?;
                     chain(lost, Task::Resume(job, upload))
                 }
@@ -203,7 +202,7 @@ impl Sender {
     async fn start_over<'a>(
         &'a self,
         mut job: Job,
-        queued: &HashSet<String>,
+        queue: &mut VecDeque<Task<'a>>,
     ) -> Result<Vec<Task<'a>>> {
         let lost = Error::UploadLost {
             name: job.name.clone(),
@@ -221,11 +220,28 @@ impl Sender {
         job.attempts += 1;
         job.check_forgotten = !matches!(job.purpose, Purpose::Redo);
         let earlier = match self.restarted().await? {
-            true => self.restart_work(queued).await?,
+            true => {
+                drop_redone_work(queue);
+                self.restart_work(&queued(queue, &job)).await?
+            }
             false => Vec::new(),
         };
         Ok(chain(earlier, Task::Start(job)))
     }
+}
+
+/// Before Redis' lost work is listed again after another restart: takes
+/// the redone files not yet begun and the end-of-input mark out of the
+/// queue, so the new list brings them back in the order the files came,
+/// with the mark after every one of them (left in place, a file lost by
+/// the later restart would go ahead of earlier ones, and the mark ahead of
+/// files not announced yet, which could let a receiver end too early).
+fn drop_redone_work(queue: &mut VecDeque<Task<'_>>) {
+    queue.retain(|task| match task {
+        Task::Start(job) => !matches!(job.purpose, Purpose::Redo),
+        Task::MarkEnd => false,
+        Task::Resume(..) => true,
+    });
 }
 
 /// Names of the files the queue and the job at hand will upload anyway.
