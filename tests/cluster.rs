@@ -376,6 +376,10 @@ fn the_demo_runs_on_a_private_cluster_of_its_own() {
             && said.contains("visits counted per day and country"),
         "{said}"
     );
+    assert!(
+        !said.contains("does not exist yet"),
+        "the demo's receivers waited for a channel its sender had not made yet: {said}"
+    );
 }
 
 #[test]

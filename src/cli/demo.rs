@@ -136,6 +136,11 @@ async fn broadcast(
     files: &[inputs::Input],
     work: &Path,
 ) -> Result<()> {
+    // The sender first: it creates the channel, which receivers started
+    // earlier would say they wait for.
+    let mut send = SendOptions::new(channel, Audience::Broadcast(ids.to_vec()));
+    send.prefix = options.prefix.clone();
+    let mut sender = Sender::open(url, send).await?;
     let mut receivers = Vec::new();
     for id in ids {
         let mut receive = ReceiveOptions::new(channel, id);
@@ -146,9 +151,6 @@ async fn broadcast(
             work.join(format!("copy-{id}")),
         )));
     }
-    let mut send = SendOptions::new(channel, Audience::Broadcast(ids.to_vec()));
-    send.prefix = options.prefix.clone();
-    let mut sender = Sender::open(url, send).await?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     sender.set_progress(progress::reporter(&progress::bytes(
         total,
@@ -226,6 +228,9 @@ async fn aggregate_by_country(
 ) -> Result<()> {
     let channel = format!("demo-aggregate-{}", std::process::id());
     let started = Instant::now();
+    let mut send = SendOptions::new(&channel, Audience::Workers);
+    send.prefix = options.prefix.clone();
+    let sender = Sender::open(url, send).await?;
     let mut workers = Vec::new();
     for id in ["worker-a", "worker-b"] {
         let mut receive = ReceiveOptions::new(&channel, id);
@@ -246,9 +251,6 @@ async fn aggregate_by_country(
             aggregate::run(&redis, &mut files, &job).await
         }));
     }
-    let mut send = SendOptions::new(&channel, Audience::Workers);
-    send.prefix = options.prefix.clone();
-    let sender = Sender::open(url, send).await?;
     say(
         options,
         "counting visits per day and country with two aggregation workers",
