@@ -111,6 +111,13 @@ fn detect(input: Input<'_>) -> Result<Detected<'_>> {
     }
     let hint = if whole.get(257..262) == Some(b"ustar") {
         "a tar archive (extract the .mmdb from it)"
+    } else if name
+        .extension()
+        .is_some_and(|extension| extension == "mmdb")
+    {
+        // The metadata a MaxMind DB ends with is missing: a download or
+        // copy cut short, most likely.
+        "a .mmdb without the metadata a MaxMind DB ends with (cut short? download it again)"
     } else {
         "binary data"
     };

@@ -385,6 +385,18 @@ fn files_in_no_known_format_are_refused_in_one_line_naming_the_formats() {
 }
 
 #[test]
+fn a_maxmind_db_cut_short_says_so() {
+    let start: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let message = usage_message(table(&[("GeoLite2-City.mmdb", &start)]));
+    assert_eq!(
+        message,
+        "GeoLite2-City.mmdb: not a location table: a .mmdb without the metadata a MaxMind DB \
+         ends with (cut short? download it again); expected range CSV, GeoLite2 CSV, \
+         GeoLiteCity CSV or MaxMind .mmdb"
+    );
+}
+
+#[test]
 fn a_damaged_maxmind_db_is_one_line_without_its_bytes() {
     let mut damaged = vec![0, 0, 1, 0, 0, 2];
     damaged.extend(b"\xAB\xCD\xEFMaxMind.com\x01\x02garbage");
