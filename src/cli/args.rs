@@ -16,7 +16,13 @@ use values::{choice, cidr, day_count, format_choice, parse_size};
 /// Distribute files through Redis to many machines and process them while
 /// they stream.
 #[derive(Debug, Parser)]
-#[command(name = "redistribute", version, about, long_about = None)]
+#[command(
+    name = "redistribute",
+    version,
+    about,
+    long_about = None,
+    next_help_heading = "Global options"
+)]
 pub struct Cli {
     /// Redis to use: redis://[user:pass@]host:port[/db], rediss://… (TLS) or unix:///path
     #[arg(
