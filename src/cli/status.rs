@@ -23,6 +23,9 @@ pub async fn run(url: &str, prefix: &str, args: StatusArgs) -> Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&found).expect("status serializes")
             );
+        } else if let (true, Some(name)) = (found.is_empty(), &args.channel) {
+            // Only with --watch: a channel made later shows up here.
+            println!("no channel named {name:?} under prefix {prefix:?} yet; waiting for a sender");
         } else if found.is_empty() {
             println!("no channels");
         } else {
@@ -48,7 +51,8 @@ async fn gather(redis: &Redis, prefix: &str, args: &StatusArgs) -> Result<Vec<Ch
     for name in &names {
         match status::channel_status(redis, prefix, name).await? {
             Some(status) => found.push(status),
-            None if args.channel.is_some() => {
+            // Watching, a channel may be made later: wait for it.
+            None if args.channel.is_some() && !args.watch => {
                 return Err(Error::Usage(format!(
                     "no channel named {name:?} under prefix {prefix:?}"
                 )));

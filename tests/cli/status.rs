@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::{Server, noise, run, spawn, succeeded, wait, write};
-use crate::{T, kill, terminate, wait_for_status};
+use crate::common::{Server, noise, run, spawn, spawn_printing_to, succeeded, wait, write};
+use crate::{T, kill, terminate, wait_for_status, wait_for_text};
 
 #[test]
 fn status_tells_running_stopped_and_never_connected_apart_and_hides_finished_channels() {
@@ -198,4 +198,34 @@ fn report_last_counts_days_back_from_today_or_from_either_end() {
     if jiff::ZonedDateTime::now().date() == today {
         assert_eq!(last_week, [day(6), day(0)]);
     }
+}
+
+/// `status --watch` started before the sender: it waits for the channel
+/// and shows it once the sender made it, instead of failing.
+#[test]
+fn status_watch_waits_for_a_channel_made_later() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let shown = work.path().join("shown");
+    let watching = spawn_printing_to(
+        server
+            .command()
+            .args(["status", "--watch", "--channel", "later"]),
+        &shown,
+    );
+    wait_for_text(
+        &shown,
+        "no channel named \"later\" under prefix \"rd\" yet; waiting for a sender",
+    );
+    let source = work.path().join("in");
+    write(&source, "a.log", b"one line\n");
+    let sender = spawn(server.send("later").receivers(1).path(&source));
+    wait_for_text(&shown, "channel later:");
+    terminate(&watching);
+    succeeded(&wait(watching, T));
+    let out = work.path().join("out");
+    let receiver = spawn(server.receive("later", 0).out(&out));
+    succeeded(&wait(sender, T));
+    succeeded(&wait(receiver, T));
+    assert_eq!(std::fs::read(out.join("a.log")).unwrap(), b"one line\n");
 }
