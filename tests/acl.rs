@@ -122,7 +122,10 @@ fn the_job_user_runs_everything(url: &str, work: &std::path::Path) {
             .workers()
             .path(&logs),
     );
-    succeeded(&run(AggregateCommand::new(binary(url), "weblogs", "w"), T));
+    succeeded(&run(
+        AggregateCommand::new(binary(url), "weblogs", "w").args(["--keep", "400d"]),
+        T,
+    ));
     succeeded(&wait(sender, T));
     for args in [
         &[

@@ -101,6 +101,7 @@ fn count_and_die(server: &Server, table: &Path) -> Result<u64> {
             lines: LineOptions::default(),
             table_files: vec![table.to_owned()],
             namespace: String::new(),
+            keep: None,
         };
         aggregate::run(&redis, &mut worker, &job).await
     })
@@ -421,4 +422,53 @@ fn with_a_prefix_the_counts_go_under_it_and_report_reads_them_there() {
         expected.values().sum::<f64>()
     );
     assert_eq!(report(&[]), 0.0, "the book's keys hold nothing");
+}
+
+/// `--keep`: each day's counts and their marker set expire that long after
+/// the day ends (UTC); days already past it are not kept at all.
+#[test]
+fn keep_sets_each_days_counts_to_expire_that_long_after_the_day() {
+    let day_end = |day: &str| {
+        let date: jiff::civil::Date = day.parse().unwrap();
+        date.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp()
+            .as_second()
+            + 86_400
+    };
+    for (keep, kept) in [("400d", true), ("1d", false)] {
+        let server = Server::start();
+        let work = tempfile::tempdir().unwrap();
+        let table = write(work.path(), "table.csv", TABLE.as_bytes());
+        let expected = book_logs(&work.path().join("logs"), 3, 100);
+        let sender = spawn(server.send("logs").workers().path(work.path().join("logs")));
+        let worker = spawn(
+            server
+                .aggregate("logs", "w")
+                .table(&table)
+                .args(["--keep", keep]),
+        );
+        succeeded(&wait(worker, T));
+        succeeded(&wait(sender, T));
+        let mut con = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let days: std::collections::BTreeSet<&String> =
+            expected.keys().map(|(day, _)| day).collect();
+        for day in days {
+            let key = format!("daily:country:{day}");
+            for key in [key.clone(), format!("{{{key}}}:applied")] {
+                let at: i64 = redis::cmd("EXPIRETIME").arg(&key).query(&mut con).unwrap();
+                if kept {
+                    assert_eq!(at, day_end(day) + 400 * 86_400, "{key}");
+                } else {
+                    assert_eq!(at, -2, "{key} should be gone: its day is past --keep 1d");
+                }
+            }
+        }
+        if kept {
+            assert_eq!(counted(&server), expected);
+        }
+    }
 }

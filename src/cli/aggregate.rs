@@ -18,6 +18,7 @@ pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs
         lines: line_options(&args)?,
         table_files: args.table.clone(),
         namespace,
+        keep: args.keep,
     };
     source.check()?;
     let redis = Redis::connect(url).await?;

@@ -332,6 +332,10 @@ pub struct AggregateArgs {
     /// Read the location table from these files instead of Redis (or the built-in one).
     #[arg(long = "table", value_name = "FILE")]
     pub table: Vec<PathBuf>,
+    /// Keep each day's counts this long after the day ends, then let Redis delete them
+    /// (e.g. 400d); without it they stay until deleted by hand.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep: Option<Duration>,
 }
 
 /// `--client-ip`.

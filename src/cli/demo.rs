@@ -244,6 +244,7 @@ async fn aggregate_by_country(
             },
             table_files: Vec::new(),
             namespace: String::new(),
+            keep: None,
         };
         let redis = Redis::connect(url).await?;
         let mut files = Receiver::connect(url, receive).await?;

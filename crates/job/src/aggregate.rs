@@ -43,6 +43,9 @@ pub struct AggregateOptions {
     /// What the counts' keys start with: empty for the book's `daily:*`,
     /// `P:` to keep them apart (see [`Dimension::day_key`]).
     pub namespace: String,
+    /// How long after its day a day's counts (and their markers) stay in
+    /// Redis; `None`: until deleted by hand.
+    pub keep: Option<std::time::Duration>,
 }
 
 /// Counts every file `files` hands out until it ends (never, for a
