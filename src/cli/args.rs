@@ -140,11 +140,15 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff).
+    /// Print the manual page (roff), or write one page per command into a directory.
     #[command(after_help = "Examples:\n  \
         redistribute man | man -l -\n  \
-        redistribute man > /usr/local/share/man/man1/redistribute.1")]
-    Man,
+        redistribute man --dir /usr/local/share/man/man1   # redistribute.1, redistribute-send.1, ...")]
+    Man {
+        /// Write redistribute.1 and a page per command (redistribute-send.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Write sample access logs (for benchmarks).
     #[command(hide = true)]
     GenerateLogs(GenerateArgs),

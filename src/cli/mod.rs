@@ -7,6 +7,7 @@ pub mod args;
 mod demo;
 mod geo;
 mod loggen;
+mod man;
 pub mod progress;
 mod purge;
 mod receive;
@@ -89,11 +90,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut command, "redistribute", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
-            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            page.render(&mut std::io::stdout())
-                .map_err(|e| Error::io("standard output", e))
-        }
+        Command::Man { dir } => man::run(dir.as_deref()),
         Command::GenerateLogs(args) => {
             loggen::write_log_dir(&args.dir, args.size, args.files, args.format)
                 .map(|_| ())

@@ -225,6 +225,38 @@ fn completions_and_the_manual_page_come_from_the_command_definition() {
         page.contains(".TH redistribute 1") && page.contains("aggregate"),
         "{page}"
     );
+    // A page per command, each with examples, environment and exit status;
+    // every page the top one points to exists.
+    let dir = tempfile::tempdir().unwrap();
+    succeeded(&run(
+        server.command().arg("man").arg("--dir").arg(dir.path()),
+        T,
+    ));
+    for command in ["send", "receive", "aggregate", "status", "geo-import"] {
+        let path = dir.path().join(format!("redistribute-{command}.1"));
+        let page = std::fs::read_to_string(&path).unwrap();
+        for section in [
+            ".SH EXAMPLES",
+            ".SH \"ENVIRONMENT\"",
+            ".SH \"EXIT STATUS\"",
+            "REDIS_URL",
+        ] {
+            assert!(page.contains(section), "{} lacks {section}", path.display());
+        }
+    }
+    let top = std::fs::read_to_string(dir.path().join("redistribute.1")).unwrap();
+    for named in top.split("redistribute\\-").skip(1) {
+        let command: String = named
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+            .collect();
+        assert!(
+            dir.path()
+                .join(format!("redistribute-{command}.1"))
+                .exists(),
+            "redistribute.1 names redistribute-{command}(1), which was not written"
+        );
+    }
 }
 
 /// `command` run on a terminal: `script` (util-linux, on every Debian)
