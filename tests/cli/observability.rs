@@ -244,6 +244,35 @@ fn completions_and_the_manual_page_come_from_the_command_definition() {
             assert!(page.contains(section), "{} lacks {section}", path.display());
         }
     }
+    // The exit codes the manual lists are those of docs/operations.md.
+    let docs = include_str!("../../docs/operations.md");
+    let table = docs
+        .split("| exit code | meaning |")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap();
+    let mut documented: Vec<&str> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| ")?.split(' ').next())
+        .filter(|code| code.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    let page = std::fs::read_to_string(dir.path().join("redistribute-send.1")).unwrap();
+    let status = page.split(".SH \"EXIT STATUS\"").nth(1).unwrap();
+    let mut listed: Vec<&str> = status
+        .split(".TP\n\\fB")
+        .skip(1)
+        .filter_map(|row| row.split('\\').next())
+        .collect();
+    assert!(
+        documented.contains(&"3") && documented.len() >= 5,
+        "{documented:?}"
+    );
+    documented.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(
+        listed, documented,
+        "the manual's exit codes are not the documented ones"
+    );
     let top = std::fs::read_to_string(dir.path().join("redistribute.1")).unwrap();
     for named in top.split("redistribute\\-").skip(1) {
         let command: String = named
