@@ -10,7 +10,7 @@ use redistribute_transfer::{Error, FileSource, Receiver, Result};
 use super::args::{AggregateArgs, ClientIpArg, Protocol, SourceArgs};
 
 pub async fn run(url: &str, prefix: &str, namespace: String, args: AggregateArgs) -> Result<()> {
-    super::serve_metrics(args.source.metrics)?;
+    super::serve_metrics_of(url, prefix, "aggregate", &args.source).await?;
     let source = &args.source;
     let options = AggregateOptions {
         prefix: prefix.to_owned(),

@@ -8,6 +8,7 @@ mod demo;
 mod geo;
 mod loggen;
 mod man;
+mod metrics;
 pub mod progress;
 mod purge;
 mod receive;
@@ -99,22 +100,6 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Serves the library's metrics (`redistribute_transfer::telemetry`) over HTTP in
-/// Prometheus' text format, when asked to.
-fn serve_metrics(address: Option<std::net::SocketAddr>) -> Result<()> {
-    let Some(address) = address else {
-        return Ok(());
-    };
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(address)
-        .install()
-        .map_err(|e| Error::Usage(format!("--metrics {address}: {e}")))?;
-    redistribute_transfer::telemetry::describe();
-    redistribute_job::telemetry::describe();
-    tracing::info!("serving metrics on http://{address}/metrics");
-    Ok(())
-}
-
 impl SourceArgs {
     /// Refuses what the chosen wire format cannot do, before connecting.
     fn check(&self) -> Result<()> {
@@ -159,4 +144,21 @@ fn check_nothing_parked(files: &impl FileSource, source: &SourceArgs) -> Result<
             count: parked,
         },
     })
+}
+
+/// `--metrics` of a receiving command (`receive`, `aggregate`), labelled
+/// with its channel, `role` and id.
+async fn serve_metrics_of(
+    url: &str,
+    prefix: &str,
+    role: &'static str,
+    source: &SourceArgs,
+) -> Result<()> {
+    let labels = metrics::Labels {
+        channel: &source.channel,
+        role,
+        id: Some(&source.id),
+    };
+    let backlog = (source.protocol == Protocol::Native).then_some(metrics::Backlog { url, prefix });
+    metrics::serve(source.metrics, labels, backlog).await
 }

@@ -9,7 +9,7 @@ use super::args::{Protocol, ReceiveArgs};
 use super::progress;
 
 pub async fn run(url: &str, prefix: &str, quiet: bool, args: ReceiveArgs) -> Result<()> {
-    super::serve_metrics(args.source.metrics)?;
+    super::serve_metrics_of(url, prefix, "receiver", &args.source).await?;
     let sink = match (&args.out, &args.exec) {
         (Some(dir), _) => Sink::Dir(dir.clone()),
         (_, Some(command)) => Sink::Exec(command.clone()),

@@ -11,11 +11,18 @@ use redistribute_transfer::text::counted;
 use redistribute_transfer::{Audience, Error, Result, SendOptions, Sender, Sent};
 
 use super::args::{Protocol, SendArgs};
+use super::metrics::{self, Backlog, Labels};
 use super::progress;
 
 pub async fn run(url: &str, prefix: &str, quiet: bool, args: SendArgs) -> Result<()> {
     check_workers(&args)?;
-    super::serve_metrics(args.metrics)?;
+    let labels = Labels {
+        channel: &args.channel,
+        role: "sender",
+        id: None,
+    };
+    let backlog = (args.protocol == Protocol::Native).then_some(Backlog { url, prefix });
+    metrics::serve(args.metrics, labels, backlog).await?;
     if args.protocol == Protocol::Classic {
         return send_classic(url, quiet, args).await;
     }

@@ -121,7 +121,18 @@ fn log_json_writes_one_json_object_a_line_with_a_timestamp_errors_included() {
 /// The samples of a Prometheus text exposition, by metric name.
 fn scrape(address: &str) -> BTreeMap<String, f64> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let deadline = Instant::now() + T;
+    let mut stream = loop {
+        match std::net::TcpStream::connect(address) {
+            Ok(stream) => break stream,
+            // Not listening yet: the process is starting.
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("nothing serves metrics on {address}: {error}"),
+        }
+    };
     write!(
         stream,
         "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
@@ -160,11 +171,20 @@ fn metrics_are_served_in_prometheus_text_format_and_count_what_was_received() {
             .out(work.path().join("out"))
             .metrics(&address),
     );
+    // Every sample names the process's channel, role and id.
+    let labelled = |name: &str| format!(r#"{name}{{channel="m",role="receiver",id="0"}}"#);
+    // Present before anything happened: a rate needs its series.
+    let first = scrape(&address);
+    assert_eq!(
+        first.get(&labelled("redistribute_files_received_total")),
+        Some(&0.0),
+        "{first:?}"
+    );
     succeeded(&run(server.send("m").receivers(1).path(&source), T));
     let deadline = Instant::now() + T;
     let samples = loop {
         let samples = scrape(&address);
-        if samples.get("redistribute_files_received_total") == Some(&3.0) {
+        if samples.get(&labelled("redistribute_files_received_total")) == Some(&3.0) {
             break samples;
         }
         assert!(
@@ -174,8 +194,30 @@ fn metrics_are_served_in_prometheus_text_format_and_count_what_was_received() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let total: usize = sizes.iter().sum();
-    assert_eq!(samples["redistribute_bytes_received_total"], total as f64);
-    assert_eq!(samples.get("redistribute_files_parked_total"), None);
+    assert_eq!(
+        samples[&labelled("redistribute_bytes_received_total")],
+        total as f64
+    );
+    assert_eq!(
+        samples.get(&labelled("redistribute_files_parked_total")),
+        Some(&0.0)
+    );
+    // The channel's backlog, as `status` has it, read every few seconds.
+    let behind =
+        r#"redistribute_receiver_files_behind{channel="m",role="receiver",id="0",receiver="0"}"#;
+    let samples = loop {
+        let samples = scrape(&address);
+        if samples.get(behind) == Some(&0.0) {
+            break samples;
+        }
+        assert!(Instant::now() < deadline, "no backlog gauges: {samples:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        samples.get(&labelled("redistribute_channel_bytes_held")),
+        Some(&0.0),
+        "{samples:?}"
+    );
     terminate(&receiver);
     succeeded(&wait(receiver, T));
     assert_same_tree(&source, &work.path().join("out"));

@@ -5,7 +5,8 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
-/// Registers what each metric of a transfer means (the `# HELP` lines).
+/// Registers what each metric of a transfer means (the `# HELP` lines),
+/// and each metric at 0.
 pub fn describe() {
     describe_counter!("redistribute_files_sent_total", "Files uploaded completely");
     describe_counter!(
@@ -44,6 +45,18 @@ pub fn describe() {
         "redistribute_redis_retries_total",
         "Redis steps retried after a connection problem"
     );
+    // Present, at 0, from the first scrape: a graph or an alert on a
+    // rate needs the series before its first event.
+    counter!("redistribute_files_sent_total").increment(0);
+    counter!("redistribute_bytes_sent_total").increment(0);
+    counter!("redistribute_bytes_stored_total").increment(0);
+    counter!("redistribute_files_sent_again_total").increment(0);
+    counter!("redistribute_bytes_received_total").increment(0);
+    counter!("redistribute_files_received_total").increment(0);
+    counter!("redistribute_files_failed_total").increment(0);
+    counter!("redistribute_files_parked_total").increment(0);
+    counter!("redistribute_redis_retries_total").increment(0);
+    gauge!("redistribute_sender_waiting_for_room").set(0.0);
 }
 
 pub(crate) fn file_sent(original: u64, stored: u64) {
