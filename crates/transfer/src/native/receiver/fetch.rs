@@ -9,6 +9,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -29,10 +30,13 @@ use crate::telemetry;
 
 /// Chunk reads kept in flight while streaming a file.
 const PREFETCH: usize = 4;
-/// Consumption is reported every this many chunks, and whenever the
-/// receiver catches up with the upload (which is when a sender waiting for
-/// room needs to know).
+/// Consumption is reported every this many chunks, at least every
+/// [`REPORT_AT_LEAST_EVERY`], and whenever the receiver catches up with
+/// the upload (which is when a sender waiting for room needs to know).
 const REPORT_EVERY: u64 = 8;
+/// So that `status` is never far behind a receiver's own progress bar,
+/// however slowly chunks come.
+const REPORT_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// The file to fetch.
 pub(super) struct FileToFetch {
@@ -89,6 +93,19 @@ struct Position {
     consumed: u64,
     /// Chunks reported consumed (CONSUME).
     reported: u64,
+    /// When they were last reported.
+    reported_at: Option<Instant>,
+}
+
+impl Position {
+    /// Whether to report now: every [`REPORT_EVERY`] chunks, and at least
+    /// every [`REPORT_AT_LEAST_EVERY`].
+    fn report_due(&self) -> bool {
+        self.consumed.is_multiple_of(REPORT_EVERY)
+            || self
+                .reported_at
+                .is_none_or(|at| at.elapsed() >= REPORT_AT_LEAST_EVERY)
+    }
 }
 
 impl Fetch {
@@ -149,7 +166,11 @@ impl Fetch {
         out: &'a mpsc::Sender<io::Result<Bytes>>,
     ) -> Result<Option<Delivered<'a>>> {
         let mut delivered = Delivered::new(out);
-        let mut at = Position::default();
+        // The fetch began with a report (CONSUME's restart).
+        let mut at = Position {
+            reported_at: Some(Instant::now()),
+            ..Position::default()
+        };
         let mut in_flight = FuturesOrdered::new();
         let mut waiting = WaitNotice::new();
         loop {
@@ -181,9 +202,10 @@ impl Fetch {
                 }
             };
             at.consumed += 1;
-            if at.consumed.is_multiple_of(REPORT_EVERY) {
+            if at.report_due() {
                 self.report(at.consumed, false, delivered.received).await?;
                 at.reported = at.consumed;
+                at.reported_at = Some(Instant::now());
             }
             if !delivered.restore(self.restore(data)).await? {
                 return Ok(None);
@@ -204,6 +226,7 @@ impl Fetch {
         if at.reported < at.consumed {
             self.report(at.consumed, false, received).await?;
             at.reported = at.consumed;
+            at.reported_at = Some(Instant::now());
         }
         if waiting.due() {
             tracing::info!(
