@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use redistribute_transfer::redis::{
-    LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions,
+    DelayProxy, DelayProxyOptions, LocalCluster, LocalClusterOptions, LocalRedis, LocalRedisOptions,
 };
 
 pub mod killer;
@@ -97,6 +97,52 @@ impl Server {
     /// to go on.
     pub fn aggregate(&self, channel: &str, id: impl Display) -> AggregateCommand {
         AggregateCommand::new(self.command(), channel, id)
+    }
+
+    /// This server as clients on another host see it: through a proxy
+    /// that holds every segment for `delay` in each direction. The
+    /// commands built from what this returns go through the proxy; the
+    /// harness's own (`keys`, `connection`) still go straight here.
+    pub fn behind_delay(&self, delay: Duration) -> Remote<'_> {
+        let options = DelayProxyOptions { delay, rate: None };
+        let upstream = ([127, 0, 0, 1], self.0.port()).into();
+        let proxy = DelayProxy::start(upstream, options).expect("the delay proxy starts");
+        Remote {
+            server: self,
+            proxy,
+        }
+    }
+}
+
+/// A [`Server`] behind a delay proxy (see [`Server::behind_delay`]); the
+/// proxy stops when this is dropped.
+pub struct Remote<'s> {
+    pub server: &'s Server,
+    proxy: DelayProxy,
+}
+
+impl Remote<'_> {
+    /// The URL clients use: the server's, with the proxy's port.
+    pub fn url(&self) -> String {
+        let url = self.server.url();
+        let (host, _port) = url.rsplit_once(':').expect("a URL with a port");
+        format!("{host}:{}", self.proxy.port())
+    }
+
+    /// The binary, pointed at the proxy.
+    pub fn command(&self) -> Command {
+        binary(&self.url())
+    }
+
+    /// `send --channel CHANNEL` through the proxy, for the test to go on.
+    pub fn send(&self, channel: &str) -> SendCommand {
+        SendCommand::new(self.command(), channel)
+    }
+
+    /// `receive --channel CHANNEL --id ID` through the proxy, for the
+    /// test to go on.
+    pub fn receive(&self, channel: &str, id: impl Display) -> ReceiveCommand {
+        ReceiveCommand::new(self.command(), channel, id)
     }
 }
 

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 
 mod connect_error;
 mod connection;
+mod delay_proxy;
 mod healing;
 mod local_cluster;
 mod local_server;
@@ -30,6 +31,7 @@ mod tls;
 use connect_error::{connect_error, redacted};
 pub use connection::Connection;
 use connection::{Connector, Timeouts};
+pub use delay_proxy::{DelayProxy, DelayProxyOptions};
 use healing::{Healing, timed_out};
 pub use local_cluster::{LocalCluster, LocalClusterOptions};
 pub use local_server::{LocalRedis, LocalRedisOptions, LocalTls};
