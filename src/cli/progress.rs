@@ -54,6 +54,9 @@ pub fn bytes(total: u64, quiet: bool, message: &str) -> ProgressBar {
         ProgressBar::with_draw_target((total > 0).then_some(total), ProgressDrawTarget::stderr())
             .with_style(style);
     bar.set_message(message.to_owned());
+    // Redrawn every second even when nothing moves: a sender waiting for
+    // room shows its pace falling instead of the last burst's, frozen.
+    bar.enable_steady_tick(Duration::from_secs(1));
     BARS.add(bar)
 }
 
