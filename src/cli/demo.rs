@@ -114,7 +114,7 @@ async fn generate_logs(options: &DemoOptions, source: &Path) -> Result<Vec<input
     say(
         options,
         &format!(
-            "generating {} of access logs",
+            "generating {} of access logs, some of them gzip'd",
             bytesize::ByteSize(options.size)
         ),
     );
@@ -123,7 +123,18 @@ async fn generate_logs(options: &DemoOptions, source: &Path) -> Result<Vec<input
         .await
         .map_err(|e| Error::io(source, std::io::Error::other(e)))?
         .map_err(|e| Error::io(source, e))?;
-    inputs::collect(&[source.to_owned()], None)
+    let files = inputs::collect(&[source.to_owned()], None)?;
+    let on_disk: u64 = files.iter().map(|file| file.size).sum();
+    say(
+        options,
+        &format!(
+            "{} of logs take {} on disk in {}",
+            bytesize::ByteSize(options.size),
+            bytesize::ByteSize(on_disk),
+            counted(files.len() as u64, "file", "files")
+        ),
+    );
+    Ok(files)
 }
 
 /// Sends `files` to receivers `ids`, each writing copies under
