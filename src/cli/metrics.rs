@@ -18,7 +18,7 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 /// Who this process is, on every sample.
 pub struct Labels<'a> {
     pub channel: &'a str,
-    /// `sender`, `receiver` or `worker`.
+    /// `sender`, `receiver` or `aggregate`.
     pub role: &'static str,
     /// The receiver's or worker's id; none for a sender.
     pub id: Option<&'a str>,
@@ -87,7 +87,7 @@ async fn keep_backlog_current(redis: Redis, prefix: String, channel: String) {
         "How long this receiver needs for its backlog at its pace"
     );
     loop {
-        if let Ok(Some(status)) = status::channel_status(&redis, &prefix, &channel).await {
+        if let Ok(Some(status)) = status::channel_backlog(&redis, &prefix, &channel).await {
             gauge!("redistribute_channel_bytes_held").set(status.bytes_held as f64);
             gauge!("redistribute_channel_files_in_flight").set(status.files_in_flight as f64);
             for receiver in &status.receivers {

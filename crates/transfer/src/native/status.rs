@@ -7,9 +7,8 @@ use crate::error::Result;
 use crate::files::names;
 use crate::native::lease;
 use crate::native::protocol::channel::{Channel, ChunkCensus, Meta};
-use crate::native::protocol::inspect;
 pub use crate::native::protocol::inspect::ParkedFile;
-use crate::native::protocol::{Audience, Keys};
+use crate::native::protocol::{Audience, Keys, inspect};
 use crate::redis::Redis;
 use crate::text::counted;
 
@@ -18,8 +17,8 @@ use crate::text::counted;
 pub const RATE_FRESH_MS: u64 = 10_000;
 
 /// A receiver's rate older than this is no rate either: it reports at
-/// least before each wait and after each file, so one silent for the
-/// rate's whole window is idle or gone.
+/// least every second while it reads, before each wait and after each
+/// file, so one silent for the rate's whole window is idle or gone.
 const RECEIVER_RATE_FRESH_MS: u64 = 60_000;
 
 /// The state of one channel, as `status --json` prints it.
@@ -185,6 +184,32 @@ pub async fn channel_status(
     prefix: &str,
     name: &str,
 ) -> Result<Option<ChannelStatus>> {
+    status_of(redis, prefix, name, Census::Taken).await
+}
+
+/// [`channel_status`] without the census of chunks on a Redis Cluster (a
+/// scan of every master), for what reads it every few seconds.
+pub async fn channel_backlog(
+    redis: &Redis,
+    prefix: &str,
+    name: &str,
+) -> Result<Option<ChannelStatus>> {
+    status_of(redis, prefix, name, Census::Skipped).await
+}
+
+/// Whether a status counts the chunks on each master.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Census {
+    Taken,
+    Skipped,
+}
+
+async fn status_of(
+    redis: &Redis,
+    prefix: &str,
+    name: &str,
+    census: Census,
+) -> Result<Option<ChannelStatus>> {
     names::check_channel_name(name)?;
     let channel = Channel::new(redis.clone(), Keys::new(prefix, name));
     let Some(meta) = channel.meta().await? else {
@@ -200,7 +225,7 @@ pub async fn channel_status(
         receivers.push(reading.receiver(id, joined).await?);
     }
     let split_files = split_files(&channel, &overview.active).await?;
-    let census = leftover_census(&channel).await?;
+    let census = leftover_census(&channel, census).await?;
     let sender = lease::holder_of(&channel, "sender").await?;
     let rate_out = receivers
         .iter()
@@ -275,11 +300,11 @@ fn receiver_ids(audience: &Audience, members: &[String]) -> Vec<String> {
     ids
 }
 
-/// On a Redis Cluster, the channel's chunks on each master and those left
-/// over; on one server, where no failover brings chunks back, nothing: a
-/// scan of the whole key space is not worth its cost.
-async fn leftover_census(channel: &Channel) -> Result<ChunkCensus> {
-    if channel.redis.is_cluster() {
+/// On a Redis Cluster, when taken, the channel's chunks on each master and
+/// those left over; on one server, where no failover brings chunks back,
+/// nothing (a scan of the whole key space is not worth its cost).
+async fn leftover_census(channel: &Channel, census: Census) -> Result<ChunkCensus> {
+    if channel.redis.is_cluster() && census == Census::Taken {
         channel.chunk_census().await
     } else {
         Ok(ChunkCensus::default())
