@@ -10,7 +10,9 @@ use redistribute_job::logline::{FormatChoice, LogFormat};
 use redistribute_job::report::Dimension;
 use redistribute_transfer::{Compression, Decode};
 
+mod color;
 mod values;
+pub use color::ColorWhen;
 use values::{choice, cidr, day_count, format_choice, parse_size};
 
 /// Distribute files through Redis to many machines and process them while
@@ -245,59 +247,6 @@ pub struct SourceArgs {
     /// Work even when Redis' maxmemory-policy may evict our keys (allkeys-*), which can lose files.
     #[arg(long)]
     pub allow_eviction: bool,
-}
-
-/// When output is colored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorWhen {
-    /// On a terminal, unless the NO_COLOR environment variable is set.
-    Auto,
-    Always,
-    Never,
-}
-
-impl ColorWhen {
-    /// What `--color` says in `args`, read before clap parses them, so
-    /// that help and usage errors follow it too.
-    pub fn from_args(args: &[std::ffi::OsString]) -> ColorWhen {
-        let mut chosen = ColorWhen::Auto;
-        let mut args = args.iter().filter_map(|a| a.to_str());
-        while let Some(arg) = args.next() {
-            let value = match arg.strip_prefix("--color") {
-                Some("") => args.next(),
-                Some(rest) => rest.strip_prefix('='),
-                None => None,
-            };
-            match value {
-                Some("always") => chosen = ColorWhen::Always,
-                Some("never") => chosen = ColorWhen::Never,
-                Some(_) => chosen = ColorWhen::Auto,
-                None => {}
-            }
-        }
-        chosen
-    }
-
-    /// Whether to color what goes to stderr.
-    pub fn for_stderr(self) -> bool {
-        match self {
-            ColorWhen::Always => true,
-            ColorWhen::Never => false,
-            ColorWhen::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::io::IsTerminal::is_terminal(&std::io::stderr())
-            }
-        }
-    }
-
-    /// The same for clap's help and errors.
-    pub fn for_clap(self) -> clap::ColorChoice {
-        match self {
-            ColorWhen::Always => clap::ColorChoice::Always,
-            ColorWhen::Never => clap::ColorChoice::Never,
-            ColorWhen::Auto => clap::ColorChoice::Auto,
-        }
-    }
 }
 
 /// Which wire format a channel speaks.
