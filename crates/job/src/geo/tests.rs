@@ -141,9 +141,9 @@ network,geoname_id,registered_country_geoname_id,represented_country_geoname_id,
 2001:db8::1/128,2657896,2657896,,0,0,,,,,
 ";
 
-#[test]
-fn geolite2_city_blocks_resolve_through_locations_given_in_any_order() {
-    let table = table(&[
+/// The table the sample GeoLite2 City files make.
+fn geolite2_city() -> GeoTable {
+    table(&[
         (
             "GeoLite2-City-Blocks-IPv4.csv",
             GEOLITE2_CITY_BLOCKS_V4.as_bytes(),
@@ -157,7 +157,12 @@ fn geolite2_city_blocks_resolve_through_locations_given_in_any_order() {
             GEOLITE2_CITY_LOCATIONS.as_bytes(),
         ),
     ])
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn geolite2_city_blocks_resolve_through_locations_given_in_any_order() {
+    let table = geolite2_city();
     let melbourne = table.lookup("1.0.0.200".parse().unwrap()).unwrap();
     assert_eq!(
         melbourne,

@@ -71,21 +71,7 @@ fn indexed_lookups_agree_with_a_plain_binary_search() {
 fn tables_survive_the_binary_form_unchanged() {
     let builtin = GeoTable::builtin().unwrap();
     assert_eq!(GeoTable::from_bytes(&builtin.to_bytes()).unwrap(), builtin);
-    let small = table(&[
-        (
-            "GeoLite2-City-Blocks-IPv4.csv",
-            GEOLITE2_CITY_BLOCKS_V4.as_bytes(),
-        ),
-        (
-            "GeoLite2-City-Blocks-IPv6.csv",
-            GEOLITE2_CITY_BLOCKS_V6.as_bytes(),
-        ),
-        (
-            "GeoLite2-City-Locations-en.csv",
-            GEOLITE2_CITY_LOCATIONS.as_bytes(),
-        ),
-    ])
-    .unwrap();
+    let small = geolite2_city();
     let decoded = GeoTable::from_bytes(&small.to_bytes()).unwrap();
     assert_eq!(decoded, small);
     assert_eq!(
