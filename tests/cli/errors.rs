@@ -144,7 +144,7 @@ fn a_channel_made_by_another_version_is_refused_in_one_line_by_every_side() {
         let line = failed_with_one_line(&output);
         assert!(
             line.contains("channel old was made by another version")
-                && line.contains("schema 4, this one speaks 5"),
+                && line.contains("schema 4, this one speaks 6"),
             "{line}"
         );
     }

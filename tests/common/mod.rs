@@ -103,30 +103,32 @@ impl Server {
     /// that holds every segment for `delay` in each direction. The
     /// commands built from what this returns go through the proxy; the
     /// harness's own (`keys`, `connection`) still go straight here.
-    pub fn behind_delay(&self, delay: Duration) -> Remote<'_> {
+    /// The proxy forwards to the server's port, so it outlives restarts
+    /// of the server (`crash`, `start_again`).
+    pub fn behind_delay(&self, delay: Duration) -> Remote {
         let options = DelayProxyOptions { delay, rate: None };
         let upstream = ([127, 0, 0, 1], self.0.port()).into();
         let proxy = DelayProxy::start(upstream, options).expect("the delay proxy starts");
+        let url = self.url();
+        let (host, _port) = url.rsplit_once(':').expect("a URL with a port");
         Remote {
-            server: self,
-            proxy,
+            url: format!("{host}:{}", proxy.port()),
+            _proxy: proxy,
         }
     }
 }
 
 /// A [`Server`] behind a delay proxy (see [`Server::behind_delay`]); the
 /// proxy stops when this is dropped.
-pub struct Remote<'s> {
-    pub server: &'s Server,
-    proxy: DelayProxy,
+pub struct Remote {
+    /// The URL clients use: the server's, with the proxy's port.
+    url: String,
+    _proxy: DelayProxy,
 }
 
-impl Remote<'_> {
-    /// The URL clients use: the server's, with the proxy's port.
+impl Remote {
     pub fn url(&self) -> String {
-        let url = self.server.url();
-        let (host, _port) = url.rsplit_once(':').expect("a URL with a port");
-        format!("{host}:{}", self.proxy.port())
+        self.url.clone()
     }
 
     /// The binary, pointed at the proxy.

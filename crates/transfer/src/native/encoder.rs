@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::{Either, ready};
 use futures_util::stream::FuturesOrdered;
@@ -395,6 +396,29 @@ async fn fill_block<R: AsyncRead + Unpin>(
         }
     }
     Ok((len, false))
+}
+
+/// Encodes a small input held in memory into one chunk value, with the
+/// codec `compression` picks from its first bytes; `None` when it takes
+/// more than one chunk of `slot` bytes. An empty input is an empty value.
+pub(crate) fn encode_whole(data: &[u8], compression: Compression, slot: u64) -> Option<Bytes> {
+    let (codec, _) = compression.codec_for(&data[..data.len().min(HEAD)]);
+    let mut packer = Packer::new(slot);
+    let mut done = Vec::new();
+    if codec == Codec::Raw {
+        let mut buffer = chunk::block_buffer(&CHUNKS, data.len());
+        buffer.extend_from_slice(data);
+        packer.push(Block::raw(buffer), &mut done);
+    } else {
+        let read = Compressed::new(codec, data, slot);
+        packer.push_compressed(read, &mut done);
+    }
+    done.extend(packer.take());
+    match done.len() {
+        0 => Some(Bytes::new()),
+        1 => done.pop().map(|packed| packed.data),
+        _ => None,
+    }
 }
 
 /// What a file looked like when it was opened, to tell whether it changed

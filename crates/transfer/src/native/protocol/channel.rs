@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::{StreamExt, TryStreamExt};
 
-use redis::{FromRedisValue, Script};
+use redis::{FromRedisValue, Script, ToRedisArgs};
 
 use crate::error::{Error, Result};
 use crate::native::protocol::{self, Audience, Keys};
@@ -149,11 +149,11 @@ impl Channel {
 
     /// Runs one of [`protocol`]'s scripts with the channel's `meta` key and
     /// base as the first key and argument.
-    pub async fn run<T: FromRedisValue>(
+    pub async fn run<T: FromRedisValue, A: ToRedisArgs + Sync>(
         &self,
         what: &'static str,
         script: &'static Script,
-        args: &[String],
+        args: &[A],
     ) -> Result<T> {
         let meta = self.keys.meta();
         let base = self.keys.base().to_owned();

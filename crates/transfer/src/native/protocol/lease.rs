@@ -119,7 +119,7 @@ impl Channel {
 
     /// Gives `role` back if `holder` still holds it.
     pub(crate) async fn drop_lease(&self, role: &str, holder: &str) -> Result<()> {
-        self.run::<i64>(
+        self.run::<i64, String>(
             "giving a lease back",
             &LEASE_DROP,
             &[role.to_owned(), holder.to_owned()],

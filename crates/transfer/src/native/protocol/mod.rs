@@ -51,7 +51,7 @@ pub(crate) mod sending;
 pub(crate) mod teardown;
 
 /// Version of this key schema, stored in every channel's `meta` hash.
-pub const VERSION: &str = "5";
+pub const VERSION: &str = "6";
 
 /// How a channel distributes files.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -2,7 +2,7 @@
 //! new ones; noticing the end of the channel; and, in a work queue, taking
 //! over files of workers that went silent.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use super::{MAX_FAILURES, Receiver};
@@ -11,9 +11,15 @@ use crate::files::incoming::IncomingFile;
 use crate::native::notice::WaitNotice;
 use crate::native::protocol::Audience;
 use crate::native::protocol::reading::{
-    Announced, Announcement, Outcome, PendingFile, ReadFrom, WorkFailure,
+    Announced, Announcement, FileRecord, Outcome, PendingFile, ReadFrom, WorkFailure,
 };
 use crate::redis::LONGEST_WAIT;
+
+/// New announcements a broadcast receiver reads at once, with their
+/// files' records in one more round trip: small files then cost about one
+/// round trip each (their acknowledgement). A worker takes one at a time,
+/// as the files it holds unread would wait for it while others idle.
+const BATCH: usize = 32;
 
 /// What reading our pending announcements gave.
 enum Pending {
@@ -70,6 +76,15 @@ impl Receiver {
                 Pending::Settled => continue,
                 Pending::Done => {}
             }
+            if let Some((announcement, record)) = self.unread.pop_front() {
+                if let Some(file) = self.handle(&announcement, record).await? {
+                    return Ok(Some(file));
+                }
+                if self.at_end(&announcement).await? {
+                    return Ok(None);
+                }
+                continue;
+            }
             if *audience == Audience::Workers {
                 self.requeue_stale().await?;
             }
@@ -78,9 +93,18 @@ impl Receiver {
                 Audience::Workers => LONGEST_WAIT.min(self.options.claim_after / 2),
                 Audience::Broadcast(_) => LONGEST_WAIT,
             };
+            let batch = match audience {
+                Audience::Workers => 1,
+                Audience::Broadcast(_) => BATCH,
+            };
             let read = self
                 .channel
-                .read_announcement(self.reader(), ReadFrom::New, (!cut_short).then_some(block))
+                .read_announcements(
+                    self.reader(),
+                    ReadFrom::New,
+                    batch,
+                    (!cut_short).then_some(block),
+                )
                 .await?;
             cut_short = read.cut_short;
             if cut_short {
@@ -89,18 +113,13 @@ impl Receiver {
                 self.pending_done = false;
                 continue;
             }
-            match read.announcement {
-                Some(announcement) => {
+            match read.announcements.is_empty() {
+                false => {
                     idle.over();
-                    if let Some(file) = self.handle(&announcement).await? {
-                        return Ok(Some(file));
-                    }
-                    if self.at_end(&announcement).await? {
-                        return Ok(None);
-                    }
+                    self.unread = self.with_records(read.announcements).await?;
                 }
                 // Nothing new arrived after the end mark was set.
-                None if ended_before
+                true if ended_before
                     && !self.options.follow
                     && self.all_finished(audience).await? =>
                 {
@@ -108,7 +127,7 @@ impl Receiver {
                 }
                 // Idle: look at our own pending entries again next time, in
                 // case a reply carrying one was lost with a connection.
-                None => {
+                true => {
                     self.pending_done = false;
                     self.say_idle(&mut idle, ended_before);
                 }
@@ -126,16 +145,18 @@ impl Receiver {
         if self.pending_done {
             return Ok(Pending::Done);
         }
+        // They are among the pending ones, read again in their order.
+        self.unread.clear();
         let read = self
             .channel
-            .read_announcement(self.reader(), ReadFrom::Pending, None)
+            .read_announcements(self.reader(), ReadFrom::Pending, 1, None)
             .await?;
-        let Some(announcement) = read.announcement else {
+        let Some(announcement) = read.announcements.into_iter().next() else {
             self.pending_done = true;
             self.pending_read_at = reconnections;
             return Ok(Pending::Done);
         };
-        Ok(match self.handle(&announcement).await? {
+        Ok(match self.handle(&announcement, None).await? {
             Some(file) => Pending::File(Box::new(file)),
             None => Pending::Settled,
         })
@@ -188,13 +209,14 @@ impl Receiver {
             // or given up on.
             let read = self
                 .channel
-                .read_announcement(
+                .read_announcements(
                     self.reader(),
                     ReadFrom::New,
+                    1,
                     waiting.then_some(LONGEST_WAIT),
                 )
                 .await?;
-            if read.announcement.is_none() && !waiting {
+            if read.announcements.is_empty() && !waiting {
                 return Ok(None);
             }
         }
@@ -222,12 +244,43 @@ impl Receiver {
         Ok(None)
     }
 
+    /// New announcements, each file's with its record, read in one round
+    /// trip.
+    async fn with_records(
+        &self,
+        announcements: Vec<Announcement>,
+    ) -> Result<VecDeque<(Announcement, Option<FileRecord>)>> {
+        let fids: Vec<u64> = announcements
+            .iter()
+            .filter_map(|a| match a.announced {
+                Announced::File(fid) => Some(fid),
+                _ => None,
+            })
+            .collect();
+        let mut records = self.channel.file_records(&fids).await?.into_iter();
+        Ok(announcements
+            .into_iter()
+            .map(|a| {
+                let record = match a.announced {
+                    Announced::File(_) => records.next(),
+                    _ => None,
+                };
+                (a, record)
+            })
+            .collect())
+    }
+
     /// Turns an announcement into a file to process, or handles it here
-    /// (markers, vanished or refused files) and returns `None`.
-    async fn handle(&mut self, announcement: &Announcement) -> Result<Option<IncomingFile>> {
+    /// (markers, vanished or refused files) and returns `None`. `record`
+    /// is its file's, when read with it.
+    async fn handle(
+        &mut self,
+        announcement: &Announcement,
+        record: Option<FileRecord>,
+    ) -> Result<Option<IncomingFile>> {
         let entry = &announcement.entry;
         match announcement.announced {
-            Announced::File(fid) => self.open(entry, fid).await,
+            Announced::File(fid) => self.open_with(entry, fid, record).await,
             Announced::Malformed => {
                 // Poison: set aside, and go on with the next file.
                 tracing::error!(

@@ -54,8 +54,9 @@ pub(super) struct Fetching {
     pub verified: Arc<AtomicBool>,
     /// Set when chunks are gone from Redis (or stay damaged).
     pub gone: Arc<AtomicBool>,
-    /// The task fetching, stopped when the file is dropped.
-    pub task: AbortOnDrop,
+    /// The task fetching, stopped when the file is dropped; none for a
+    /// file that came whole.
+    pub task: Option<AbortOnDrop>,
 }
 
 /// Streams one file's chunks from Redis into a channel.
@@ -134,7 +135,7 @@ impl Fetch {
             chunks,
             verified,
             gone,
-            task: AbortOnDrop(tokio::spawn(fetch.run(sender))),
+            task: Some(AbortOnDrop(tokio::spawn(fetch.run(sender)))),
         }
     }
 

@@ -17,8 +17,9 @@ mod open;
 mod remembered;
 mod settle;
 mod upload_log;
+mod whole;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use crate::files::source::{self, Failure, FileSource};
 use crate::native::lease::{self, Lease};
 use crate::native::notice::WaitNotice;
 use crate::native::protocol::channel::{Channel, Meta};
-use crate::native::protocol::reading::{Outcome, Reader};
+use crate::native::protocol::reading::{Announcement, FileRecord, Outcome, Reader};
 use crate::native::protocol::{Audience, Keys};
 use crate::native::rate::RateMeter;
 use crate::native::status;
@@ -93,6 +94,10 @@ pub struct Receiver {
     group: String,
     /// Whether the announcements pending from an earlier run were all handled.
     pending_done: bool,
+    /// Announcements a read of new ones delivered and not handled yet,
+    /// with the records of their files as read then. They are pending in
+    /// our group: whenever pending entries are read again, these go.
+    unread: VecDeque<(Announcement, Option<FileRecord>)>,
     /// The connection replacements when our pending announcements were
     /// last found handled: a Redis that restarted from an older snapshot
     /// brings back announcements we had read, which come before any new
@@ -137,6 +142,7 @@ impl Receiver {
             audience: None,
             group: String::new(),
             pending_done: false,
+            unread: VecDeque::new(),
             pending_read_at: 0,
             offer_again: None,
             attempts: HashMap::new(),
@@ -180,11 +186,10 @@ impl FileSource for Receiver {
         let handout = Handout::of(&file)?;
         self.attempts.remove(&handout.entry);
         let bytes = file.received();
-        self.settle(handout.fid, &handout.entry, Outcome::Done { bytes })
+        let rate = self.rate.add(0);
+        self.settle(handout.fid, &handout.entry, Outcome::Done { bytes, rate })
             .await?;
         telemetry::file_received();
-        let rate = self.rate.add(0);
-        self.channel.report_settled(&self.options.id, rate).await?;
         self.remember_acknowledged(&file);
         Ok(())
     }
@@ -198,7 +203,8 @@ impl FileSource for Receiver {
         let handout = Handout::of(&file)?;
         let bytes = file.expected_size().unwrap_or(0);
         file.close().await;
-        self.settle(handout.fid, &handout.entry, Outcome::Done { bytes })
+        let rate = self.rate.add(0);
+        self.settle(handout.fid, &handout.entry, Outcome::Done { bytes, rate })
             .await
     }
 

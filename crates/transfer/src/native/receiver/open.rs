@@ -11,7 +11,7 @@ use crate::files::incoming::{AbortOnDrop, IncomingFile, PieceOf, Ticket};
 use crate::files::names;
 use crate::native::protocol::Audience;
 use crate::native::protocol::channel::Channel;
-use crate::native::protocol::reading::{FileRecord, Outcome};
+use crate::native::protocol::reading::{FileRecord, Outcome, StoredWhole};
 
 /// The smallest chunk slot a sender uses: a record that says less is damaged.
 const SMALLEST_SLOT: u64 = 4096;
@@ -36,6 +36,8 @@ struct Opening {
     /// Its source's identity: `size:mtime`, or `stream`.
     identity: String,
     piece: Option<PieceOf>,
+    /// The file itself, when it came whole with its announcement.
+    whole: Option<StoredWhole>,
 }
 
 impl Receiver {
@@ -44,7 +46,20 @@ impl Receiver {
     /// naming the key and the reason, so the receiver can go on with the
     /// next file.
     pub(super) async fn open(&mut self, entry: &str, fid: u64) -> Result<Option<IncomingFile>> {
-        let record = self.channel.file_record(fid).await?;
+        self.open_with(entry, fid, None).await
+    }
+
+    /// [`Receiver::open`], with the file's record when it was read already.
+    pub(super) async fn open_with(
+        &mut self,
+        entry: &str,
+        fid: u64,
+        record: Option<FileRecord>,
+    ) -> Result<Option<IncomingFile>> {
+        let record = match record {
+            Some(record) => record,
+            None => self.channel.file_record(fid).await?,
+        };
         match self.decide(fid, &record) {
             Decision::HandOut(opening) => Ok(Some(self.hand_out(entry, fid, opening))),
             Decision::Skip => {
@@ -88,12 +103,22 @@ impl Receiver {
         let piece = record
             .piece()
             .and_then(|piece| PieceOf::parse(&name, piece));
+        let whole = match record.whole() {
+            Some(Err(field)) => {
+                return Decision::Park(format!(
+                    "{key}: it came whole, but its record has no valid {field}"
+                ));
+            }
+            Some(Ok(whole)) => Some(whole),
+            None => None,
+        };
         Decision::HandOut(Opening {
             name,
             slot,
             origin: record.origin().unwrap_or(fid),
             identity: record.identity(),
             piece,
+            whole,
         })
     }
 
@@ -106,6 +131,7 @@ impl Receiver {
             origin,
             identity,
             piece,
+            whole,
         } = opening;
         // Redis forgot our acknowledgement (it restarted without its latest
         // writes): whether the work is to be done again depends on where
@@ -113,13 +139,18 @@ impl Receiver {
         let done_before = self
             .acknowledged
             .contains(&format!("{}:{name}", self.epoch), &identity);
-        let file = FileToFetch {
-            fid,
-            name: name.clone(),
-            slot,
+        let fetching = match whole {
+            Some(whole) => super::whole::restore(&name, slot, whole, &self.rate),
+            None => {
+                let file = FileToFetch {
+                    fid,
+                    name: name.clone(),
+                    slot,
+                };
+                Fetch::start(&self.channel, &self.options.id, file, &self.rate)
+            }
         };
-        let fetching = Fetch::start(&self.channel, &self.options.id, file, &self.rate);
-        let mut tasks = vec![fetching.task];
+        let mut tasks: Vec<_> = fetching.task.into_iter().collect();
         if self.audience == Some(Audience::Workers) {
             tasks.push(AbortOnDrop(tokio::spawn(heartbeat(
                 self.channel.clone(),

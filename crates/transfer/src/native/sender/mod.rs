@@ -14,6 +14,7 @@ mod resupply;
 mod split;
 mod start;
 mod upload;
+mod whole;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ use crate::native::encoder::{self, Layout, Snapshot};
 use crate::native::pieces::Piece;
 use crate::native::protocol::sending::{AnnounceState, Announced, Announcement};
 use crate::redis::memory;
+use crate::telemetry;
 
 /// A local file opened to be sent.
 struct Opened {
@@ -68,8 +69,21 @@ impl Sender {
         // an announcement behind that receivers would wait on.
         let opened = open_input(path, piece, job)?;
         let field = piece.map(Piece::field);
-        let file = self.announcement(job, &opened.identity, true, field.as_deref());
-        let announced = self.announce(file).await?;
+        let whole = self
+            .read_whole(path, piece, &opened.file, &opened.metadata)
+            .await?;
+        let sizes = whole.as_ref().map(|w| (w.size, w.value.len() as u64));
+        let mut file = self.announcement(job, &opened.identity, true, field.as_deref());
+        file.whole = whole;
+        let mut announced = self.announce(file).await?;
+        if announced.state == AnnounceState::Full {
+            // No room for it whole: chunk by chunk, waiting for room.
+            let file = self.announcement(job, &opened.identity, true, field.as_deref());
+            announced = self.announce(file).await?;
+        }
+        if let (AnnounceState::Stored, Some((size, stored))) = (announced.state, sizes) {
+            return Ok(self.stored_whole(&job.name, size, stored).await);
+        }
         if let Some(skipped) = skip(&job.name, announced.state) {
             return Ok(skipped);
         }
@@ -120,6 +134,22 @@ impl Sender {
         let (incoming, reading) =
             encoder::encode_file(file, path, prefix, hasher, expected, layout, piece_len);
         Ok(Upload::new(self, name, announced, incoming, reading))
+    }
+
+    /// A small file went whole with its announcement: counts it as sent.
+    async fn stored_whole(&self, name: &str, size: u64, stored: u64) -> Stop<'_> {
+        self.report_progress(size);
+        if let Err(error) = self.note_rate(size).await {
+            // Only `status` reads it: not worth failing an upload.
+            tracing::debug!("could not record the upload rate: {error}");
+        }
+        tracing::debug!(
+            "{name}: sent {} as {} with its announcement",
+            bytesize::ByteSize(size),
+            bytesize::ByteSize(stored)
+        );
+        telemetry::file_sent(size, stored);
+        Stop::Done(Some(size))
     }
 
     /// Runs a file's upload until it ends or waits for Redis' lost work.
@@ -219,6 +249,7 @@ impl Sender {
             lowest_fid: self.state().highest_fid + 1,
             piece,
             check_forgotten: job.check_forgotten,
+            whole: None,
         }
     }
 
@@ -235,10 +266,12 @@ impl Sender {
 }
 
 /// What becomes of a job whose announcement says there is nothing to
-/// upload now; `None` when there is.
+/// upload now; `None` when there is. A file stored whole is the caller's
+/// to count; `Full` only answers an announcement with the file's data.
 fn skip(name: &str, state: AnnounceState) -> Option<Stop<'static>> {
     match state {
-        AnnounceState::Upload => None,
+        AnnounceState::Upload | AnnounceState::Full => None,
+        AnnounceState::Stored => Some(Stop::Done(None)),
         AnnounceState::Forgot => Some(Stop::Forgot),
         AnnounceState::AlreadySent => {
             tracing::info!("{name}: already sent by an earlier run; skipping");

@@ -69,7 +69,8 @@ impl Announcement {
 /// One read of `files`.
 #[derive(Debug)]
 pub(crate) struct AnnouncementRead {
-    pub announcement: Option<Announcement>,
+    /// Oldest first.
+    pub announcements: Vec<Announcement>,
     /// The read was cut short (a wait) or had to be sent again: a read
     /// whose reply was lost with a connection may still have delivered an
     /// entry, which then waits among our pending ones and must be handled
@@ -96,11 +97,13 @@ fn fid_of(entry: &StreamId) -> Option<u64> {
 }
 
 impl Channel {
-    /// Reads one announcement, blocking up to `block` for a new one.
-    pub(crate) async fn read_announcement(
+    /// Reads up to `count` announcements, blocking up to `block` for new
+    /// ones.
+    pub(crate) async fn read_announcements(
         &self,
         reader: Reader<'_>,
         from: ReadFrom,
+        count: usize,
         block: Option<Duration>,
     ) -> Result<AnnouncementRead> {
         let mut command = redis::cmd("XREADGROUP");
@@ -109,7 +112,7 @@ impl Channel {
             .arg(reader.group)
             .arg(reader.id)
             .arg("COUNT")
-            .arg(1);
+            .arg(count);
         if let Some(block) = block {
             command.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
@@ -135,12 +138,14 @@ impl Channel {
                 .await?;
             (reply, attempts.into_inner() > 1)
         };
-        let announcement = reply
-            .and_then(|r| r.keys.into_iter().next())
-            .and_then(|k| k.ids.into_iter().next())
-            .map(Announcement::decode);
+        let announcements = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(Announcement::decode)
+            .collect();
         Ok(AnnouncementRead {
-            announcement,
+            announcements,
             cut_short,
         })
     }

@@ -19,10 +19,11 @@ use redis::Script;
 
 use super::script;
 use crate::error::{Error, Result};
+use crate::native::lease;
 use crate::native::protocol::channel::{Channel, ReleasePlan};
 
 pub(crate) use announcements::{Announced, Announcement, PendingFile, ReadFrom, Reader};
-pub(crate) use records::{FileRecord, LogEntry, ReadingReport, UploadEnd};
+pub(crate) use records::{FileRecord, LogEntry, ReadingReport, StoredWhole, UploadEnd};
 
 /// Records how many chunks of a file a receiver has consumed, so a sender
 /// short of room may delete them before the file is finished.
@@ -33,7 +34,9 @@ static CONSUME: LazyLock<Script> = LazyLock::new(|| script(include_str!("../scri
 
 /// Settles a file for one receiver (`done` or `parked`) and acknowledges
 /// its announcement; `skip` only acknowledges (aborted or vanished files).
-/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason, bytes.
+/// KEYS: meta. ARGV: base, fid, receiver, group, entry id, outcome, reason,
+/// bytes, then for `done` what `status` shows of the receiver: now (Unix
+/// ms) and its pace (bytes a second).
 /// Returns the reclaim list: `{fid, freed, reserved, ...}`.
 static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../scripts/ack.lua")));
 
@@ -90,8 +93,9 @@ pub(crate) enum Consumed {
 /// How a receiver settles a file with ACK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome<'a> {
-    /// Processed: `bytes` go to the receiver's count.
-    Done { bytes: u64 },
+    /// Processed: `bytes` go to the receiver's count; `rate`, its pace in
+    /// bytes a second, is for `status`.
+    Done { bytes: u64, rate: u64 },
     /// Given up on, for `status` to list with the reason.
     Parked { reason: &'a str },
     /// Only acknowledges the announcement: a marker, or a file that was
@@ -100,12 +104,18 @@ pub(crate) enum Outcome<'a> {
 }
 
 impl Outcome<'_> {
-    /// ACK's outcome, reason and bytes arguments.
-    fn arguments(self) -> [String; 3] {
+    /// ACK's outcome, reason, bytes and report arguments.
+    fn arguments(self) -> Vec<String> {
         match self {
-            Outcome::Done { bytes } => ["done".into(), String::new(), bytes.to_string()],
-            Outcome::Parked { reason } => ["parked".into(), reason.to_owned(), "0".into()],
-            Outcome::Skip => ["skip".into(), String::new(), "0".into()],
+            Outcome::Done { bytes, rate } => vec![
+                "done".into(),
+                String::new(),
+                bytes.to_string(),
+                (lease::now_ms() as u64).to_string(),
+                rate.to_string(),
+            ],
+            Outcome::Parked { reason } => vec!["parked".into(), reason.to_owned(), "0".into()],
+            Outcome::Skip => vec!["skip".into(), String::new(), "0".into()],
         }
     }
 }
@@ -190,16 +200,13 @@ impl Channel {
         delivery: Delivery<'_>,
         outcome: Outcome<'_>,
     ) -> Result<ReleasePlan> {
-        let [outcome, reason, bytes] = outcome.arguments();
-        let args = [
+        let mut args = vec![
             delivery.fid.to_string(),
             delivery.reader.id.to_owned(),
             delivery.reader.group.to_owned(),
             delivery.entry.to_owned(),
-            outcome,
-            reason,
-            bytes,
         ];
+        args.extend(outcome.arguments());
         let plan: Vec<String> = self.run("acknowledging a file", &ACK, &args).await?;
         ReleasePlan::parse(&self.keys.meta(), &plan)
     }

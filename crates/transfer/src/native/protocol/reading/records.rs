@@ -83,6 +83,36 @@ impl FileRecord {
     pub(crate) fn piece(&self) -> Option<&str> {
         std::str::from_utf8(self.field("piece")?).ok()
     }
+
+    /// The file itself, when it came whole with its announcement (`data`):
+    /// `Some(Err(field))` names a field that is missing or malformed.
+    pub(crate) fn whole(&self) -> Option<std::result::Result<StoredWhole, &'static str>> {
+        let value = self.field("data")?;
+        let Some(size) = self.number("size") else {
+            return Some(Err("size"));
+        };
+        let digest = self.field("digest").and_then(|hex| {
+            let hex = std::str::from_utf8(hex).ok()?;
+            blake3::Hash::from_hex(hex).ok()
+        });
+        let Some(digest) = digest else {
+            return Some(Err("digest"));
+        };
+        Some(Ok(StoredWhole {
+            value: Bytes::copy_from_slice(value),
+            size,
+            digest,
+        }))
+    }
+}
+
+/// A file stored whole in its record: its one chunk value, and the size
+/// and BLAKE3 digest of its original bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct StoredWhole {
+    pub value: Bytes,
+    pub size: u64,
+    pub digest: blake3::Hash,
 }
 
 /// A file receivers asked to be uploaded again (an entry of `wanted`).
@@ -185,6 +215,29 @@ impl Channel {
             .query("reading a file record", redis::cmd("HGETALL").arg(&key))
             .await?;
         Ok(FileRecord { key, fields })
+    }
+
+    /// The records of several files, in one round trip.
+    pub(crate) async fn file_records(&self, fids: &[u64]) -> Result<Vec<FileRecord>> {
+        if fids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for &fid in fids {
+            pipeline.cmd("HGETALL").arg(self.keys.file(fid));
+        }
+        let replies: Vec<HashMap<Vec<u8>, Vec<u8>>> = self
+            .redis
+            .query_pipe("reading file records", &pipeline)
+            .await?;
+        Ok(fids
+            .iter()
+            .zip(replies)
+            .map(|(&fid, fields)| FileRecord {
+                key: self.keys.file(fid),
+                fields,
+            })
+            .collect())
     }
 
     /// Whether file `fid` is an upload again of `name` for receiver `id`.
@@ -316,28 +369,6 @@ impl Channel {
                     .arg(lease::now_ms() as u64)
                     .arg("rate")
                     .arg(report.rate),
-            )
-            .await
-    }
-
-    /// Shows `status` that a receiver finished its file, when, and its pace.
-    pub(crate) async fn report_settled(&self, receiver: &str, rate: u64) -> Result<()> {
-        let key = self.keys.receiver(receiver);
-        self.redis
-            .query_pipe(
-                "reporting progress",
-                redis::pipe()
-                    .hdel(&key, &["current", "at"])
-                    .ignore()
-                    // HSET of two fields, not redis-rs' `hset_multiple`,
-                    // which sends HMSET: users of the documented ACL lack it.
-                    .cmd("HSET")
-                    .arg(&key)
-                    .arg("seen")
-                    .arg(lease::now_ms() as u64)
-                    .arg("rate")
-                    .arg(rate)
-                    .ignore(),
             )
             .await
     }

@@ -90,8 +90,10 @@ impl Fixture {
     /// Delivers the next new announcement to `id` of `group`.
     async fn deliver(&self, group: &str, id: &str) -> String {
         let reader = Reader { group, id };
-        let read = self.channel.read_announcement(reader, ReadFrom::New, None);
-        let announcement = read.await.unwrap().announcement.unwrap();
+        let read = self
+            .channel
+            .read_announcements(reader, ReadFrom::New, 1, None);
+        let announcement = read.await.unwrap().announcements.pop().unwrap();
         assert_eq!(announcement.announced, Announced::File(1));
         announcement.entry
     }
@@ -150,7 +152,7 @@ async fn ack_done_settles_the_file_and_plans_its_release() {
     let fixture = Fixture::new("broadcast", GROUP).await;
     fixture.uploaded_file("1:1").await;
     let entry = fixture.announced(GROUP, RECEIVER).await;
-    let outcome = Outcome::Done { bytes: 10 };
+    let outcome = Outcome::Done { bytes: 10, rate: 0 };
     let plan = fixture.channel.ack(fixture.delivery(&entry), outcome);
     let plan = plan.await.unwrap();
     let range = ChunkRange {
@@ -318,16 +320,16 @@ async fn announcements_are_read_as_files_markers_and_poison() {
     for _ in 0..4 {
         let read = fixture
             .channel
-            .read_announcement(reader, ReadFrom::New, None);
-        seen.push(read.await.unwrap().announcement.unwrap().announced);
+            .read_announcements(reader, ReadFrom::New, 1, None);
+        seen.push(read.await.unwrap().announcements.pop().unwrap().announced);
     }
     use Announced::*;
     assert_eq!(seen, [File(7), EndOfInput, Marker, Malformed]);
     let block = Some(Duration::from_millis(10));
     let read = fixture
         .channel
-        .read_announcement(reader, ReadFrom::New, block);
-    assert!(read.await.unwrap().announcement.is_none());
+        .read_announcements(reader, ReadFrom::New, 1, block);
+    assert!(read.await.unwrap().announcements.is_empty());
     let pending = fixture.channel.pending_files(reader).await.unwrap();
     assert_eq!(pending.iter().map(|p| p.fid).collect::<Vec<_>>(), [7]);
     let entry = &pending[0].entry;
@@ -412,4 +414,49 @@ async fn a_file_record_says_who_it_is_for_and_whether_it_is_usable() {
             .unwrap()
     );
     assert!(fixture.channel.file_record(9).await.unwrap().is_missing());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_stored_whole_is_read_with_its_record_and_goes_with_its_ack() {
+    let fixture = Fixture::new("broadcast", GROUP).await;
+    fixture.uploaded_file("3:1").await;
+    let record = fixture.channel.keys.file(1);
+    let digest = blake3::hash(b"abc").to_hex().to_string();
+    let stored = [
+        ("data", "xyz"),
+        ("size", "3"),
+        ("digest", digest.as_str()),
+        ("reserved", "1"),
+        ("published", "1"),
+        ("acct", "100"),
+    ];
+    fixture.hset(&record, &stored).await;
+    let meta = fixture.channel.keys.meta();
+    fixture.hset(&meta, &[("held", "100")]).await;
+    let counters = fixture.channel.keys.receiver(RECEIVER);
+    fixture.hset(&counters, &[("current", "a.log")]).await;
+    let read = fixture.channel.file_record(1).await.unwrap();
+    let whole = read.whole().unwrap().unwrap();
+    assert_eq!((whole.value.as_ref(), whole.size), (&b"xyz"[..], 3));
+    assert_eq!(whole.digest, blake3::hash(b"abc"));
+    let entry = fixture.announced(GROUP, RECEIVER).await;
+    let outcome = Outcome::Done { bytes: 3, rate: 42 };
+    let plan = fixture.channel.ack(fixture.delivery(&entry), outcome);
+    assert_eq!(
+        plan.await.unwrap(),
+        ReleasePlan(vec![]),
+        "nothing to delete"
+    );
+    assert!(
+        !fixture.channel.file_exists(1).await.unwrap(),
+        "gone at once"
+    );
+    assert_eq!(fixture.hget(&meta, "held").await.as_deref(), Some("0"));
+    assert_eq!(fixture.hget(&counters, "rate").await.as_deref(), Some("42"));
+    assert_eq!(fixture.hget(&counters, "current").await, None);
+    // A record whose size went missing is poison, named as such.
+    fixture.uploaded_file("3:1").await;
+    fixture.hset(&record, &[("data", "xyz")]).await;
+    let read = fixture.channel.file_record(1).await.unwrap();
+    assert_eq!(read.whole().unwrap().unwrap_err(), "size");
 }

@@ -23,6 +23,11 @@ if previous then
   local f = base .. 'f:' .. fid
   local live = redis.call('HGET', f, 'state')
   if resupply then
+    -- This very upload again, stored whole by an attempt whose reply was
+    -- lost: nobody it is for settled it yet, or it would be done.
+    if live == 'sent' and redis.call('HGET', f, 'for') == ARGV[7] and identity == ARGV[3] then
+      return answer({fid, 'sent', 0, redis.call('HGET', f, 'chunk') or ARGV[5], 0, 0})
+    end
     if live == 'uploading' then
       -- This very upload again, begun by an attempt whose reply was lost
       -- or cut short by a Redis restart: resume it.
@@ -47,6 +52,16 @@ if resupply then
     if redis.call('HGET', base .. 'f:' .. other, 'state') == 'uploading' then
       return answer({other, 'busy', 0, ARGV[5], 0, 0})
     end
+  end
+end
+-- A small file comes whole: stored in its record, if the budget has room
+-- for it (or holds nothing); otherwise the sender announces it without
+-- its data and waits for room chunk by chunk.
+local inline = ARGV[13]
+if inline then
+  local held = tonumber(redis.call('HGET', meta, 'held') or '0')
+  if held > 0 and held + tonumber(ARGV[16]) > tonumber(ARGV[17]) then
+    return answer({'0', 'full', 0, ARGV[5], 0, 0})
   end
 end
 local fid = math.max(redis.call('HINCRBY', meta, 'next_fid', 1), tonumber(ARGV[10]))
@@ -74,8 +89,15 @@ if resupply then
     end
   end
 end
-redis.call('HSET', sent, ARGV[2], fid .. ' ' .. ARGV[3] .. ' uploading')
+if inline then
+  redis.call('HSET', f, 'data', inline, 'size', ARGV[14], 'digest', ARGV[15], 'state', 'sent',
+    'reserved', 1, 'published', 1, 'offset', ARGV[14], 'stored', #inline, 'tail', ARGV[16])
+  account(meta, f)
+  redis.call('HINCRBY', meta, 'original', ARGV[14])
+  redis.call('HINCRBY', meta, 'stored', #inline)
+end
+redis.call('HSET', sent, ARGV[2], fid .. ' ' .. ARGV[3] .. (inline and ' sent' or ' uploading'))
 redis.call('ZADD', base .. 'active', fid, fid)
 redis.call('HINCRBY', meta, 'announced', 1)
 redis.call('XADD', base .. 'files', '*', 'kind', 'file', 'fid', fid)
-return answer({tostring(fid), 'new', 0, ARGV[5], 0, 0})
+return answer({tostring(fid), inline and 'stored' or 'new', 0, ARGV[5], 0, 0})

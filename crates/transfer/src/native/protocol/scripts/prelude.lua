@@ -60,12 +60,19 @@ local function abort(meta, base, fid, reason)
   redis.call('HINCRBY', meta, 'aborted', 1)
 end
 -- A file uploaded whole and settled by everyone it was for: it leaves
--- the active set and its chunks wait to be reclaimed.
+-- the active set and its chunks wait to be reclaimed; a file stored in
+-- its record has no chunks, and goes at once.
 local function file_done(meta, base, fid, f)
   redis.call('HSET', f, 'state', 'done')
   redis.call('ZREM', base .. 'active', fid)
-  redis.call('SADD', base .. 'reclaim', fid)
   redis.call('HINCRBY', meta, 'finished', 1)
+  if redis.call('HEXISTS', f, 'data') == 1 then
+    redis.call('HSET', f, 'freed', redis.call('HGET', f, 'reserved'))
+    account(meta, f)
+    redis.call('DEL', f)
+  else
+    redis.call('SADD', base .. 'reclaim', fid)
+  end
 end
 -- Settles a file for one receiver: `done`, `parked`, or `moved` (its
 -- data left Redis too early for this receiver, which now waits for the

@@ -23,7 +23,7 @@ mod upload;
 
 pub(crate) use upload::{
     AnnounceState, Announced, Announcement, Ending, Finish, Publication, Publish, Reserve,
-    RoomRequest,
+    RoomRequest, Whole,
 };
 
 /// Creates the channel or checks that it matches.
@@ -186,7 +186,8 @@ impl Channel {
 
     /// Sets the end-of-input mark (END_INPUT); returns its entry's id.
     pub(crate) async fn mark_end_of_input(&self) -> Result<String> {
-        self.run("marking the end of input", &END_INPUT, &[]).await
+        self.run("marking the end of input", &END_INPUT, &[] as &[String])
+            .await
     }
 
     /// Parks a wanted file for every receiver that wanted it (GIVE_UP);

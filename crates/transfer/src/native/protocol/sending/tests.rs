@@ -33,7 +33,34 @@ fn file(name: &str) -> Announcement<'_> {
         lowest_fid: 1,
         piece: None,
         check_forgotten: true,
+        whole: None,
     }
+}
+
+/// `file(name)` coming whole: a value of `len` bytes.
+fn whole(name: &str, len: usize) -> Announcement<'_> {
+    let value = bytes::Bytes::from(vec![7; len]);
+    Announcement {
+        whole: Some(Whole {
+            digest: blake3::hash(&value),
+            value,
+            size: 10,
+            limit: LIMIT,
+        }),
+        ..file(name)
+    }
+}
+
+async fn get<T: redis::FromRedisValue>(channel: &Channel, command: &redis::Cmd) -> T {
+    channel.redis.query("testing", command).await.unwrap()
+}
+
+async fn held(channel: &Channel) -> u64 {
+    get(
+        channel,
+        redis::cmd("HGET").arg(channel.keys.meta()).arg("held"),
+    )
+    .await
 }
 
 async fn announce(channel: &Channel, name: &str) -> u64 {
@@ -308,5 +335,79 @@ async fn the_oldest_file_gets_room_that_newer_files_hold_and_no_more() {
     assert_eq!(
         channel.release_plan(false).await.unwrap(),
         ReleasePlan::default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_is_stored_whole_by_its_announcement() {
+    let (_server, channel) = channel().await;
+    let stored = channel.announce(&whole("a", 100)).await.unwrap();
+    assert_eq!(stored.state, AnnounceState::Stored);
+    let record = channel.keys.file(stored.fid);
+    let fields: Vec<String> = get(
+        &channel,
+        redis::cmd("HMGET")
+            .arg(&record)
+            .arg(&["state", "size", "published", "stored"][..]),
+    )
+    .await;
+    assert_eq!(fields, ["sent", "10", "1", "100"]);
+    let data: Vec<u8> = get(&channel, redis::cmd("HGET").arg(&record).arg("data")).await;
+    assert_eq!(data, vec![7; 100]);
+    assert_eq!(held(&channel).await, memory::chunk_cost(100));
+    let sent: String = get(
+        &channel,
+        redis::cmd("HGET").arg(channel.keys.sent()).arg("a"),
+    )
+    .await;
+    assert_eq!(sent, format!("{} 10:1 sent", stored.fid));
+    let entries: u64 = get(&channel, redis::cmd("XLEN").arg(channel.keys.files())).await;
+    assert_eq!(entries, 2, "the open mark and the file");
+    // An attempt whose reply was lost finds it sent.
+    let again = channel.announce(&whole("a", 100)).await.unwrap();
+    assert_eq!(
+        (again.fid, again.state),
+        (stored.fid, AnnounceState::AlreadySent)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_without_room_is_not_announced() {
+    let (_server, channel) = channel().await;
+    let big = announce(&channel, "big").await;
+    assert_eq!(reserve(&channel, big, 4, 0).await, Reserve::Granted(4));
+    let full = channel.announce(&whole("small", 100)).await.unwrap();
+    assert_eq!(full.state, AnnounceState::Full);
+    let entries: u64 = get(&channel, redis::cmd("XLEN").arg(channel.keys.files())).await;
+    assert_eq!(entries, 2, "the open mark and the big file only");
+    // Alone, it goes whatever the budget: an empty channel has room for one.
+    let (_other, empty) = self::channel().await;
+    let oversized = Announcement {
+        whole: whole("huge", 1000).whole.map(|w| Whole { limit: 1, ..w }),
+        ..file("huge")
+    };
+    let stored = empty.announce(&oversized).await.unwrap();
+    assert_eq!(stored.state, AnnounceState::Stored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_again_stored_whole_is_not_stored_twice() {
+    let (_server, channel) = channel().await;
+    set(&channel, channel.keys.wanted(), "old", "1 10:1 1 1 r").await;
+    let requests = channel.requests().await.unwrap();
+    let [Request::Again(wanted)] = requests.as_slice() else {
+        panic!("{requests:?}");
+    };
+    let again = Announcement {
+        again: Some(wanted),
+        ..whole("old", 50)
+    };
+    let stored = channel.announce(&again).await.unwrap();
+    assert_eq!((stored.state, stored.requests), (AnnounceState::Stored, 0));
+    // The same step again (its reply lost) finds it stored.
+    let retried = channel.announce(&again).await.unwrap();
+    assert_eq!(
+        (retried.fid, retried.state),
+        (stored.fid, AnnounceState::AlreadySent)
     );
 }

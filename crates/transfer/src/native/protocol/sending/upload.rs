@@ -11,6 +11,7 @@ use super::Wanted;
 use crate::error::Result;
 use crate::native::protocol::channel::Channel;
 use crate::native::protocol::script;
+use crate::redis::memory;
 use crate::redis::shards::Shards;
 
 /// Abandons an upload whose source changed while it was read: receivers
@@ -27,9 +28,13 @@ static ABORT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../script
 /// sender has seen: after Redis lost its latest writes, an id must not
 /// name two files); then `I/N` when the file is piece I of N of a file
 /// sent with `--split` (else ''); then 1 to answer `forgot` when Redis
-/// no longer knows file ids this sender was given (else 0).
+/// no longer knows file ids this sender was given (else 0); then, for a
+/// file that comes whole (see [`Whole`]), its chunk value, size, digest
+/// (hex), what the value costs Redis, and the channel's budget.
 /// Returns `{fid, state, published, chunk slot, offset, stored, requests}`
-/// where state is `new`, `uploading` or `sent`, `busy` for a re-supply
+/// where state is `new`, `uploading` or `sent`, `stored` for a file that
+/// came whole and is complete now, `full` (nothing announced) when one
+/// that comes whole does not fit the budget now, `busy` for a re-supply
 /// while any upload is unfinished (of this file, or one a stopped sender
 /// left, which receivers read first), or `forgot` (nothing
 /// announced) when Redis came back from a snapshot older than this
@@ -91,6 +96,21 @@ pub(crate) struct Announcement<'a> {
     /// Answer [`AnnounceState::Forgot`] when Redis no longer knows file
     /// ids below `lowest_fid`.
     pub(crate) check_forgotten: bool,
+    /// The whole file, when it fits one chunk and is small: stored in its
+    /// record by the same step (one round trip for the whole upload).
+    pub(crate) whole: Option<Whole>,
+}
+
+/// A small file stored in its record: its one chunk value (the chunk
+/// format, empty for an empty file), size and digest.
+pub(crate) struct Whole {
+    pub(crate) value: Bytes,
+    pub(crate) size: u64,
+    /// BLAKE3 of the original bytes.
+    pub(crate) digest: blake3::Hash,
+    /// The channel's budget, which the value must fit beside what the
+    /// channel holds (unless it holds nothing).
+    pub(crate) limit: u64,
 }
 
 /// ANNOUNCE's answer: the file's announcement, new or an earlier run's.
@@ -115,6 +135,11 @@ pub(crate) struct Announced {
 pub(crate) enum AnnounceState {
     /// A new upload, or one an earlier run left unfinished.
     Upload,
+    /// The file came whole and is complete: nothing is left to upload.
+    Stored,
+    /// Nothing announced: the file came whole and the budget has no room
+    /// for it now; it goes chunk by chunk, waiting for room.
+    Full,
     /// An earlier run sent this exact file.
     AlreadySent,
     /// A re-supply that must wait until an unfinished upload is done.
@@ -204,17 +229,34 @@ impl Channel {
             [w.receivers.clone(), w.origin.clone(), w.round.to_string()]
         });
         let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
-        let mut args = vec![
+        let mut args: Vec<Vec<u8>> = [
             file.name.to_owned(),
             file.identity.to_owned(),
             flag(file.resumable),
             file.slot.to_string(),
             file.acks_needed.to_string(),
-        ];
-        args.extend(again);
-        args.push(file.lowest_fid.to_string());
-        args.push(file.piece.unwrap_or_default().to_owned());
-        args.push(flag(file.check_forgotten));
+        ]
+        .into_iter()
+        .chain(again)
+        .chain([
+            file.lowest_fid.to_string(),
+            file.piece.unwrap_or_default().to_owned(),
+            flag(file.check_forgotten),
+        ])
+        .map(String::into_bytes)
+        .collect();
+        if let Some(whole) = &file.whole {
+            args.push(whole.value.to_vec());
+            args.extend(
+                [
+                    whole.size.to_string(),
+                    whole.digest.to_hex().to_string(),
+                    memory::chunk_cost(whole.value.len() as u64).to_string(),
+                    whole.limit.to_string(),
+                ]
+                .map(String::into_bytes),
+            );
+        }
         let (fid, state, published, slot, offset, stored, requests): (
             String,
             String,
@@ -226,6 +268,8 @@ impl Channel {
         ) = self.run("announcing a file", &ANNOUNCE, &args).await?;
         let state = match state.as_str() {
             "new" | "uploading" => AnnounceState::Upload,
+            "stored" => AnnounceState::Stored,
+            "full" => AnnounceState::Full,
             "sent" => AnnounceState::AlreadySent,
             "busy" => AnnounceState::Busy,
             "forgot" => AnnounceState::Forgot,
