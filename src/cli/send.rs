@@ -75,12 +75,17 @@ fn send_options(prefix: &str, args: &SendArgs) -> Result<SendOptions> {
 async fn send_all(sender: &Sender, inputs: &[Input], bar: &indicatif::ProgressBar) -> Result<()> {
     let started = Instant::now();
     let (mut bytes, mut count) = (0, 0);
-    for input in inputs {
-        match send_one(sender, input).await? {
-            Some(sent) => (bytes, count) = (bytes + sent, count + 1),
-            // Sent by an earlier run: not part of what is left to do.
-            None => bar.set_length(bar.length().unwrap_or(0).saturating_sub(input.size)),
+    let mut at = 0;
+    while at < inputs.len() {
+        let outcomes = send_some(sender, &inputs[at..]).await?;
+        for (input, outcome) in inputs[at..].iter().zip(&outcomes) {
+            match outcome {
+                Some(sent) => (bytes, count) = (bytes + sent, count + 1),
+                // Sent by an earlier run: not part of what is left to do.
+                None => bar.set_length(bar.length().unwrap_or(0).saturating_sub(input.size)),
+            }
         }
+        at += outcomes.len();
     }
     sender.finish().await?;
     bar.finish_and_clear();
@@ -146,6 +151,36 @@ fn audience(args: &SendArgs) -> Result<Audience> {
     }
     Ok(Audience::Broadcast(ids))
 }
+
+/// Sends the first of `inputs`, or the local files it begins with, up to
+/// [`FILES_AT_ONCE`] (small ones go several a round trip); for each,
+/// the bytes sent, `None` when an earlier run sent it already.
+async fn send_some(sender: &Sender, inputs: &[Input]) -> Result<Vec<Option<u64>>> {
+    let files: Vec<(PathBuf, String)> = inputs
+        .iter()
+        .take(FILES_AT_ONCE)
+        .map_while(|input| Some((input.path.clone()?, input.name.clone())))
+        .collect();
+    if files.is_empty() {
+        return Ok(vec![send_one(sender, &inputs[0]).await?]);
+    }
+    let outcomes = sender.send_files(&files).await?;
+    Ok(files
+        .iter()
+        .zip(outcomes)
+        .map(|((_, name), outcome)| match outcome {
+            Sent::Uploaded { bytes } => {
+                tracing::info!("sent {name} ({})", bytesize::ByteSize(bytes));
+                Some(bytes)
+            }
+            Sent::AlreadySent => None,
+        })
+        .collect())
+}
+
+/// Local files handed to the library at once: enough to fill its steps
+/// of several small files, few enough that `sent` lines come as it goes.
+const FILES_AT_ONCE: usize = 64;
 
 /// Sends one input; `None` when an earlier run sent it already.
 async fn send_one(sender: &Sender, input: &Input) -> Result<Option<u64>> {

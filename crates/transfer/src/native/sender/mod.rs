@@ -8,6 +8,7 @@
 //! answers so; the driver then puts the lost files, in their order, ahead
 //! of the current one, so nothing calls back into the step that called it.
 
+mod batch;
 mod driver;
 mod repair;
 mod resupply;

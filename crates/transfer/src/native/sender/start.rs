@@ -19,11 +19,11 @@ use crate::redis::memory;
 use crate::telemetry;
 
 /// A local file opened to be sent.
-struct Opened {
-    file: std::fs::File,
-    metadata: std::fs::Metadata,
+pub(super) struct Opened {
+    pub(super) file: std::fs::File,
+    pub(super) metadata: std::fs::Metadata,
     /// `size:mtime`, what ANNOUNCE compares with an earlier run's upload.
-    identity: String,
+    pub(super) identity: String,
 }
 
 impl Input {
@@ -137,7 +137,7 @@ impl Sender {
     }
 
     /// A small file went whole with its announcement: counts it as sent.
-    async fn stored_whole(&self, name: &str, size: u64, stored: u64) -> Stop<'_> {
+    pub(super) async fn stored_whole(&self, name: &str, size: u64, stored: u64) -> Stop<'_> {
         self.report_progress(size);
         if let Err(error) = self.note_rate(size).await {
             // Only `status` reads it: not worth failing an upload.
@@ -256,12 +256,18 @@ impl Sender {
     /// Announces a file, and notes what the answer says of the channel.
     async fn announce(&self, file: Announcement<'_>) -> Result<Announced> {
         let announced = self.channel.announce(&file).await?;
+        self.note_announced(&announced);
+        Ok(announced)
+    }
+
+    /// Notes what an ANNOUNCE answer says of the channel: whether
+    /// receivers asked for files again, and the highest file id given.
+    pub(super) fn note_announced(&self, announced: &Announced) {
         if announced.state != AnnounceState::Forgot {
             let mut state = self.state();
             state.asked = announced.requests > 0;
             state.highest_fid = state.highest_fid.max(announced.fid);
         }
-        Ok(announced)
     }
 }
 
@@ -283,7 +289,7 @@ fn skip(name: &str, state: AnnounceState) -> Option<Stop<'static>> {
 
 /// Opens the file to send and checks it is still the one a request for
 /// it again, or the cut into pieces, saw.
-fn open_input(path: &Path, piece: Option<&Piece>, job: &Job) -> Result<Opened> {
+pub(super) fn open_input(path: &Path, piece: Option<&Piece>, job: &Job) -> Result<Opened> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
     let mtime = metadata

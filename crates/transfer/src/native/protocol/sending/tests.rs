@@ -411,3 +411,26 @@ async fn an_upload_again_stored_whole_is_not_stored_twice() {
         (stored.fid, AnnounceState::AlreadySent)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_small_files_are_announced_in_order_up_to_the_first_not_stored() {
+    let (_server, channel) = channel().await;
+    let first = channel.announce_many(&[whole("a", 100)]).await.unwrap();
+    assert_eq!(first[0].state, AnnounceState::Stored);
+    // `a` was sent before; `b` is stored; `c` does not fit beside them,
+    // so `d` is not looked at: it would overtake `c`.
+    let big = LIMIT as usize - 2 * memory::chunk_cost(100) as usize;
+    let files = [
+        whole("a", 100),
+        whole("b", 100),
+        whole("c", big),
+        whole("d", 10),
+    ];
+    let answers = channel.announce_many(&files).await.unwrap();
+    let states: Vec<_> = answers.iter().map(|a| a.state).collect();
+    use AnnounceState::*;
+    assert_eq!(states, [AlreadySent, Stored, Full]);
+    assert_eq!(answers[0].fid, first[0].fid);
+    let entries: u64 = get(&channel, redis::cmd("XLEN").arg(channel.keys.files())).await;
+    assert_eq!(entries, 3, "the open mark, a and b");
+}

@@ -43,8 +43,24 @@ static ABORT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../script
 /// took `stored` bytes;
 /// `requests` counts the names in `wanted` (after this one), so a sender
 /// looks at them only when there are some.
-static ANNOUNCE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../scripts/announce.lua")));
+static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
+    script(concat!(
+        include_str!("../scripts/announce.lua"),
+        include_str!("../scripts/announce_one.lua")
+    ))
+});
+
+/// ANNOUNCE for several files that come whole, in order, in one step:
+/// stops after the first one that is neither stored now nor sent before.
+/// KEYS: meta. ARGV: base, the number of arguments per file, then each
+/// file's arguments as [`ANNOUNCE`] takes them after base.
+/// Returns ANNOUNCE's answer for each file up to that one.
+static ANNOUNCE_MANY: LazyLock<Script> = LazyLock::new(|| {
+    script(concat!(
+        include_str!("../scripts/announce.lua"),
+        include_str!("../scripts/announce_many.lua")
+    ))
+});
 
 /// Reserves room in the channel's budget for chunks up to `want`.
 /// KEYS: meta. ARGV: base, fid, want (chunk count), limit (bytes), chunks
@@ -103,6 +119,7 @@ pub(crate) struct Announcement<'a> {
 
 /// A small file stored in its record: its one chunk value (the chunk
 /// format, empty for an empty file), size and digest.
+#[derive(Clone)]
 pub(crate) struct Whole {
     pub(crate) value: Bytes,
     pub(crate) size: u64,
@@ -225,47 +242,33 @@ pub(crate) enum Finish {
 impl Channel {
     /// Announces a file (ANNOUNCE).
     pub(crate) async fn announce(&self, file: &Announcement<'_>) -> Result<Announced> {
-        let again = file.again.map_or_else(Default::default, |w| {
-            [w.receivers.clone(), w.origin.clone(), w.round.to_string()]
-        });
-        let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
-        let mut args: Vec<Vec<u8>> = [
-            file.name.to_owned(),
-            file.identity.to_owned(),
-            flag(file.resumable),
-            file.slot.to_string(),
-            file.acks_needed.to_string(),
-        ]
-        .into_iter()
-        .chain(again)
-        .chain([
-            file.lowest_fid.to_string(),
-            file.piece.unwrap_or_default().to_owned(),
-            flag(file.check_forgotten),
-        ])
-        .map(String::into_bytes)
-        .collect();
-        if let Some(whole) = &file.whole {
-            args.push(whole.value.to_vec());
-            args.extend(
-                [
-                    whole.size.to_string(),
-                    whole.digest.to_hex().to_string(),
-                    memory::chunk_cost(whole.value.len() as u64).to_string(),
-                    whole.limit.to_string(),
-                ]
-                .map(String::into_bytes),
-            );
-        }
-        let (fid, state, published, slot, offset, stored, requests): (
-            String,
-            String,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = self.run("announcing a file", &ANNOUNCE, &args).await?;
+        let answer = self
+            .run("announcing a file", &ANNOUNCE, &announce_arguments(file))
+            .await?;
+        self.announced(answer)
+    }
+
+    /// Announces files that come whole, in order, in one round trip
+    /// (ANNOUNCE_MANY): the answers go up to the first file neither
+    /// stored now nor sent before, which is the caller's to announce again.
+    pub(crate) async fn announce_many(&self, files: &[Announcement<'_>]) -> Result<Vec<Announced>> {
+        let each: Vec<Vec<Vec<u8>>> = files.iter().map(announce_arguments).collect();
+        let width = each.first().map_or(0, Vec::len);
+        debug_assert!(each.iter().all(|args| args.len() == width));
+        let args: Vec<Vec<u8>> = std::iter::once(width.to_string().into_bytes())
+            .chain(each.into_iter().flatten())
+            .collect();
+        let answers: Vec<AnnounceAnswer> =
+            self.run("announcing files", &ANNOUNCE_MANY, &args).await?;
+        answers
+            .into_iter()
+            .map(|answer| self.announced(answer))
+            .collect()
+    }
+
+    /// Decodes an answer of ANNOUNCE.
+    fn announced(&self, answer: AnnounceAnswer) -> Result<Announced> {
+        let (fid, state, published, slot, offset, stored, requests) = answer;
         let state = match state.as_str() {
             "new" | "uploading" => AnnounceState::Upload,
             "stored" => AnnounceState::Stored,
@@ -374,4 +377,45 @@ impl Channel {
             redis.query::<()>("writing a chunk", &command).await
         }
     }
+}
+
+/// ANNOUNCE's answer as it comes: fid, state, published, chunk slot,
+/// offset, stored, requests.
+type AnnounceAnswer = (String, String, u64, u64, u64, u64, u64);
+
+/// ANNOUNCE's arguments for `file`, after base.
+fn announce_arguments(file: &Announcement<'_>) -> Vec<Vec<u8>> {
+    let again = file.again.map_or_else(Default::default, |w| {
+        [w.receivers.clone(), w.origin.clone(), w.round.to_string()]
+    });
+    let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+    let mut args: Vec<Vec<u8>> = [
+        file.name.to_owned(),
+        file.identity.to_owned(),
+        flag(file.resumable),
+        file.slot.to_string(),
+        file.acks_needed.to_string(),
+    ]
+    .into_iter()
+    .chain(again)
+    .chain([
+        file.lowest_fid.to_string(),
+        file.piece.unwrap_or_default().to_owned(),
+        flag(file.check_forgotten),
+    ])
+    .map(String::into_bytes)
+    .collect();
+    if let Some(whole) = &file.whole {
+        args.push(whole.value.to_vec());
+        args.extend(
+            [
+                whole.size.to_string(),
+                whole.digest.to_hex().to_string(),
+                memory::chunk_cost(whole.value.len() as u64).to_string(),
+                whole.limit.to_string(),
+            ]
+            .map(String::into_bytes),
+        );
+    }
+    args
 }

@@ -1,0 +1,1 @@
+return announce(KEYS[1], ARGV[1], ARGV)
