@@ -504,3 +504,46 @@ async fn a_missing_chunk_is_an_error_naming_the_file() {
     );
     assert!(receiver.ack(file).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_under_way_are_all_recorded_once_the_source_is_closed() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    for i in 0..40 {
+        write(
+            &source,
+            &format!("f{i:02}"),
+            format!("line {i}\n").as_bytes(),
+        );
+    }
+    send_dir(
+        &server.url(),
+        options("background", &["0"], 1 << 20, 4096),
+        &source,
+    )
+    .await;
+    // Through a slow link, so acknowledgements are still under way when the
+    // loop ends; dropping the receiver would stop them.
+    let remote = server.behind_delay(Duration::from_millis(20));
+    let mut receiver = Receiver::connect(&remote.url(), ReceiveOptions::new("background", "0"))
+        .await
+        .unwrap();
+    for _ in 0..40 {
+        let mut file = receiver.next_file().await.unwrap().unwrap();
+        tokio::io::copy(&mut file, &mut tokio::io::sink())
+            .await
+            .unwrap();
+        receiver.ack(file).await.unwrap();
+    }
+    receiver.close().await.unwrap();
+    drop(receiver);
+    let mut con = server.connection().await;
+    let settled: u64 = redis::cmd("HGET")
+        .arg("rd:{background}:r:0")
+        .arg("files")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(settled, 40);
+}

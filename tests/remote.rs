@@ -106,3 +106,61 @@ fn a_receiver_killed_mid_transfer_over_a_delayed_link_and_restarted_gets_every_b
     assert_same_tree(&source, &out("victim"));
     eprintln!("the victim was killed with {had} of {files} files in place");
 }
+
+/// Files announced in `channel`, as the server says.
+fn announced(server: &Server, channel: &str) -> u64 {
+    let Ok(mut con) = redis::Client::open(server.url()).and_then(|c| c.get_connection()) else {
+        return 0;
+    };
+    redis::cmd("HGET")
+        .arg(format!("rd:{{{channel}}}:meta"))
+        .arg("announced")
+        .query::<Option<u64>>(&mut con)
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_sender_killed_mid_run_over_a_delayed_link_resumes_and_announces_no_file_twice() {
+    let server = Server::start();
+    let remote = server.behind_delay(DELAY);
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("in");
+    let files = many_small_logs_and_a_large_one(&source);
+    let out = |i: usize| work.path().join(format!("out{i}"));
+    let receivers: Vec<Running> = (0..2)
+        .map(|i| spawn(remote.receive("again", i).out(out(i))))
+        .collect();
+    let send = || spawn(remote.send("again").receivers(2).path(&source));
+    let mut first = send();
+    // Killed with some files announced (several a round trip) and not all.
+    let deadline = Instant::now() + T;
+    while announced(&server, "again") < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "the sender never announced 40 files"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let had = announced(&server, "again");
+    assert!(
+        had < files as u64,
+        "the kill landed after the last announcement"
+    );
+    let (received, sent) = wait_for_all(receivers, send(), T);
+    succeeded(&sent);
+    for outcome in &received {
+        succeeded(outcome);
+    }
+    for i in 0..2 {
+        assert_same_tree(&source, &out(i));
+    }
+    assert_eq!(
+        announced(&server, "again"),
+        files as u64,
+        "a file was announced twice (the sender was killed at {had})"
+    );
+}

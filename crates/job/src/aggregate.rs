@@ -63,6 +63,20 @@ pub async fn run<S: FileSource>(
     files: &mut S,
     options: &AggregateOptions,
 ) -> Result<u64> {
+    let counted = count_each(redis, files, options).await;
+    // Acknowledgements under way are recorded, whatever stopped the work.
+    let closed = files.close().await;
+    let counted = counted?;
+    closed?;
+    Ok(counted)
+}
+
+/// [`run`] but for waiting for the acknowledgements.
+async fn count_each<S: FileSource>(
+    redis: &Redis,
+    files: &mut S,
+    options: &AggregateOptions,
+) -> Result<u64> {
     let mut job = Job {
         redis,
         options,

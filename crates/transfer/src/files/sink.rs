@@ -56,6 +56,21 @@ impl Sink {
         decode: Decode,
         progress: Option<&dyn Progress>,
     ) -> Result<u64> {
+        let received = self.receive_each(files, decode, progress).await;
+        // Acknowledgements under way are recorded, whatever stopped the work.
+        let closed = files.close().await;
+        let received = received?;
+        closed?;
+        Ok(received)
+    }
+
+    /// [`Sink::receive_all`] but for waiting for the acknowledgements.
+    async fn receive_each<S: FileSource>(
+        &self,
+        files: &mut S,
+        decode: Decode,
+        progress: Option<&dyn Progress>,
+    ) -> Result<u64> {
         if let Sink::Dir(dir) = self {
             remove_stale_partials(dir).await;
         }

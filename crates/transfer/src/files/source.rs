@@ -26,7 +26,10 @@ pub trait FileSource {
     fn next_file(&mut self) -> impl Future<Output = Result<Option<IncomingFile>>> + Send;
 
     /// Acknowledges a file whose work is complete: only now may its data
-    /// leave Redis.
+    /// leave Redis. A source may record the acknowledgement in the
+    /// background, so the next file does not wait for a round trip:
+    /// [`FileSource::close`] waits for every one, and an error recording
+    /// one comes out of a later call.
     ///
     /// # Errors
     ///
@@ -62,6 +65,17 @@ pub trait FileSource {
         lines: u64,
     ) -> impl Future<Output = Result<()>> + Send {
         let _ = (file, lines);
+        async { Ok(()) }
+    }
+
+    /// Waits until every acknowledgement given so far is recorded. Call
+    /// it when done with the source, whether it ended or the work stopped
+    /// with an error.
+    ///
+    /// # Errors
+    ///
+    /// An acknowledgement that could not be recorded.
+    fn close(&mut self) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
 

@@ -145,6 +145,8 @@ impl Receiver {
         if self.pending_done {
             return Ok(Pending::Done);
         }
+        // Entries whose acknowledgement is under way are pending yet.
+        self.finish_acks().await?;
         // They are among the pending ones, read again in their order.
         self.unread.clear();
         let read = self
@@ -185,6 +187,7 @@ impl Receiver {
     /// `None` when it will not come (the sender gave up on it).
     async fn announced_again(&mut self, name: &str) -> Result<Option<IncomingFile>> {
         tracing::info!("{name}: waiting for it to be uploaded again before any other file");
+        self.finish_acks().await?;
         // Whatever is pending afterwards is read again, oldest first.
         self.pending_done = false;
         let mut looked_at = HashSet::new();
@@ -299,7 +302,7 @@ impl Receiver {
     }
 
     /// Whether `announcement` is the end-of-input mark we stop at.
-    async fn at_end(&self, announcement: &Announcement) -> Result<bool> {
+    async fn at_end(&mut self, announcement: &Announcement) -> Result<bool> {
         if self.options.follow || announcement.announced != Announced::EndOfInput {
             return Ok(false);
         }
@@ -312,7 +315,9 @@ impl Receiver {
     /// then it stays to take over files of workers that die).
     /// Either way, files we (or any worker) asked to be uploaded again are
     /// still to come.
-    async fn all_finished(&self, audience: &Audience) -> Result<bool> {
+    async fn all_finished(&mut self, audience: &Audience) -> Result<bool> {
+        // What our acknowledgements under way change is part of the answer.
+        self.finish_acks().await?;
         if self.awaiting_uploads_again(audience).await? {
             return Ok(false);
         }

@@ -23,6 +23,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+
 use crate::error::{Error, Result};
 use crate::files::incoming::IncomingFile;
 use crate::files::names;
@@ -43,6 +45,10 @@ use settle::{Handout, OfferAgain};
 
 /// Attempts at a file before it is parked.
 pub const MAX_FAILURES: u32 = 3;
+
+/// Acknowledgements recorded in the background at once: the next files
+/// are processed meanwhile instead of waiting a round trip each.
+const ACKS_IN_FLIGHT: usize = 32;
 
 /// What a [`Receiver`] needs to know.
 #[derive(Clone, Debug)]
@@ -123,6 +129,10 @@ pub struct Receiver {
     resume_first: Option<String>,
     /// Its pace, for `status`.
     rate: Arc<RateMeter>,
+    /// Acknowledgements being recorded (ACK and the deletions it allows).
+    /// Waited for before anything that reads what they change: our
+    /// pending entries, the end checks, and [`FileSource::close`].
+    acks: JoinSet<Result<()>>,
 }
 
 impl Receiver {
@@ -153,6 +163,7 @@ impl Receiver {
             awaited: std::sync::Mutex::new(Vec::new()),
             resume_first: None,
             rate: Arc::default(),
+            acks: JoinSet::new(),
         })
     }
 }
@@ -187,11 +198,16 @@ impl FileSource for Receiver {
         self.attempts.remove(&handout.entry);
         let bytes = file.received();
         let rate = self.rate.add(0);
-        self.settle(handout.fid, &handout.entry, Outcome::Done { bytes, rate })
+        self.remember_acknowledged(&file);
+        self.settle_in_background(handout, Outcome::Done { bytes, rate })
             .await?;
         telemetry::file_received();
-        self.remember_acknowledged(&file);
         Ok(())
+    }
+
+    /// Waits for the acknowledgements recorded in the background.
+    async fn close(&mut self) -> Result<()> {
+        self.finish_acks().await
     }
 
     /// Settles a file this receiver acknowledged before Redis forgot it,

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::files::incoming::{IncomingFile, Ticket};
 use crate::files::source::Failure;
 use crate::native::protocol::Audience;
-use crate::native::protocol::reading::{Delivery, Failed, Outcome, Requested, WorkFailure};
+use crate::native::protocol::reading::{Delivery, Failed, Outcome, Reader, Requested, WorkFailure};
 
 /// How many times a file may be uploaded again for a receiver that found
 /// its data gone, before it is parked.
@@ -44,6 +44,11 @@ impl Handout {
     }
 }
 
+/// The outcome of an acknowledgement's task.
+fn joined(done: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    done.map_err(|e| Error::io("acknowledging a file", std::io::Error::other(e)))?
+}
+
 /// A broadcast file to offer again after a failed attempt.
 pub(super) struct OfferAgain {
     pub entry: String,
@@ -67,6 +72,49 @@ impl Receiver {
     pub(super) async fn settle(&self, fid: u64, entry: &str, outcome: Outcome<'_>) -> Result<()> {
         let plan = self.channel.ack(self.delivery(fid, entry), outcome).await?;
         self.channel.reclaim(&plan).await
+    }
+
+    /// Settles a handed-out file in a task of its own, so the next file
+    /// need not wait for the round trip; waits for the oldest when
+    /// [`super::ACKS_IN_FLIGHT`] are under way. An error of any finished
+    /// one comes out here.
+    pub(super) async fn settle_in_background(
+        &mut self,
+        handout: Handout,
+        outcome: Outcome<'static>,
+    ) -> Result<()> {
+        while let Some(done) = self.acks.try_join_next() {
+            joined(done)?;
+        }
+        if self.acks.len() >= super::ACKS_IN_FLIGHT
+            && let Some(done) = self.acks.join_next().await
+        {
+            joined(done)?;
+        }
+        let channel = self.channel.clone();
+        let (group, id) = (self.group.clone(), self.options.id.clone());
+        self.acks.spawn(async move {
+            let reader = Reader {
+                group: &group,
+                id: &id,
+            };
+            let delivery = Delivery {
+                fid: handout.fid,
+                entry: &handout.entry,
+                reader,
+            };
+            let plan = channel.ack(delivery, outcome).await?;
+            channel.reclaim(&plan).await
+        });
+        Ok(())
+    }
+
+    /// Waits for every acknowledgement under way.
+    pub(super) async fn finish_acks(&mut self) -> Result<()> {
+        while let Some(done) = self.acks.join_next().await {
+            joined(done)?;
+        }
+        Ok(())
     }
 
     /// Parks file `fid` for a reason, and counts it.

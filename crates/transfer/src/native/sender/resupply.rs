@@ -2,12 +2,18 @@
 //! again from this run's inputs, or parked when that cannot be done; and
 //! the final wait, which serves them until every receiver is done.
 
+use std::time::{Duration, Instant};
+
 use super::driver::{Input, Job};
 use super::{Origin, Sender};
 use crate::error::{Error, Result};
 use crate::native::notice::WaitNotice;
 use crate::native::protocol::sending::{Request, Wanted};
 use crate::telemetry;
+
+/// How often a sender whose input ended looks at what is left: the end of
+/// a transfer is noticed this much later at most.
+const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(50);
 
 impl Sender {
     /// Uploads again the files receivers asked for because their data left
@@ -93,7 +99,15 @@ impl Sender {
     pub async fn wait_until_done(&self) -> Result<()> {
         let mut last_event = "0-0".to_owned();
         let mut notice = WaitNotice::new();
+        let mut looked: Option<Instant> = None;
         loop {
+            // Receivers make an event per file they settle: looking once
+            // per event would keep Redis and this process busy while
+            // thousands of small files are settled a second.
+            if let Some(at) = looked {
+                tokio::time::sleep_until((at + LOOK_AT_MOST_EVERY).into()).await;
+            }
+            looked = Some(Instant::now());
             let unserved = self.resupply().await?;
             self.release(false).await?;
             let outstanding = self.channel.outstanding().await?;
