@@ -19,7 +19,7 @@ use crate::files::progress::Progress;
 use crate::files::source::{Failure, FileSource};
 
 mod copy;
-use copy::{remove_stale_partials, write_copy};
+use copy::{Commit, Commits, remove_stale_partials, write_copy};
 
 /// What to do with each received file.
 #[derive(Clone, Debug)]
@@ -30,6 +30,14 @@ pub enum Sink {
     Exec(String),
     /// Write the (decoded) contents to standard output.
     Stdout,
+}
+
+/// What processing a file left to do.
+enum Staged {
+    /// Nothing: the output is committed.
+    Committed,
+    /// A copy is written, to flush to the disk and rename into place.
+    Copy(Commit),
 }
 
 /// How often progress within a file is reported.
@@ -76,6 +84,7 @@ impl Sink {
         }
         let mut done = 0;
         let mut printed = Printed::default();
+        let mut commits = Commits::default();
         while let Some(mut file) = files.next_file().await? {
             if file.done_before() && self.still_holds(&file).await {
                 tracing::info!(
@@ -91,9 +100,22 @@ impl Sink {
                 return Err(refused);
             }
             let token = file.token().to_owned();
-            let outcome = self
+            let outcome = match self
                 .process_showing(&mut file, decode, printed.bytes_of(&token), progress)
-                .await;
+                .await
+            {
+                Ok(Staged::Copy(commit)) => {
+                    // Flushed and acknowledged while the next files come.
+                    let (name, bytes) = (file.title(), file.received());
+                    let commit = commits.in_order(file.name(), commit);
+                    files.ack_after(file, commit).await?;
+                    tracing::info!("received {name} ({})", bytesize::ByteSize(bytes));
+                    done += 1;
+                    continue;
+                }
+                Ok(Staged::Committed) => Ok(()),
+                Err(error) => Err(error),
+            };
             printed.note(&file, &outcome);
             if outcome.is_ok() {
                 done += 1;
@@ -111,14 +133,14 @@ impl Sink {
         decode: Decode,
         already: &mut u64,
         progress: Option<&dyn Progress>,
-    ) -> Result<()> {
+    ) -> Result<Staged> {
         let so_far = file.received_so_far();
         if let Some(progress) = progress {
             progress.file_started(&file.title(), file.expected_size());
         }
         let mut reported = 0;
         let outcome = {
-            let processing = self.process_after(file, decode, already);
+            let processing = self.process_staged(file, decode, already);
             tokio::pin!(processing);
             let mut tick = tokio::time::interval(PROGRESS_EVERY);
             loop {
@@ -172,6 +194,19 @@ impl Sink {
         decode: Decode,
         already: &mut u64,
     ) -> Result<()> {
+        match self.process_staged(file, decode, already).await? {
+            Staged::Copy(commit) => commit.run().await,
+            Staged::Committed => Ok(()),
+        }
+    }
+
+    /// Like [`Sink::process_after`], leaving a copy's commit to the caller.
+    async fn process_staged(
+        &self,
+        file: &mut IncomingFile,
+        decode: Decode,
+        already: &mut u64,
+    ) -> Result<Staged> {
         let name = file.name().to_owned();
         names::check_file_name(&name)?;
         match self {
@@ -185,10 +220,14 @@ impl Sink {
                         piece.index, piece.count, piece.file
                     ),
                 }),
-                None => write_copy(dir, &name, file).await,
+                None => write_copy(dir, &name, file).await.map(Staged::Copy),
             },
-            Sink::Exec(command) => run_command(command, &name, file, decode).await,
-            Sink::Stdout => write_stdout(&name, file, decode, already).await,
+            Sink::Exec(command) => run_command(command, &name, file, decode)
+                .await
+                .map(|()| Staged::Committed),
+            Sink::Stdout => write_stdout(&name, file, decode, already)
+                .await
+                .map(|()| Staged::Committed),
         }
     }
 }

@@ -20,7 +20,7 @@ pub enum Failure {
 ///
 /// Implemented by [`crate::Receiver`] (the native protocol) and
 /// [`crate::classic::ClassicReceiver`] (the book's).
-pub trait FileSource {
+pub trait FileSource: Send {
     /// Waits for the next file. `None` means the sender marked the end of
     /// its input and everything before the mark is finished.
     fn next_file(&mut self) -> impl Future<Output = Result<Option<IncomingFile>>> + Send;
@@ -36,6 +36,26 @@ pub trait FileSource {
     /// Fails, and acknowledges nothing, unless the file was read to its end
     /// and verified, or when it came from another source.
     fn ack(&mut self, file: IncomingFile) -> impl Future<Output = Result<()>> + Send;
+
+    /// Acknowledges a file once `commit`, the last step of its work (a
+    /// copy flushed to the disk and renamed into place), succeeded. A
+    /// source may run both in the background while the next files are
+    /// processed; when `commit` fails, the file is not acknowledged and
+    /// its error comes out of this call or a later one.
+    ///
+    /// # Errors
+    ///
+    /// As [`FileSource::ack`], and `commit`'s.
+    fn ack_after(
+        &mut self,
+        file: IncomingFile,
+        commit: impl Future<Output = Result<()>> + Send + 'static,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            commit.await?;
+            self.ack(file).await
+        }
+    }
 
     /// Acknowledges a file this receiver already did the work of, without
     /// reading it again: one [`IncomingFile::done_before`] says Redis

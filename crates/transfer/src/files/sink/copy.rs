@@ -1,22 +1,33 @@
 //! `--out`: byte-identical copies, written to temporary files and renamed
-//! into place once verified, never through a symbolic link.
+//! into place once verified and on the disk, never through a symbolic link.
+//! Writing and committing (flush to the disk, rename) are separate steps,
+//! so a receiver can go on with the next files while copies are flushed:
+//! flushes in parallel share the file system's journal commits.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+use tokio::sync::oneshot::error::TryRecvError;
 
 use super::{broken, pump};
 use crate::error::{Error, Result};
 use crate::files::incoming::IncomingFile;
 use crate::host;
 
-/// Writes a copy under `dir` through `.NAME.HOST.PID.rd-partial`, renamed
-/// into place once verified (host and process id keep two receivers
-/// writing the same file into one directory, as workers may after Redis
-/// lost an acknowledgement, out of each other's way, and tell which
-/// temporary files a killed receiver left: see [`remove_stale_partials`]). Every step below `dir` works relative to a handle
-/// on the directory above it and never follows a symbolic link, so a link
-/// planted inside the output directory cannot send a write elsewhere.
-pub(super) async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<()> {
+/// Writes a copy under `dir` through `.NAME.N.HOST.PID.rd-partial` (N
+/// counts this process's copies, so two copies of one name never share
+/// a temporary file; host and process id keep two receivers writing the
+/// same file into one directory, as workers may after Redis lost an
+/// acknowledgement, out of each other's way, and tell which temporary
+/// files a killed receiver left: see [`remove_stale_partials`]). Every
+/// step below `dir` works relative to a handle on the directory above it
+/// and never follows a symbolic link, so a link planted inside the output
+/// directory cannot send a write elsewhere. The copy is in place once the
+/// returned [`Commit`] ran.
+pub(super) async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) -> Result<Commit> {
     let (dir, name_owned) = (dir.to_owned(), name.to_owned());
     let opened = tokio::task::spawn_blocking(move || open_partial(&dir, &name_owned))
         .await
@@ -28,20 +39,61 @@ pub(super) async fn write_copy(dir: &Path, name: &str, file: &mut IncomingFile) 
         shown,
         out,
     } = opened;
-    let mut out = tokio::fs::File::from_std(out);
-    let mut temporary = Temporary {
-        parent: &parent,
-        name: &partial,
+    let mut commit = Commit {
+        parent,
+        partial,
+        base,
+        shown,
+        out: tokio::fs::File::from_std(out),
         kept: false,
     };
-    pump(name, file, &mut out)
+    pump(name, file, &mut commit.out)
         .await
-        .map_err(|side| side.into_error(&shown))?;
-    out.sync_all().await.map_err(|e| broken(&shown, e))?;
-    rustix::fs::renameat(&parent, &partial, &parent, &base)
-        .map_err(|e| broken(&shown, e.into()))?;
-    temporary.kept = true;
-    Ok(())
+        .map_err(|side| side.into_error(&commit.shown))?;
+    Ok(commit)
+}
+
+/// A copy written to its temporary file, to flush to the disk and rename
+/// into place. Dropped without running (an error, a receiver stopped),
+/// it removes the temporary file.
+pub(super) struct Commit {
+    /// The directory it is in.
+    parent: OwnedFd,
+    /// Its name there, and the name it is renamed to.
+    partial: String,
+    base: String,
+    /// Its path, for messages.
+    shown: String,
+    out: tokio::fs::File,
+    /// Renamed into place.
+    kept: bool,
+}
+
+impl Commit {
+    /// Flushes the copy to the disk and renames it into place: a copy
+    /// acknowledged survives a crash of the machine.
+    pub(super) async fn run(mut self) -> Result<()> {
+        self.out
+            .sync_all()
+            .await
+            .map_err(|e| broken(&self.shown, e))?;
+        rustix::fs::renameat(&self.parent, &self.partial, &self.parent, &self.base)
+            .map_err(|e| broken(&self.shown, e.into()))?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for Commit {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = rustix::fs::unlinkat(
+                &self.parent,
+                self.partial.as_str(),
+                rustix::fs::AtFlags::empty(),
+            );
+        }
+    }
 }
 
 /// What a temporary copy's name ends with.
@@ -87,22 +139,6 @@ pub(super) async fn remove_stale_partials(dir: &Path) {
     }
 }
 
-/// Removes the temporary file unless it was renamed into place: after an
-/// error, and when the copy is abandoned midway (the receiver was stopped).
-struct Temporary<'a> {
-    parent: &'a OwnedFd,
-    name: &'a str,
-    kept: bool,
-}
-
-impl Drop for Temporary<'_> {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = rustix::fs::unlinkat(self.parent, self.name, rustix::fs::AtFlags::empty());
-        }
-    }
-}
-
 /// A temporary file open for writing, and how to rename it into place.
 struct Partial {
     /// The directory it is in.
@@ -139,7 +175,10 @@ fn open_partial(dir: &Path, name: &str) -> Result<Partial> {
         parent = rustix::fs::openat(&parent, part, directory, Mode::empty())
             .map_err(|e| link_refused(&shown, e))?;
     }
-    let partial = format!(".{base}.{}{PARTIAL}", partial_owner(std::process::id()));
+    static COPIES: AtomicU64 = AtomicU64::new(0);
+    let copy = COPIES.fetch_add(1, Ordering::Relaxed);
+    let owner = partial_owner(std::process::id());
+    let partial = format!(".{base}.{copy}.{owner}{PARTIAL}");
     shown.push(&partial);
     let out = rustix::fs::openat(
         &parent,
@@ -167,5 +206,91 @@ fn link_refused(path: &Path, error: rustix::io::Errno) -> Error {
         }
     } else {
         broken(path.display(), error.into())
+    }
+}
+
+/// Copies being committed, by name: two copies of one name are renamed
+/// in the order they were written, so the later one stays in place.
+#[derive(Default)]
+pub(super) struct Commits(HashMap<String, oneshot::Receiver<()>>);
+
+impl Commits {
+    /// `commit`, run once the copy of the same name written before it
+    /// (if any) is committed or abandoned.
+    pub(super) fn in_order(
+        &mut self,
+        name: &str,
+        commit: Commit,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        if self.0.len() >= 1024 {
+            // Forget the names whose last copy is committed.
+            self.0
+                .retain(|_, done| matches!(done.try_recv(), Err(TryRecvError::Empty)));
+        }
+        let (finished, done) = oneshot::channel();
+        let before = self.0.insert(name.to_owned(), done);
+        async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let committed = commit.run().await;
+            let _ = finished.send(());
+            committed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::files::incoming::Ticket;
+
+    /// A verified file named `x` holding `contents`.
+    fn incoming(contents: &'static [u8]) -> IncomingFile {
+        let (bytes, chunks) = mpsc::channel(1);
+        bytes.try_send(Ok(Bytes::from_static(contents))).unwrap();
+        let ticket = Ticket::Classic {
+            message: 1,
+            ts: "0".into(),
+        };
+        let verified = Arc::new(AtomicBool::new(true));
+        IncomingFile::new("x".into(), ticket, chunks, verified, Vec::new())
+    }
+
+    #[tokio::test]
+    async fn two_copies_of_one_name_are_renamed_in_the_order_they_were_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_copy(dir.path(), "x", &mut incoming(b"old"))
+            .await
+            .unwrap();
+        let second = write_copy(dir.path(), "x", &mut incoming(b"new"))
+            .await
+            .unwrap();
+        let mut commits = Commits::default();
+        let first = commits.in_order("x", first);
+        let second = tokio::spawn(commits.in_order("x", second));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "the later copy went first");
+        first.await.unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), b"new");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_copy_dropped_before_its_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = write_copy(dir.path(), "x", &mut incoming(b"data"))
+            .await
+            .unwrap();
+        drop(commit);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

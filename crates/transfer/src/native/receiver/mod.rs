@@ -188,6 +188,15 @@ impl FileSource for Receiver {
     /// Acknowledges a file whose work is complete. Fails, and acknowledges
     /// nothing, unless the file was read to its end and verified.
     async fn ack(&mut self, file: IncomingFile) -> Result<()> {
+        self.ack_after(file, std::future::ready(Ok(()))).await
+    }
+
+    /// Acknowledges a file once `commit` succeeded, both in the background.
+    async fn ack_after(
+        &mut self,
+        file: IncomingFile,
+        commit: impl Future<Output = Result<()>> + Send + 'static,
+    ) -> Result<()> {
         if !file.is_verified() {
             return Err(Error::Corrupt {
                 name: file.name().to_owned(),
@@ -199,8 +208,8 @@ impl FileSource for Receiver {
         let bytes = file.received();
         let rate = self.rate.add(0);
         self.remember_acknowledged(&file);
-        self.settle_in_background(handout, Outcome::Done { bytes, rate })
-            .await?;
+        let outcome = Outcome::Done { bytes, rate };
+        self.settle_in_background(handout, outcome, commit).await?;
         telemetry::file_received();
         Ok(())
     }

@@ -74,14 +74,15 @@ impl Receiver {
         self.channel.reclaim(&plan).await
     }
 
-    /// Settles a handed-out file in a task of its own, so the next file
-    /// need not wait for the round trip; waits for the oldest when
+    /// Settles a handed-out file in a task of its own once `commit` is
+    /// done, so the next file need not wait for either; waits for one when
     /// [`super::ACKS_IN_FLIGHT`] are under way. An error of any finished
     /// one comes out here.
     pub(super) async fn settle_in_background(
         &mut self,
         handout: Handout,
         outcome: Outcome<'static>,
+        commit: impl Future<Output = Result<()>> + Send + 'static,
     ) -> Result<()> {
         while let Some(done) = self.acks.try_join_next() {
             joined(done)?;
@@ -94,6 +95,9 @@ impl Receiver {
         let channel = self.channel.clone();
         let (group, id) = (self.group.clone(), self.options.id.clone());
         self.acks.spawn(async move {
+            // The work's last step (a copy flushed to the disk) first: a
+            // file whose output is not committed is not acknowledged.
+            commit.await?;
             let reader = Reader {
                 group: &group,
                 id: &id,
