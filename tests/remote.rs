@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, Server, assert_same_tree, log_text, spawn, succeeded, wait_for_all};
+use common::{Remote, Running, Server, assert_same_tree, log_text, spawn, succeeded, wait_for_all};
 
 /// One way; a PING's round trip through the proxy measures about 0.65 ms
 /// on the development machine (the proxy's own cost comes on top of twice
@@ -41,6 +41,14 @@ fn copies_in(dir: &Path) -> usize {
         .count()
 }
 
+/// Receivers `0` and `1` of `channel` through `remote`, copying into
+/// `outN` under `dir`.
+fn receivers_0_and_1(remote: &Remote, channel: &str, dir: &Path) -> Vec<Running> {
+    (0..2)
+        .map(|i| spawn(remote.receive(channel, i).out(dir.join(format!("out{i}")))))
+        .collect()
+}
+
 #[test]
 fn hundreds_of_small_files_and_a_large_one_reach_two_receivers_whole_over_a_delayed_link() {
     let server = Server::start();
@@ -49,9 +57,7 @@ fn hundreds_of_small_files_and_a_large_one_reach_two_receivers_whole_over_a_dela
     let source = work.path().join("in");
     let files = many_small_logs_and_a_large_one(&source);
     let out = |i: usize| work.path().join(format!("out{i}"));
-    let receivers: Vec<Running> = (0..2)
-        .map(|i| spawn(remote.receive("far", i).out(out(i))))
-        .collect();
+    let receivers = receivers_0_and_1(&remote, "far", work.path());
     let sender = spawn(remote.send("far").receivers(2).path(&source));
     let (received, sent) = wait_for_all(receivers, sender, T);
     succeeded(&sent);
@@ -107,20 +113,6 @@ fn a_receiver_killed_mid_transfer_over_a_delayed_link_and_restarted_gets_every_b
     eprintln!("the victim was killed with {had} of {files} files in place");
 }
 
-/// Files announced in `channel`, as the server says.
-fn announced(server: &Server, channel: &str) -> u64 {
-    let Ok(mut con) = redis::Client::open(server.url()).and_then(|c| c.get_connection()) else {
-        return 0;
-    };
-    redis::cmd("HGET")
-        .arg(format!("rd:{{{channel}}}:meta"))
-        .arg("announced")
-        .query::<Option<u64>>(&mut con)
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_sender_killed_mid_run_over_a_delayed_link_resumes_and_announces_no_file_twice() {
     let server = Server::start();
@@ -129,14 +121,12 @@ fn a_sender_killed_mid_run_over_a_delayed_link_resumes_and_announces_no_file_twi
     let source = work.path().join("in");
     let files = many_small_logs_and_a_large_one(&source);
     let out = |i: usize| work.path().join(format!("out{i}"));
-    let receivers: Vec<Running> = (0..2)
-        .map(|i| spawn(remote.receive("again", i).out(out(i))))
-        .collect();
+    let receivers = receivers_0_and_1(&remote, "again", work.path());
     let send = || spawn(remote.send("again").receivers(2).path(&source));
     let mut first = send();
     // Killed with some files announced (several a round trip) and not all.
     let deadline = Instant::now() + T;
-    while announced(&server, "again") < 40 {
+    while server.meta_counter("again", "announced") < 40 {
         assert!(
             Instant::now() < deadline,
             "the sender never announced 40 files"
@@ -145,7 +135,7 @@ fn a_sender_killed_mid_run_over_a_delayed_link_resumes_and_announces_no_file_twi
     }
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let had = announced(&server, "again");
+    let had = server.meta_counter("again", "announced");
     assert!(
         had < files as u64,
         "the kill landed after the last announcement"
@@ -159,7 +149,7 @@ fn a_sender_killed_mid_run_over_a_delayed_link_resumes_and_announces_no_file_twi
         assert_same_tree(&source, &out(i));
     }
     assert_eq!(
-        announced(&server, "again"),
+        server.meta_counter("again", "announced"),
         files as u64,
         "a file was announced twice (the sender was killed at {had})"
     );

@@ -21,23 +21,9 @@ const T: Duration = Duration::from_secs(180);
 /// Redis loses.
 const LOST_FILES: u64 = 6;
 
-/// Files finished in `channel`, as Redis says now (0 while it restarts).
-fn finished(server: &Server, channel: &str) -> u64 {
-    let Ok(mut con) = redis::Client::open(server.url()).and_then(|c| c.get_connection()) else {
-        return 0;
-    };
-    redis::cmd("HGET")
-        .arg(format!("rd:{{{channel}}}:meta"))
-        .arg("finished")
-        .query::<Option<u64>>(&mut con)
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-}
-
 /// Waits until `channel` has `count` files finished.
 fn wait_for_files(server: &Server, channel: &str, count: u64, deadline: Instant) {
-    while finished(server, channel) < count {
+    while server.meta_counter(channel, "finished") < count {
         assert!(
             Instant::now() < deadline,
             "the transfer never reached {count} files"

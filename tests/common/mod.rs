@@ -18,6 +18,21 @@ pub mod killer;
 pub struct Server(pub LocalRedis);
 
 impl Server {
+    /// A counter of `channel`'s `meta` hash (`announced`, `finished`...),
+    /// as the server says now: 0 while it restarts.
+    pub fn meta_counter(&self, channel: &str, field: &str) -> u64 {
+        let Ok(mut con) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) else {
+            return 0;
+        };
+        redis::cmd("HGET")
+            .arg(format!("rd:{{{channel}}}:meta"))
+            .arg(field)
+            .query::<Option<u64>>(&mut con)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
     pub fn start() -> Self {
         Self::with(LocalRedisOptions::default())
     }
