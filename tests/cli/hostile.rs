@@ -7,7 +7,8 @@ use std::process::Stdio;
 use redistribute_transfer::native::sender::raw_chunk_capacity;
 
 use crate::common::{
-    Server, failed_with_one_line, last_line_of_failure, noise, run, spawn, succeeded, wait, write,
+    Server, assert_same_tree, failed_with_one_line, last_line_of_failure, noise, run, spawn,
+    succeeded, wait, write,
 };
 use crate::{T, send_to_one, wait_for_status};
 
@@ -223,6 +224,51 @@ fn a_tampered_chunk_never_reaches_stdout_is_supplied_again_and_finished_before_t
     let stderr = succeeded(&wait(sender, T));
     assert!(
         stderr.contains("x: uploading it again for receivers 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_tampered_small_file_in_its_record_is_supplied_again_and_arrives_intact() {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let (source, out) = (work.path().join("in"), work.path().join("out"));
+    write(
+        &source,
+        "small.log",
+        b"a small file, stored whole in its record\n",
+    );
+    let sender = spawn(server.send("w").receivers(1).path(&source));
+    wait_for_status(&server, "w", "the file uploaded", |s| {
+        s["files_announced"] == 1 && s["ended"] == true
+    });
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let record = redistribute_transfer::native::protocol::Keys::new("rd", "w").file(1);
+    let stored: Vec<u8> = redis::cmd("HGET")
+        .arg(&record)
+        .arg("data")
+        .query(&mut con)
+        .unwrap();
+    assert!(!stored.is_empty(), "the file was not stored whole");
+    let _: () = redis::cmd("HSET")
+        .arg(&record)
+        .arg("data")
+        .arg(b"\x00\x05\x00\x00\x00\x05\x00\x00\x00tampr")
+        .query(&mut con)
+        .unwrap();
+    let stderr = succeeded(&run(server.receive("w", 0).out(&out), T));
+    assert!(
+        stderr.contains("damaged in Redis")
+            && stderr.contains("asked the sender to upload it again"),
+        "{stderr}"
+    );
+    assert_same_tree(&source, &out);
+    let stderr = succeeded(&wait(sender, T));
+    assert!(
+        stderr.contains("small.log: uploading it again for receivers 0"),
         "{stderr}"
     );
 }
