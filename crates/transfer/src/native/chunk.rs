@@ -126,6 +126,32 @@ impl Compressed {
     }
 }
 
+/// The chunk value a small input makes on its own, framed as [`Packer`]
+/// frames one chunk: one raw block, or the compressed blocks one after
+/// another; `None` when it does not fit one chunk of `slot`. An empty
+/// input makes an empty value. Allocated to fit, not from a pool: the
+/// value is kept while a whole batch of small files is announced.
+pub(crate) fn whole_value(codec: Codec, data: &[u8], slot: u64) -> Option<Bytes> {
+    let capacity = memory::capacity_of(slot) as usize;
+    if data.is_empty() {
+        return Some(Bytes::new());
+    }
+    if codec == Codec::Raw {
+        if HEADER + data.len() > capacity {
+            return None;
+        }
+        let mut value = Vec::with_capacity(HEADER + data.len());
+        value.resize(HEADER, 0);
+        value.extend_from_slice(data);
+        write_header(&mut value, Codec::Raw, data.len());
+        return Some(Bytes::from(value));
+    }
+    let read = Compressed::new(codec, data, slot);
+    let value = (read.frames.len() <= capacity).then(|| Bytes::copy_from_slice(&read.frames));
+    READS.give(read.frames);
+    value
+}
+
 fn write_header(frame: &mut [u8], codec: Codec, original: usize) {
     let stored = frame.len() - HEADER;
     frame[0] = codec as u8;
@@ -481,5 +507,26 @@ mod tests {
             !error.is_empty(),
             "a block one byte short is refused: {error}"
         );
+    }
+
+    #[test]
+    fn a_whole_value_is_the_one_chunk_the_packer_makes_or_none() {
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {} of a log\n", i % 977).into_bytes())
+            .take(200_000)
+            .collect();
+        for codec in [Codec::Lz4, Codec::Zstd] {
+            let packed = pack_compressed(codec, &text[..100_000]);
+            let value = whole_value(codec, &text[..100_000], SLOT).unwrap();
+            assert_eq!((packed.len(), &packed[0].data), (1, &value));
+        }
+        let raw = &text[..5000];
+        let mut buffer = block_buffer(&CHUNKS, raw.len());
+        buffer.extend_from_slice(raw);
+        let packed = pack(vec![Block::raw(buffer)]);
+        assert_eq!(whole_value(Codec::Raw, raw, SLOT).unwrap(), packed[0].data);
+        assert_eq!(whole_value(Codec::Raw, b"", SLOT).unwrap(), Bytes::new());
+        let too_big = vec![7; CAPACITY as usize];
+        assert_eq!(whole_value(Codec::Raw, &too_big, SLOT), None);
     }
 }

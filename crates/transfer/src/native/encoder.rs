@@ -403,22 +403,7 @@ async fn fill_block<R: AsyncRead + Unpin>(
 /// more than one chunk of `slot` bytes. An empty input is an empty value.
 pub(crate) fn encode_whole(data: &[u8], compression: Compression, slot: u64) -> Option<Bytes> {
     let (codec, _) = compression.codec_for(&data[..data.len().min(HEAD)]);
-    let mut packer = Packer::new(slot);
-    let mut done = Vec::new();
-    if codec == Codec::Raw {
-        let mut buffer = chunk::block_buffer(&CHUNKS, data.len());
-        buffer.extend_from_slice(data);
-        packer.push(Block::raw(buffer), &mut done);
-    } else {
-        let read = Compressed::new(codec, data, slot);
-        packer.push_compressed(read, &mut done);
-    }
-    done.extend(packer.take());
-    match done.len() {
-        0 => Some(Bytes::new()),
-        1 => done.pop().map(|packed| packed.data),
-        _ => None,
-    }
+    chunk::whole_value(codec, data, slot)
 }
 
 /// What a file looked like when it was opened, to tell whether it changed
