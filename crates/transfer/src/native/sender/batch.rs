@@ -4,7 +4,7 @@
 //! before, which then goes the way of any file, so the order receivers
 //! see is the order the files were given in, whatever Redis answers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::driver::{Input, Job};
 use super::start::open_input;
@@ -50,18 +50,19 @@ impl Sender {
     }
 
     /// The small files that `files` begins with, read whole, up to
-    /// [`MOST_FILES`] and [`MOST_BYTES`].
+    /// [`MOST_FILES`] and [`MOST_BYTES`]. A file that cannot be read ends
+    /// the list: the files before it go first, as they would one by one,
+    /// and its error comes when it is the first.
     async fn read_ready(&self, files: &[(PathBuf, String)]) -> Result<Vec<Ready>> {
         let mut ready = Vec::new();
         let mut bytes = 0;
         for (path, name) in files.iter().take(MOST_FILES) {
-            names::check_file_name(name)?;
-            let job = Job::given(name, Input::File(path.clone()));
-            let opened = open_input(path, None, &job)?;
-            let Some(whole) = self
-                .read_whole(path, None, &opened.file, &opened.metadata)
-                .await?
-            else {
+            let whole = match self.read_one(path, name).await {
+                Ok(whole) => whole,
+                Err(error) if ready.is_empty() => return Err(error),
+                Err(_) => break,
+            };
+            let Some((identity, whole)) = whole else {
                 break;
             };
             bytes += whole.value.len();
@@ -70,11 +71,22 @@ impl Sender {
             }
             ready.push(Ready {
                 name: name.clone(),
-                identity: opened.identity,
+                identity,
                 whole,
             });
         }
         Ok(ready)
+    }
+
+    /// One file's identity and whole value, if it is small enough.
+    async fn read_one(&self, path: &Path, name: &str) -> Result<Option<(String, Whole)>> {
+        names::check_file_name(name)?;
+        let job = Job::given(name, Input::File(path.to_owned()));
+        let opened = open_input(path, None, &job)?;
+        let whole = self
+            .read_whole(path, None, &opened.file, &opened.metadata)
+            .await?;
+        Ok(whole.map(|whole| (opened.identity, whole)))
     }
 
     /// Announces `ready`, read from `files`, in one step. Returns what
