@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::killer::ConnectionKiller;
 use common::{
-    Running, Server, assert_same_tree, last_line_of_failure, log_text, noise, run, spawn,
-    succeeded, wait, wait_for_all, write,
+    Running, Server, all_succeeded, assert_same_tree, last_line_of_failure, log_text, noise, run,
+    spawn, succeeded, wait, write,
 };
 
 const T: Duration = Duration::from_secs(120);
@@ -345,9 +345,7 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
         failure(&mut server);
     }
     let mut received = 0;
-    let (outputs, sent) = wait_for_all(receivers, sender, T);
-    for output in &outputs {
-        let stderr = succeeded(output);
+    for stderr in all_succeeded(receivers, sender, T) {
         let count = stderr.matches("received f").count();
         if mode == Mode::Broadcast {
             // Each file once, even when Redis forgot an acknowledgement.
@@ -355,7 +353,6 @@ fn transfer_through_a_redis_failure(mut server: Server, mode: Mode, failure: imp
         }
         received += count;
     }
-    succeeded(&sent);
     match mode {
         Mode::Broadcast => {
             for i in 0..2 {

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Remote, Running, Server, assert_same_tree, log_text, spawn, succeeded, wait_for_all};
+use common::{Remote, Running, Server, all_succeeded, assert_same_tree, log_text, spawn};
 
 /// One way; a PING's round trip through the proxy measures about 0.65 ms
 /// on the development machine (the proxy's own cost comes on top of twice
@@ -59,11 +59,7 @@ fn hundreds_of_small_files_and_a_large_one_reach_two_receivers_whole_over_a_dela
     let out = |i: usize| work.path().join(format!("out{i}"));
     let receivers = receivers_0_and_1(&remote, "far", work.path());
     let sender = spawn(remote.send("far").receivers(2).path(&source));
-    let (received, sent) = wait_for_all(receivers, sender, T);
-    succeeded(&sent);
-    for outcome in &received {
-        succeeded(outcome);
-    }
+    all_succeeded(receivers, sender, T);
     for i in 0..2 {
         assert_same_tree(&source, &out(i));
     }
@@ -103,11 +99,7 @@ fn a_receiver_killed_mid_transfer_over_a_delayed_link_and_restarted_gets_every_b
         "the kill landed after the end ({had} of {files} files)"
     );
     let again = receive("victim");
-    let (received, sent) = wait_for_all(vec![steady, again], sender, T);
-    succeeded(&sent);
-    for outcome in &received {
-        succeeded(outcome);
-    }
+    all_succeeded(vec![steady, again], sender, T);
     assert_same_tree(&source, &out("steady"));
     assert_same_tree(&source, &out("victim"));
     eprintln!("the victim was killed with {had} of {files} files in place");
@@ -140,11 +132,7 @@ fn a_sender_killed_mid_run_over_a_delayed_link_resumes_and_announces_no_file_twi
         had < files as u64,
         "the kill landed after the last announcement"
     );
-    let (received, sent) = wait_for_all(receivers, send(), T);
-    succeeded(&sent);
-    for outcome in &received {
-        succeeded(outcome);
-    }
+    all_succeeded(receivers, send(), T);
     for i in 0..2 {
         assert_same_tree(&source, &out(i));
     }

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, Server, TABLE, book_logs, log_text, noise, spawn, spawn_printing_to, succeeded, tree,
-    wait_for_all, write,
+    Running, Server, TABLE, all_succeeded, book_logs, log_text, noise, spawn, spawn_printing_to,
+    tree, write,
 };
 
 const T: Duration = Duration::from_secs(180);
@@ -59,12 +59,16 @@ fn roll_back_twice(server: &mut Server, channel: &str) {
     roll_back(server, channel, 12, deadline);
 }
 
-/// Waits for every process, the sender last, which must succeed, and
-/// returns the receivers' outputs.
-fn all_exit(receivers: Vec<Running>, sender: Running) -> Vec<std::process::Output> {
-    let (outputs, sent) = wait_for_all(receivers, sender, T);
-    succeeded(&sent);
-    outputs
+/// Asserts that each receiver said it received each of `count` files
+/// (named `f...`) once.
+fn each_received_once(said: Vec<String>, count: u64) {
+    for stderr in said {
+        assert_eq!(
+            stderr.matches("received f").count() as u64,
+            count,
+            "{stderr}"
+        );
+    }
 }
 
 /// How many files each test sends.
@@ -109,9 +113,7 @@ fn aggregate_workers_count_every_visit_exactly_once_through_snapshot_rollbacks()
         .collect();
     let sender = send(&server, "logs", &["--workers"], &logs);
     roll_back_twice(&mut server, "logs");
-    for output in all_exit(workers, sender) {
-        succeeded(&output);
-    }
+    all_succeeded(workers, sender, T);
     assert_eq!(server.daily_counts("country"), expected);
 }
 
@@ -127,14 +129,7 @@ fn broadcast_copies_are_whole_through_snapshot_rollbacks() {
         .collect();
     let sender = send(&server, "copies", &["--receivers", "a,b"], &source);
     roll_back_twice(&mut server, "copies");
-    for output in all_exit(receivers, sender) {
-        let stderr = succeeded(&output);
-        assert_eq!(
-            stderr.matches("received f").count() as u64,
-            FILES,
-            "{stderr}"
-        );
-    }
+    each_received_once(all_succeeded(receivers, sender, T), FILES);
     for id in ["a", "b"] {
         common::assert_same_tree(&source, &work.path().join(id));
     }
@@ -163,7 +158,7 @@ fn stdout_is_every_file_once_in_order_through_snapshot_rollbacks() {
     );
     let sender = send(&server, "printed", &["--receivers", "p"], &source);
     roll_back_twice(&mut server, "printed");
-    let said = succeeded(&all_exit(vec![receiver], sender).remove(0));
+    let said = all_succeeded(vec![receiver], sender, T).remove(0);
     let expected: Vec<u8> = tree(&source).into_values().flatten().collect();
     let printed = std::fs::read(&printed).unwrap();
     assert!(
@@ -194,14 +189,7 @@ fn small_files_over_a_delayed_link_arrive_once_each_through_snapshot_rollbacks()
         .collect();
     let sender = spawn(remote.send("small").receivers("a,b").path(&source));
     roll_back_twice(&mut server, "small");
-    for output in all_exit(receivers, sender) {
-        let stderr = succeeded(&output);
-        assert_eq!(
-            stderr.matches("received f").count() as u64,
-            SMALL,
-            "{stderr}"
-        );
-    }
+    each_received_once(all_succeeded(receivers, sender, T), SMALL);
     for id in ["a", "b"] {
         common::assert_same_tree(&source, &work.path().join(id));
     }

@@ -632,6 +632,14 @@ pub fn wait_for_all(
     (outputs, sent)
 }
 
+/// [`wait_for_all`], asserting that every process succeeded; returns
+/// what each receiver said (stderr), in order.
+pub fn all_succeeded(receivers: Vec<Running>, sender: Running, timeout: Duration) -> Vec<String> {
+    let (received, sent) = wait_for_all(receivers, sender, timeout);
+    succeeded(&sent);
+    received.iter().map(succeeded).collect()
+}
+
 /// The error line a failed run ended with (after its progress log).
 pub fn last_line_of_failure(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);

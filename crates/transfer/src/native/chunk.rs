@@ -128,11 +128,12 @@ impl Compressed {
 
 /// The chunk value a small input makes on its own, framed as [`Packer`]
 /// frames one chunk: one raw block, or the compressed blocks one after
-/// another; `None` when it does not fit one chunk of `slot`. An empty
-/// input makes an empty value. Allocated to fit, not from a pool: the
-/// value is kept while a whole batch of small files is announced.
-pub(crate) fn whole_value(codec: Codec, data: &[u8], slot: u64) -> Option<Bytes> {
-    let capacity = memory::capacity_of(slot) as usize;
+/// another; `None` when it does not fit one chunk of `slot`, or is longer
+/// than `at_most`. An empty input makes an empty value. Allocated to fit,
+/// not from a pool: the value is kept while a whole batch of small files
+/// is announced.
+pub(crate) fn whole_value(codec: Codec, data: &[u8], slot: u64, at_most: usize) -> Option<Bytes> {
+    let capacity = (memory::capacity_of(slot) as usize).min(at_most);
     if data.is_empty() {
         return Some(Bytes::new());
     }
@@ -517,16 +518,23 @@ mod tests {
             .collect();
         for codec in [Codec::Lz4, Codec::Zstd] {
             let packed = pack_compressed(codec, &text[..100_000]);
-            let value = whole_value(codec, &text[..100_000], SLOT).unwrap();
+            let value = whole_value(codec, &text[..100_000], SLOT, usize::MAX).unwrap();
             assert_eq!((packed.len(), &packed[0].data), (1, &value));
         }
         let raw = &text[..5000];
         let mut buffer = block_buffer(&CHUNKS, raw.len());
         buffer.extend_from_slice(raw);
         let packed = pack(vec![Block::raw(buffer)]);
-        assert_eq!(whole_value(Codec::Raw, raw, SLOT).unwrap(), packed[0].data);
-        assert_eq!(whole_value(Codec::Raw, b"", SLOT).unwrap(), Bytes::new());
+        assert_eq!(
+            whole_value(Codec::Raw, raw, SLOT, usize::MAX).unwrap(),
+            packed[0].data
+        );
+        assert_eq!(
+            whole_value(Codec::Raw, b"", SLOT, usize::MAX).unwrap(),
+            Bytes::new()
+        );
         let too_big = vec![7; CAPACITY as usize];
-        assert_eq!(whole_value(Codec::Raw, &too_big, SLOT), None);
+        assert_eq!(whole_value(Codec::Raw, &too_big, SLOT, usize::MAX), None);
+        assert_eq!(whole_value(Codec::Raw, raw, SLOT, 1000), None);
     }
 }

@@ -7,7 +7,6 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::{Either, ready};
 use futures_util::stream::FuturesOrdered;
@@ -396,14 +395,6 @@ async fn fill_block<R: AsyncRead + Unpin>(
         }
     }
     Ok((len, false))
-}
-
-/// Encodes a small input held in memory into one chunk value, with the
-/// codec `compression` picks from its first bytes; `None` when it takes
-/// more than one chunk of `slot` bytes. An empty input is an empty value.
-pub(crate) fn encode_whole(data: &[u8], compression: Compression, slot: u64) -> Option<Bytes> {
-    let (codec, _) = compression.codec_for(&data[..data.len().min(HEAD)]);
-    chunk::whole_value(codec, data, slot)
 }
 
 /// What a file looked like when it was opened, to tell whether it changed

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use super::Sender;
 use crate::error::{Error, Result};
+use crate::native::chunk;
+use crate::native::codec::Codec;
 use crate::native::encoder::{self, Snapshot};
 use crate::native::pieces::Piece;
 use crate::native::protocol::sending::Whole;
@@ -46,6 +48,13 @@ impl Sender {
         let path = path.to_owned();
         let limit = self.limit;
         tokio::task::spawn_blocking(move || {
+            let shown = path.display().to_string();
+            let codec = encoder::codec_for_file(compression, &file, &shown)
+                .map_err(|e| Error::io(&path, e))?;
+            // Data that stays as it is, too long for a record: not worth a read.
+            if codec == Codec::Raw && len + chunk::HEADER as u64 > VALUE_AT_MOST as u64 {
+                return Ok(None);
+            }
             let data = read_exactly(&file, start, len).map_err(|e| Error::io(&path, e))?;
             let now = file.metadata().map_err(|e| Error::io(&path, e))?;
             let changed = match data.len() as u64 == len {
@@ -58,8 +67,7 @@ impl Sender {
             if let Some(reason) = changed {
                 return Err(Error::SourceChanged { path, reason });
             }
-            let value = encoder::encode_whole(&data, compression, slot)
-                .filter(|value| value.len() <= VALUE_AT_MOST);
+            let value = chunk::whole_value(codec, &data, slot, VALUE_AT_MOST);
             Ok(value.map(|value| Whole {
                 value,
                 size: len,
